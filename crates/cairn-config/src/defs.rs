@@ -1,0 +1,272 @@
+//! The table of settings Cairn understands: name, type, Kafka's default, range, documentation.
+
+use crate::ConfigError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    Int,
+    Long,
+    Short,
+    String,
+    List,
+}
+
+impl ConfigType {
+    /// DescribeConfigs v3+ `config_type` codes.
+    pub fn kafka_code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Short => 4,
+            ConfigType::Long => 5,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub ty: ConfigType,
+    pub default: Option<&'static str>,
+    /// Smallest accepted value for numeric settings.
+    pub min: Option<i64>,
+    /// For strings: the accepted values (case-sensitive, as Kafka).
+    pub one_of: &'static [&'static str],
+    /// For topic settings: the broker setting that supplies the default.
+    pub broker_synonym: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+impl ConfigDef {
+    pub fn validate(&self, value: &str) -> Result<(), ConfigError> {
+        let bad = |reason: std::string::String| ConfigError::InvalidValue {
+            key: self.name.to_string(),
+            value: value.to_string(),
+            reason,
+        };
+        match self.ty {
+            ConfigType::Boolean => {
+                if value != "true" && value != "false" {
+                    return Err(bad("expected true or false".into()));
+                }
+            }
+            ConfigType::Int | ConfigType::Long | ConfigType::Short => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| bad("expected a whole number".into()))?;
+                let (lo, hi) = match self.ty {
+                    ConfigType::Int => (i32::MIN as i64, i32::MAX as i64),
+                    ConfigType::Short => (i16::MIN as i64, i16::MAX as i64),
+                    _ => (i64::MIN, i64::MAX),
+                };
+                if n < lo || n > hi {
+                    return Err(bad("out of range for its type".into()));
+                }
+                if let Some(min) = self.min {
+                    if n < min {
+                        return Err(bad(format!("must be at least {min}")));
+                    }
+                }
+            }
+            ConfigType::String | ConfigType::List => {
+                if !self.one_of.is_empty() {
+                    let items: Vec<&str> = if self.ty == ConfigType::List {
+                        value.split(',').map(str::trim).collect()
+                    } else {
+                        vec![value]
+                    };
+                    for it in items {
+                        if !self.one_of.contains(&it) {
+                            return Err(bad(format!("expected one of {:?}", self.one_of)));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+const fn def(
+    name: &'static str,
+    ty: ConfigType,
+    default: Option<&'static str>,
+    min: Option<i64>,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        ty,
+        default,
+        min,
+        one_of: &[],
+        broker_synonym: None,
+        doc,
+    }
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+
+use ConfigType::*;
+
+pub static BROKER_DEFS: &[ConfigDef] = &[
+    def("node.id", Int, Some("1"), Some(0), "The id of this broker."),
+    def("broker.id", Int, Some("1"), Some(0), "Older name of node.id."),
+    def("listeners", String, None, None, "Address to listen on, e.g. PLAINTEXT://127.0.0.1:9092; --listen takes precedence."),
+    def("advertised.listeners", String, None, None, "Address clients are told to connect to; defaults to the listen address."),
+    def("log.dirs", String, None, None, "Data directory; --data-dir takes precedence."),
+    def("num.partitions", Int, Some("1"), Some(1), "Default partition count for auto-created topics and CreateTopics with -1."),
+    def("auto.create.topics.enable", Boolean, Some("true"), None, "Create unknown topics on Metadata and Produce requests."),
+    def("default.replication.factor", Short, Some("1"), Some(1), "Replication factor of new topics; a single broker only supports 1."),
+    def("message.max.bytes", Int, Some("1048588"), Some(0), "Largest record batch the broker accepts."),
+    def("socket.request.max.bytes", Int, Some("104857600"), Some(1), "Largest request frame; larger frames close the connection."),
+    def("log.segment.bytes", Int, Some("1073741824"), Some(14), "Size at which a partition's active segment is rolled."),
+    def("log.roll.ms", Long, None, Some(1), "Age at which a segment is rolled (overrides log.roll.hours)."),
+    def("log.roll.hours", Int, Some("168"), Some(1), "Age in hours at which a segment is rolled."),
+    def("log.retention.ms", Long, None, Some(-1), "Time retention in ms, -1 for unlimited (overrides minutes and hours)."),
+    def("log.retention.minutes", Int, None, Some(-1), "Time retention in minutes (overrides hours)."),
+    def("log.retention.hours", Int, Some("168"), Some(-1), "Time retention in hours."),
+    def("log.retention.bytes", Long, Some("-1"), Some(-1), "Size retention per partition, -1 for unlimited."),
+    def("log.retention.check.interval.ms", Long, Some("300000"), Some(1), "How often retention runs."),
+    def("log.flush.interval.messages", Long, Some(LONG_MAX), Some(1), "1 = fsync before acknowledging a produce (power-loss durability, with group commit); otherwise acknowledged data is in the OS page cache and survives a broker crash."),
+    def("log.flush.interval.ms", Long, None, Some(0), "If set, dirty partitions are fsynced in the background at this interval."),
+    def("log.index.interval.bytes", Int, Some("4096"), Some(0), "Bytes between offset index entries."),
+    ConfigDef {
+        name: "log.message.timestamp.type",
+        ty: String,
+        default: Some("CreateTime"),
+        min: None,
+        one_of: TIMESTAMP_TYPES,
+        broker_synonym: None,
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with broker time.",
+    },
+];
+
+const fn topic(
+    name: &'static str,
+    ty: ConfigType,
+    default: Option<&'static str>,
+    min: Option<i64>,
+    broker_synonym: Option<&'static str>,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        ty,
+        default,
+        min,
+        one_of: &[],
+        broker_synonym,
+        doc,
+    }
+}
+
+pub static TOPIC_DEFS: &[ConfigDef] = &[
+    ConfigDef {
+        name: "cleanup.policy",
+        ty: List,
+        default: Some("delete"),
+        min: None,
+        one_of: &["delete", "compact"],
+        broker_synonym: None,
+        doc: "delete: retention removes old segments; compact: keep the newest record per key.",
+    },
+    ConfigDef {
+        name: "compression.type",
+        ty: String,
+        default: Some("producer"),
+        min: None,
+        one_of: &["producer"],
+        broker_synonym: None,
+        doc: "Batches are stored as the producer compressed them.",
+    },
+    topic(
+        "retention.ms",
+        Long,
+        None,
+        Some(-1),
+        Some("log.retention.ms"),
+        "Time retention in ms, -1 for unlimited.",
+    ),
+    topic(
+        "retention.bytes",
+        Long,
+        None,
+        Some(-1),
+        Some("log.retention.bytes"),
+        "Size retention per partition, -1 for unlimited.",
+    ),
+    topic(
+        "segment.bytes",
+        Int,
+        None,
+        Some(14),
+        Some("log.segment.bytes"),
+        "Segment roll size.",
+    ),
+    topic(
+        "segment.ms",
+        Long,
+        None,
+        Some(1),
+        Some("log.roll.ms"),
+        "Segment roll age.",
+    ),
+    topic(
+        "max.message.bytes",
+        Int,
+        None,
+        Some(0),
+        Some("message.max.bytes"),
+        "Largest record batch accepted for this topic.",
+    ),
+    topic(
+        "segment.index.bytes",
+        Int,
+        Some("10485760"),
+        Some(4),
+        None,
+        "Maximum index size (informational).",
+    ),
+    topic(
+        "index.interval.bytes",
+        Int,
+        None,
+        Some(0),
+        Some("log.index.interval.bytes"),
+        "Bytes between offset index entries.",
+    ),
+    topic(
+        "flush.messages",
+        Long,
+        None,
+        Some(1),
+        Some("log.flush.interval.messages"),
+        "1 = fsync before acknowledging.",
+    ),
+    topic(
+        "min.insync.replicas",
+        Int,
+        Some("1"),
+        Some(1),
+        None,
+        "Always satisfied by a single broker.",
+    ),
+    ConfigDef {
+        name: "message.timestamp.type",
+        ty: String,
+        default: None,
+        min: None,
+        one_of: TIMESTAMP_TYPES,
+        broker_synonym: Some("log.message.timestamp.type"),
+        doc: "CreateTime or LogAppendTime.",
+    },
+];
+
+pub(crate) fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_DEFS.iter().find(|d| d.name == name)
+}
