@@ -1,0 +1,160 @@
+"""Start, stop, restart and crash a `cairn serve` process for integration tests.
+
+Every broker gets a free 127.0.0.1 port and its own data directory. Its stderr
+is written to a log file (appended across restarts) so a failing test can show
+what the broker said.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO_ROOT / "target" / "release" / "cairn"
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+def cairn_bin():
+    return Path(os.environ.get("CAIRN_BIN", str(DEFAULT_BIN)))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+class Broker:
+    """One cairn broker process (restartable on the same port and data dir)."""
+
+    def __init__(self, data_dir, log_path, options=None, port=None, config_file=None):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = Path(log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.options = dict(options or {})
+        self.port = port or free_port()
+        self.config_file = config_file
+        self.proc = None
+        self.starts = 0
+
+    # -- addresses -----------------------------------------------------------
+    @property
+    def host(self):
+        return "127.0.0.1"
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    # -- lifecycle -----------------------------------------------------------
+    def argv(self):
+        argv = [
+            str(cairn_bin()),
+            "serve",
+            "--listen",
+            self.bootstrap,
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        if self.config_file:
+            argv += ["--config", str(self.config_file)]
+        for key, value in self.options.items():
+            argv += ["-o", f"{key}={value}"]
+        return argv
+
+    def start(self, timeout=START_TIMEOUT_S):
+        if self.proc is not None and self.proc.poll() is None:
+            raise BrokerError("broker already running")
+        binary = cairn_bin()
+        if not binary.exists():
+            raise BrokerError(f"broker binary not built: {binary}")
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(self.argv())}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "RUST_BACKTRACE": "1"},
+            )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=START_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                raise BrokerError(
+                    f"broker exited with code {code} before accepting connections; "
+                    f"stderr:\n{self.log_tail()}"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise BrokerError(
+            f"broker did not accept TCP connections on {self.bootstrap} within "
+            f"{timeout}s; stderr:\n{self.log_tail()}"
+        )
+
+    def is_running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=STOP_TIMEOUT_S):
+        """SIGTERM, then SIGKILL after `timeout`. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._log_note(f"broker ignored SIGTERM for {timeout}s; sending SIGKILL")
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+    def kill9(self):
+        """Crash the broker (SIGKILL) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+            self._log_note("broker killed with SIGKILL by the test")
+
+    def restart(self, graceful=True, timeout=START_TIMEOUT_S):
+        if graceful:
+            self.stop()
+        else:
+            self.kill9()
+        return self.start(timeout)
+
+    # -- logs ----------------------------------------------------------------
+    def _log_note(self, text):
+        with open(self.log_path, "ab") as log:
+            log.write(f"===== {text}\n".encode())
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, max_chars=20000):
+        text = self.log_text()
+        if len(text) > max_chars:
+            text = "[... cut ...]\n" + text[-max_chars:]
+        return text

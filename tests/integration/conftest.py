@@ -1,0 +1,74 @@
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from cairn_harness import Broker
+
+OUTPUT_DIR = Path(__file__).resolve().parent / "test-output"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _safe_name(nodeid):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid)[-150:]
+
+
+@pytest.fixture
+def broker_factory(request, tmp_path):
+    """Returns start(options=None, **kw) -> a running Broker.
+
+    All brokers started by a test are stopped (SIGTERM, then SIGKILL) at the
+    end of the test; if the test failed, their stderr is printed.
+    """
+    brokers = []
+    base_log = OUTPUT_DIR / _safe_name(request.node.nodeid)
+
+    def start(options=None, **kwargs):
+        n = len(brokers)
+        broker = Broker(
+            data_dir=tmp_path / f"data{n}",
+            log_path=Path(f"{base_log}.{n}.log"),
+            options=options,
+            **kwargs,
+        )
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield start
+
+    failed = any(
+        getattr(request.node, "rep_" + when, None) is not None
+        and getattr(request.node, "rep_" + when).failed
+        for when in ("setup", "call")
+    )
+    for broker in brokers:
+        code = broker.stop()
+        if code not in (None, 0, -15):
+            failed = True
+            sys.stderr.write(f"broker {broker.bootstrap} exited with code {code} on SIGTERM\n")
+    if failed:
+        for broker in brokers:
+            sys.stderr.write(
+                f"\n----- cairn stderr ({broker.bootstrap}, {broker.log_path}) -----\n"
+                f"{broker.log_tail()}\n"
+            )
+
+
+DEFAULT_OPTIONS = {
+    "num.partitions": 4,
+    "auto.create.topics.enable": "true",
+}
+
+
+@pytest.fixture
+def broker(broker_factory):
+    """A broker with default test options (num.partitions=4, auto-create on)."""
+    return broker_factory(dict(DEFAULT_OPTIONS))
