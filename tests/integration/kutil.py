@@ -142,6 +142,11 @@ def consume_exact(c, tps, count, timeout=CLIENT_TIMEOUT_S):
     Fails on consumer errors and on timeout; returns the list of Message.
     """
     c.assign(tps)
+    return poll_n(c, count, timeout)
+
+
+def poll_n(c, count, timeout=CLIENT_TIMEOUT_S):
+    """Poll an already-assigned consumer until `count` messages arrived (fails otherwise)."""
     got = []
     deadline = time.monotonic() + timeout
     while len(got) < count and time.monotonic() < deadline:
