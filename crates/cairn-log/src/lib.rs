@@ -1,1 +1,13 @@
-//! cairn-log
+//! cairn-log: the embedded, durable storage of a Cairn broker.
+//!
+//! - [`batch`]: zero-copy views over Kafka v2 record batches;
+//! - [`PartitionLog`]: one partition's segmented log with offset and time
+//!   indexes, crash recovery and retention;
+//! - [`Store`]: the persisted topic registry owning all partition logs.
+
+pub mod batch;
+mod partition;
+mod store;
+
+pub use partition::{AppendInfo, LogConfig, LogError, PartitionLog, ReadResult, TimestampType};
+pub use store::{LogConfigFn, Store, StoreError, TopicMeta};

@@ -1,0 +1,590 @@
+//! Zero-copy access to Kafka record batches (magic 2).
+//!
+//! Layout of the batch header (all big-endian):
+//!
+//! | offset | field                |
+//! |--------|----------------------|
+//! | 0      | baseOffset i64       |
+//! | 8      | batchLength i32      |
+//! | 12     | partitionLeaderEpoch |
+//! | 16     | magic i8             |
+//! | 17     | crc u32              |
+//! | 21     | attributes i16       |
+//! | 23     | lastOffsetDelta i32  |
+//! | 27     | baseTimestamp i64    |
+//! | 35     | maxTimestamp i64     |
+//! | 43     | producerId i64       |
+//! | 51     | producerEpoch i16    |
+//! | 53     | baseSequence i32     |
+//! | 57     | recordCount i32      |
+//! | 61     | records...           |
+//!
+//! `batchLength` counts the bytes after the length field itself; the CRC-32C
+//! covers everything from `attributes` to the end of the batch, so the base
+//! offset and leader epoch can be rewritten without touching the checksum.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+/// Size of the fixed v2 batch header.
+pub const HEADER_SIZE: usize = 61;
+/// Bytes preceding the part counted by `batchLength` (baseOffset + batchLength).
+pub const LOG_OVERHEAD: usize = 12;
+/// The only record format this crate stores.
+pub const MAGIC_V2: i8 = 2;
+
+const BASE_OFFSET: usize = 0;
+const LENGTH: usize = 8;
+const LEADER_EPOCH: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
+const RECORD_COUNT: usize = 57;
+
+/// Attribute bits.
+pub const COMPRESSION_MASK: i16 = 0x07;
+pub const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
+pub const TRANSACTIONAL_BIT: i16 = 1 << 4;
+pub const CONTROL_BIT: i16 = 1 << 5;
+
+/// Why a byte range is not a usable record batch.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("truncated batch: need {needed} bytes, {available} available")]
+    Truncated { needed: usize, available: usize },
+    #[error("invalid batch length {0}")]
+    BadLength(i32),
+    #[error("unsupported magic {0}")]
+    UnsupportedMagic(i8),
+    #[error("crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("unknown compression codec {0}")]
+    UnknownCompression(u8),
+    #[error("decompression failed: {0}")]
+    Decompression(String),
+    #[error("invalid records: {0}")]
+    InvalidRecords(String),
+}
+
+/// Compression codec named by attribute bits 0-2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub fn from_attributes(attributes: i16) -> Result<Compression, BatchError> {
+        match (attributes & COMPRESSION_MASK) as u8 {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Gzip),
+            2 => Ok(Compression::Snappy),
+            3 => Ok(Compression::Lz4),
+            4 => Ok(Compression::Zstd),
+            other => Err(BatchError::UnknownCompression(other)),
+        }
+    }
+}
+
+fn get_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn get_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn get_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// A view over one record batch.
+///
+/// Header accessors need only the first [`HEADER_SIZE`] bytes, so the view can
+/// also wrap a header that was read on its own (e.g. while scanning a file).
+/// Methods that look past the header (`verify_crc`, `records_region`) require
+/// the whole batch; [`BatchView::is_complete`] tells whether it is present.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchView<B> {
+    buf: B,
+}
+
+impl<B: AsRef<[u8]>> BatchView<B> {
+    /// Wraps `buf`, which must hold at least a full header of a magic 2 batch
+    /// whose length field is plausible.
+    pub fn new(buf: B) -> Result<BatchView<B>, BatchError> {
+        let b = buf.as_ref();
+        if b.len() < LOG_OVERHEAD + 5 {
+            return Err(BatchError::Truncated {
+                needed: HEADER_SIZE,
+                available: b.len(),
+            });
+        }
+        let magic = b[MAGIC] as i8;
+        if magic != MAGIC_V2 {
+            return Err(BatchError::UnsupportedMagic(magic));
+        }
+        let length = get_i32(b, LENGTH);
+        if length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+            return Err(BatchError::BadLength(length));
+        }
+        if b.len() < HEADER_SIZE {
+            return Err(BatchError::Truncated {
+                needed: HEADER_SIZE,
+                available: b.len(),
+            });
+        }
+        Ok(BatchView { buf })
+    }
+
+    /// Like [`BatchView::new`] but also requires `buf` to be exactly one whole batch.
+    pub fn new_complete(buf: B) -> Result<BatchView<B>, BatchError> {
+        let view = BatchView::new(buf)?;
+        let have = view.buf.as_ref().len();
+        if have != view.size() {
+            if have < view.size() {
+                return Err(BatchError::Truncated {
+                    needed: view.size(),
+                    available: have,
+                });
+            }
+            return Err(BatchError::BadLength(view.batch_length()));
+        }
+        Ok(view)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.as_ref()
+    }
+
+    pub fn into_inner(self) -> B {
+        self.buf
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        get_i64(self.as_bytes(), BASE_OFFSET)
+    }
+
+    pub fn batch_length(&self) -> i32 {
+        get_i32(self.as_bytes(), LENGTH)
+    }
+
+    /// Total size of the batch on the wire, including the 12 byte log overhead.
+    pub fn size(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length() as usize
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.as_bytes().len() >= self.size()
+    }
+
+    pub fn partition_leader_epoch(&self) -> i32 {
+        get_i32(self.as_bytes(), LEADER_EPOCH)
+    }
+
+    pub fn magic(&self) -> i8 {
+        self.as_bytes()[MAGIC] as i8
+    }
+
+    pub fn crc(&self) -> u32 {
+        get_i32(self.as_bytes(), CRC) as u32
+    }
+
+    pub fn attributes(&self) -> i16 {
+        get_i16(self.as_bytes(), ATTRIBUTES)
+    }
+
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        Compression::from_attributes(self.attributes())
+    }
+
+    /// True when the batch's timestamps are broker-assigned (LogAppendTime).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes() & TIMESTAMP_TYPE_BIT != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & TRANSACTIONAL_BIT != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes() & CONTROL_BIT != 0
+    }
+
+    pub fn last_offset_delta(&self) -> i32 {
+        get_i32(self.as_bytes(), LAST_OFFSET_DELTA)
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset() + self.last_offset_delta() as i64
+    }
+
+    /// The offset following this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    pub fn base_timestamp(&self) -> i64 {
+        get_i64(self.as_bytes(), BASE_TIMESTAMP)
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        get_i64(self.as_bytes(), MAX_TIMESTAMP)
+    }
+
+    pub fn producer_id(&self) -> i64 {
+        get_i64(self.as_bytes(), PRODUCER_ID)
+    }
+
+    pub fn producer_epoch(&self) -> i16 {
+        get_i16(self.as_bytes(), PRODUCER_EPOCH)
+    }
+
+    pub fn base_sequence(&self) -> i32 {
+        get_i32(self.as_bytes(), BASE_SEQUENCE)
+    }
+
+    /// Sequence number of the last record, wrapping like Kafka does.
+    pub fn last_sequence(&self) -> i32 {
+        let base = self.base_sequence();
+        if base < 0 {
+            return base;
+        }
+        let last = base as i64 + self.last_offset_delta() as i64;
+        if last > i32::MAX as i64 {
+            (last - i32::MAX as i64 - 1) as i32
+        } else {
+            last as i32
+        }
+    }
+
+    pub fn record_count(&self) -> i32 {
+        get_i32(self.as_bytes(), RECORD_COUNT)
+    }
+
+    /// CRC-32C over the checksummed part of the batch. Requires a complete batch.
+    pub fn compute_crc(&self) -> u32 {
+        let end = self.size().min(self.as_bytes().len());
+        crc32c::crc32c(&self.as_bytes()[ATTRIBUTES..end])
+    }
+
+    /// Whether the stored checksum matches; false for an incomplete batch.
+    pub fn verify_crc(&self) -> bool {
+        self.is_complete() && self.compute_crc() == self.crc()
+    }
+
+    /// Like [`BatchView::verify_crc`] but reporting both values.
+    pub fn check_crc(&self) -> Result<(), BatchError> {
+        if !self.is_complete() {
+            return Err(BatchError::Truncated {
+                needed: self.size(),
+                available: self.as_bytes().len(),
+            });
+        }
+        let computed = self.compute_crc();
+        if computed != self.crc() {
+            return Err(BatchError::CrcMismatch {
+                stored: self.crc(),
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// The (possibly compressed) bytes following the header.
+    pub fn records_region(&self) -> &[u8] {
+        let end = self.size().min(self.as_bytes().len());
+        &self.as_bytes()[HEADER_SIZE..end]
+    }
+
+    /// The uncompressed records region: borrowed when the batch is not compressed.
+    pub fn decompressed_records(&self) -> Result<Cow<'_, [u8]>, BatchError> {
+        let region = self.records_region();
+        let codec = self.compression()?;
+        if codec == Compression::None {
+            return Ok(Cow::Borrowed(region));
+        }
+        decompress(codec, region).map(|b| Cow::Owned(b.to_vec()))
+    }
+
+    /// Parses the records of a complete batch (decompressing if needed) and
+    /// checks that exactly `recordCount` well-formed records are present.
+    pub fn records(&self) -> Result<Vec<RecordInfo>, BatchError> {
+        let data = self.decompressed_records()?;
+        let count = self.record_count();
+        if count < 0 {
+            return Err(BatchError::InvalidRecords(format!(
+                "negative record count {count}"
+            )));
+        }
+        parse_records(&data, count as usize)
+    }
+
+    /// Timestamp of each record as a consumer would see it: for LogAppendTime
+    /// batches every record carries the batch's max timestamp.
+    pub fn record_timestamps(&self) -> Result<Vec<(i64, i64)>, BatchError> {
+        let records = self.records()?;
+        let base_offset = self.base_offset();
+        let base_ts = self.base_timestamp();
+        let append_time = self.is_log_append_time().then(|| self.max_timestamp());
+        Ok(records
+            .iter()
+            .map(|r| {
+                let ts = append_time.unwrap_or(base_ts.wrapping_add(r.timestamp_delta));
+                (base_offset + r.offset_delta as i64, ts)
+            })
+            .collect())
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> BatchView<B> {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.buf.as_mut()
+    }
+
+    /// Rewrites the base offset. Not covered by the CRC, so nothing else changes.
+    pub fn set_base_offset(&mut self, offset: i64) {
+        self.bytes_mut()[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&offset.to_be_bytes());
+    }
+
+    /// Rewrites the partition leader epoch (also outside the CRC).
+    pub fn set_partition_leader_epoch(&mut self, epoch: i32) {
+        self.bytes_mut()[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
+    }
+
+    /// Sets the max timestamp and refreshes the CRC. Requires a complete batch.
+    pub fn set_max_timestamp(&mut self, ts: i64) {
+        self.bytes_mut()[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&ts.to_be_bytes());
+        self.update_crc();
+    }
+
+    /// Sets the attributes and refreshes the CRC. Requires a complete batch.
+    pub fn set_attributes(&mut self, attributes: i16) {
+        self.bytes_mut()[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        self.update_crc();
+    }
+
+    /// Marks the batch as LogAppendTime stamped with `ts`, with a single CRC update.
+    pub fn set_log_append_time(&mut self, ts: i64) {
+        let attributes = self.attributes() | TIMESTAMP_TYPE_BIT;
+        self.bytes_mut()[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        self.bytes_mut()[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&ts.to_be_bytes());
+        self.update_crc();
+    }
+
+    /// Recomputes and stores the CRC.
+    pub fn update_crc(&mut self) {
+        let crc = self.compute_crc();
+        self.bytes_mut()[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Splits a buffer of concatenated batches. Yields an error (and then stops)
+/// at the first torn or malformed batch.
+pub fn batches(buf: &[u8]) -> Batches<'_> {
+    Batches {
+        buf,
+        pos: 0,
+        failed: false,
+    }
+}
+
+/// Iterator returned by [`batches`].
+pub struct Batches<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Batches<'a> {
+    /// Byte position of the next batch within the buffer.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<BatchView<&'a [u8]>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.buf.len() {
+            return None;
+        }
+        let rest = &self.buf[self.pos..];
+        let result = split_one(rest);
+        match &result {
+            Ok(view) => self.pos += view.size(),
+            Err(_) => self.failed = true,
+        }
+        Some(result)
+    }
+}
+
+fn split_one(rest: &[u8]) -> Result<BatchView<&[u8]>, BatchError> {
+    if rest.len() < LOG_OVERHEAD {
+        return Err(BatchError::Truncated {
+            needed: LOG_OVERHEAD,
+            available: rest.len(),
+        });
+    }
+    let length = get_i32(rest, LENGTH);
+    // Enough to reach the magic byte; anything shorter cannot be a batch of any version.
+    if length < 5 {
+        return Err(BatchError::BadLength(length));
+    }
+    let size = LOG_OVERHEAD + length as usize;
+    if rest.len() < size {
+        return Err(BatchError::Truncated {
+            needed: size,
+            available: rest.len(),
+        });
+    }
+    BatchView::new_complete(&rest[..size])
+}
+
+fn decompress(codec: Compression, region: &[u8]) -> Result<Bytes, BatchError> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    let mut input = Bytes::copy_from_slice(region);
+    let take = |b: &mut Bytes| Ok(std::mem::take(b));
+    let out = match codec {
+        Compression::None => return Ok(input),
+        Compression::Gzip => Gzip::decompress(&mut input, take),
+        Compression::Snappy => Snappy::decompress(&mut input, take),
+        Compression::Lz4 => Lz4::decompress(&mut input, take),
+        Compression::Zstd => Zstd::decompress(&mut input, take),
+    };
+    out.map_err(|e| BatchError::Decompression(format!("{codec:?}: {e:#}")))
+}
+
+/// The parts of a record this crate cares about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordInfo {
+    pub attributes: i8,
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub key_len: i32,
+    pub value_len: i32,
+    pub header_count: i32,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn fail(&self, what: &str) -> BatchError {
+        BatchError::InvalidRecords(format!("{what} at byte {}", self.pos))
+    }
+
+    fn byte(&mut self) -> Result<u8, BatchError> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| self.fail("unexpected end"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn varlong(&mut self, max_bytes: usize) -> Result<i64, BatchError> {
+        let mut raw: u64 = 0;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            raw |= ((b & 0x7f) as u64) << (7 * i);
+            if b & 0x80 == 0 {
+                // Zigzag decoding.
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        Err(self.fail("varint too long"))
+    }
+
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        let v = self.varlong(5)?;
+        i32::try_from(v).map_err(|_| self.fail("varint out of range"))
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), BatchError> {
+        if self.buf.len() - self.pos < n {
+            return Err(self.fail("field overruns record"));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// A length-prefixed field; -1 means null when `nullable`.
+    fn bytes_field(&mut self, nullable: bool) -> Result<i32, BatchError> {
+        let len = self.varint()?;
+        if len < 0 {
+            if len == -1 && nullable {
+                return Ok(len);
+            }
+            return Err(self.fail("negative length"));
+        }
+        self.skip(len as usize)?;
+        Ok(len)
+    }
+}
+
+/// Parses exactly `count` records from an uncompressed records region,
+/// rejecting trailing bytes, overruns and malformed varints.
+pub fn parse_records(data: &[u8], count: usize) -> Result<Vec<RecordInfo>, BatchError> {
+    let mut out = Vec::with_capacity(count.min(data.len()));
+    let mut outer = Reader { buf: data, pos: 0 };
+    for n in 0..count {
+        let len = outer.varint()?;
+        if len <= 0 {
+            return Err(outer.fail("non-positive record length"));
+        }
+        let start = outer.pos;
+        outer.skip(len as usize)?;
+        let mut r = Reader {
+            buf: &data[start..start + len as usize],
+            pos: 0,
+        };
+        let attributes = r.byte()? as i8;
+        let timestamp_delta = r.varlong(10)?;
+        let offset_delta = r.varint()?;
+        let key_len = r.bytes_field(true)?;
+        let value_len = r.bytes_field(true)?;
+        let header_count = r.varint()?;
+        if header_count < 0 {
+            return Err(r.fail("negative header count"));
+        }
+        for _ in 0..header_count {
+            r.bytes_field(false)?;
+            r.bytes_field(true)?;
+        }
+        if r.pos != r.buf.len() {
+            return Err(BatchError::InvalidRecords(format!(
+                "record {n} has {} trailing bytes",
+                r.buf.len() - r.pos
+            )));
+        }
+        out.push(RecordInfo {
+            attributes,
+            timestamp_delta,
+            offset_delta,
+            key_len,
+            value_len,
+            header_count,
+        });
+    }
+    if outer.pos != data.len() {
+        return Err(BatchError::InvalidRecords(format!(
+            "{} bytes after the last of {count} records",
+            data.len() - outer.pos
+        )));
+    }
+    Ok(out)
+}

@@ -1,0 +1,1091 @@
+//! One partition's durable log: a directory of segments, each a `.log` file of
+//! raw batches plus a sparse offset index and a time index.
+//!
+//! Invariants that keep recovery cheap:
+//! - only the last (active) segment can hold data that was never fsynced, because
+//!   a segment is fsynced (with its indexes) before the next one is created;
+//! - the in-memory indexes are authoritative while open; index files are a
+//!   cache that open() validates and rebuilds when in doubt.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tracing::{debug, info, warn};
+
+use crate::batch::{self, BatchError, BatchView, HEADER_SIZE};
+
+const LOG_SUFFIX: &str = "log";
+const INDEX_SUFFIX: &str = "index";
+const TIME_INDEX_SUFFIX: &str = "timeindex";
+const CLEAN_MARKER: &str = "clean_shutdown";
+const OFFSET_ENTRY: usize = 8;
+const TIME_ENTRY: usize = 12;
+/// Relative offsets and positions are stored as u32; Kafka caps both at i32::MAX.
+const MAX_RELATIVE: i64 = i32::MAX as i64;
+
+/// How record timestamps are assigned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimestampType {
+    #[default]
+    CreateTime,
+    LogAppendTime,
+}
+
+/// Per-partition settings, mirroring the Kafka topic configs of the same names.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u32,
+    pub max_message_bytes: u32,
+    pub timestamp_type: TimestampType,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        const WEEK_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: WEEK_MS,
+            retention_ms: WEEK_MS,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
+/// Outcome of a successful append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker-assigned timestamp, or -1 for CreateTime partitions.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+    pub record_count: u32,
+}
+
+/// Whole batches returned by a read.
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    pub data: Bytes,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum LogError {
+    #[error("offset {requested} out of range [{start}, {end}]")]
+    OffsetOutOfRange {
+        requested: i64,
+        start: i64,
+        end: i64,
+    },
+    #[error("corrupt batch: {0}")]
+    CorruptBatch(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("unsupported record batch magic {0}")]
+    UnsupportedMagic(i8),
+    #[error("batch of {size} bytes exceeds the maximum of {max}")]
+    MessageTooLarge { size: usize, max: u32 },
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<BatchError> for LogError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::UnsupportedMagic(m) => LogError::UnsupportedMagic(m),
+            BatchError::InvalidRecords(_) => LogError::InvalidRecord(e.to_string()),
+            BatchError::Truncated { .. }
+            | BatchError::BadLength(_)
+            | BatchError::CrcMismatch { .. }
+            | BatchError::UnknownCompression(_)
+            | BatchError::Decompression(_) => LogError::CorruptBatch(e.to_string()),
+        }
+    }
+}
+
+fn segment_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base:020}.{suffix}"))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Sparse lookup structures of one segment, rebuilt identically by `track`
+/// whether batches arrive through append or a recovery scan.
+#[derive(Default, Clone, PartialEq, Eq, Debug)]
+struct Indexes {
+    /// (relative base offset of a batch, file position of that batch).
+    offsets: Vec<(u32, u32)>,
+    /// (batch max timestamp, relative base offset), added whenever a batch raises the segment's max.
+    times: Vec<(i64, u32)>,
+    bytes_since_entry: u64,
+}
+
+impl Indexes {
+    fn track(&mut self, base: i64, pos: u64, view: &BatchView<impl AsRef<[u8]>>, interval: u32) {
+        let rel = (view.base_offset() - base) as u32;
+        if self.bytes_since_entry >= interval as u64 {
+            self.offsets.push((rel, pos as u32));
+            self.bytes_since_entry = 0;
+        }
+        self.bytes_since_entry += view.size() as u64;
+        let ts = view.max_timestamp();
+        if ts > self.times.last().map_or(-1, |e| e.0) {
+            self.times.push((ts, rel));
+        }
+    }
+
+    /// File position to start scanning from for relative offset `rel`.
+    fn position_for(&self, rel: u32) -> u64 {
+        let i = self.offsets.partition_point(|e| e.0 <= rel);
+        if i == 0 {
+            0
+        } else {
+            self.offsets[i - 1].1 as u64
+        }
+    }
+
+    fn max_timestamp(&self) -> Option<(i64, u32)> {
+        self.times.last().copied()
+    }
+}
+
+struct Segment {
+    base: i64,
+    log: Arc<File>,
+    index_file: File,
+    time_file: File,
+    size: u64,
+    next_offset: i64,
+    idx: Indexes,
+    /// Entries already persisted to the index files.
+    offsets_written: usize,
+    times_written: usize,
+    /// Reference point for time-based rolling: the first batch's timestamp.
+    roll_base_ms: Option<i64>,
+}
+
+impl Segment {
+    fn open_files(dir: &Path, base: i64, truncate: bool) -> io::Result<(File, File, File)> {
+        let open = |suffix: &str, trunc: bool| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(trunc)
+                .open(segment_path(dir, base, suffix))
+        };
+        Ok((
+            open(LOG_SUFFIX, truncate)?,
+            open(INDEX_SUFFIX, truncate)?,
+            open(TIME_INDEX_SUFFIX, truncate)?,
+        ))
+    }
+
+    fn create(dir: &Path, base: i64) -> io::Result<Segment> {
+        let (log, index_file, time_file) = Segment::open_files(dir, base, true)?;
+        Ok(Segment {
+            base,
+            log: Arc::new(log),
+            index_file,
+            time_file,
+            size: 0,
+            next_offset: base,
+            idx: Indexes::default(),
+            offsets_written: 0,
+            times_written: 0,
+            roll_base_ms: None,
+        })
+    }
+
+    /// Appends index entries not yet in the files. No fsync: the files are rebuildable.
+    fn write_new_index_entries(&mut self) -> io::Result<()> {
+        if self.offsets_written < self.idx.offsets.len() {
+            let mut buf = Vec::new();
+            for &(rel, pos) in &self.idx.offsets[self.offsets_written..] {
+                buf.extend_from_slice(&rel.to_be_bytes());
+                buf.extend_from_slice(&pos.to_be_bytes());
+            }
+            self.index_file
+                .write_all_at(&buf, (self.offsets_written * OFFSET_ENTRY) as u64)?;
+            self.offsets_written = self.idx.offsets.len();
+        }
+        if self.times_written < self.idx.times.len() {
+            let mut buf = Vec::new();
+            for &(ts, rel) in &self.idx.times[self.times_written..] {
+                buf.extend_from_slice(&ts.to_be_bytes());
+                buf.extend_from_slice(&rel.to_be_bytes());
+            }
+            self.time_file
+                .write_all_at(&buf, (self.times_written * TIME_ENTRY) as u64)?;
+            self.times_written = self.idx.times.len();
+        }
+        Ok(())
+    }
+
+    /// Replaces both index files with the in-memory indexes.
+    fn rewrite_index_files(&mut self) -> io::Result<()> {
+        self.index_file.set_len(0)?;
+        self.time_file.set_len(0)?;
+        self.offsets_written = 0;
+        self.times_written = 0;
+        self.write_new_index_entries()
+    }
+
+    fn sync_all_files(&mut self) -> io::Result<()> {
+        self.write_new_index_entries()?;
+        self.log.sync_data()?;
+        self.index_file.sync_data()?;
+        self.time_file.sync_data()
+    }
+
+    fn max_timestamp(&self) -> Option<(i64, i64)> {
+        self.idx
+            .max_timestamp()
+            .map(|(ts, rel)| (ts, self.base + rel as i64))
+    }
+
+    /// Largest timestamp for retention, falling back to the file's mtime when
+    /// the batches carry no timestamps.
+    fn retention_timestamp(&self) -> i64 {
+        if let Some((ts, _)) = self.idx.max_timestamp() {
+            return ts;
+        }
+        self.log
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(i64::MAX, |d| d.as_millis() as i64)
+    }
+
+    fn delete_files(&self, dir: &Path) {
+        // The log goes first: index files without a log are swept on open.
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = segment_path(dir, self.base, suffix);
+            if let Err(e) = fs::remove_file(&path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    warn!(segment = self.base, error = %e, "failed to delete segment file");
+                }
+            }
+        }
+    }
+}
+
+/// Result of walking batches in a segment file.
+struct ScanEnd {
+    /// Position just past the last good batch.
+    valid_end: u64,
+    next_offset: i64,
+    /// Why the scan stopped before the end of the file, if it did.
+    problem: Option<String>,
+}
+
+/// Walks batches from `start` up to `size`, checking framing and offset order
+/// (and CRCs when `verify`), calling `on_batch` with each batch's header.
+fn scan_batches(
+    file: &File,
+    start: u64,
+    size: u64,
+    first_offset: i64,
+    verify: bool,
+    mut on_batch: impl FnMut(u64, &BatchView<&[u8]>),
+) -> io::Result<ScanEnd> {
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    reader.seek(SeekFrom::Start(start))?;
+    let mut pos = start;
+    let mut next = first_offset;
+    let mut body = Vec::new();
+    let stop = |pos, next, why: String| ScanEnd {
+        valid_end: pos,
+        next_offset: next,
+        problem: Some(why),
+    };
+    while pos < size {
+        if size - pos < HEADER_SIZE as u64 {
+            return Ok(stop(pos, next, format!("torn header at {pos}")));
+        }
+        let mut header = [0u8; HEADER_SIZE];
+        reader.read_exact(&mut header)?;
+        let view = match BatchView::new(&header[..]) {
+            Ok(v) => v,
+            Err(e) => return Ok(stop(pos, next, format!("bad header at {pos}: {e}"))),
+        };
+        let batch_size = view.size() as u64;
+        if size - pos < batch_size {
+            return Ok(stop(pos, next, format!("torn batch at {pos}")));
+        }
+        if view.base_offset() < next || view.last_offset_delta() < 0 {
+            return Ok(stop(pos, next, format!("offsets out of order at {pos}")));
+        }
+        let rest = batch_size as usize - HEADER_SIZE;
+        if verify {
+            body.clear();
+            body.extend_from_slice(&header);
+            body.resize(batch_size as usize, 0);
+            reader.read_exact(&mut body[HEADER_SIZE..])?;
+            let full = BatchView::new(&body[..]).expect("header already checked");
+            if let Err(e) = full.check_crc() {
+                return Ok(stop(pos, next, format!("batch at {pos}: {e}")));
+            }
+        } else {
+            reader.seek_relative(rest as i64)?;
+        }
+        on_batch(pos, &view);
+        next = view.next_offset();
+        pos += batch_size;
+    }
+    Ok(ScanEnd {
+        valid_end: pos,
+        next_offset: next,
+        problem: None,
+    })
+}
+
+fn read_file_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Parses index files, returning None if they are missing or implausible.
+fn load_indexes(dir: &Path, base: i64, log_size: u64) -> io::Result<Option<Indexes>> {
+    let (Some(raw_off), Some(raw_time)) = (
+        read_file_if_exists(&segment_path(dir, base, INDEX_SUFFIX))?,
+        read_file_if_exists(&segment_path(dir, base, TIME_INDEX_SUFFIX))?,
+    ) else {
+        return Ok(None);
+    };
+    if raw_off.len() % OFFSET_ENTRY != 0 || raw_time.len() % TIME_ENTRY != 0 {
+        return Ok(None);
+    }
+    let offsets: Vec<(u32, u32)> = raw_off
+        .chunks_exact(OFFSET_ENTRY)
+        .map(|c| {
+            (
+                u32::from_be_bytes(c[0..4].try_into().expect("4")),
+                u32::from_be_bytes(c[4..8].try_into().expect("4")),
+            )
+        })
+        .collect();
+    let times: Vec<(i64, u32)> = raw_time
+        .chunks_exact(TIME_ENTRY)
+        .map(|c| {
+            (
+                i64::from_be_bytes(c[0..8].try_into().expect("8")),
+                u32::from_be_bytes(c[8..12].try_into().expect("4")),
+            )
+        })
+        .collect();
+    let offsets_ok = offsets
+        .windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
+        && offsets.iter().all(|e| (e.1 as u64) < log_size);
+    let times_ok = times.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
+        && times.first().is_none_or(|e| e.0 >= 0);
+    if !offsets_ok || !times_ok {
+        return Ok(None);
+    }
+    Ok(Some(Indexes {
+        offsets,
+        times,
+        bytes_since_entry: 0,
+    }))
+}
+
+fn read_header(file: &File, pos: u64) -> io::Result<[u8; HEADER_SIZE]> {
+    let mut header = [0u8; HEADER_SIZE];
+    file.read_exact_at(&mut header, pos)?;
+    Ok(header)
+}
+
+/// Whether loaded indexes agree with the log at the spots we can check cheaply.
+fn indexes_plausible(file: &File, base: i64, size: u64, idx: &Indexes) -> io::Result<bool> {
+    if size == 0 {
+        return Ok(idx.offsets.is_empty() && idx.times.is_empty());
+    }
+    if size < HEADER_SIZE as u64 {
+        return Ok(false);
+    }
+    let first = read_header(file, 0)?;
+    let Ok(first) = BatchView::new(&first[..]) else {
+        return Ok(false);
+    };
+    if first.base_offset() != base {
+        return Ok(false);
+    }
+    // The first batch always sets the first time entry when it has a timestamp.
+    if first.max_timestamp() >= 0 && idx.times.first() != Some(&(first.max_timestamp(), 0)) {
+        return Ok(false);
+    }
+    if let Some(&(rel, pos)) = idx.offsets.last() {
+        if pos as u64 + HEADER_SIZE as u64 > size {
+            return Ok(false);
+        }
+        let h = read_header(file, pos as u64)?;
+        match BatchView::new(&h[..]) {
+            Ok(v) if v.base_offset() == base + rel as i64 => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// Opens one segment. `verify_all` requests a full CRC scan from the start
+/// (the unsynced tail after a crash); otherwise the index files are trusted if
+/// plausible and only the bytes after the last index entry are walked.
+fn recover_segment(
+    dir: &Path,
+    base: i64,
+    interval: u32,
+    verify_all: bool,
+) -> Result<Segment, LogError> {
+    let (log, index_file, time_file) = Segment::open_files(dir, base, false)?;
+    let file_size = log.metadata()?.len();
+    let loaded = if verify_all {
+        None
+    } else {
+        match load_indexes(dir, base, file_size)? {
+            Some(idx) if indexes_plausible(&log, base, file_size, &idx)? => Some(idx),
+            Some(_) => {
+                info!(segment = base, dir = %dir.display(), "index inconsistent with log, rebuilding");
+                None
+            }
+            None => {
+                info!(segment = base, dir = %dir.display(), "index missing or unreadable, rebuilding");
+                None
+            }
+        }
+    };
+    let rebuilt = loaded.is_none();
+    let original = loaded.clone();
+
+    // Resume tracking at the last offset-index entry: entries before it stay,
+    // everything from that batch on is replayed through `Indexes::track`.
+    let (mut idx, start_pos, start_rel) = match loaded {
+        Some(mut idx) => match idx.offsets.pop() {
+            Some((rel, pos)) => {
+                idx.times.retain(|e| e.1 < rel);
+                // Forces the replay to re-create the entry just popped.
+                idx.bytes_since_entry = u64::MAX / 2;
+                (idx, pos as u64, rel as i64)
+            }
+            None => (Indexes::default(), 0, 0),
+        },
+        None => (Indexes::default(), 0, 0),
+    };
+    let mut first_ts = None;
+    let end = scan_batches(
+        &log,
+        start_pos,
+        file_size,
+        base + start_rel,
+        verify_all,
+        |pos, v| {
+            if pos == 0 {
+                first_ts = Some(v.max_timestamp());
+            }
+            idx.track(base, pos, v, interval);
+        },
+    )?;
+    if idx.bytes_since_entry >= u64::MAX / 4 {
+        // No batch after the popped entry (cannot happen with a plausible index); keep counts sane.
+        idx.bytes_since_entry = 0;
+    }
+    if let Some(problem) = &end.problem {
+        warn!(
+            segment = base,
+            dir = %dir.display(),
+            truncate_to = end.valid_end,
+            discarded_bytes = file_size - end.valid_end,
+            "{problem}; truncating segment"
+        );
+        log.set_len(end.valid_end)?;
+        log.sync_all()?;
+    }
+    let mut seg = Segment {
+        base,
+        log: Arc::new(log),
+        index_file,
+        time_file,
+        size: end.valid_end,
+        next_offset: end.next_offset,
+        idx,
+        offsets_written: 0,
+        times_written: 0,
+        roll_base_ms: None,
+    };
+    if seg.size > 0 {
+        let ts = match first_ts {
+            Some(ts) => ts,
+            None => BatchView::new(&read_header(&seg.log, 0)?[..])?.max_timestamp(),
+        };
+        seg.roll_base_ms = (ts >= 0).then_some(ts);
+    }
+    if rebuilt
+        || original.as_ref()
+            != Some(&Indexes {
+                bytes_since_entry: 0,
+                ..seg.idx.clone()
+            })
+    {
+        debug!(segment = base, "writing index files");
+        seg.rewrite_index_files()?;
+        seg.index_file.sync_data()?;
+        seg.time_file.sync_data()?;
+    } else {
+        seg.offsets_written = seg.idx.offsets.len();
+        seg.times_written = seg.idx.times.len();
+    }
+    Ok(seg)
+}
+
+struct Inner {
+    /// Sorted by base offset; the last one is active.
+    segments: Vec<Segment>,
+    /// True while the clean-shutdown marker exists on disk.
+    marker_present: bool,
+}
+
+impl Inner {
+    fn active(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has a segment")
+    }
+
+    /// Index of the segment that would hold `offset`.
+    fn segment_index(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base <= offset)
+            .saturating_sub(1)
+    }
+}
+
+/// A snapshot of where to read, taken under the lock and used after releasing it.
+struct ReadPlan {
+    file: Arc<File>,
+    start_pos: u64,
+    limit: u64,
+}
+
+/// The durable log of one partition. Cheap reads, serialized appends.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: RwLock<LogConfig>,
+    inner: Mutex<Inner>,
+    start: AtomicI64,
+    end: AtomicI64,
+}
+
+/// Per-batch facts gathered during validation, before taking the lock.
+struct Pending {
+    pos: usize,
+    size: usize,
+    offsets: i64,
+    records: u32,
+}
+
+impl PartitionLog {
+    /// Opens (creating if absent) the partition directory and recovers it.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
+        fs::create_dir_all(dir)?;
+        let marker = dir.join(CLEAN_MARKER);
+        let clean = marker.exists();
+
+        let mut bases = Vec::new();
+        let mut index_files = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((stem, suffix)) = name.split_once('.') else {
+                continue;
+            };
+            let parsed = (stem.len() == 20)
+                .then(|| stem.parse::<i64>().ok())
+                .flatten();
+            match (parsed, suffix) {
+                (Some(base), LOG_SUFFIX) => bases.push(base),
+                (Some(base), INDEX_SUFFIX | TIME_INDEX_SUFFIX) => {
+                    index_files.push((base, entry.path()))
+                }
+                _ if name.ends_with(".deleted") || name.ends_with(".tmp") => {
+                    let _ = fs::remove_file(entry.path());
+                }
+                _ => {}
+            }
+        }
+        bases.sort_unstable();
+        for (base, path) in index_files {
+            if bases.binary_search(&base).is_err() {
+                debug!(path = %path.display(), "removing orphan index file");
+                fs::remove_file(&path)?;
+            }
+        }
+
+        let interval = config.index_interval_bytes;
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            segments.push(recover_segment(dir, base, interval, last && !clean)?);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0)?);
+            sync_dir(dir)?;
+        }
+        if clean {
+            // A crash from here on must be detected, so the removal has to be durable.
+            fs::remove_file(&marker)?;
+            sync_dir(dir)?;
+        }
+        let start = segments[0].base;
+        let end = segments.last().expect("non-empty").next_offset;
+        info!(dir = %dir.display(), segments = segments.len(), start, end, clean, "partition log opened");
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            config: RwLock::new(config),
+            inner: Mutex::new(Inner {
+                segments,
+                marker_present: false,
+            }),
+            start: AtomicI64::new(start),
+            end: AtomicI64::new(end),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.read().clone()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write() = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.start.load(Ordering::Acquire)
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.end.load(Ordering::Acquire)
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.lock().segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Number of segment files, mostly of interest to tests and metrics.
+    pub fn segment_count(&self) -> usize {
+        self.inner.lock().segments.len()
+    }
+
+    /// Validates one producer batch, returning its offset count, record count
+    /// and the true max record timestamp.
+    fn validate(view: &BatchView<&[u8]>, max_bytes: u32) -> Result<(i64, u32, i64), LogError> {
+        if view.size() > max_bytes as usize {
+            return Err(LogError::MessageTooLarge {
+                size: view.size(),
+                max: max_bytes,
+            });
+        }
+        view.check_crc()?;
+        let count = view.record_count();
+        if count <= 0 {
+            return Err(LogError::InvalidRecord(format!(
+                "batch record count {count}"
+            )));
+        }
+        if view.last_offset_delta() != count - 1 {
+            return Err(LogError::InvalidRecord(format!(
+                "last offset delta {} does not match record count {count}",
+                view.last_offset_delta()
+            )));
+        }
+        // Parsing (and for compressed batches, decompressing) every record is what
+        // makes the per-record offset and timestamp lookups trustworthy later.
+        let records = view.records()?;
+        let mut max_ts = -1i64;
+        for (i, r) in records.iter().enumerate() {
+            if r.offset_delta as usize != i {
+                return Err(LogError::InvalidRecord(format!(
+                    "record {i} has offset delta {}",
+                    r.offset_delta
+                )));
+            }
+            max_ts = max_ts.max(view.base_timestamp().wrapping_add(r.timestamp_delta));
+        }
+        Ok((count as i64, count as u32, max_ts))
+    }
+
+    /// Validates, assigns offsets and writes `batches` as one unit.
+    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        if batches.is_empty() {
+            return Err(LogError::InvalidRecord("empty record set".into()));
+        }
+        let config = self.config();
+        let append_time = config.timestamp_type == TimestampType::LogAppendTime;
+
+        // Validation runs before taking the lock so reads are not held up by decompression.
+        let mut pending = Vec::new();
+        let mut fixes = Vec::new();
+        let mut iter = batch::batches(batches);
+        loop {
+            let pos = iter.position();
+            let Some(view) = iter.next() else { break };
+            let view = view?;
+            let (offsets, records, max_ts) = Self::validate(&view, config.max_message_bytes)?;
+            // Later timestamp lookups rely on the header's max timestamp being the true one.
+            if !append_time && view.max_timestamp() != max_ts {
+                fixes.push((pending.len(), max_ts));
+            }
+            pending.push(Pending {
+                pos,
+                size: view.size(),
+                offsets,
+                records,
+            });
+        }
+        let mut buf = batches.to_vec();
+        for (i, max_ts) in fixes {
+            let p = &pending[i];
+            BatchView::new(&mut buf[p.pos..p.pos + p.size])?.set_max_timestamp(max_ts);
+        }
+        if append_time {
+            for p in &pending {
+                BatchView::new(&mut buf[p.pos..p.pos + p.size])?.set_log_append_time(now_ms);
+            }
+        }
+        let total_offsets: i64 = pending.iter().map(|p| p.offsets).sum();
+        let record_count: u32 = pending.iter().map(|p| p.records).sum();
+
+        let mut inner = self.inner.lock();
+        if inner.marker_present {
+            fs::remove_file(self.dir.join(CLEAN_MARKER))?;
+            sync_dir(&self.dir)?;
+            inner.marker_present = false;
+        }
+        self.maybe_roll(&mut inner, &config, buf.len() as u64, total_offsets, now_ms)?;
+        let seg = inner.active();
+        let base_offset = seg.next_offset;
+        let mut next = base_offset;
+        for p in &pending {
+            BatchView::new(&mut buf[p.pos..p.pos + p.size])?.set_base_offset(next);
+            next += p.offsets;
+        }
+        if let Err(e) = seg.log.write_all_at(&buf, seg.size) {
+            // Drop whatever part made it so a later append starts on a clean boundary.
+            let _ = seg.log.set_len(seg.size);
+            return Err(e.into());
+        }
+        for p in &pending {
+            let view = BatchView::new(&buf[p.pos..p.pos + p.size])?;
+            seg.idx.track(
+                seg.base,
+                seg.size + p.pos as u64,
+                &view,
+                config.index_interval_bytes,
+            );
+        }
+        if seg.roll_base_ms.is_none() {
+            let first = BatchView::new(&buf[..])?.max_timestamp();
+            seg.roll_base_ms = Some(if first >= 0 { first } else { now_ms });
+        }
+        seg.size += buf.len() as u64;
+        seg.next_offset = next;
+        seg.write_new_index_entries()?;
+        self.end.store(next, Ordering::Release);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time: if append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset(),
+            record_count,
+        })
+    }
+
+    fn maybe_roll(
+        &self,
+        inner: &mut Inner,
+        config: &LogConfig,
+        incoming_bytes: u64,
+        incoming_offsets: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let seg = inner.active();
+        if seg.size == 0 {
+            return Ok(());
+        }
+        let new_size = seg.size + incoming_bytes;
+        let reason = if new_size > config.segment_bytes {
+            "size"
+        } else if new_size > MAX_RELATIVE as u64 {
+            "position overflow"
+        } else if seg.next_offset + incoming_offsets - 1 - seg.base > MAX_RELATIVE {
+            "offset overflow"
+        } else if seg
+            .roll_base_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) > config.segment_ms)
+        {
+            "age"
+        } else {
+            return Ok(());
+        };
+        // Sync before creating the successor so only the active segment can be torn.
+        seg.sync_all_files()?;
+        let next = seg.next_offset;
+        debug!(dir = %self.dir.display(), new_base = next, reason, "rolling segment");
+        inner.segments.push(Segment::create(&self.dir, next)?);
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Locates the segment and index position for `offset`, under the lock.
+    fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, LogError> {
+        let inner = self.inner.lock();
+        let start = inner.segments[0].base;
+        let end = inner.segments.last().expect("non-empty").next_offset;
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end,
+            });
+        }
+        if offset == end {
+            return Ok(None);
+        }
+        let mut i = inner.segment_index(offset);
+        // A gap left by a truncated older segment: continue with the next one.
+        while offset >= inner.segments[i].next_offset && i + 1 < inner.segments.len() {
+            i += 1;
+        }
+        let seg = &inner.segments[i];
+        let rel = (offset - seg.base).clamp(0, MAX_RELATIVE) as u32;
+        Ok(Some(ReadPlan {
+            file: seg.log.clone(),
+            start_pos: seg.idx.position_for(rel),
+            limit: seg.size,
+        }))
+    }
+
+    /// Finds the batch containing `offset` (or the first one after it) at or
+    /// after `plan.start_pos`; returns its position and header.
+    fn find_batch(
+        plan: &ReadPlan,
+        offset: i64,
+    ) -> Result<Option<(u64, [u8; HEADER_SIZE])>, LogError> {
+        let mut pos = plan.start_pos;
+        while pos + HEADER_SIZE as u64 <= plan.limit {
+            let header = read_header(&plan.file, pos)?;
+            let view = BatchView::new(&header[..])?;
+            if view.last_offset() >= offset {
+                return Ok(Some((pos, header)));
+            }
+            pos += view.size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Whole batches from the one containing `offset`, up to `max_bytes` but at least one.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let plan = self.plan_read(offset)?;
+        let hw = self.log_end_offset();
+        let empty = |log: &Self| ReadResult {
+            data: Bytes::new(),
+            log_start_offset: log.log_start_offset(),
+            high_watermark: hw,
+        };
+        let Some(plan) = plan else {
+            return Ok(empty(self));
+        };
+        let Some((pos, header)) = Self::find_batch(&plan, offset)? else {
+            return Ok(empty(self));
+        };
+        let first_size = BatchView::new(&header[..])?.size() as u64;
+        let available = plan.limit - pos;
+        let want = (max_bytes as u64).min(available).max(first_size);
+        let mut data = vec![0u8; want as usize];
+        plan.file.read_exact_at(&mut data, pos)?;
+        // Keep whole batches only.
+        let mut keep = 0;
+        for view in batch::batches(&data) {
+            match view {
+                Ok(v) => keep += v.size(),
+                Err(_) => break,
+            }
+        }
+        data.truncate(keep.max(first_size as usize));
+        Ok(ReadResult {
+            data: Bytes::from(data),
+            log_start_offset: self.log_start_offset(),
+            high_watermark: hw,
+        })
+    }
+
+    /// Reads the complete batch whose base offset is `base_offset` in the segment
+    /// described by `plan`.
+    fn read_batch_at(plan: &ReadPlan, base_offset: i64) -> Result<Option<Vec<u8>>, LogError> {
+        let Some((pos, header)) = Self::find_batch(plan, base_offset)? else {
+            return Ok(None);
+        };
+        let size = BatchView::new(&header[..])?.size();
+        let mut data = vec![0u8; size];
+        plan.file.read_exact_at(&mut data, pos)?;
+        Ok(Some(data))
+    }
+
+    /// The first record whose timestamp is >= `ts`, with its timestamp.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        // The time index lists every batch that raised the running max timestamp,
+        // so the first entry >= ts names exactly the first batch holding such a record.
+        let candidate = {
+            let inner = self.inner.lock();
+            let mut found = None;
+            for seg in &inner.segments {
+                let i = seg.idx.times.partition_point(|e| e.0 < ts);
+                if let Some(&(_, rel)) = seg.idx.times.get(i) {
+                    let plan = ReadPlan {
+                        file: seg.log.clone(),
+                        start_pos: seg.idx.position_for(rel),
+                        limit: seg.size,
+                    };
+                    found = Some((plan, seg.base + rel as i64));
+                    break;
+                }
+            }
+            found
+        };
+        let Some((plan, batch_offset)) = candidate else {
+            return Ok(None);
+        };
+        let Some(data) = Self::read_batch_at(&plan, batch_offset)? else {
+            return Ok(None);
+        };
+        let view = BatchView::new_complete(&data[..])?;
+        let found = view
+            .record_timestamps()?
+            .into_iter()
+            .find(|&(_, t)| t >= ts);
+        Ok(found)
+    }
+
+    /// Offset and timestamp of the (first) record with the largest timestamp.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let candidate = {
+            let inner = self.inner.lock();
+            let mut best: Option<(i64, i64, usize)> = None;
+            for (i, seg) in inner.segments.iter().enumerate() {
+                if let Some((ts, off)) = seg.max_timestamp() {
+                    if best.is_none_or(|b| ts > b.0) {
+                        best = Some((ts, off, i));
+                    }
+                }
+            }
+            best.map(|(ts, off, i)| {
+                let seg = &inner.segments[i];
+                let plan = ReadPlan {
+                    file: seg.log.clone(),
+                    start_pos: seg.idx.position_for((off - seg.base) as u32),
+                    limit: seg.size,
+                };
+                (plan, off, ts)
+            })
+        };
+        let Some((plan, batch_offset, max_ts)) = candidate else {
+            return Ok(None);
+        };
+        let Some(data) = Self::read_batch_at(&plan, batch_offset)? else {
+            return Ok(None);
+        };
+        let view = BatchView::new_complete(&data[..])?;
+        let found = view
+            .record_timestamps()?
+            .into_iter()
+            .find(|&(_, t)| t == max_ts)
+            .unwrap_or((view.base_offset(), max_ts));
+        Ok(Some(found))
+    }
+
+    /// Deletes whole non-active segments past the time or size limit.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let config = self.config();
+        if config.retention_ms < 0 && config.retention_bytes < 0 {
+            return Ok(0);
+        }
+        let mut inner = self.inner.lock();
+        let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
+        let mut doomed = 0;
+        while doomed + 1 < inner.segments.len() {
+            let seg = &inner.segments[doomed];
+            let expired = config.retention_ms >= 0
+                && now_ms.saturating_sub(seg.retention_timestamp()) > config.retention_ms;
+            // Like Kafka, never delete so much that the log drops below retention.bytes.
+            let oversized = config.retention_bytes >= 0
+                && total.saturating_sub(seg.size) >= config.retention_bytes as u64;
+            if !(expired || oversized) {
+                break;
+            }
+            total -= seg.size;
+            doomed += 1;
+        }
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
+        let start = inner.segments[0].base;
+        self.start.store(start, Ordering::Release);
+        drop(inner);
+        for seg in &removed {
+            seg.delete_files(&self.dir);
+        }
+        info!(dir = %self.dir.display(), deleted = doomed, log_start = start, "retention deleted segments");
+        Ok(doomed)
+    }
+
+    /// Makes everything appended so far durable; returns the durable end offset.
+    pub fn sync(&self) -> Result<i64, LogError> {
+        // Older segments were synced when they were rolled, so the active file is enough.
+        let (file, end) = {
+            let inner = self.inner.lock();
+            let seg = inner.segments.last().expect("non-empty");
+            (seg.log.clone(), seg.next_offset)
+        };
+        file.sync_data()?;
+        Ok(end)
+    }
+
+    /// Flushes everything and records a clean shutdown for the next open.
+    pub fn close(&self) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        inner.active().sync_all_files()?;
+        if !inner.marker_present {
+            let marker = File::create(self.dir.join(CLEAN_MARKER))?;
+            marker.sync_all()?;
+            sync_dir(&self.dir)?;
+            inner.marker_present = true;
+        }
+        Ok(())
+    }
+}

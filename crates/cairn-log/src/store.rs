@@ -1,0 +1,482 @@
+//! The topic registry: which topics exist, their ids, partition counts and
+//! config overrides, plus the partition logs that back them.
+//!
+//! The registry is one JSON file replaced atomically, and it is the source of
+//! truth: partition directories it does not mention are leftovers of an
+//! interrupted create or delete and are removed on open.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::partition::{LogConfig, LogError, PartitionLog};
+
+const REGISTRY_FILE: &str = "topics.json";
+const REGISTRY_TMP: &str = "topics.json.tmp";
+const DELETED_SUFFIX: &str = ".deleted";
+const REGISTRY_VERSION: u32 = 1;
+
+/// Derives the effective log settings of a topic's partitions.
+pub type LogConfigFn = Arc<dyn Fn(&TopicMeta) -> LogConfig + Send + Sync>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: u32,
+    /// Topic-level config overrides exactly as given by the client.
+    pub configs: BTreeMap<String, String>,
+    pub internal: bool,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum StoreError {
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Registry {
+    version: u32,
+    cluster_id: String,
+    topics: Vec<TopicMeta>,
+}
+
+struct TopicEntry {
+    meta: TopicMeta,
+    logs: Vec<Arc<PartitionLog>>,
+}
+
+/// All topics of a broker's data directory.
+pub struct Store {
+    dir: PathBuf,
+    log_config: LogConfigFn,
+    cluster_id: String,
+    topics: RwLock<BTreeMap<String, TopicEntry>>,
+    /// Serializes registry changes so file writes happen in the same order as
+    /// map updates, without blocking lookups during slow file work.
+    admin: Mutex<()>,
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Kafka-style cluster id: a random UUID in unpadded URL-safe base64 (22 chars).
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = Uuid::new_v4().into_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let mut n = 0u32;
+        for (i, b) in chunk.iter().enumerate() {
+            n |= (*b as u32) << (16 - 8 * i);
+        }
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Topic names become directory names, so refuse anything that could escape
+/// the data dir even though the broker validates names first.
+fn check_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 249
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("illegal topic name {name:?}"),
+        )
+        .into())
+    }
+}
+
+impl Store {
+    /// Opens the data dir, creating it and a cluster id on first start, and
+    /// opens every partition of every registered topic.
+    pub fn open(data_dir: &Path, log_config: LogConfigFn) -> Result<Store, StoreError> {
+        fs::create_dir_all(data_dir)?;
+        let _ = fs::remove_file(data_dir.join(REGISTRY_TMP));
+        let registry = match fs::read(data_dir.join(REGISTRY_FILE)) {
+            Ok(raw) => {
+                let reg: Registry = serde_json::from_slice(&raw)
+                    .map_err(|e| StoreError::Corrupt(format!("{REGISTRY_FILE}: {e}")))?;
+                if reg.version != REGISTRY_VERSION {
+                    return Err(StoreError::Corrupt(format!(
+                        "{REGISTRY_FILE}: unsupported version {}",
+                        reg.version
+                    )));
+                }
+                reg
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let reg = Registry {
+                    version: REGISTRY_VERSION,
+                    cluster_id: new_cluster_id(),
+                    topics: Vec::new(),
+                };
+                write_registry(data_dir, &reg)?;
+                info!(cluster_id = %reg.cluster_id, "initialized new data directory");
+                reg
+            }
+            Err(e) => return Err(e.into()),
+        };
+
+        let wanted: BTreeMap<&str, u32> = registry
+            .topics
+            .iter()
+            .map(|t| (t.name.as_str(), t.partitions))
+            .collect();
+        remove_leftover_dirs(data_dir, &wanted)?;
+
+        let mut topics = BTreeMap::new();
+        for meta in registry.topics {
+            let config = log_config(&meta);
+            let mut logs = Vec::with_capacity(meta.partitions as usize);
+            for p in 0..meta.partitions {
+                let dir = partition_dir(data_dir, &meta.name, p);
+                logs.push(Arc::new(PartitionLog::open(&dir, config.clone())?));
+            }
+            topics.insert(meta.name.clone(), TopicEntry { meta, logs });
+        }
+        info!(topics = topics.len(), cluster_id = %registry.cluster_id, "store opened");
+        Ok(Store {
+            dir: data_dir.to_path_buf(),
+            log_config,
+            cluster_id: registry.cluster_id,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+        })
+    }
+
+    pub fn cluster_id(&self) -> String {
+        self.cluster_id.clone()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes the registry as it will be after a change to one topic.
+    fn persist_with(&self, name: &str, replacement: Option<&TopicMeta>) -> Result<(), StoreError> {
+        let mut metas: BTreeMap<String, TopicMeta> = self
+            .topics
+            .read()
+            .values()
+            .map(|t| (t.meta.name.clone(), t.meta.clone()))
+            .collect();
+        match replacement {
+            Some(meta) => metas.insert(name.to_string(), meta.clone()),
+            None => metas.remove(name),
+        };
+        let reg = Registry {
+            version: REGISTRY_VERSION,
+            cluster_id: self.cluster_id.clone(),
+            topics: metas.into_values().collect(),
+        };
+        write_registry(&self.dir, &reg)?;
+        Ok(())
+    }
+
+    /// Opens (creating) partitions `from..to` of a topic; on failure removes what it created.
+    fn open_partitions(
+        &self,
+        meta: &TopicMeta,
+        from: u32,
+    ) -> Result<Vec<Arc<PartitionLog>>, StoreError> {
+        let config = (self.log_config)(meta);
+        let mut logs = Vec::new();
+        for p in from..meta.partitions {
+            let dir = partition_dir(&self.dir, &meta.name, p);
+            let opened = (|| {
+                if dir.exists() {
+                    // Stale data under a name the registry does not own.
+                    fs::remove_dir_all(&dir)?;
+                }
+                PartitionLog::open(&dir, config.clone())
+            })();
+            match opened {
+                Ok(log) => logs.push(Arc::new(log)),
+                Err(e) => {
+                    for q in from..=p {
+                        let _ = fs::remove_dir_all(partition_dir(&self.dir, &meta.name, q));
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        sync_dir(&self.dir)?;
+        Ok(logs)
+    }
+
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        configs: BTreeMap<String, String>,
+        internal: bool,
+    ) -> Result<TopicMeta, StoreError> {
+        check_name(name)?;
+        let _admin = self.admin.lock();
+        if self.topics.read().contains_key(name) {
+            return Err(StoreError::TopicExists(name.to_string()));
+        }
+        if partitions == 0 {
+            return Err(StoreError::InvalidPartitions(
+                "number of partitions must be at least 1".into(),
+            ));
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+            internal,
+        };
+        // Directories first, registry second: a crash in between leaves only
+        // unregistered directories, which open() sweeps away.
+        let logs = self.open_partitions(&meta, 0)?;
+        if let Err(e) = self.persist_with(name, Some(&meta)) {
+            for p in 0..partitions {
+                let _ = fs::remove_dir_all(partition_dir(&self.dir, name, p));
+            }
+            return Err(e);
+        }
+        self.topics.write().insert(
+            name.to_string(),
+            TopicEntry {
+                meta: meta.clone(),
+                logs,
+            },
+        );
+        info!(topic = name, partitions, id = %meta.id, "created topic");
+        Ok(meta)
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, StoreError> {
+        let _admin = self.admin.lock();
+        let meta = self
+            .topic(name)
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
+        // Registry first: once it no longer lists the topic, a crash at any later
+        // point only leaves directories that open() removes.
+        self.persist_with(name, None)?;
+        self.topics.write().remove(name);
+        let mut doomed = Vec::new();
+        for p in 0..meta.partitions {
+            let dir = partition_dir(&self.dir, name, p);
+            let target = self
+                .dir
+                .join(format!("{name}-{p}.{}{DELETED_SUFFIX}", meta.id.simple()));
+            match fs::rename(&dir, &target) {
+                Ok(()) => doomed.push(target),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "failed to rename deleted partition")
+                }
+            }
+        }
+        let _ = sync_dir(&self.dir);
+        for dir in doomed {
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                warn!(dir = %dir.display(), error = %e, "failed to remove deleted partition");
+            }
+        }
+        info!(topic = name, id = %meta.id, "deleted topic");
+        Ok(meta)
+    }
+
+    pub fn add_partitions(&self, name: &str, new_total: u32) -> Result<TopicMeta, StoreError> {
+        let _admin = self.admin.lock();
+        let mut meta = self
+            .topic(name)
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
+        if new_total <= meta.partitions {
+            return Err(StoreError::InvalidPartitions(format!(
+                "topic {name} has {} partitions; the new count must be larger, got {new_total}",
+                meta.partitions
+            )));
+        }
+        let from = meta.partitions;
+        meta.partitions = new_total;
+        let logs = self.open_partitions(&meta, from)?;
+        if let Err(e) = self.persist_with(name, Some(&meta)) {
+            for p in from..new_total {
+                let _ = fs::remove_dir_all(partition_dir(&self.dir, name, p));
+            }
+            return Err(e);
+        }
+        let mut topics = self.topics.write();
+        let entry = topics.get_mut(name).expect("held admin lock");
+        entry.meta = meta.clone();
+        entry.logs.extend(logs);
+        info!(topic = name, partitions = new_total, "added partitions");
+        Ok(meta)
+    }
+
+    /// Replaces the topic's config overrides and re-derives its partitions' settings.
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let _admin = self.admin.lock();
+        let mut meta = self
+            .topic(name)
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
+        meta.configs = configs;
+        self.persist_with(name, Some(&meta))?;
+        let config = (self.log_config)(&meta);
+        let mut topics = self.topics.write();
+        let entry = topics.get_mut(name).expect("held admin lock");
+        entry.meta = meta;
+        for log in &entry.logs {
+            log.set_config(config.clone());
+        }
+        Ok(())
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        self.topics.read().get(name).map(|t| t.meta.clone())
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<TopicMeta> {
+        self.topics
+            .read()
+            .values()
+            .find(|t| t.meta.id == id)
+            .map(|t| t.meta.clone())
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<TopicMeta> {
+        self.topics
+            .read()
+            .values()
+            .map(|t| t.meta.clone())
+            .collect()
+    }
+
+    pub fn partition(&self, name: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.read().get(name)?.logs.get(index).cloned()
+    }
+
+    fn all_logs(&self) -> Vec<Arc<PartitionLog>> {
+        self.topics
+            .read()
+            .values()
+            .flat_map(|t| t.logs.iter().cloned())
+            .collect()
+    }
+
+    /// Applies retention everywhere; keeps going past failures and reports the first.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        let mut first_err = None;
+        for log in self.all_logs() {
+            match log.enforce_retention(now_ms) {
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    warn!(dir = %log.dir().display(), error = %e, "retention failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(deleted),
+        }
+    }
+
+    pub fn sync_all(&self) -> Result<(), StoreError> {
+        for log in self.all_logs() {
+            log.sync()?;
+        }
+        Ok(())
+    }
+
+    pub fn close(&self) -> Result<(), StoreError> {
+        let mut first_err = None;
+        for log in self.all_logs() {
+            if let Err(e) = log.close() {
+                warn!(dir = %log.dir().display(), error = %e, "close failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+fn write_registry(dir: &Path, reg: &Registry) -> io::Result<()> {
+    let tmp = dir.join(REGISTRY_TMP);
+    let json = serde_json::to_vec_pretty(reg).map_err(io::Error::other)?;
+    let mut file = File::create(&tmp)?;
+    file.write_all(&json)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(REGISTRY_FILE))?;
+    sync_dir(dir)
+}
+
+/// Removes `.deleted` directories and partition directories the registry does
+/// not account for (interrupted creates, deletes or partition additions).
+fn remove_leftover_dirs(data_dir: &Path, wanted: &BTreeMap<&str, u32>) -> io::Result<()> {
+    for entry in fs::read_dir(data_dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let leftover = if name.ends_with(DELETED_SUFFIX) {
+            true
+        } else if let Some((topic, p)) = name.rsplit_once('-') {
+            match p.parse::<u32>() {
+                Ok(p) => wanted.get(topic).is_none_or(|&n| p >= n),
+                Err(_) => false,
+            }
+        } else {
+            false
+        };
+        if leftover {
+            warn!(dir = name, "removing leftover partition directory");
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
