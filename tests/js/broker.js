@@ -98,4 +98,21 @@ async function startBroker (name, options) {
   return b
 }
 
-module.exports = { Broker, startBroker, sleep, CAIRN_BIN }
+// Wraps a test body so that a failure carries the tail of the broker's stderr.
+function withBrokerLog (getBroker, fn) {
+  return async (t) => {
+    try {
+      return await fn(t)
+    } catch (e) {
+      const b = getBroker()
+      if (b) {
+        const text = b.log()
+        const tail = text.length > 6000 ? '[...]\n' + text.slice(-6000) : text
+        try { e.message += `\n----- cairn stderr (${b.logPath}) -----\n${tail}` } catch (_) {}
+      }
+      throw e
+    }
+  }
+}
+
+module.exports = { Broker, startBroker, withBrokerLog, sleep, CAIRN_BIN }
