@@ -1,0 +1,10 @@
+//! Cairn's group coordinator and offset manager: a deterministic, sans-IO state machine.
+//!
+//! Nothing here does I/O or reads a clock. Callers pass `now_ms` into every operation and
+//! receive [`coordinator::Effects`]: records to append to `__consumer_offsets` (in Kafka's own
+//! formats, see [`records`]) and replies to send, which must be held back until those records
+//! are durable.
+
+pub mod consumer_protocol;
+pub mod hash;
+pub mod records;
