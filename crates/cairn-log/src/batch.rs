@@ -314,7 +314,7 @@ impl<B: AsRef<[u8]>> BatchView<B> {
         if codec == Compression::None {
             return Ok(Cow::Borrowed(region));
         }
-        decompress(codec, region).map(|b| Cow::Owned(b.to_vec()))
+        decompress(codec, region).map(|b| Cow::Owned(Vec::from(b)))
     }
 
     /// Parses the records of a complete batch (decompressing if needed) and
@@ -587,4 +587,176 @@ pub fn parse_records(data: &[u8], count: usize) -> Result<Vec<RecordInfo>, Batch
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression as WireCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType as WireTimestampType,
+    };
+
+    fn encode(timestamps: &[i64], producer_id: i64, compression: WireCompression) -> Vec<u8> {
+        let records: Vec<Record> = timestamps
+            .iter()
+            .enumerate()
+            .map(|(i, &ts)| Record {
+                transactional: producer_id >= 0,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 7,
+                producer_id,
+                producer_epoch: 3,
+                timestamp_type: WireTimestampType::Creation,
+                offset: i as i64,
+                sequence: 100 + i as i32,
+                timestamp: ts,
+                key: None,
+                value: Some(bytes::Bytes::from(vec![b'x'; i * 10])),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn header_accessors() {
+        let raw = encode(&[1000, 1005, 1003], 42, WireCompression::None);
+        let v = BatchView::new_complete(&raw[..]).unwrap();
+        assert_eq!(v.size(), raw.len());
+        assert_eq!(v.base_offset(), 0);
+        assert_eq!(v.partition_leader_epoch(), 7);
+        assert_eq!(v.magic(), 2);
+        assert_eq!(v.last_offset_delta(), 2);
+        assert_eq!(v.next_offset(), 3);
+        assert_eq!(v.base_timestamp(), 1000);
+        assert_eq!(v.max_timestamp(), 1005);
+        assert_eq!(v.producer_id(), 42);
+        assert_eq!(v.producer_epoch(), 3);
+        assert_eq!(v.base_sequence(), 100);
+        assert_eq!(v.last_sequence(), 102);
+        assert_eq!(v.record_count(), 3);
+        assert!(v.is_transactional());
+        assert!(!v.is_control());
+        assert!(!v.is_log_append_time());
+        assert_eq!(v.compression().unwrap(), Compression::None);
+        assert!(v.verify_crc());
+        let ts = v.record_timestamps().unwrap();
+        assert_eq!(ts, vec![(0, 1000), (1, 1005), (2, 1003)]);
+    }
+
+    #[test]
+    fn compressed_records_parse() {
+        for (wire, codec) in [
+            (WireCompression::Gzip, Compression::Gzip),
+            (WireCompression::Snappy, Compression::Snappy),
+            (WireCompression::Lz4, Compression::Lz4),
+            (WireCompression::Zstd, Compression::Zstd),
+        ] {
+            let raw = encode(&[5, 6, 7, 8], -1, wire);
+            let v = BatchView::new_complete(&raw[..]).unwrap();
+            assert_eq!(v.compression().unwrap(), codec);
+            let records = v.records().unwrap();
+            assert_eq!(records.len(), 4);
+            assert_eq!(records[3].offset_delta, 3);
+            assert_eq!(records[3].value_len, 30);
+            assert_eq!(records[0].key_len, -1);
+        }
+    }
+
+    #[test]
+    fn setters_keep_crc_valid() {
+        let mut raw = encode(&[1, 2], -1, WireCompression::None);
+        let mut v = BatchView::new(&mut raw[..]).unwrap();
+        v.set_base_offset(1 << 40);
+        v.set_partition_leader_epoch(9);
+        assert!(v.verify_crc(), "base offset and epoch are outside the crc");
+        v.set_log_append_time(77);
+        assert!(v.verify_crc());
+        assert!(v.is_log_append_time());
+        assert_eq!(v.max_timestamp(), 77);
+        assert_eq!(v.base_offset(), 1 << 40);
+        assert_eq!(v.last_offset(), (1 << 40) + 1);
+        assert_eq!(
+            v.record_timestamps().unwrap(),
+            vec![(1 << 40, 77), ((1 << 40) + 1, 77)]
+        );
+        v.set_attributes(0);
+        v.set_max_timestamp(2);
+        assert!(v.verify_crc());
+        assert!(!v.is_log_append_time());
+    }
+
+    #[test]
+    fn iterator_splits_and_stops_at_torn_batch() {
+        let a = encode(&[1], -1, WireCompression::None);
+        let b = encode(&[2, 3], -1, WireCompression::None);
+        let mut buf = a.clone();
+        buf.extend(&b);
+        let sizes: Vec<usize> = batches(&buf).map(|v| v.unwrap().size()).collect();
+        assert_eq!(sizes, vec![a.len(), b.len()]);
+
+        buf.extend(&b[..20]);
+        let results: Vec<_> = batches(&buf).collect();
+        assert_eq!(results.len(), 3);
+        assert!(matches!(results[2], Err(BatchError::Truncated { .. })));
+
+        let mut bad_len = a.clone();
+        bad_len[8..12].copy_from_slice(&(-4i32).to_be_bytes());
+        assert!(matches!(
+            batches(&bad_len).next(),
+            Some(Err(BatchError::BadLength(-4)))
+        ));
+        // A v2 magic with a length too short for the v2 header.
+        let mut short = a[..40].to_vec();
+        short[8..12].copy_from_slice(&28i32.to_be_bytes());
+        assert!(matches!(
+            batches(&short).next(),
+            Some(Err(BatchError::BadLength(28)))
+        ));
+        let mut v1 = a.clone();
+        v1[16] = 1;
+        assert!(matches!(
+            batches(&v1).next(),
+            Some(Err(BatchError::UnsupportedMagic(1)))
+        ));
+    }
+
+    #[test]
+    fn crc_mismatch_is_reported() {
+        let mut raw = encode(&[1, 2], -1, WireCompression::None);
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        let v = BatchView::new_complete(&raw[..]).unwrap();
+        assert!(!v.verify_crc());
+        assert!(matches!(v.check_crc(), Err(BatchError::CrcMismatch { .. })));
+    }
+
+    #[test]
+    fn record_parser_rejects_malformed_input() {
+        let raw = encode(&[1, 2], -1, WireCompression::None);
+        let v = BatchView::new_complete(&raw[..]).unwrap();
+        let region = v.records_region();
+        assert_eq!(parse_records(region, 2).unwrap().len(), 2);
+        assert!(parse_records(region, 1).is_err(), "trailing record");
+        assert!(parse_records(region, 3).is_err(), "missing record");
+        assert!(parse_records(&region[..region.len() - 1], 2).is_err());
+        assert!(parse_records(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1).is_err());
+    }
+
+    #[test]
+    fn last_sequence_wraps() {
+        let mut raw = encode(&[1, 2, 3], 5, WireCompression::None);
+        raw[53..57].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        let v = BatchView::new(&raw[..]).unwrap();
+        assert_eq!(v.last_sequence(), 0);
+    }
 }

@@ -415,12 +415,10 @@ fn torn_tail_is_truncated_on_reopen() {
 #[test]
 fn corrupted_byte_in_tail_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first_len = 0;
+    let first_len = batch_n(3, 1).len();
     {
         let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
-        let b = batch_n(3, 1);
-        first_len = b.len() + first_len;
-        log.append(&b, 0).unwrap();
+        log.append(&batch_n(3, 1), 0).unwrap();
         log.append(&batch_n(3, 2), 0).unwrap();
         log.append(&batch_n(3, 3), 0).unwrap();
     }
