@@ -1,1 +1,21 @@
-//! cairn-client
+//! cairn-client: a small async client for the Kafka wire protocol.
+//!
+//! [`Connection`] is one pipelined connection to one broker with API version
+//! negotiation; [`Client`] adds metadata, topic creation, produce, fetch and
+//! offset lookups on top. Both work against any Kafka-compatible broker.
+
+mod client;
+mod connection;
+mod error;
+pub mod records;
+#[cfg(test)]
+mod testing;
+
+pub use client::{
+    BrokerInfo, Client, ClusterMetadata, FetchResult, PartitionInfo, ProduceAck, RawFetch,
+    TopicInfo, EARLIEST_OFFSET, LATEST_OFFSET,
+};
+pub use connection::{Connection, ResponseFuture, MAX_FRAME_BYTES};
+pub use error::{Error, Result};
+pub use kafka_protocol;
+pub use records::{ConsumedRecord, ProduceRecord};

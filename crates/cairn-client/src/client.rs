@@ -1,0 +1,575 @@
+//! A convenience client over [`Connection`]: metadata, topic creation,
+//! produce, fetch and offset lookups against whichever broker leads a partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use kafka_protocol::ResponseError;
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::records::{decode_records, encode_batch, ConsumedRecord, ProduceRecord};
+
+/// Produce v13 and Fetch v13 name topics by id only; this client addresses
+/// topics by name, so it stays at or below v12 for both.
+const PRODUCE_MAX_VERSION: i16 = 12;
+const FETCH_MAX_VERSION: i16 = 12;
+
+/// `list_offsets` timestamp meaning "the next offset to be written".
+pub const LATEST_OFFSET: i64 = -1;
+/// `list_offsets` timestamp meaning "the first offset still in the log".
+pub const EARLIEST_OFFSET: i64 = -2;
+
+/// A broker as advertised in metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+impl BrokerInfo {
+    /// `host:port`, suitable for [`Connection::connect`].
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// One partition as advertised in metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    /// Node id of the leader, or -1 when there is none.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub error: Option<ResponseError>,
+}
+
+/// One topic as advertised in metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub topic_id: uuid::Uuid,
+    pub internal: bool,
+    pub error: Option<ResponseError>,
+    /// Sorted by partition number.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// What the client knows about the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterMetadata {
+    pub cluster_id: Option<String>,
+    pub controller_id: i32,
+    pub brokers: BTreeMap<i32, BrokerInfo>,
+    pub topics: BTreeMap<String, TopicInfo>,
+}
+
+impl ClusterMetadata {
+    fn from_response(resp: MetadataResponse) -> Self {
+        let brokers = resp
+            .brokers
+            .into_iter()
+            .map(|b| {
+                let info = BrokerInfo {
+                    node_id: b.node_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.map(|r| r.to_string()),
+                };
+                (info.node_id, info)
+            })
+            .collect();
+        let topics = resp
+            .topics
+            .into_iter()
+            .filter_map(|t| {
+                let name = t.name?.0.to_string();
+                let mut partitions: Vec<PartitionInfo> = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| PartitionInfo {
+                        partition: p.partition_index,
+                        leader: p.leader_id.0,
+                        leader_epoch: p.leader_epoch,
+                        replicas: p.replica_nodes.into_iter().map(|b| b.0).collect(),
+                        isr: p.isr_nodes.into_iter().map(|b| b.0).collect(),
+                        error: ResponseError::try_from_code(p.error_code),
+                    })
+                    .collect();
+                partitions.sort_by_key(|p| p.partition);
+                let info = TopicInfo {
+                    name: name.clone(),
+                    topic_id: t.topic_id,
+                    internal: t.is_internal,
+                    error: ResponseError::try_from_code(t.error_code),
+                    partitions,
+                };
+                Some((name, info))
+            })
+            .collect();
+        ClusterMetadata {
+            cluster_id: resp.cluster_id.map(|c| c.to_string()),
+            controller_id: resp.controller_id.0,
+            brokers,
+            topics,
+        }
+    }
+
+    /// Leader node id of a partition, if one is known.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.topics
+            .get(topic)?
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .map(|p| p.leader)
+            .filter(|&l| l >= 0)
+    }
+}
+
+/// The broker's answer to a produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProduceAck {
+    /// Offset given to the first record, or -1 with acks=0.
+    pub base_offset: i64,
+    /// Append time when the topic uses log-append time, else -1.
+    pub log_append_time_ms: i64,
+}
+
+/// Raw result of a fetch: undecoded record batches.
+#[derive(Clone, Debug)]
+pub struct RawFetch {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+}
+
+/// Decoded result of a fetch.
+#[derive(Clone, Debug)]
+pub struct FetchResult {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Vec<ConsumedRecord>,
+    /// Size of the record data the broker sent, whole batches included.
+    pub bytes: usize,
+}
+
+impl FetchResult {
+    /// Offset to fetch from next: one past the last record returned.
+    pub fn next_offset(&self, requested: i64) -> i64 {
+        self.records.last().map_or(requested, |r| r.offset + 1)
+    }
+}
+
+/// A client bootstrapped from one broker address.
+pub struct Client {
+    bootstrap_addr: String,
+    client_id: String,
+    bootstrap: tokio::sync::Mutex<Arc<Connection>>,
+    connections: tokio::sync::Mutex<HashMap<i32, Arc<Connection>>>,
+    metadata: Mutex<ClusterMetadata>,
+    request_timeout_ms: i32,
+}
+
+impl Client {
+    /// Connects to `bootstrap` and loads metadata for all topics.
+    pub async fn connect(bootstrap: &str, client_id: &str) -> Result<Client> {
+        let conn = Connection::connect(bootstrap, client_id).await?;
+        let client = Client {
+            bootstrap_addr: bootstrap.to_string(),
+            client_id: client_id.to_string(),
+            bootstrap: tokio::sync::Mutex::new(Arc::new(conn)),
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+            metadata: Mutex::new(ClusterMetadata::default()),
+            request_timeout_ms: 30_000,
+        };
+        client.refresh_metadata(None).await?;
+        Ok(client)
+    }
+
+    /// Server-side timeout put into Produce, CreateTopics and ListOffsets.
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.request_timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    }
+
+    /// The connection to the bootstrap broker, reopened if it has failed.
+    pub async fn bootstrap_connection(&self) -> Result<Arc<Connection>> {
+        let mut conn = self.bootstrap.lock().await;
+        if conn.is_closed() {
+            *conn = Arc::new(Connection::connect(&self.bootstrap_addr, &self.client_id).await?);
+        }
+        Ok(conn.clone())
+    }
+
+    /// A snapshot of the metadata learned so far.
+    pub fn metadata(&self) -> ClusterMetadata {
+        self.lock_metadata().clone()
+    }
+
+    fn lock_metadata(&self) -> std::sync::MutexGuard<'_, ClusterMetadata> {
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the bootstrap broker for metadata (all topics when `topics` is
+    /// `None`) without touching the cached copy.
+    pub async fn fetch_metadata(
+        &self,
+        topics: Option<&[&str]>,
+        allow_auto_topic_creation: bool,
+    ) -> Result<ClusterMetadata> {
+        let conn = self.bootstrap_connection().await?;
+        let version = conn.version_for::<MetadataRequest>()?;
+        let topics = match topics {
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+                    .collect(),
+            ),
+            // v0 has no null list; an empty one means "all topics" there.
+            None if version == 0 => Some(Vec::new()),
+            None => None,
+        };
+        let req = MetadataRequest::default()
+            .with_topics(topics)
+            .with_allow_auto_topic_creation(allow_auto_topic_creation);
+        let resp = conn.send_versioned(req, version).await?;
+        Error::check_code(resp.error_code, None, || "metadata".to_string())?;
+        Ok(ClusterMetadata::from_response(resp))
+    }
+
+    /// Fetches metadata and merges it into the cache: brokers are replaced,
+    /// topics that were asked about are replaced.
+    pub async fn refresh_metadata(&self, topics: Option<&[&str]>) -> Result<ClusterMetadata> {
+        let fresh = self.fetch_metadata(topics, false).await?;
+        let mut cached = self.lock_metadata();
+        cached.cluster_id = fresh.cluster_id.clone();
+        cached.controller_id = fresh.controller_id;
+        cached.brokers = fresh.brokers.clone();
+        match topics {
+            None => cached.topics = fresh.topics.clone(),
+            Some(names) => {
+                for name in names {
+                    match fresh.topics.get(*name) {
+                        Some(t) => {
+                            cached.topics.insert(t.name.clone(), t.clone());
+                        }
+                        None => {
+                            cached.topics.remove(*name);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(cached.clone())
+    }
+
+    /// Creates a topic. `replication_factor` -1 leaves it to the broker default.
+    /// An existing topic is reported as `TopicAlreadyExists`.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let topic = CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            );
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(self.request_timeout_ms);
+        let conn = self.controller_connection().await?;
+        let resp = conn.send(req).await?;
+        let result = resp
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == name)
+            .ok_or_else(|| Error::Protocol(format!("CreateTopics response lacks topic {name}")))?;
+        Error::check_code(result.error_code, result.error_message.as_deref(), || {
+            format!("create topic {name}")
+        })
+    }
+
+    /// Polls metadata until every partition of `topic` has a leader.
+    pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> Result<TopicInfo> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let meta = self.refresh_metadata(Some(&[topic])).await?;
+            let ready = meta.topics.get(topic).filter(|t| {
+                t.error.is_none()
+                    && !t.partitions.is_empty()
+                    && t.partitions
+                        .iter()
+                        .all(|p| p.leader >= 0 && p.error.is_none())
+            });
+            if let Some(t) = ready {
+                return Ok(t.clone());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Metadata(format!(
+                    "topic {topic} has no leader for every partition after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Connection to a broker by node id, opened on first use.
+    pub async fn broker_connection(&self, node_id: i32) -> Result<Arc<Connection>> {
+        let mut conns = self.connections.lock().await;
+        if let Some(conn) = conns.get(&node_id).filter(|c| !c.is_closed()) {
+            return Ok(conn.clone());
+        }
+        let (broker, broker_count) = {
+            let meta = self.lock_metadata();
+            (meta.brokers.get(&node_id).cloned(), meta.brokers.len())
+        };
+        let broker = broker
+            .ok_or_else(|| Error::Metadata(format!("broker {node_id} is not in metadata")))?;
+        let addr = broker.addr();
+        let conn = if addr == self.bootstrap_addr {
+            self.bootstrap_connection().await?
+        } else {
+            match Connection::connect(&addr, &self.client_id).await {
+                Ok(conn) => Arc::new(conn),
+                // A lone broker often advertises a name this host cannot
+                // reach (a container name, say); the bootstrap address is
+                // known to reach it.
+                Err(e @ Error::Connect { .. }) if broker_count == 1 => {
+                    tracing::debug!("advertised address failed ({e}); using bootstrap");
+                    self.bootstrap_connection().await?
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        conns.insert(node_id, conn.clone());
+        Ok(conn)
+    }
+
+    /// Connection to the leader of a partition, refreshing metadata once if
+    /// the leader is unknown.
+    pub async fn leader_connection(&self, topic: &str, partition: i32) -> Result<Arc<Connection>> {
+        let known = self.lock_metadata().leader(topic, partition);
+        let leader = match known {
+            Some(l) => l,
+            None => self
+                .refresh_metadata(Some(&[topic]))
+                .await?
+                .leader(topic, partition)
+                .ok_or_else(|| {
+                    Error::Metadata(format!("no leader known for {topic}/{partition}"))
+                })?,
+        };
+        self.broker_connection(leader).await
+    }
+
+    async fn controller_connection(&self) -> Result<Arc<Connection>> {
+        let controller = {
+            let meta = self.lock_metadata();
+            Some(meta.controller_id).filter(|id| meta.brokers.contains_key(id))
+        };
+        match controller {
+            Some(id) => self.broker_connection(id).await,
+            None => self.bootstrap_connection().await,
+        }
+    }
+
+    /// Encodes `records` into one batch and produces it.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[ProduceRecord],
+        acks: i16,
+    ) -> Result<ProduceAck> {
+        let batch = encode_batch(records, Compression::None)?;
+        self.produce_batch(topic, partition, batch, acks).await
+    }
+
+    /// Produces an already encoded record batch and waits for the ack.
+    pub async fn produce_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: i16,
+    ) -> Result<ProduceAck> {
+        self.submit_produce(topic, partition, batch, acks)
+            .await?
+            .await
+    }
+
+    /// Writes a produce request and returns a future for its ack without
+    /// waiting, so callers can keep several produces in flight.
+    pub async fn submit_produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: i16,
+    ) -> Result<impl Future<Output = Result<ProduceAck>> + Send + 'static> {
+        let conn = self.leader_connection(topic, partition).await?;
+        let version = conn.version_at_most::<ProduceRequest>(PRODUCE_MAX_VERSION)?;
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(self.request_timeout_ms)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch))])]);
+        let pending = conn.submit_versioned(req, version).await?;
+        let topic = topic.to_string();
+        Ok(async move {
+            let resp = pending.await?;
+            if acks == 0 {
+                return Ok(ProduceAck {
+                    base_offset: -1,
+                    log_append_time_ms: -1,
+                });
+            }
+            produce_ack(&resp, &topic, partition)
+        })
+    }
+
+    /// Fetches from one partition and returns the undecoded batches.
+    pub async fn fetch_raw(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<RawFetch> {
+        let conn = self.leader_connection(topic, partition).await?;
+        let version = conn.version_at_most::<FetchRequest>(FETCH_MAX_VERSION)?;
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(0)
+            // Session id 0 with epoch -1: a plain full fetch, no session.
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(max_bytes)])]);
+        let resp = conn.send_versioned(req, version).await?;
+        let context = || format!("fetch {topic}/{partition} at {offset}");
+        Error::check_code(resp.error_code, None, context)?;
+        let data = resp
+            .responses
+            .into_iter()
+            .filter(|t| t.topic.0.as_str() == topic)
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| Error::Protocol(format!("{}: partition missing", context())))?;
+        Error::check_code(data.error_code, None, context)?;
+        Ok(RawFetch {
+            high_watermark: data.high_watermark,
+            log_start_offset: data.log_start_offset,
+            records: data.records.unwrap_or_default(),
+        })
+    }
+
+    /// Fetches from one partition and decodes the records at or after `offset`.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<FetchResult> {
+        let raw = self
+            .fetch_raw(topic, partition, offset, max_bytes, max_wait_ms)
+            .await?;
+        Ok(FetchResult {
+            high_watermark: raw.high_watermark,
+            log_start_offset: raw.log_start_offset,
+            records: decode_records(&raw.records, offset)?,
+            bytes: raw.records.len(),
+        })
+    }
+
+    /// The offset for a timestamp: [`LATEST_OFFSET`], [`EARLIEST_OFFSET`] or
+    /// milliseconds since the epoch. -1 when no record is that recent.
+    pub async fn list_offsets(&self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
+        let conn = self.leader_connection(topic, partition).await?;
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(0)
+            .with_timeout_ms(self.request_timeout_ms)
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(timestamp)])]);
+        let resp = conn.send(req).await?;
+        let context = || format!("list offsets {topic}/{partition}");
+        let p = resp
+            .topics
+            .into_iter()
+            .filter(|t| t.name.0.as_str() == topic)
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| Error::Protocol(format!("{}: partition missing", context())))?;
+        Error::check_code(p.error_code, None, context)?;
+        Ok(p.offset)
+    }
+}
+
+fn produce_ack(resp: &ProduceResponse, topic: &str, partition: i32) -> Result<ProduceAck> {
+    let context = || format!("produce {topic}/{partition}");
+    let p = resp
+        .responses
+        .iter()
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == partition)
+        .ok_or_else(|| Error::Protocol(format!("{}: partition missing", context())))?;
+    Error::check_code(p.error_code, p.error_message.as_deref(), context)?;
+    Ok(ProduceAck {
+        base_offset: p.base_offset,
+        log_append_time_ms: p.log_append_time_ms,
+    })
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
