@@ -177,8 +177,11 @@ struct Segment {
     /// Entries already persisted to the index files.
     offsets_written: usize,
     times_written: usize,
-    /// Reference point for time-based rolling: the first batch's timestamp.
-    roll_base_ms: Option<i64>,
+    /// Max timestamp of the first batch, the reference for time-based rolling.
+    first_batch_ts: Option<i64>,
+    /// Broker clock at the first append seen by this process; the fallback
+    /// reference when batches carry no timestamps.
+    created_ms: Option<i64>,
 }
 
 impl Segment {
@@ -210,7 +213,8 @@ impl Segment {
             idx: Indexes::default(),
             offsets_written: 0,
             times_written: 0,
-            roll_base_ms: None,
+            first_batch_ts: None,
+            created_ms: None,
         })
     }
 
@@ -531,14 +535,15 @@ fn recover_segment(
         idx,
         offsets_written: 0,
         times_written: 0,
-        roll_base_ms: None,
+        first_batch_ts: None,
+        created_ms: None,
     };
     if seg.size > 0 {
         let ts = match first_ts {
             Some(ts) => ts,
             None => BatchView::new(&read_header(&seg.log, 0)?[..])?.max_timestamp(),
         };
-        seg.roll_base_ms = (ts >= 0).then_some(ts);
+        seg.first_batch_ts = (ts >= 0).then_some(ts);
     }
     if rebuilt
         || original.as_ref()
@@ -596,9 +601,18 @@ pub struct PartitionLog {
     end: AtomicI64,
 }
 
+/// What an append is about to add, for the roll decision.
+struct Incoming {
+    bytes: u64,
+    offsets: i64,
+    max_ts: i64,
+    now_ms: i64,
+}
+
 /// Per-batch facts gathered during validation, before taking the lock.
 struct Pending {
     pos: usize,
+    max_ts: i64,
     size: usize,
     offsets: i64,
     records: u32,
@@ -762,6 +776,7 @@ impl PartitionLog {
             }
             pending.push(Pending {
                 pos,
+                max_ts: if append_time { now_ms } else { max_ts },
                 size: view.size(),
                 offsets,
                 records,
@@ -779,6 +794,7 @@ impl PartitionLog {
         }
         let total_offsets: i64 = pending.iter().map(|p| p.offsets).sum();
         let record_count: u32 = pending.iter().map(|p| p.records).sum();
+        let incoming_max_ts = pending.iter().map(|p| p.max_ts).max().unwrap_or(-1);
 
         let mut inner = self.inner.lock();
         if inner.marker_present {
@@ -786,7 +802,13 @@ impl PartitionLog {
             sync_dir(&self.dir)?;
             inner.marker_present = false;
         }
-        self.maybe_roll(&mut inner, &config, buf.len() as u64, total_offsets, now_ms)?;
+        let incoming = Incoming {
+            bytes: buf.len() as u64,
+            offsets: total_offsets,
+            max_ts: incoming_max_ts,
+            now_ms,
+        };
+        self.maybe_roll(&mut inner, &config, &incoming)?;
         let seg = inner.active();
         let base_offset = seg.next_offset;
         let mut next = base_offset;
@@ -808,10 +830,11 @@ impl PartitionLog {
                 config.index_interval_bytes,
             );
         }
-        if seg.roll_base_ms.is_none() {
-            let first = BatchView::new(&buf[..])?.max_timestamp();
-            seg.roll_base_ms = Some(if first >= 0 { first } else { now_ms });
+        if seg.size == 0 {
+            let first = pending[0].max_ts;
+            seg.first_batch_ts = (first >= 0).then_some(first);
         }
+        seg.created_ms.get_or_insert(now_ms);
         seg.size += buf.len() as u64;
         seg.next_offset = next;
         seg.write_new_index_entries()?;
@@ -829,25 +852,28 @@ impl PartitionLog {
         &self,
         inner: &mut Inner,
         config: &LogConfig,
-        incoming_bytes: u64,
-        incoming_offsets: i64,
-        now_ms: i64,
+        incoming: &Incoming,
     ) -> Result<(), LogError> {
         let seg = inner.active();
         if seg.size == 0 {
             return Ok(());
         }
-        let new_size = seg.size + incoming_bytes;
+        // Like Kafka, age is measured in record time when both sides have timestamps,
+        // so producers replaying old data do not cause a roll per append.
+        let age = match seg.first_batch_ts {
+            Some(first) if incoming.max_ts >= 0 => incoming.max_ts.saturating_sub(first),
+            _ => seg
+                .created_ms
+                .map_or(0, |c| incoming.now_ms.saturating_sub(c)),
+        };
+        let new_size = seg.size + incoming.bytes;
         let reason = if new_size > config.segment_bytes {
             "size"
         } else if new_size > MAX_RELATIVE as u64 {
             "position overflow"
-        } else if seg.next_offset + incoming_offsets - 1 - seg.base > MAX_RELATIVE {
+        } else if seg.next_offset + incoming.offsets - 1 - seg.base > MAX_RELATIVE {
             "offset overflow"
-        } else if seg
-            .roll_base_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) > config.segment_ms)
-        {
+        } else if age > config.segment_ms {
             "age"
         } else {
             return Ok(());

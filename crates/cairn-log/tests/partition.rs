@@ -305,6 +305,31 @@ fn roll_by_time() {
 }
 
 #[test]
+fn roll_age_uses_record_time_when_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_ms: 1000,
+        retention_ms: -1,
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    // Old record timestamps appended much later do not roll on every append.
+    for i in 0..5 {
+        log.append(&batch_n(1, 100 + i), 1_000_000 + i).unwrap();
+    }
+    assert_eq!(log.segment_count(), 1);
+    log.append(&batch_n(1, 1200), 1_000_010).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    // Without timestamps the broker clock decides.
+    log.append(&batch_n(1, -1), 2_000_000).unwrap();
+    assert_eq!(log.segment_count(), 3);
+    log.append(&batch_n(1, -1), 2_000_500).unwrap();
+    assert_eq!(log.segment_count(), 3);
+    log.append(&batch_n(1, -1), 2_001_001).unwrap();
+    assert_eq!(log.segment_count(), 4);
+}
+
+#[test]
 fn retention_by_time_advances_log_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
