@@ -573,3 +573,157 @@ fn produce_ack(resp: &ProduceResponse, topic: &str, partition: i32) -> Result<Pr
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeBroker, FakeConfig};
+    use kafka_protocol::messages::ApiKey;
+
+    fn values(records: &[ConsumedRecord]) -> Vec<(i64, String)> {
+        records
+            .iter()
+            .map(|r| {
+                let v = r.value.as_deref().unwrap_or_default();
+                (r.offset, String::from_utf8_lossy(v).into_owned())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn create_produce_fetch_and_list_offsets() {
+        let broker = FakeBroker::start(FakeConfig::default()).await;
+        let client = Client::connect(&broker.addr, "test-client").await.unwrap();
+        assert!(client.metadata().topics.is_empty());
+
+        client
+            .create_topic("events", 2, 1, &[("retention.ms", "1000")])
+            .await
+            .unwrap();
+        let err = client.create_topic("events", 2, 1, &[]).await.unwrap_err();
+        assert_eq!(err.kafka_error(), Some(ResponseError::TopicAlreadyExists));
+
+        let info = client
+            .wait_for_topic("events", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(info.partitions.len(), 2);
+        assert_eq!(client.metadata().leader("events", 1), Some(1));
+
+        let first = [
+            ProduceRecord::new("a"),
+            ProduceRecord::new("b"),
+            ProduceRecord::new("c"),
+        ];
+        let ack = client.produce("events", 1, &first, 1).await.unwrap();
+        assert_eq!(ack.base_offset, 0);
+        let second = [
+            ProduceRecord::new("d").with_key("k"),
+            ProduceRecord::new("e"),
+        ];
+        let ack = client.produce("events", 1, &second, -1).await.unwrap();
+        assert_eq!(ack.base_offset, 3);
+
+        let all = client.fetch("events", 1, 0, 1 << 20, 10).await.unwrap();
+        assert_eq!(all.high_watermark, 5);
+        assert_eq!(
+            values(&all.records),
+            [(0, "a"), (1, "b"), (2, "c"), (3, "d"), (4, "e")].map(|(o, v)| (o, v.to_string()))
+        );
+        assert_eq!(all.records[3].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(all.next_offset(0), 5);
+
+        // Offset 4 sits inside the second batch: the record before it is dropped.
+        let tail = client.fetch("events", 1, 4, 1 << 20, 10).await.unwrap();
+        assert_eq!(values(&tail.records), [(4, "e".to_string())]);
+
+        let empty = client.fetch("events", 0, 0, 1 << 20, 10).await.unwrap();
+        assert!(empty.records.is_empty());
+        assert_eq!(empty.next_offset(0), 0);
+
+        assert_eq!(
+            client
+                .list_offsets("events", 1, LATEST_OFFSET)
+                .await
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            client
+                .list_offsets("events", 1, EARLIEST_OFFSET)
+                .await
+                .unwrap(),
+            0
+        );
+
+        // Versions stay name-based even though the broker offers topic-id ones.
+        let seen = broker.seen();
+        let max_of = |api: ApiKey| {
+            seen.iter()
+                .filter(|s| s.api_key == api as i16)
+                .map(|s| s.version)
+                .max()
+                .unwrap()
+        };
+        assert_eq!(max_of(ApiKey::Produce), PRODUCE_MAX_VERSION);
+        assert_eq!(max_of(ApiKey::Fetch), FETCH_MAX_VERSION);
+        assert!(broker.errors().is_empty(), "{:?}", broker.errors());
+    }
+
+    #[tokio::test]
+    async fn pipelined_produces_get_consecutive_offsets() {
+        let broker = FakeBroker::start(FakeConfig::default()).await;
+        let client = Client::connect(&broker.addr, "test-client").await.unwrap();
+        client.create_topic("p", 1, 1, &[]).await.unwrap();
+        let batch = encode_batch(
+            &[ProduceRecord::new("x"), ProduceRecord::new("y")],
+            Compression::None,
+        )
+        .unwrap();
+        let mut pending = Vec::new();
+        for _ in 0..10 {
+            pending.push(
+                client
+                    .submit_produce("p", 0, batch.clone(), 1)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut offsets = Vec::new();
+        for p in pending {
+            offsets.push(p.await.unwrap().base_offset);
+        }
+        assert_eq!(offsets, (0..10).map(|i| i * 2).collect::<Vec<i64>>());
+    }
+
+    #[tokio::test]
+    async fn partition_errors_are_typed() {
+        let broker = FakeBroker::start(FakeConfig::default()).await;
+        let client = Client::connect(&broker.addr, "test-client").await.unwrap();
+        let err = client
+            .produce("missing", 0, &[ProduceRecord::new("v")], 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Metadata(_)), "{err}");
+        let meta = client
+            .fetch_metadata(Some(&["missing"]), false)
+            .await
+            .unwrap();
+        assert_eq!(
+            meta.topics["missing"].error,
+            Some(ResponseError::UnknownTopicOrPartition)
+        );
+
+        client.create_topic("one", 1, 1, &[]).await.unwrap();
+        client
+            .wait_for_topic("one", Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Partition 3 does not exist, but the cache knows no leader for it.
+        let err = client
+            .list_offsets("one", 3, LATEST_OFFSET)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Metadata(_)), "{err}");
+    }
+}
