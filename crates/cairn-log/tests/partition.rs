@@ -458,6 +458,39 @@ fn corrupted_byte_in_tail_is_cut_off() {
 }
 
 #[test]
+fn torn_older_segment_leaves_a_readable_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        for i in 0..60 {
+            log.append(&batch_n(2, i), 0).unwrap();
+        }
+    }
+    let bases = segment_bases(dir.path());
+    assert!(bases.len() >= 3);
+    // Chop the end of the first segment, which normal operation never leaves torn.
+    let path = seg_file(dir.path(), bases[0], "log");
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), 120);
+    // The last batch of the first segment is gone; reading it skips ahead.
+    let missing = bases[1] - 2;
+    let r = log.read(missing, 1).unwrap();
+    assert_eq!(BatchView::new(&r.data[..]).unwrap().base_offset(), bases[1]);
+    let offsets: Vec<i64> = read_all(&log, 0).iter().map(|r| r.0).collect();
+    let expected: Vec<i64> = (0..120)
+        .filter(|o| *o < missing || *o >= bases[1])
+        .collect();
+    assert_eq!(offsets, expected);
+}
+
+#[test]
 fn clean_shutdown_marker_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("clean_shutdown");
