@@ -1,1 +1,15 @@
-//! cairn-broker
+//! The Kafka wire edge of Cairn: a TCP server that frames requests, negotiates versions, decodes
+//! them with the `kafka-protocol` crate and hands each API family to its handler module.
+//!
+//! Arrows point one way: handlers call into `cairn-log` (and later the group coordinator); nothing
+//! below this crate knows about sockets or Kafka error codes.
+
+mod errors;
+mod flusher;
+mod handlers;
+mod server;
+mod state;
+mod versions;
+
+pub use server::{Broker, BrokerOptions};
+pub use versions::SUPPORTED;

@@ -1,0 +1,65 @@
+//! Typed domain errors become Kafka error codes here, at the edge, and nowhere else.
+
+use cairn_log::{LogError, StoreError};
+pub use kafka_protocol::ResponseError as Code;
+
+pub fn log_error_code(e: &LogError) -> i16 {
+    match e {
+        LogError::OffsetOutOfRange { .. } => Code::OffsetOutOfRange.code(),
+        LogError::CorruptBatch(_) => Code::CorruptMessage.code(),
+        LogError::InvalidRecord(_) => Code::InvalidRecord.code(),
+        LogError::UnsupportedMagic(_) => Code::UnsupportedForMessageFormat.code(),
+        LogError::MessageTooLarge { .. } => Code::MessageTooLarge.code(),
+        LogError::Io(_) => Code::KafkaStorageError.code(),
+    }
+}
+
+pub fn store_error_code(e: &StoreError) -> i16 {
+    match e {
+        StoreError::TopicExists(_) => Code::TopicAlreadyExists.code(),
+        StoreError::UnknownTopic(_) => Code::UnknownTopicOrPartition.code(),
+        StoreError::InvalidPartitions(_) => Code::InvalidPartitions.code(),
+        StoreError::Log(l) => log_error_code(l),
+        StoreError::Io(_) | StoreError::Corrupt(_) => Code::KafkaStorageError.code(),
+    }
+}
+
+/// Kafka's rule for topic names: 1-249 characters of `[a-zA-Z0-9._-]`, not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name cannot be {name:?}"));
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "topic name is {} characters long, the maximum is 249",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {name:?} contains {c:?}; only ASCII alphanumerics, '.', '_' and '-' are legal"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_topic_name;
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_a-b").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("bad/name").is_err());
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+}

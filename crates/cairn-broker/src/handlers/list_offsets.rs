@@ -1,0 +1,71 @@
+//! ListOffsets: earliest, latest, max-timestamp, and the exact first record at or after a time.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::Ctx;
+use crate::errors::{log_error_code, Code};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let st = &ctx.state;
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
+                    let Some(log) = st.store.partition(&t.name.0, p.partition_index) else {
+                        return r.with_error_code(Code::UnknownTopicOrPartition.code());
+                    };
+                    if p.current_leader_epoch > 0 {
+                        return r.with_error_code(Code::UnknownLeaderEpoch.code());
+                    }
+                    // Without transactions the last stable offset is the high watermark, so both
+                    // isolation levels see the log end.
+                    let found = match p.timestamp {
+                        LATEST => Ok(Some((log.log_end_offset(), -1))),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
+                        // Nothing is tiered: there is no tiered offset to report.
+                        LATEST_TIERED => Ok(None),
+                        MAX_TIMESTAMP => log.max_timestamp(),
+                        ts if ts >= 0 => log.offset_for_timestamp(ts),
+                        other => {
+                            tracing::info!(peer = %ctx.peer, timestamp = other, "ListOffsets with an unknown special timestamp");
+                            return r.with_error_code(Code::InvalidRequest.code());
+                        }
+                    };
+                    match found {
+                        Ok(Some((offset, ts))) => r
+                            .with_offset(offset)
+                            .with_timestamp(ts)
+                            .with_leader_epoch(0),
+                        Ok(None) => r,
+                        Err(e) => {
+                            tracing::warn!(peer = %ctx.peer, topic = %t.name.0.as_str(),
+                                partition = p.partition_index, "ListOffsets failed: {e}");
+                            r.with_error_code(log_error_code(&e))
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,90 @@
+//! Metadata: brokers, topics with stable ids, auto-creation when allowed.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{admin, sb, Ctx};
+use crate::errors::Code;
+use cairn_log::TopicMeta;
+
+pub fn topic_entry(ctx: &Ctx, t: &TopicMeta) -> MetadataResponseTopic {
+    let node = BrokerId(ctx.state.node_id);
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(sb(t.name.clone()))))
+        .with_topic_id(t.id)
+        .with_is_internal(t.internal)
+        .with_partitions(
+            (0..t.partitions as i32)
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(node)
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![node])
+                        .with_isr_nodes(vec![node])
+                })
+                .collect(),
+        )
+}
+
+fn error_entry(name: Option<StrBytes>, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(TopicName))
+        .with_error_code(code)
+}
+
+pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
+    let st = &ctx.state;
+    // v0 has no null: an empty list means "all topics" there; from v1 null means all.
+    let requested = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && ctx.version == 0 => None,
+        Some(t) => Some(t),
+    };
+    let allow_create = ctx.version < 4 || req.allow_auto_topic_creation;
+    let topics = match requested {
+        None => st
+            .store
+            .topics()
+            .iter()
+            .map(|t| topic_entry(ctx, t))
+            .collect(),
+        Some(list) => list
+            .into_iter()
+            .map(|rt| {
+                let name = match rt.name {
+                    Some(n) => n.0,
+                    None => match st.store.topic_by_id(rt.topic_id) {
+                        Some(t) => return topic_entry(ctx, &t),
+                        None => {
+                            return MetadataResponseTopic::default()
+                                .with_topic_id(rt.topic_id)
+                                .with_error_code(Code::UnknownTopicId.code())
+                        }
+                    },
+                };
+                if let Some(t) = st.store.topic(&name) {
+                    return topic_entry(ctx, &t);
+                }
+                if !(allow_create && st.config.auto_create_topics()) {
+                    return error_entry(Some(name), Code::UnknownTopicOrPartition.code());
+                }
+                match admin::auto_create(ctx, &name) {
+                    Ok(t) => topic_entry(ctx, &t),
+                    Err(code) => error_entry(Some(name), code),
+                }
+            })
+            .collect(),
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(st.node_id))
+            .with_host(sb(st.advertised_host.clone()))
+            .with_port(st.advertised_port)])
+        .with_cluster_id(Some(sb(st.store.cluster_id())))
+        .with_controller_id(BrokerId(st.node_id))
+        .with_topics(topics)
+}

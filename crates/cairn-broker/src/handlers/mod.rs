@@ -1,0 +1,133 @@
+//! One module per API family: decode → validate → call → encode. This file routes a frame to its
+//! handler and turns the typed response back into bytes.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::server::peek_header;
+use crate::state::BrokerState;
+use crate::versions::served;
+
+mod admin;
+mod api_versions;
+mod configs;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+/// What a handler sees besides its request.
+pub struct Ctx {
+    pub state: Arc<BrokerState>,
+    pub version: i16,
+    pub client_id: String,
+    pub peer: SocketAddr,
+}
+
+/// Decoding untrusted bytes must never take the broker down: the protocol crate can panic on a
+/// short buffer, so the panic is contained and reported as a malformed request.
+fn decode<T: Decodable>(buf: &mut Bytes, version: i16) -> anyhow::Result<T> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| T::decode(buf, version))) {
+        Ok(r) => r,
+        Err(_) => Err(anyhow!("truncated or malformed request body")),
+    }
+}
+
+fn encode<T: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> anyhow::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(256);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, key.response_header_version(version))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| anyhow!("cannot encode {key:?} v{version} response: {e}"))?;
+    Ok(buf)
+}
+
+/// Handles one request frame. `Ok(None)` means no response is due (acks=0); `Err` closes the
+/// connection, which is Kafka's answer to requests it cannot parse or does not serve.
+pub async fn handle(
+    state: &Arc<BrokerState>,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> anyhow::Result<Option<BytesMut>> {
+    let Some((key_raw, version, correlation_id)) = peek_header(&frame) else {
+        bail!(
+            "request frame of {} bytes is too short for a header",
+            frame.len()
+        );
+    };
+    let Ok(key) = ApiKey::try_from(key_raw) else {
+        bail!("unknown API key {key_raw}");
+    };
+    let Some((lo, hi)) = served(key) else {
+        bail!("API {key:?} is not served by this broker");
+    };
+    if key == ApiKey::ApiVersions && version > hi {
+        // KIP-511: answer in v0 with UNSUPPORTED_VERSION so the client can retry lower.
+        let body = api_versions::unsupported();
+        return Ok(Some(encode(key, 0, correlation_id, &body)?));
+    }
+    if version < lo || version > hi {
+        bail!("{key:?} v{version} is not served (range {lo}..={hi})");
+    }
+    let mut buf = frame;
+    let header: RequestHeader = decode(&mut buf, key.request_header_version(version))?;
+    let ctx = Ctx {
+        state: state.clone(),
+        version,
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        peer,
+    };
+
+    macro_rules! route {
+        ($($k:ident => $m:ident :: $f:ident),* $(,)?) => {
+            match key {
+                $(ApiKey::$k => {
+                    let req = decode(&mut buf, version)?;
+                    let resp = $m::$f(&ctx, req).await;
+                    Some(encode(key, version, correlation_id, &resp)?)
+                })*
+                ApiKey::Produce => {
+                    let req = decode(&mut buf, version)?;
+                    match produce::handle(&ctx, req).await {
+                        Some(resp) => Some(encode(key, version, correlation_id, &resp)?),
+                        None => None,
+                    }
+                }
+                other => bail!("API {other:?} has no handler"),
+            }
+        };
+    }
+    let resp = route! {
+        ApiVersions => api_versions::handle,
+        Metadata => metadata::handle,
+        Fetch => fetch::handle,
+        ListOffsets => list_offsets::handle,
+        CreateTopics => admin::create_topics,
+        DeleteTopics => admin::delete_topics,
+        CreatePartitions => admin::create_partitions,
+        DescribeConfigs => configs::describe_configs,
+        DescribeCluster => configs::describe_cluster,
+    };
+    Ok(resp)
+}
+
+/// Shorthand for the crate's string type.
+pub fn sb(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}

@@ -1,0 +1,92 @@
+//! Produce: validate and append record batches, then acknowledge (after an fsync in that mode).
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{sb, Ctx};
+use crate::errors::{log_error_code, Code};
+use crate::state::now_ms;
+
+pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
+    let st = &ctx.state;
+    let acks_ok = (-1..=1).contains(&req.acks);
+    let mut pending_syncs = Vec::new();
+    let mut appended_any = false;
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let meta = st.store.topic(&name);
+        let mut parts = Vec::with_capacity(topic.partition_data.len());
+        for pd in topic.partition_data {
+            let mut r = PartitionProduceResponse::default()
+                .with_index(pd.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            if !acks_ok {
+                parts.push(r.with_error_code(Code::InvalidRequiredAcks.code()));
+                continue;
+            }
+            let log = match (&meta, st.store.partition(&name, pd.index)) {
+                (Some(m), Some(log)) if !m.internal => log,
+                (Some(_), Some(_)) => {
+                    tracing::warn!(peer = %ctx.peer, topic = %name, "produce to an internal topic refused");
+                    parts.push(r.with_error_code(Code::InvalidTopicException.code()));
+                    continue;
+                }
+                _ => {
+                    parts.push(r.with_error_code(Code::UnknownTopicOrPartition.code()));
+                    continue;
+                }
+            };
+            let Some(records) = pd.records else {
+                parts.push(r.with_error_code(Code::InvalidRecord.code()));
+                continue;
+            };
+            match log.append(&records, now_ms()) {
+                Ok(info) => {
+                    appended_any = true;
+                    r = r
+                        .with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(info.log_append_time)
+                        .with_log_start_offset(info.log_start_offset);
+                    if let Some(f) = &st.flusher {
+                        pending_syncs.push((parts.len(), responses.len(), f.flush(log.clone())));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %ctx.peer, client = %ctx.client_id, topic = %name,
+                        partition = pd.index, "produce refused: {e}");
+                    r = r
+                        .with_error_code(log_error_code(&e))
+                        .with_error_message(Some(sb(e.to_string())));
+                }
+            }
+            parts.push(r);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(parts),
+        );
+    }
+    if appended_any {
+        st.notify_append();
+    }
+    if !acks_ok {
+        tracing::warn!(peer = %ctx.peer, acks = req.acks, "produce with invalid acks");
+    }
+    // In the fsync mode nothing is acknowledged before it is on disk.
+    for (pi, ti, sync) in pending_syncs {
+        if let Err(e) = sync.await {
+            tracing::error!("fsync failed: {e}");
+            let p = &mut responses[ti].partition_responses[pi];
+            p.error_code = Code::KafkaStorageError.code();
+            p.base_offset = -1;
+        }
+    }
+    if req.acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}

@@ -1,0 +1,60 @@
+//! What every handler shares: configuration, the store, the broker's identity, fetch wake-ups.
+
+use std::sync::Arc;
+
+use cairn_config::BrokerConfig;
+use cairn_log::{LogConfig, Store, TimestampType, TopicMeta};
+use tokio::sync::watch;
+
+use crate::flusher::Flusher;
+
+pub struct BrokerState {
+    pub config: Arc<BrokerConfig>,
+    pub store: Store,
+    pub node_id: i32,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// Bumped after every append so parked fetches re-check their partitions.
+    pub appended: watch::Sender<u64>,
+    /// Present in the fsync-before-acknowledge mode.
+    pub flusher: Option<Flusher>,
+}
+
+impl BrokerState {
+    pub fn notify_append(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A topic's log settings: its overrides, else the broker's defaults (Kafka's synonym rules).
+pub fn log_config_for(cfg: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
+    let num = |name: &str, fallback: i64| -> i64 {
+        cfg.topic_value(&topic.configs, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(fallback)
+    };
+    let d = LogConfig::default();
+    LogConfig {
+        segment_bytes: num("segment.bytes", d.segment_bytes as i64).max(14) as u64,
+        segment_ms: num("segment.ms", d.segment_ms),
+        retention_ms: num("retention.ms", d.retention_ms),
+        retention_bytes: num("retention.bytes", d.retention_bytes),
+        index_interval_bytes: num("index.interval.bytes", d.index_interval_bytes as i64).max(0)
+            as u32,
+        max_message_bytes: num("max.message.bytes", d.max_message_bytes as i64).max(0) as u32,
+        timestamp_type: match cfg
+            .topic_value(&topic.configs, "message.timestamp.type")
+            .as_deref()
+        {
+            Some("LogAppendTime") => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        },
+    }
+}

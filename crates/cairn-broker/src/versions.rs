@@ -1,0 +1,32 @@
+//! The one table of API versions this broker serves. Advertised exactly; anything outside is refused.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (api key, min, max). Produce advertises 0 as its minimum, as Kafka 4.x does, because older
+/// librdkafka disables compression when it sees a higher minimum; v0-2 are still refused on use.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 12),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+/// The version range served for `key`, if any. Produce's decodable range starts at 3.
+pub fn served(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(k, lo, hi)| {
+            if *k == ApiKey::Produce {
+                (3, *hi)
+            } else {
+                (*lo, *hi)
+            }
+        })
+}
