@@ -8,3 +8,15 @@
 pub mod consumer_protocol;
 pub mod hash;
 pub mod records;
+
+mod classic;
+pub mod coordinator;
+pub mod error;
+mod group;
+pub mod offsets;
+pub mod types;
+
+pub use coordinator::GroupCoordinator;
+pub use error::GroupError;
+pub use offsets::{DeleteGroupsResult, DeleteOffsetsResult};
+pub use types::*;

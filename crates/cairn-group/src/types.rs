@@ -1,0 +1,264 @@
+//! Plain request/response types. The broker translates wire structs to and from these.
+
+use crate::error::GroupError;
+
+/// Opaque handle the broker uses to match a parked request with its eventual reply.
+pub type ReplyToken = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`
+    pub initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`
+    pub max_size: usize,
+    /// `offsets.retention.minutes`, in milliseconds
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes` (compared against UTF-16 length, as Java does)
+    pub offset_metadata_max_bytes: usize,
+    /// Kafka's internal guard for new members parked in a join.
+    pub new_member_join_timeout_ms: i64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: usize::MAX,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            new_member_join_timeout_ms: 300_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    /// The name Kafka uses in ListGroups / DescribeGroups.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JoinGroup {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Vec<u8>)>,
+    /// Wire version: v4+ dynamic members get MEMBER_ID_REQUIRED first.
+    pub api_version: i16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub metadata: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Filled for the leader only.
+    pub members: Vec<JoinMember>,
+    pub skip_assignment: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncGroup {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation_id: i32,
+    /// Checked only when present (the edge turns a missing v5 field into an error itself).
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResponse {
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Join(Result<JoinResponse, GroupError>),
+    Sync(Result<SyncResponse, GroupError>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Heartbeat {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation_id: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeavingMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeaveGroup {
+    pub group_id: String,
+    pub members: Vec<LeavingMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeaveResult {
+    /// Group-level error; when set, `members` is empty. For v0–2 the edge reports the single
+    /// member's error here instead.
+    pub error: Option<GroupError>,
+    pub members: Vec<(LeavingMember, Result<(), GroupError>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation_id: i32,
+    /// v2–4 `retention_time_ms`; -1 means the broker default.
+    pub retention_time_ms: i64,
+    pub api_version: i16,
+    pub partitions: Vec<CommitPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommitResult {
+    /// The group-level error, if any; it is also copied into every partition.
+    pub error: Option<GroupError>,
+    pub partitions: Vec<(String, i32, Result<(), GroupError>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// -1 when nothing is committed.
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FetchResult {
+    pub partitions: Vec<FetchedOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub state: GroupState,
+    /// "" for simple groups.
+    pub protocol_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Empty unless the group is Stable.
+    pub metadata: Vec<u8>,
+    /// Empty unless the group is Stable.
+    pub assignment: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    /// The chosen protocol, only when Stable.
+    pub protocol: String,
+    pub generation_id: i32,
+    pub leader: Option<String>,
+    pub members: Vec<MemberDescription>,
+}
+
+/// One `__consumer_offsets` record. `group_id` lets the broker pick the partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub group_id: String,
+    pub key: Vec<u8>,
+    /// `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Everything an operation wants done outside the state machine.
+///
+/// Contract: append `records` (in order) to `__consumer_offsets` first; send `replies` only
+/// once those records are durable.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Effects {
+    pub records: Vec<Record>,
+    pub replies: Vec<(ReplyToken, Reply)>,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.replies.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Effects) {
+        self.records.extend(other.records);
+        self.replies.extend(other.replies);
+    }
+}
+
+/// What `replay` did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replayed {
+    Offset,
+    Group,
+    /// Unknown key type: the caller logs a warning and moves on.
+    Unknown(i16),
+}
