@@ -1,1 +1,120 @@
-fn main() {}
+//! `cairn`: the broker (`serve`) and the operator's toolbox in one binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cairn_broker::{Broker, BrokerOptions};
+use cairn_config::BrokerConfig;
+use clap::{Parser, Subcommand};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "A Kafka-compatible broker built around consumer groups"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker with an embedded, durable store.
+    Serve(ServeArgs),
+    /// Measure produce/consume throughput and latency against a broker, beside a raw TCP baseline.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on for Kafka clients [default: 127.0.0.1:9092, or `listeners`].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory [default: ./data, or `log.dirs`].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A Kafka-style properties file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one setting, Kafka's property name: -o num.partitions=4 (repeatable).
+    #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cairn: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = args
+        .overrides
+        .iter()
+        .map(|s| cairn_config::parse_override(s))
+        .collect::<Result<Vec<_>, _>>()
+        .context("bad -o option")?;
+    let config = BrokerConfig::load(args.config.as_deref(), &overrides)?;
+    for key in &config.unknown {
+        tracing::warn!(key = %key, "unknown configuration key ignored");
+    }
+    let listen = args
+        .listen
+        .or_else(|| config.listener().map(|(h, p)| format!("{h}:{p}")))
+        .unwrap_or_else(|| "127.0.0.1:9092".to_string());
+    let data_dir = args
+        .data_dir
+        .or_else(|| config.get("log.dirs").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let broker = Broker::start(BrokerOptions {
+        listen,
+        data_dir,
+        config,
+    })
+    .await?;
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    broker.shutdown().await
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
