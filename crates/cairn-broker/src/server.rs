@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use cairn_config::BrokerConfig;
 use cairn_log::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -180,7 +180,6 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max = state.config.socket_request_max_bytes();
-    let mut out = BytesMut::with_capacity(64 * 1024);
     loop {
         let size = tokio::select! {
             _ = shutdown.changed() => return,
@@ -200,10 +199,7 @@ async fn connection(
         }
         match handlers::handle(&state, frame.freeze(), peer).await {
             Ok(Some(resp)) => {
-                out.clear();
-                out.put_i32(resp.len() as i32);
-                out.extend_from_slice(&resp);
-                if sock.write_all(&out).await.is_err() {
+                if sock.write_all(&resp).await.is_err() {
                     return;
                 }
             }

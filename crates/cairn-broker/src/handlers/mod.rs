@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail};
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -46,15 +46,20 @@ fn encode<T: Encodable>(
     body: &T,
 ) -> anyhow::Result<BytesMut> {
     let mut buf = BytesMut::with_capacity(256);
+    // Room for the size prefix, filled in below, so the frame goes out without another copy.
+    buf.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut buf, key.response_header_version(version))?;
     body.encode(&mut buf, version)
         .map_err(|e| anyhow!("cannot encode {key:?} v{version} response: {e}"))?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf)
 }
 
-/// Handles one request frame. `Ok(None)` means no response is due (acks=0); `Err` closes the
+/// Handles one request frame and returns the whole response frame, size prefix included.
+/// `Ok(None)` means no response is due (acks=0); `Err` closes the
 /// connection, which is Kafka's answer to requests it cannot parse or does not serve.
 pub async fn handle(
     state: &Arc<BrokerState>,
