@@ -1,7 +1,7 @@
 //! Seeded simulation: random schedules of joins, rejoins, leaves, crashes, slow members,
 //! commits (valid and stale), clock advances, topic growth and broker restarts, with the
 //! protocol invariants checked after every step. A failure names its seed; rerun one seed with
-//! `SIM_SEED=<n> cargo test -p cairn-group --test simulation`.
+//! `SIM_SEED=<n> cargo test -p cairn-group --test simulation`; run more with `SIM_SEEDS=<count>`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -86,6 +86,9 @@ struct Sim {
     generations: HashMap<String, i32>,
     /// Highest generation persisted per group (group records in the log).
     persisted_generation: HashMap<String, i32>,
+    /// Membership handed to the leader per (group, generation) in this incarnation: one
+    /// generation id must name one membership.
+    memberships: HashMap<(String, i32), Vec<String>>,
     restarts: u64,
     stats: Stats,
 }
@@ -162,6 +165,7 @@ impl Sim {
             model: BTreeMap::new(),
             generations: HashMap::new(),
             persisted_generation: HashMap::new(),
+            memberships: HashMap::new(),
             restarts: 0,
             stats: Stats::default(),
         }
@@ -209,6 +213,7 @@ impl Sim {
                     None => {
                         self.persisted_generation.remove(&group);
                         self.generations.remove(&group);
+                        self.memberships.retain(|(g, _), _| *g != group);
                     }
                 },
                 RecordKey::Unknown { .. } => unreachable!(),
@@ -251,6 +256,22 @@ impl Sim {
             Ok(j) => j,
             Err(e) => return self.on_error(ci, e),
         };
+        if j.leader == j.member_id {
+            let mut ids: Vec<String> = j.members.iter().map(|m| m.member_id.clone()).collect();
+            ids.sort();
+            let key = (self.clients[ci].group.to_string(), j.generation_id);
+            // A replaced static member legitimately renames a member within a generation.
+            if !j.skip_assignment {
+                if let Some(prev) = self.memberships.get(&key) {
+                    check!(
+                        self,
+                        *prev == ids,
+                        "generation {key:?} reused: {prev:?} then {ids:?}"
+                    );
+                }
+            }
+            self.memberships.insert(key, ids);
+        }
         let c = &mut self.clients[ci];
         c.member_id = j.member_id.clone();
         c.generation = j.generation_id;
@@ -476,6 +497,8 @@ impl Sim {
             }
         }
         self.generations.clear();
+        // Unpersisted generations are legitimately handed out again after a restart.
+        self.memberships.clear();
         let fx = self.coord.finish_load(self.now);
         self.apply(fx, false);
         for g in self.coord.list_groups() {
@@ -770,7 +793,11 @@ fn run_seed(seed: u64, steps: usize) -> Stats {
 fn simulation() {
     let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
         Ok(s) => vec![s.parse().expect("SIM_SEED is a number")],
-        Err(_) => (0..200).collect(),
+        Err(_) => {
+            let n = std::env::var("SIM_SEEDS")
+                .map_or(200, |n| n.parse().expect("SIM_SEEDS is a number"));
+            (0..n).collect()
+        }
     };
     let steps = 400;
     let mut total = Stats::default();
