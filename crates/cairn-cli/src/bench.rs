@@ -27,7 +27,9 @@ const MB: f64 = 1e6;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Use a running broker at HOST:PORT instead of starting one.
+    /// Use a running broker at HOST:PORT. Without it the bench starts its own
+    /// (`cairn serve` on a free loopback port, data in a directory under
+    /// $TMPDIR) and stops it at the end.
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap: Option<String>,
 
@@ -214,15 +216,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     println!("loadavg at start: {load_start}");
 
     let outcome = tokio::select! {
-        r = measure(&args, &plan, &broker) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        r = measure(&args, &plan, &broker) => r.map(Some),
+        _ = tokio::signal::ctrl_c() => Ok(None),
     };
     let log_path = broker.stop().await;
     let report = match outcome {
-        Ok(r) => r,
+        Ok(Some(r)) => r,
+        Ok(None) => bail!("interrupted"),
         Err(e) => {
+            // The log lives in the temporary directory, gone once we return.
             if let Some(path) = log_path {
-                eprintln!("broker log (last lines of {}):", path.display());
+                eprintln!("last lines of the broker's output:");
                 eprintln!("{}", tail_of_file(&path, 20));
             }
             return Err(e);
@@ -278,7 +282,9 @@ impl Broker {
         for opt in &args.broker_opts {
             cmd.arg("-o").arg(opt);
         }
-        cmd.stdin(std::process::Stdio::null())
+        // The output goes to a file that may be shown to a person later.
+        cmd.env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
@@ -810,21 +816,11 @@ impl Report {
             line += &format!("{name} {:.3} ms  ", lat(&self.latency, q));
         }
         println!(
-            "{line}at {:.1} MB/s ({} B requests, achieved {achieved:.1} MB/s, {} samples/run)",
+            "{line} at {:.1} MB/s, {} B requests (achieved {achieved:.1} MB/s, {} samples/run)",
             args.rate,
             plan.latency_records_per_batch * plan.record_size as u64,
             self.latency.first().map_or(0, |l| l.samples.len())
         );
-        if !self.tcp_latency.is_empty() {
-            let mut line = format!("{:<9}", "");
-            let mut ratios = String::from("ratio");
-            for (name, q) in PERCENTILES {
-                let base = lat(&self.tcp_latency, q);
-                line += &format!("{name} {base:.3} ms  ");
-                ratios += &format!(" {name} {:.1}", lat(&self.latency, q) / base);
-            }
-            println!("{line}tcp ping-pong baseline   {ratios}");
-        }
         println!(
             "{:9}runs p50: {}   p99: {}",
             "",
@@ -839,6 +835,16 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        if !self.tcp_latency.is_empty() {
+            let mut line = format!("{:<9}", "tcp rtt");
+            let mut ratios = Vec::new();
+            for (name, q) in PERCENTILES {
+                let base = lat(&self.tcp_latency, q);
+                line += &format!("{name} {base:.3} ms  ");
+                ratios.push(format!("{name} {:.1}", lat(&self.latency, q) / base));
+            }
+            println!("{line} ratio {}", ratios.join("  "));
+        }
         match (self.rss_start_kib, self.rss_end_kib) {
             (Some(a), Some(b)) => println!(
                 "{:<9}idle RSS {:.1} MiB at start, {:.1} MiB after the runs",
