@@ -176,6 +176,10 @@ impl Plan {
     fn payload_bytes(&self) -> u64 {
         self.records * self.record_size as u64
     }
+
+    fn batch_payload(&self) -> usize {
+        self.records_per_batch as usize * self.record_size
+    }
 }
 
 /// Runs the benchmark; the broker it started, if any, is stopped on every path.
@@ -448,12 +452,10 @@ async fn measure(args: &BenchArgs, plan: &Plan, broker: &Broker) -> Result<Repor
         report.latency.push(latency);
 
         if !args.no_baseline {
-            let tcp = tcp_throughput(plan.payload_bytes(), batch_payload(args, plan))
+            let tcp = tcp_throughput(plan.payload_bytes(), plan.batch_payload())
                 .await
                 .context("TCP baseline throughput")?;
-            let tcp_lat = tcp_latency(args, plan)
-                .await
-                .context("TCP baseline latency")?;
+            let tcp_lat = tcp_latency(plan).await.context("TCP baseline latency")?;
             line += &format!(
                 " | tcp {:.1} MB/s, rtt p50 {:.3} ms",
                 tcp.mb_per_s(),
@@ -473,11 +475,6 @@ async fn measure(args: &BenchArgs, plan: &Plan, broker: &Broker) -> Result<Repor
         report.rss_end_kib = Some(rss_kib(pid)?);
     }
     Ok(report)
-}
-
-fn batch_payload(args: &BenchArgs, plan: &Plan) -> usize {
-    let _ = args;
-    (plan.records_per_batch as usize) * plan.record_size
 }
 
 async fn create_topic(admin: &Client, topic: &str, partitions: i32) -> Result<()> {
@@ -536,7 +533,8 @@ async fn produce_throughput(
 
     let tasks = args.connections;
     let barrier = Arc::new(Barrier::new(tasks + 1));
-    let mut handles = Vec::new();
+    // A JoinSet aborts the remaining tasks when one fails.
+    let mut handles = tokio::task::JoinSet::new();
     for task in 0..tasks {
         // Each task owns a client, hence its own connection(s).
         let client = Client::connect(addr, CLIENT_ID).await?;
@@ -563,7 +561,7 @@ async fn produce_throughput(
             args.in_flight,
             args.acks,
         );
-        handles.push(tokio::spawn(async move {
+        handles.spawn(async move {
             barrier.wait().await;
             let mut pending = VecDeque::with_capacity(in_flight);
             for (i, batch) in batches.into_iter().enumerate() {
@@ -583,12 +581,12 @@ async fn produce_throughput(
                 ack.await?;
             }
             Ok::<_, cairn_client::Error>(())
-        }));
+        });
     }
     barrier.wait().await;
     let start = Instant::now();
-    for h in handles {
-        h.await??;
+    while let Some(done) = handles.join_next().await {
+        done??;
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(Throughput {
@@ -611,10 +609,10 @@ async fn consume_throughput(
     }
     let max_bytes = args.fetch_size as i32;
     let start = Instant::now();
-    let mut handles = Vec::new();
+    let mut handles = tokio::task::JoinSet::new();
     for (partition, end) in ends {
         let (client, topic) = (client.clone(), topic.to_string());
-        handles.push(tokio::spawn(async move {
+        handles.spawn(async move {
             let (mut offset, mut records, mut bytes, mut idle) = (0i64, 0u64, 0u64, 0u32);
             while offset < end {
                 let fetched = client.fetch(&topic, partition, offset, max_bytes, 500).await?;
@@ -635,11 +633,11 @@ async fn consume_throughput(
                 offset = fetched.next_offset(offset);
             }
             Ok((records, bytes))
-        }));
+        });
     }
     let (mut records, mut bytes) = (0, 0);
-    for h in handles {
-        let (r, b) = h.await??;
+    while let Some(done) = handles.join_next().await {
+        let (r, b) = done??;
         records += r;
         bytes += b;
     }
@@ -738,7 +736,7 @@ async fn tcp_throughput(total: u64, write_size: usize) -> Result<Throughput> {
 
 /// Loopback ping-pong on the latency test's schedule: a request the size of
 /// a latency-test batch, answered by a small reply.
-async fn tcp_latency(_args: &BenchArgs, plan: &Plan) -> Result<Latency> {
+async fn tcp_latency(plan: &Plan) -> Result<Latency> {
     let size = (plan.latency_records_per_batch as usize) * plan.record_size;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -821,20 +819,18 @@ impl Report {
             plan.latency_records_per_batch * plan.record_size as u64,
             self.latency.first().map_or(0, |l| l.samples.len())
         );
-        println!(
-            "{:9}runs p50: {}   p99: {}",
-            "",
-            self.latency
-                .iter()
-                .map(|l| format!("{:.3}", l.percentile_ms(0.5)))
-                .collect::<Vec<_>>()
-                .join(" "),
-            self.latency
-                .iter()
-                .map(|l| format!("{:.3}", l.percentile_ms(0.99)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        let runs: Vec<String> = PERCENTILES
+            .iter()
+            .map(|&(name, q)| {
+                let values: Vec<String> = self
+                    .latency
+                    .iter()
+                    .map(|l| format!("{:.3}", l.percentile_ms(q)))
+                    .collect();
+                format!("{name}: {}", values.join(" "))
+            })
+            .collect();
+        println!("{:9}runs {}", "", runs.join("   "));
         if !self.tcp_latency.is_empty() {
             let mut line = format!("{:<9}", "tcp rtt");
             let mut ratios = Vec::new();
