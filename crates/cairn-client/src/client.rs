@@ -21,13 +21,17 @@ use kafka_protocol::records::Compression;
 use kafka_protocol::ResponseError;
 
 use crate::connection::Connection;
-use crate::error::{Error, Result};
+use crate::error::{within, Error, Result};
 use crate::records::{decode_records, encode_batch, ConsumedRecord, ProduceRecord};
 
 /// Produce v13 and Fetch v13 name topics by id only; this client addresses
 /// topics by name, so it stays at or below v12 for both.
 const PRODUCE_MAX_VERSION: i16 = 12;
 const FETCH_MAX_VERSION: i16 = 12;
+
+/// Default for [`Client::set_request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_CLIENT_TIMEOUT_SLACK: Duration = Duration::from_secs(5);
 
 /// `list_offsets` timestamp meaning "the next offset to be written".
 pub const LATEST_OFFSET: i64 = -1;
@@ -186,7 +190,7 @@ pub struct Client {
     bootstrap: tokio::sync::Mutex<Arc<Connection>>,
     connections: tokio::sync::Mutex<HashMap<i32, Arc<Connection>>>,
     metadata: Mutex<ClusterMetadata>,
-    request_timeout_ms: i32,
+    request_timeout: Duration,
 }
 
 impl Client {
@@ -199,15 +203,25 @@ impl Client {
             bootstrap: tokio::sync::Mutex::new(Arc::new(conn)),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             metadata: Mutex::new(ClusterMetadata::default()),
-            request_timeout_ms: 30_000,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         };
         client.refresh_metadata(None).await?;
         Ok(client)
     }
 
-    /// Server-side timeout put into Produce, CreateTopics and ListOffsets.
+    /// Timeout put into Produce, CreateTopics and ListOffsets for the broker;
+    /// the client itself waits a little longer than this for any answer, so
+    /// that the broker's own timeout error arrives first.
     pub fn set_request_timeout(&mut self, timeout: Duration) {
-        self.request_timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        self.request_timeout = timeout;
+    }
+
+    fn timeout_ms(&self) -> i32 {
+        self.request_timeout.as_millis().min(i32::MAX as u128) as i32
+    }
+
+    fn wait_limit(&self) -> Duration {
+        self.request_timeout + (self.request_timeout / 2).min(MAX_CLIENT_TIMEOUT_SLACK)
     }
 
     /// The connection to the bootstrap broker, reopened if it has failed.
@@ -251,7 +265,12 @@ impl Client {
         let req = MetadataRequest::default()
             .with_topics(topics)
             .with_allow_auto_topic_creation(allow_auto_topic_creation);
-        let resp = conn.send_versioned(req, version).await?;
+        let resp = within(
+            self.wait_limit(),
+            || "metadata".to_string(),
+            conn.send_versioned(req, version),
+        )
+        .await?;
         Error::check_code(resp.error_code, None, || "metadata".to_string())?;
         Ok(ClusterMetadata::from_response(resp))
     }
@@ -307,9 +326,14 @@ impl Client {
             );
         let req = CreateTopicsRequest::default()
             .with_topics(vec![topic])
-            .with_timeout_ms(self.request_timeout_ms);
+            .with_timeout_ms(self.timeout_ms());
         let conn = self.controller_connection().await?;
-        let resp = conn.send(req).await?;
+        let resp = within(
+            self.wait_limit(),
+            || format!("create topic {name}"),
+            conn.send(req),
+        )
+        .await?;
         let result = resp
             .topics
             .iter()
@@ -442,7 +466,7 @@ impl Client {
         let version = conn.version_at_most::<ProduceRequest>(PRODUCE_MAX_VERSION)?;
         let req = ProduceRequest::default()
             .with_acks(acks)
-            .with_timeout_ms(self.request_timeout_ms)
+            .with_timeout_ms(self.timeout_ms())
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(topic_name(topic))
                 .with_partition_data(vec![PartitionProduceData::default()
@@ -450,8 +474,10 @@ impl Client {
                     .with_records(Some(batch))])]);
         let pending = conn.submit_versioned(req, version).await?;
         let topic = topic.to_string();
+        let limit = self.wait_limit();
         Ok(async move {
-            let resp = pending.await?;
+            let what = || format!("produce {topic}/{partition}");
+            let resp = within(limit, what, pending).await?;
             if acks == 0 {
                 return Ok(ProduceAck {
                     base_offset: -1,
@@ -488,8 +514,9 @@ impl Client {
                     .with_partition(partition)
                     .with_fetch_offset(offset)
                     .with_partition_max_bytes(max_bytes)])]);
-        let resp = conn.send_versioned(req, version).await?;
         let context = || format!("fetch {topic}/{partition} at {offset}");
+        let limit = self.wait_limit() + Duration::from_millis(max_wait_ms.max(0) as u64);
+        let resp = within(limit, context, conn.send_versioned(req, version)).await?;
         Error::check_code(resp.error_code, None, context)?;
         let data = resp
             .responses
@@ -533,15 +560,15 @@ impl Client {
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_isolation_level(0)
-            .with_timeout_ms(self.request_timeout_ms)
+            .with_timeout_ms(self.timeout_ms())
             .with_topics(vec![ListOffsetsTopic::default()
                 .with_name(topic_name(topic))
                 .with_partitions(vec![ListOffsetsPartition::default()
                     .with_partition_index(partition)
                     .with_current_leader_epoch(-1)
                     .with_timestamp(timestamp)])]);
-        let resp = conn.send(req).await?;
         let context = || format!("list offsets {topic}/{partition}");
+        let resp = within(self.wait_limit(), context, conn.send(req)).await?;
         let p = resp
             .topics
             .into_iter()
@@ -694,6 +721,32 @@ mod tests {
             offsets.push(p.await.unwrap().base_offset);
         }
         assert_eq!(offsets, (0..10).map(|i| i * 2).collect::<Vec<i64>>());
+    }
+
+    #[tokio::test]
+    async fn unanswered_requests_time_out() {
+        let config = FakeConfig {
+            silent: true,
+            ..FakeConfig::default()
+        };
+        let broker = FakeBroker::start(config).await;
+        // Connecting works: the fake still answers ApiVersions, then metadata
+        // goes unanswered.
+        let conn = Connection::connect(&broker.addr, "test-client")
+            .await
+            .unwrap();
+        let client = Client {
+            bootstrap_addr: broker.addr.clone(),
+            client_id: "test-client".to_string(),
+            bootstrap: tokio::sync::Mutex::new(Arc::new(conn)),
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+            metadata: Mutex::new(ClusterMetadata::default()),
+            request_timeout: Duration::from_millis(100),
+        };
+        let started = Instant::now();
+        let err = client.fetch_metadata(None, false).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -28,11 +29,14 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, Result};
+use crate::error::{within, Error, Result};
 
 /// Largest response frame accepted; guards against huge allocations from a
 /// corrupt length prefix.
 pub const MAX_FRAME_BYTES: usize = 512 * 1024 * 1024;
+
+/// Limit for opening a connection and completing the ApiVersions handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Highest ApiVersions version this client tries first. v3 is the first
 /// flexible version and what current Kafka clients send.
@@ -145,8 +149,27 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Opens a TCP connection and learns which API versions the broker speaks.
+    /// Opens a TCP connection and learns which API versions the broker
+    /// speaks, giving up after [`DEFAULT_CONNECT_TIMEOUT`].
     pub async fn connect(addr: &str, client_id: &str) -> Result<Connection> {
+        Self::connect_timeout(addr, client_id, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// [`Self::connect`] with an explicit limit for TCP connect plus handshake.
+    pub async fn connect_timeout(
+        addr: &str,
+        client_id: &str,
+        limit: Duration,
+    ) -> Result<Connection> {
+        within(
+            limit,
+            || format!("connecting to {addr}"),
+            Self::connect_inner(addr, client_id),
+        )
+        .await
+    }
+
+    async fn connect_inner(addr: &str, client_id: &str) -> Result<Connection> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|source| Error::Connect {
@@ -232,6 +255,10 @@ impl Connection {
     ///
     /// A Produce request with `acks = 0` gets no response from the broker; it
     /// resolves as soon as it is written, to an empty `ProduceResponse`.
+    ///
+    /// The highest common version may address topics by id only (Produce and
+    /// Fetch from v13); use [`Self::version_at_most`] with
+    /// [`Self::send_versioned`] to stay on name-based versions.
     pub async fn send<R>(&self, req: R) -> Result<R::Response>
     where
         R: Request + 'static,
@@ -794,6 +821,26 @@ mod tests {
         let reason = conn.close_reason().unwrap();
         assert!(reason.contains("frame length"), "{reason}");
         assert!(matches!(err, Error::ConnectionClosed(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn handshake_times_out_on_a_mute_peer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let holder = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(sock);
+        });
+        let limit = Duration::from_millis(100);
+        let err = Connection::connect_timeout(&addr, "test-client", limit)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout { after, .. } if after == limit),
+            "{err}"
+        );
+        holder.abort();
     }
 
     #[tokio::test]

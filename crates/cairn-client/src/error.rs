@@ -80,6 +80,13 @@ pub enum Error {
     #[error("record batch: {0}")]
     Records(#[source] anyhow::Error),
 
+    /// No answer within the time limit.
+    #[error("{what}: no answer within {after:?}")]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
+
     /// Metadata has no usable answer for the topic or partition.
     #[error("{0}")]
     Metadata(String),
@@ -115,6 +122,21 @@ fn detail(message: &Option<String>) -> String {
     match message {
         Some(m) => format!(": {m}"),
         None => String::new(),
+    }
+}
+
+/// Runs `fut`, giving up with `Error::Timeout` after `limit`.
+pub(crate) async fn within<T>(
+    limit: std::time::Duration,
+    what: impl FnOnce() -> String,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout {
+            what: what(),
+            after: limit,
+        }),
     }
 }
 

@@ -13,9 +13,9 @@ mod testing;
 
 pub use client::{
     BrokerInfo, Client, ClusterMetadata, FetchResult, PartitionInfo, ProduceAck, RawFetch,
-    TopicInfo, EARLIEST_OFFSET, LATEST_OFFSET,
+    TopicInfo, DEFAULT_REQUEST_TIMEOUT, EARLIEST_OFFSET, LATEST_OFFSET,
 };
-pub use connection::{Connection, ResponseFuture, MAX_FRAME_BYTES};
+pub use connection::{Connection, ResponseFuture, DEFAULT_CONNECT_TIMEOUT, MAX_FRAME_BYTES};
 pub use error::{Error, Result};
 pub use kafka_protocol;
 pub use records::{ConsumedRecord, ProduceRecord};

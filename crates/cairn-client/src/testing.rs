@@ -39,6 +39,8 @@ pub(crate) struct FakeConfig {
     pub close_on_request: Option<usize>,
     /// Answer the first non-ApiVersions request with an absurd frame length.
     pub bogus_length: bool,
+    /// Read everything but answer only ApiVersions.
+    pub silent: bool,
 }
 
 impl Default for FakeConfig {
@@ -57,6 +59,7 @@ impl Default for FakeConfig {
             reverse_batches_of: 1,
             close_on_request: None,
             bogus_length: false,
+            silent: false,
         }
     }
 }
@@ -147,6 +150,9 @@ async fn serve(mut sock: TcpStream, config: FakeConfig, state: Arc<Mutex<State>>
             requests += 1;
             if config.close_on_request == Some(requests) {
                 return;
+            }
+            if config.silent {
+                continue;
             }
             if config.bogus_length {
                 let _ = sock.write_all(&i32::MAX.to_be_bytes()).await;
