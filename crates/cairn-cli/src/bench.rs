@@ -217,6 +217,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         plan.records_per_batch * plan.record_size as u64,
         args.repeat
     );
+    if !args.broker_opts.is_empty() {
+        println!("  broker options: {}", args.broker_opts.join(" "));
+    }
     println!("loadavg at start: {load_start}");
 
     let outcome = tokio::select! {
