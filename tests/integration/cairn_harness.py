@@ -87,7 +87,7 @@ class Broker:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env={**os.environ, "RUST_BACKTRACE": "1"},
+                env={**os.environ, "RUST_BACKTRACE": "1", "NO_COLOR": "1"},
             )
         self.wait_ready(timeout)
         return self

@@ -32,9 +32,12 @@ def broker_factory(request, tmp_path):
 
     def start(options=None, **kwargs):
         n = len(brokers)
+        log_path = Path(f"{base_log}.{n}.log")
+        if log_path.exists():
+            log_path.unlink()  # left over from an earlier run
         broker = Broker(
             data_dir=tmp_path / f"data{n}",
-            log_path=Path(f"{base_log}.{n}.log"),
+            log_path=log_path,
             options=options,
             **kwargs,
         )

@@ -40,7 +40,15 @@ def base_conf(broker, **extra):
 
 
 def admin(broker, **extra):
-    return AdminClient(base_conf(broker, **extra))
+    """An AdminClient for `broker`. The default one is cached on the broker object:
+    an AdminClient that is garbage-collected fails its pending futures (_DESTROY)."""
+    if extra:
+        return AdminClient(base_conf(broker, **extra))
+    cached = getattr(broker, "_admin_client", None)
+    if cached is None:
+        cached = AdminClient(base_conf(broker))
+        broker._admin_client = cached
+    return cached
 
 
 def producer(broker, **extra):

@@ -13,9 +13,11 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import TopicPartition
 
+import kproto
 import kutil
 
 PARTITIONS = 4
+PADDING = b"p" * 200  # ~220-byte values: every partition rolls several 64 KiB segments
 
 
 class StreamingProducer(threading.Thread):
@@ -57,7 +59,7 @@ class StreamingProducer(threading.Thread):
     def run(self):
         i = 0
         while not self.stop_flag.is_set():
-            value = f"{self.tag}-{i:07d}".encode()
+            value = f"{self.tag}-{i:07d}-".encode() + PADDING
             try:
                 self.p.produce(self.topic, value=value, partition=i % PARTITIONS, on_delivery=self._on_delivery)
                 self.sent += 1
@@ -144,13 +146,18 @@ def test_kill9_mid_stream_keeps_acknowledged_records(broker_factory, acks, flush
 
     all_acked = {}
     rounds = 3
-    per_round = 300 if flush_every_message else 1500
+    per_round = 800 if flush_every_message else 3000
     for rnd in range(rounds):
         sp = StreamingProducer(b, topic, acks, tag=f"r{rnd}")
         sp.start()
         wait_for_acks(sp, per_round, timeout=90)
         b.kill9()  # mid-stream: the producer is still sending
+        sent_at_kill, acked_at_kill = sp.sent, sp.acked_count()
         acked = sp.finish()
+        print(
+            f"round {rnd}: sent {sent_at_kill} / acked {acked_at_kill} at the kill; "
+            f"finally acked {len(acked)}, failed {sp.errors}"
+        )
         overlap = set(acked) & set(all_acked)
         assert not overlap, f"offsets acknowledged again after a restart: {sorted(overlap)[:5]}"
         all_acked.update(acked)
@@ -161,6 +168,11 @@ def test_kill9_mid_stream_keeps_acknowledged_records(broker_factory, acks, flush
     b.restart()
     verify_all(b, topic, all_acked)
     assert len(all_acked) >= rounds * per_round
+    # The recovered logs spanned several segments (white-box, Kafka-style layout).
+    for part in range(PARTITIONS):
+        d = b.data_dir / f"{topic}-{part}"
+        if d.is_dir():
+            assert len(list(d.glob("*.log"))) >= 2, f"partition {part}: expected rolled segments"
 
 
 @pytest.mark.slow
@@ -177,3 +189,111 @@ def test_kill9_while_idle_after_acks(broker_factory):
     verify_all(b, topic, {(pt, off): v for pt, off, _k, v, _ts in log.acked})
     for part in range(PARTITIONS):
         assert kutil.watermarks(b, topic, part) == (0, 500)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_kill9_after_admin_operations_keeps_metadata(broker_factory):
+    """Acknowledged CreateTopics / CreatePartitions / DeleteTopics survive a crash."""
+    from confluent_kafka.admin import ConfigResource, NewPartitions, ResourceType
+
+    b = broker_factory({"num.partitions": 1, "auto.create.topics.enable": "false"})
+    keep = kutil.create_topic(b, kutil.unique_topic("keep"), partitions=2, config={"retention.ms": "7200000"})
+    gone = kutil.create_topic(b, kutil.unique_topic("gone"), partitions=1)
+    a = kutil.admin(b)
+    a.create_partitions([NewPartitions(keep, 5)], request_timeout=20)[keep].result(timeout=20)
+    a.delete_topics([gone], request_timeout=20)[gone].result(timeout=20)
+    log = kutil.produce_all(kutil.producer(b), keep, [(None, b"in-p4", 4, None)])
+    kutil.assert_no_delivery_errors(log)
+    b.kill9()
+    b.start()
+    kutil.wait_for_topic(b, keep, 5)
+    md = kutil.admin(b).list_topics(timeout=10)
+    assert gone not in md.topics or md.topics[gone].error is not None
+    res = ConfigResource(ResourceType.TOPIC, keep)
+    entries = kutil.admin(b).describe_configs([res], request_timeout=20)[res].result(timeout=20)
+    assert entries["retention.ms"].value == "7200000"
+    assert [m.value() for m in kutil.read_partition(b, keep, 4)] == [b"in-p4"]
+
+
+def partition_dir(broker, topic, partition):
+    d = broker.data_dir / f"{topic}-{partition}"
+    if not d.is_dir():
+        pytest.skip(f"white-box test: no Kafka-style partition directory {d.name} in the data dir")
+    return d
+
+
+def last_segment(d):
+    logs = sorted(d.glob("*.log"))
+    assert logs, f"no segment files in {d}"
+    return logs[-1]
+
+
+TORN_TAILS = {
+    # random bytes after the last complete batch
+    "garbage": lambda good: bytes((i * 37 + 11) % 256 for i in range(100)),
+    # the first half of a valid batch (length field promises more than exists)
+    "half-batch": lambda good: good[: len(good) // 2],
+    # a complete batch whose CRC does not match
+    "bad-crc-batch": lambda good: kproto.corrupt_payload(good),
+    # only a few bytes of a batch header
+    "header-fragment": lambda good: good[:7],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("tail", sorted(TORN_TAILS))
+def test_torn_write_at_segment_tail_is_truncated_on_recovery(broker_factory, tail):
+    """Simulates a power loss mid-write: the last segment ends in a torn batch.
+    After restart all complete records are intact and appends continue densely."""
+    b = broker_factory({"num.partitions": 1, "auto.create.topics.enable": "false"})
+    topic = kutil.create_topic(b, kutil.unique_topic("torn"), partitions=1)
+    values = [f"intact-{i}".encode() for i in range(50)]
+    log = kutil.produce_all(kutil.producer(b, acks="all"), topic, [(None, v, 0, None) for v in values])
+    kutil.assert_no_delivery_errors(log)
+    b.kill9()
+
+    seg = last_segment(partition_dir(b, topic, 0))
+    good = kproto.record_batch([(None, b"torn-" + bytes(40))], base_offset=len(values))
+    with open(seg, "ab") as f:
+        f.write(TORN_TAILS[tail](good))
+
+    b.start()
+    assert kutil.watermarks(b, topic, 0) == (0, len(values))
+    assert [m.value() for m in kutil.read_partition(b, topic, 0)] == values
+    log = kutil.produce_all(kutil.producer(b), topic, [(None, b"after-recovery", 0, None)])
+    kutil.assert_no_delivery_errors(log)
+    assert [off for _p, off, *_ in log.acked] == [len(values)]
+    msgs = kutil.read_partition(b, topic, 0)
+    assert [m.value() for m in msgs] == values + [b"after-recovery"]
+    assert [m.offset() for m in msgs] == list(range(len(values) + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_missing_index_files_are_rebuilt(broker_factory):
+    b = broker_factory({"num.partitions": 1, "auto.create.topics.enable": "false", "log.segment.bytes": 16384})
+    topic = kutil.create_topic(b, kutil.unique_topic("idx"), partitions=1)
+    n = 600
+    records = [(None, f"rec-{i:04d}-".encode() + bytes(64), 0, 10_000 + 10 * i) for i in range(n)]
+    log = kutil.produce_all(kutil.producer(b, **{"linger.ms": 20, "batch.num.messages": 20}), topic, records)
+    kutil.assert_no_delivery_errors(log)
+    b.kill9()
+    d = partition_dir(b, topic, 0)
+    assert len(list(d.glob("*.log"))) >= 3, "expected several segments (log.segment.bytes=16384)"
+    removed = [p for p in list(d.glob("*.index")) + list(d.glob("*.timeindex"))]
+    for p in removed:
+        p.unlink()
+    b.start()
+    assert kutil.watermarks(b, topic, 0) == (0, n)
+    c = kutil.consumer(b)
+    try:
+        for ts, want in {10_000: 0, 10_005: 1, 13_000: 300, 15_990: 599}.items():
+            got = c.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=10)
+            assert got[0].offset == want, f"offsets_for_times({ts}) = {got[0].offset}, want {want}"
+        msgs = kutil.consume_exact(c, [TopicPartition(topic, 0, 451)], 10)
+        assert [m.offset() for m in msgs] == list(range(451, 461))
+        assert msgs[0].value().startswith(b"rec-0451-")
+    finally:
+        c.close()

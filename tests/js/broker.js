@@ -56,7 +56,7 @@ class Broker {
     for (const [k, v] of Object.entries(this.options)) args.push('-o', `${k}=${v}`)
     const log = fs.openSync(this.logPath, 'w')
     fs.writeSync(log, `===== ${CAIRN_BIN} ${args.join(' ')}\n`)
-    this.proc = spawn(CAIRN_BIN, args, { stdio: ['ignore', log, log], env: { ...process.env, RUST_BACKTRACE: '1' } })
+    this.proc = spawn(CAIRN_BIN, args, { stdio: ['ignore', log, log], env: { ...process.env, RUST_BACKTRACE: '1', NO_COLOR: '1' } })
     fs.closeSync(log)
     this.exit = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })))
     this.proc.once('exit', () => { this.exited = true })
