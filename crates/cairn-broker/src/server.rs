@@ -180,24 +180,43 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max = state.config.socket_request_max_bytes();
+    // Frames are cut out of one growing read buffer: pipelined requests arrive in few reads and
+    // each frame is handed on without another copy.
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
     loop {
-        let size = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = sock.read_i32() => match r {
-                Ok(n) => n,
-                Err(_) => return, // peer closed
-            },
+        let frame = loop {
+            if rbuf.len() >= 4 {
+                let size = i32::from_be_bytes([rbuf[0], rbuf[1], rbuf[2], rbuf[3]]);
+                if size < 0 || size as i64 > max {
+                    tracing::warn!(%peer, size, max, "request frame size out of bounds; closing connection");
+                    return;
+                }
+                let need = 4 + size as usize;
+                if rbuf.len() >= need {
+                    let mut f = rbuf.split_to(need);
+                    f.advance(4);
+                    break f.freeze();
+                }
+                rbuf.reserve(need - rbuf.len());
+            } else {
+                rbuf.reserve(64 * 1024);
+            }
+            let read = tokio::select! {
+                _ = shutdown.changed(), if rbuf.is_empty() => return,
+                r = sock.read_buf(&mut rbuf) => r,
+            };
+            match read {
+                Ok(0) => {
+                    if !rbuf.is_empty() {
+                        tracing::debug!(%peer, "connection closed mid-frame");
+                    }
+                    return;
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
         };
-        if size < 0 || size as i64 > max {
-            tracing::warn!(%peer, size, max, "request frame size out of bounds; closing connection");
-            return;
-        }
-        let mut frame = BytesMut::zeroed(size as usize);
-        if sock.read_exact(&mut frame).await.is_err() {
-            tracing::debug!(%peer, "connection closed mid-frame");
-            return;
-        }
-        match handlers::handle(&state, frame.freeze(), peer).await {
+        match handlers::handle(&state, frame, peer).await {
             Ok(Some(resp)) => {
                 if sock.write_all(&resp).await.is_err() {
                     return;

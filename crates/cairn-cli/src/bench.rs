@@ -47,8 +47,8 @@ pub struct BenchArgs {
     broker_opts: Vec<String>,
 
     /// Record payload produced, then consumed, per run. Suffixes: k, M, G
-    /// (powers of 1000) or KiB, MiB, GiB.
-    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    /// (powers of 1000) or KiB, MiB, GiB. Large enough that a run lasts long enough to be steady.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     bytes: u64,
 
     /// Records per run; overrides --bytes.
@@ -59,8 +59,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "1KiB", value_parser = parse_size)]
     record_size: u64,
 
-    /// Record payload per produce request (one record batch).
-    #[arg(long, default_value = "32KiB", value_parser = parse_size)]
+    /// Record payload per produce request (one record batch); librdkafka batches up to 1 MB.
+    #[arg(long, default_value = "128KiB", value_parser = parse_size)]
     batch_size: u64,
 
     /// Produce requests kept outstanding on each connection.

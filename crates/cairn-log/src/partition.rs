@@ -837,7 +837,9 @@ impl PartitionLog {
         seg.created_ms.get_or_insert(now_ms);
         seg.size += buf.len() as u64;
         seg.next_offset = next;
-        seg.write_new_index_entries()?;
+        // The active segment's index files are written at roll and close only: after a crash
+        // the active segment is rescanned and its indexes rebuilt anyway, so per-append index
+        // writes would buy nothing but syscalls.
         self.end.store(next, Ordering::Release);
         Ok(AppendInfo {
             base_offset,
