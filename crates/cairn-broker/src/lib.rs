@@ -6,6 +6,7 @@
 
 mod errors;
 mod flusher;
+mod groups;
 mod handlers;
 mod server;
 mod state;

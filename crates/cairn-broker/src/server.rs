@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::flusher::Flusher;
+use crate::groups::Groups;
 use crate::handlers;
 use crate::state::{log_config_for, now_ms, BrokerState};
 
@@ -56,7 +57,18 @@ impl Broker {
             .advertised_listener()
             .unwrap_or_else(|| (local_addr.ip().to_string(), local_addr.port()));
         let flusher = (config.log_flush_interval_messages() <= 1).then(Flusher::start);
+        let groups = Arc::new(Groups::new(&config, flusher.clone()));
+        let started = std::time::Instant::now();
+        let loaded = groups.load(&store)?;
+        if loaded > 0 {
+            tracing::info!(
+                records = loaded,
+                ms = started.elapsed().as_millis() as u64,
+                "group coordinator loaded"
+            );
+        }
         let state = Arc::new(BrokerState {
+            groups,
             node_id: config.node_id(),
             advertised_host: adv_host,
             advertised_port: adv_port as i32,
@@ -76,6 +88,7 @@ impl Broker {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         spawn_background(state.clone(), shutdown_rx.clone());
+        tokio::spawn(state.groups.clone().run_timers(shutdown_rx.clone()));
         let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
         Ok(Broker {
             local_addr,

@@ -7,6 +7,7 @@ use cairn_log::{LogConfig, Store, TimestampType, TopicMeta};
 use tokio::sync::watch;
 
 use crate::flusher::Flusher;
+use crate::groups::Groups;
 
 pub struct BrokerState {
     pub config: Arc<BrokerConfig>,
@@ -18,6 +19,8 @@ pub struct BrokerState {
     pub appended: watch::Sender<u64>,
     /// Present in the fsync-before-acknowledge mode.
     pub flusher: Option<Flusher>,
+    /// The group coordinator and offset manager.
+    pub groups: Arc<Groups>,
 }
 
 impl BrokerState {

@@ -243,6 +243,32 @@ impl BrokerConfig {
             .unwrap_or_else(|| "CreateTime".into())
     }
 
+    pub fn offsets_topic_num_partitions(&self) -> i32 {
+        self.long("offsets.topic.num.partitions") as i32
+    }
+    pub fn offsets_retention_ms(&self) -> i64 {
+        self.long("offsets.retention.minutes")
+            .saturating_mul(60_000)
+    }
+    pub fn offsets_retention_check_interval_ms(&self) -> i64 {
+        self.long("offsets.retention.check.interval.ms")
+    }
+    pub fn offset_metadata_max_bytes(&self) -> i64 {
+        self.long("offset.metadata.max.bytes")
+    }
+    pub fn group_initial_rebalance_delay_ms(&self) -> i64 {
+        self.long("group.initial.rebalance.delay.ms")
+    }
+    pub fn group_min_session_timeout_ms(&self) -> i32 {
+        self.long("group.min.session.timeout.ms") as i32
+    }
+    pub fn group_max_session_timeout_ms(&self) -> i32 {
+        self.long("group.max.session.timeout.ms") as i32
+    }
+    pub fn group_max_size(&self) -> i64 {
+        self.long("group.max.size")
+    }
+
     /// Every broker config, resolved, in definition order (for DescribeConfigs).
     pub fn entries(&self) -> Vec<ConfigEntry> {
         BROKER_DEFS

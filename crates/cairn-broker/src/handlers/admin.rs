@@ -166,7 +166,8 @@ pub async fn delete_topics(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsR
             .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
             .collect()
     };
-    let responses = targets
+    let mut deleted = Vec::new();
+    let responses: Vec<DeletableTopicResult> = targets
         .into_iter()
         .map(|(name, id)| {
             let meta = match &name {
@@ -195,6 +196,7 @@ pub async fn delete_topics(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsR
             match st.store.delete_topic(&meta.name) {
                 Ok(_) => {
                     tracing::info!(topic = %meta.name, client = %ctx.client_id, "deleted topic");
+                    deleted.push(meta.name.clone());
                     res
                 }
                 Err(e) => {
@@ -205,6 +207,10 @@ pub async fn delete_topics(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsR
             }
         })
         .collect();
+    // Every group's committed offsets for a deleted topic go with it.
+    for t in deleted {
+        st.groups.topic_deleted(&t).await;
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
@@ -213,7 +219,8 @@ pub async fn create_partitions(
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let st = &ctx.state;
-    let results = req
+    let mut grown = Vec::new();
+    let results: Vec<CreatePartitionsTopicResult> = req
         .topics
         .into_iter()
         .map(|t| {
@@ -261,11 +268,16 @@ pub async fn create_partitions(
             match st.store.add_partitions(&meta.name, t.count as u32) {
                 Ok(_) => {
                     tracing::info!(topic = %meta.name, partitions = t.count, "added partitions");
+                    grown.push(meta.name.clone());
                     res
                 }
                 Err(e) => refuse(store_error_code(&e), e.to_string()),
             }
         })
         .collect();
+    // Groups subscribed to a grown topic rebalance so the new partitions get owners.
+    for t in grown {
+        st.groups.topic_changed(&t).await;
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

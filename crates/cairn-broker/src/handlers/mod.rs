@@ -18,6 +18,7 @@ mod admin;
 mod api_versions;
 mod configs;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -128,6 +129,17 @@ pub async fn handle(
         CreatePartitions => admin::create_partitions,
         DescribeConfigs => configs::describe_configs,
         DescribeCluster => configs::describe_cluster,
+        FindCoordinator => groups::find_coordinator,
+        JoinGroup => groups::join_group,
+        SyncGroup => groups::sync_group,
+        Heartbeat => groups::heartbeat,
+        LeaveGroup => groups::leave_group,
+        OffsetCommit => groups::offset_commit,
+        OffsetFetch => groups::offset_fetch,
+        ListGroups => groups::list_groups,
+        DescribeGroups => groups::describe_groups,
+        DeleteGroups => groups::delete_groups,
+        OffsetDelete => groups::offset_delete,
     };
     Ok(resp)
 }

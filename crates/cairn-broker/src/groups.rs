@@ -1,0 +1,375 @@
+//! Drives the sans-IO group coordinator: feeds it requests with the current time, writes the
+//! records it emits to `__consumer_offsets` (and fsyncs them in that mode) before any reply
+//! leaves, fires its timers, and rebuilds it from the log on start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use cairn_config::BrokerConfig;
+use cairn_group::{Effects, GroupConfig, GroupCoordinator, GroupError, Reply, ReplyToken};
+use cairn_log::{PartitionLog, Store, TopicMeta};
+use kafka_protocol::records::{
+    Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, Notify};
+
+use crate::flusher::Flusher;
+use crate::state::now_ms;
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+struct Inner {
+    coord: GroupCoordinator,
+    waiters: HashMap<ReplyToken, oneshot::Sender<Reply>>,
+    next_token: ReplyToken,
+    /// Partitions of the offsets topic, once it exists.
+    logs: Vec<Arc<PartitionLog>>,
+}
+
+pub struct Groups {
+    inner: Mutex<Inner>,
+    num_partitions: i32,
+    flusher: Option<Flusher>,
+    timer: Notify,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum LoadError {
+    #[error("cannot read {OFFSETS_TOPIC} partition {partition}: {reason}")]
+    Read { partition: i32, reason: String },
+}
+
+impl Groups {
+    pub fn new(config: &BrokerConfig, flusher: Option<Flusher>) -> Groups {
+        let gc = GroupConfig {
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms(),
+            min_session_timeout_ms: config.group_min_session_timeout_ms(),
+            max_session_timeout_ms: config.group_max_session_timeout_ms(),
+            max_size: config.group_max_size().max(1) as usize,
+            offsets_retention_ms: config.offsets_retention_ms(),
+            offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms(),
+            offset_metadata_max_bytes: config.offset_metadata_max_bytes().max(0) as usize,
+            ..GroupConfig::default()
+        };
+        // A fresh seed per start: member ids must never repeat ones stored before a restart.
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        Groups {
+            inner: Mutex::new(Inner {
+                coord: GroupCoordinator::with_id_seed(gc, seed),
+                waiters: HashMap::new(),
+                next_token: 1,
+                logs: Vec::new(),
+            }),
+            num_partitions: config.offsets_topic_num_partitions().max(1),
+            flusher,
+            timer: Notify::new(),
+        }
+    }
+
+    /// Replays an existing offsets topic. Called once at start, before serving.
+    pub fn load(&self, store: &Store) -> Result<usize, LoadError> {
+        let Some(meta) = store.topic(OFFSETS_TOPIC) else {
+            return Ok(0);
+        };
+        let logs = partitions(store, &meta);
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let mut count = 0usize;
+        for (p, log) in logs.iter().enumerate() {
+            let mut offset = log.log_start_offset();
+            let end = log.log_end_offset();
+            while offset < end {
+                let read = log.read(offset, 5 << 20).map_err(|e| LoadError::Read {
+                    partition: p as i32,
+                    reason: e.to_string(),
+                })?;
+                let mut data = read.data;
+                if data.is_empty() {
+                    break;
+                }
+                let mut last = offset;
+                while !data.is_empty() {
+                    let set =
+                        RecordBatchDecoder::decode(&mut data).map_err(|e| LoadError::Read {
+                            partition: p as i32,
+                            reason: e.to_string(),
+                        })?;
+                    for r in set.records {
+                        last = last.max(r.offset + 1);
+                        if r.offset < offset || r.control {
+                            continue;
+                        }
+                        let Some(key) = r.key else { continue };
+                        match inner.coord.replay(now, &key, r.value.as_deref()) {
+                            Ok(cairn_group::Replayed::Unknown(t)) => {
+                                tracing::warn!(
+                                    partition = p,
+                                    record_type = t,
+                                    "skipping unknown record type in {OFFSETS_TOPIC}"
+                                );
+                            }
+                            Ok(_) => count += 1,
+                            Err(e) => tracing::warn!(
+                                partition = p,
+                                offset = r.offset,
+                                "skipping unreadable record in {OFFSETS_TOPIC}: {e}"
+                            ),
+                        }
+                    }
+                }
+                if last <= offset {
+                    break;
+                }
+                offset = last;
+            }
+        }
+        inner.logs = logs;
+        let fx = inner.coord.finish_load(now);
+        // Loading only restarts timers; records it might emit are written like any others.
+        drop(inner);
+        if !fx.is_empty() {
+            let _ = self.apply_sync(fx);
+        }
+        Ok(count)
+    }
+
+    /// Creates the offsets topic on first use, as Kafka does on the first FindCoordinator.
+    pub fn ensure_topic(&self, store: &Store) -> Result<(), String> {
+        if !self.inner.lock().logs.is_empty() {
+            return Ok(());
+        }
+        let meta = match store.topic(OFFSETS_TOPIC) {
+            Some(m) => m,
+            None => {
+                let mut configs = std::collections::BTreeMap::new();
+                configs.insert("cleanup.policy".to_string(), "compact".to_string());
+                match store.create_topic(OFFSETS_TOPIC, self.num_partitions as u32, configs, true) {
+                    Ok(m) => {
+                        tracing::info!(partitions = self.num_partitions, "created {OFFSETS_TOPIC}");
+                        m
+                    }
+                    Err(cairn_log::StoreError::TopicExists(_)) => {
+                        store.topic(OFFSETS_TOPIC).ok_or("offsets topic vanished")?
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        let logs = partitions(store, &meta);
+        let mut inner = self.inner.lock();
+        if inner.logs.is_empty() {
+            inner.logs = logs;
+        }
+        Ok(())
+    }
+
+    pub fn partition_for(&self, group: &str) -> i32 {
+        cairn_group::hash::partition_for(group, self.num_partitions)
+    }
+
+    /// Runs `f` against the coordinator and writes what it emitted; the result is released only
+    /// once those records are appended (and fsynced in that mode).
+    pub async fn call<T>(
+        &self,
+        f: impl FnOnce(&mut GroupCoordinator, i64) -> (T, Effects),
+    ) -> Result<T, GroupError> {
+        let (out, pending) = {
+            let mut inner = self.inner.lock();
+            let (out, fx) = f(&mut inner.coord, now_ms());
+            (out, self.write_locked(&mut inner, fx))
+        };
+        self.timer.notify_one();
+        pending.finish(&self.flusher).await.map(|()| out)
+    }
+
+    /// Like [`Groups::call`] for requests that may be parked (JoinGroup, SyncGroup).
+    pub async fn call_parked(
+        &self,
+        is_sync: bool,
+        f: impl FnOnce(&mut GroupCoordinator, i64, ReplyToken) -> Effects,
+    ) -> Reply {
+        let failed = |e: GroupError| {
+            if is_sync {
+                Reply::Sync(Err(e))
+            } else {
+                Reply::Join(Err(e))
+            }
+        };
+        let (rx, pending) = {
+            let mut inner = self.inner.lock();
+            let token = inner.next_token;
+            inner.next_token += 1;
+            let (tx, rx) = oneshot::channel();
+            inner.waiters.insert(token, tx);
+            let fx = f(&mut inner.coord, now_ms(), token);
+            (rx, self.write_locked(&mut inner, fx))
+        };
+        self.timer.notify_one();
+        if let Err(e) = pending.finish(&self.flusher).await {
+            // The records behind this reply did not reach the log; nothing may be acknowledged.
+            return failed(e);
+        }
+        rx.await
+            .unwrap_or_else(|_| failed(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// Read-only questions need no log write.
+    pub fn read<T>(&self, f: impl FnOnce(&GroupCoordinator) -> T) -> T {
+        f(&self.inner.lock().coord)
+    }
+
+    fn apply_sync(&self, fx: Effects) -> Result<(), GroupError> {
+        let mut inner = self.inner.lock();
+        let pending = self.write_locked(&mut inner, fx);
+        pending.error.map_or(Ok(()), Err)
+    }
+
+    /// Appends the records (grouped per offsets partition, one batch each) under the lock so the
+    /// log order is the state order, and hands the replies out once the write is durable.
+    fn write_locked(&self, inner: &mut Inner, fx: Effects) -> Pending {
+        let mut pending = Pending::default();
+        if !fx.records.is_empty() {
+            if inner.logs.is_empty() {
+                tracing::error!("group records emitted before {OFFSETS_TOPIC} exists");
+                pending.error = Some(GroupError::CoordinatorNotAvailable);
+            } else {
+                let mut by_part: HashMap<i32, Vec<&cairn_group::Record>> = HashMap::new();
+                for r in &fx.records {
+                    by_part
+                        .entry(self.partition_for(&r.group_id))
+                        .or_default()
+                        .push(r);
+                }
+                let now = now_ms();
+                for (p, recs) in by_part {
+                    let log = inner.logs[p as usize].clone();
+                    let batch = encode_batch(&recs, now);
+                    match log.append(&batch, now) {
+                        Ok(_) => pending.logs.push(log),
+                        Err(e) => {
+                            tracing::error!(partition = p, "cannot append to {OFFSETS_TOPIC}: {e}");
+                            // Kafka maps a failed coordinator write to NOT_COORDINATOR for storage faults.
+                            pending.error = Some(GroupError::NotCoordinator);
+                        }
+                    }
+                }
+            }
+        }
+        for (token, reply) in fx.replies {
+            if let Some(tx) = inner.waiters.remove(&token) {
+                pending.replies.push((tx, reply));
+            }
+        }
+        pending
+    }
+
+    /// Fires due timers until stopped. One task per broker.
+    pub async fn run_timers(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let deadline = self.inner.lock().coord.next_deadline();
+            let wait = match deadline {
+                Some(d) => Duration::from_millis((d - now_ms()).clamp(0, 60_000) as u64),
+                None => Duration::from_secs(60),
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = self.timer.notified() => continue,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let pending = {
+                let mut inner = self.inner.lock();
+                let fx = inner.coord.tick(now_ms());
+                self.write_locked(&mut inner, fx)
+            };
+            let _ = pending.finish(&self.flusher).await;
+        }
+    }
+
+    pub async fn topic_changed(&self, topic: &str) {
+        let t = topic.to_string();
+        let _ = self
+            .call(|c, now| ((), c.on_topic_partitions_changed(now, &t)))
+            .await;
+    }
+
+    pub async fn topic_deleted(&self, topic: &str) {
+        let t = topic.to_string();
+        let _ = self.call(|c, now| ((), c.on_topic_deleted(now, &t))).await;
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    logs: Vec<Arc<PartitionLog>>,
+    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+    error: Option<GroupError>,
+}
+
+impl Pending {
+    async fn finish(self, flusher: &Option<Flusher>) -> Result<(), GroupError> {
+        let mut error = self.error;
+        if let Some(f) = flusher {
+            let waits: Vec<_> = self.logs.into_iter().map(|l| f.flush(l)).collect();
+            for w in waits {
+                if let Err(e) = w.await {
+                    tracing::error!("fsync of {OFFSETS_TOPIC} failed: {e}");
+                    error = Some(GroupError::NotCoordinator);
+                }
+            }
+        }
+        for (tx, reply) in self.replies {
+            let reply = match (&error, reply) {
+                (Some(e), Reply::Join(_)) => Reply::Join(Err(e.clone())),
+                (Some(e), Reply::Sync(_)) => Reply::Sync(Err(e.clone())),
+                (None, r) => r,
+            };
+            let _ = tx.send(reply);
+        }
+        error.map_or(Ok(()), Err)
+    }
+}
+
+fn partitions(store: &Store, meta: &TopicMeta) -> Vec<Arc<PartitionLog>> {
+    (0..meta.partitions as i32)
+        .filter_map(|p| store.partition(&meta.name, p))
+        .collect()
+}
+
+fn encode_batch(recs: &[&cairn_group::Record], now: i64) -> BytesMut {
+    let records: Vec<KRecord> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| KRecord {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence stays constant.
+            sequence: i as i32,
+            timestamp: now,
+            key: Some(Bytes::copy_from_slice(&r.key)),
+            value: r.value.as_ref().map(|v| Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    // Encoding plain records into memory cannot fail.
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encoding an uncompressed batch");
+    buf
+}
