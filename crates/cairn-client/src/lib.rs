@@ -2,11 +2,13 @@
 //!
 //! [`Connection`] is one pipelined connection to one broker with API version
 //! negotiation; [`Client`] adds metadata, topic creation, produce, fetch and
-//! offset lookups on top. Both work against any Kafka-compatible broker.
+//! offset lookups on top; [`groups`] adds the consumer-group requests. All of
+//! it works against any Kafka-compatible broker.
 
 mod client;
 mod connection;
 mod error;
+pub mod groups;
 pub mod records;
 #[cfg(test)]
 mod testing;
@@ -17,5 +19,6 @@ pub use client::{
 };
 pub use connection::{Connection, ResponseFuture, DEFAULT_CONNECT_TIMEOUT, MAX_FRAME_BYTES};
 pub use error::{Error, Result};
+pub use groups::{JoinGroupParams, Joined, JoinedMember, PartitionOffset};
 pub use kafka_protocol;
 pub use records::{ConsumedRecord, ProduceRecord};
