@@ -24,6 +24,7 @@
 //! offset and leader epoch can be rewritten without touching the checksum.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -389,6 +390,48 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> BatchView<B> {
     }
 }
 
+/// Builds an uncompressed batch holding a subset of `original`'s records, as the
+/// log cleaner does. `records` are raw records (length prefix included) taken
+/// from the original's decompressed region, in order, with their deltas intact:
+/// base offset, base timestamp and producer fields stay, so every record keeps
+/// its offset and timestamp. The last offset delta becomes that of the last kept
+/// record, so a batch never ends past its last real record (readers that resume
+/// after the last record they saw then never land on a batch with nothing new).
+/// CreateTime batches get their max timestamp recomputed, which the time index
+/// relies on. `kept` must not be empty.
+pub fn rebuild_batch(original: &BatchView<&[u8]>, kept: &[(&RecordInfo, &[u8])]) -> Vec<u8> {
+    let last = kept
+        .last()
+        .expect("a rebuilt batch keeps at least one record");
+    let body: usize = kept.iter().map(|(_, raw)| raw.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_SIZE + body);
+    out.extend_from_slice(&original.as_bytes()[..HEADER_SIZE]);
+    for (_, raw) in kept {
+        out.extend_from_slice(raw);
+    }
+    let put_i32 = |out: &mut Vec<u8>, at: usize, v: i32| {
+        out[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    };
+    put_i32(&mut out, LENGTH, (HEADER_SIZE - LOG_OVERHEAD + body) as i32);
+    put_i32(&mut out, LAST_OFFSET_DELTA, last.0.offset_delta);
+    put_i32(&mut out, RECORD_COUNT, kept.len() as i32);
+    let attributes = original.attributes() & !COMPRESSION_MASK;
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    if !original.is_log_append_time() {
+        let base_ts = original.base_timestamp();
+        let max_ts = kept
+            .iter()
+            .map(|(r, _)| base_ts.wrapping_add(r.timestamp_delta))
+            .max()
+            .expect("non-empty");
+        out[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max_ts.to_be_bytes());
+    }
+    BatchView::new(&mut out[..])
+        .expect("header copied from a valid batch")
+        .update_crc();
+    out
+}
+
 /// Splits a buffer of concatenated batches. Yields an error (and then stops)
 /// at the first torn or malformed batch.
 pub fn batches(buf: &[u8]) -> Batches<'_> {
@@ -539,9 +582,35 @@ impl<'a> Reader<'a> {
 /// Parses exactly `count` records from an uncompressed records region,
 /// rejecting trailing bytes, overruns and malformed varints.
 pub fn parse_records(data: &[u8], count: usize) -> Result<Vec<RecordInfo>, BatchError> {
+    Ok(record_spans(data, count)?
+        .into_iter()
+        .map(|s| s.info)
+        .collect())
+}
+
+/// Where one record lies in an uncompressed records region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordSpan {
+    pub info: RecordInfo,
+    /// The whole record, including its length prefix, so it can be copied verbatim.
+    pub range: Range<usize>,
+    /// The key bytes; None for a null key.
+    pub key: Option<Range<usize>>,
+}
+
+impl RecordSpan {
+    /// A null value marks a tombstone in a compacted topic.
+    pub fn is_tombstone(&self) -> bool {
+        self.info.value_len < 0
+    }
+}
+
+/// Like [`parse_records`] but also locating each record and its key.
+pub fn record_spans(data: &[u8], count: usize) -> Result<Vec<RecordSpan>, BatchError> {
     let mut out = Vec::with_capacity(count.min(data.len()));
     let mut outer = Reader { buf: data, pos: 0 };
     for n in 0..count {
+        let record_start = outer.pos;
         let len = outer.varint()?;
         if len <= 0 {
             return Err(outer.fail("non-positive record length"));
@@ -556,6 +625,7 @@ pub fn parse_records(data: &[u8], count: usize) -> Result<Vec<RecordInfo>, Batch
         let timestamp_delta = r.varlong(10)?;
         let offset_delta = r.varint()?;
         let key_len = r.bytes_field(true)?;
+        let key = (key_len >= 0).then(|| start + r.pos - key_len as usize..start + r.pos);
         let value_len = r.bytes_field(true)?;
         let header_count = r.varint()?;
         if header_count < 0 {
@@ -571,13 +641,17 @@ pub fn parse_records(data: &[u8], count: usize) -> Result<Vec<RecordInfo>, Batch
                 r.buf.len() - r.pos
             )));
         }
-        out.push(RecordInfo {
-            attributes,
-            timestamp_delta,
-            offset_delta,
-            key_len,
-            value_len,
-            header_count,
+        out.push(RecordSpan {
+            info: RecordInfo {
+                attributes,
+                timestamp_delta,
+                offset_delta,
+                key_len,
+                value_len,
+                header_count,
+            },
+            range: record_start..start + len as usize,
+            key,
         });
     }
     if outer.pos != data.len() {
@@ -750,6 +824,74 @@ mod tests {
         assert!(parse_records(region, 3).is_err(), "missing record");
         assert!(parse_records(&region[..region.len() - 1], 2).is_err());
         assert!(parse_records(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1).is_err());
+    }
+
+    #[test]
+    fn rebuilt_batch_keeps_offsets_timestamps_and_payloads() {
+        use kafka_protocol::records::RecordBatchDecoder;
+        for compression in [WireCompression::None, WireCompression::Lz4] {
+            let records: Vec<Record> = (0..4)
+                .map(|i| Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: WireTimestampType::Creation,
+                    offset: 10 + i,
+                    sequence: 10 + i as i32,
+                    timestamp: [500, 900, 700, 800][i as usize],
+                    key: (i != 1).then(|| bytes::Bytes::from(format!("key{i}"))),
+                    value: (i != 2).then(|| bytes::Bytes::from(format!("value{i}"))),
+                    headers: [(
+                        kafka_protocol::protocol::StrBytes::from_static_str("h"),
+                        Some(bytes::Bytes::from_static(b"hv")),
+                    )]
+                    .into_iter()
+                    .collect(),
+                })
+                .collect();
+            let mut buf = BytesMut::new();
+            let options = RecordEncodeOptions {
+                version: 2,
+                compression,
+            };
+            RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+            let raw = buf.to_vec();
+            let v = BatchView::new_complete(&raw[..]).unwrap();
+            let data = v.decompressed_records().unwrap();
+            let spans = record_spans(&data, 4).unwrap();
+            assert_eq!(spans[1].key, None);
+            assert_eq!(&data[spans[0].key.clone().unwrap()], b"key0");
+            assert!(spans[2].is_tombstone() && !spans[3].is_tombstone());
+            let kept: Vec<_> = [0, 2]
+                .iter()
+                .map(|&i| (&spans[i].info, &data[spans[i].range.clone()]))
+                .collect();
+            let rebuilt = rebuild_batch(&v, &kept);
+            let r = BatchView::new_complete(&rebuilt[..]).unwrap();
+            assert!(r.verify_crc());
+            assert_eq!(r.compression().unwrap(), Compression::None);
+            assert_eq!((r.base_offset(), r.last_offset()), (10, 12));
+            assert_eq!(r.record_count(), 2);
+            assert_eq!(r.max_timestamp(), 700, "recomputed from the kept records");
+            let mut bytes = bytes::Bytes::from(rebuilt);
+            let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+            let got: Vec<_> = set
+                .records
+                .iter()
+                .map(|r| (r.offset, r.timestamp, r.key.clone(), r.value.clone()))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (10, 500, Some("key0".into()), Some("value0".into())),
+                    (12, 700, Some("key2".into()), None),
+                ]
+            );
+            assert_eq!(set.records[1].headers.len(), 1);
+        }
     }
 
     #[test]
