@@ -1,0 +1,269 @@
+"""Consumer groups with librdkafka: assignors, exactly-once consumption with manual commits,
+cooperative (incremental) rebalancing, several groups, more members than partitions,
+partitions added to a subscribed topic."""
+
+import pytest
+from confluent_kafka.admin import NewPartitions
+
+import kutil
+from groups_util import (  # noqa: F401  (gbroker is a fixture)
+    Member,
+    Ownership,
+    all_tps,
+    assignment_of,
+    committed,
+    describe,
+    drive,
+    gbroker,
+    owned_exactly_once,
+    poll_for,
+    produce_values,
+    unique_group,
+)
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def consumed_once(members, produced, topic):
+    """Every produced record consumed exactly once across `members` (values and offsets)."""
+    got = [(p, off, val) for m in members for (t, p, off, val) in m.messages if t == topic]
+    dupes = sorted({x for x in got if got.count(x) > 1})
+    assert not dupes, f"records consumed more than once: {dupes[:10]}"
+    missing = sorted(produced - set(got))
+    extra = sorted(set(got) - produced)
+    assert not missing and not extra, f"missing {missing[:10]}, unexpected {extra[:10]}"
+
+
+def assert_no_errors(members):
+    for m in members:
+        assert not m.errors, f"{m.name} poll errors: {[str(e) for e in m.errors]}"
+        assert not m.commit_errors, f"{m.name} commit errors: {m.commit_errors[:5]}"
+
+
+def close_all(members):
+    for m in members:
+        try:
+            m.close()
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------------------
+# 1. eager assignors
+# --------------------------------------------------------------------------
+# Expected split of 4 partitions over 3 members, members sorted by member id
+# (both assignors order members by id).
+EXPECTED_SPLIT = {
+    "range": [[0, 1], [2], [3]],
+    "roundrobin": [[0, 3], [1], [2]],
+}
+
+
+@pytest.mark.parametrize("strategy", ["range", "roundrobin"])
+def test_eager_assignor_three_members_exactly_once(gbroker, strategy):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    group = unique_group()
+    own = Ownership()
+    conf = {"partition.assignment.strategy": strategy}
+    members = [Member(f"m{i}", gbroker, group, [topic], own, **conf) for i in range(3)]
+    tps = all_tps(topic, 4)
+    try:
+        drive(
+            members,
+            lambda: owned_exactly_once(members, tps) and all(m.assigned for m in members),
+            60,
+            "3 members to share 4 partitions",
+        )
+        # The broker's view matches the members' callbacks.
+        desc = describe(gbroker, group)
+        assert desc.state.name == "STABLE"
+        assert desc.partition_assignor == strategy
+        by_id = assignment_of(desc)
+        assert sorted(by_id) == sorted(m.c.memberid() for m in members)
+        for m in members:
+            assert by_id[m.c.memberid()] == sorted(m.assigned), m.name
+        ordered = sorted(members, key=lambda m: m.c.memberid())
+        assert [sorted(p for _t, p in m.assigned) for m in ordered] == EXPECTED_SPLIT[strategy]
+
+        # Consume 100 records, committing each; then a member leaves mid-stream and the
+        # survivors resume its partitions from its commits: still exactly once.
+        produced = produce_values(gbroker, topic, 25, 4, prefix="a")
+        drive(members, lambda: sum(len(m.messages) for m in members) >= 100, 60, "100 records")
+        consumed_once(members, produced, topic)
+        assert committed(gbroker, group, tps) == {tp: 25 for tp in tps}
+
+        produced |= produce_values(gbroker, topic, 25, 4, prefix="b")
+        drive(members, lambda: sum(len(m.messages) for m in members) >= 140, 60, "40 more records")
+        leaving = ordered[0]
+        leaving.close()
+        survivors = [m for m in members if m is not leaving]
+        drive(
+            survivors,
+            lambda: owned_exactly_once(survivors, tps) and sum(len(m.messages) for m in members) >= 200,
+            60,
+            "survivors to take over and finish 200 records",
+        )
+        poll_for(survivors, 1.0)
+        consumed_once(members, produced, topic)
+        assert committed(gbroker, group, tps) == {tp: 50 for tp in tps}
+        desc = describe(gbroker, group)
+        assert desc.state.name == "STABLE" and len(desc.members) == 2
+        assert_no_errors(members)
+        own.assert_clean()
+    finally:
+        close_all(members)
+
+
+# --------------------------------------------------------------------------
+# 1b. cooperative-sticky
+# --------------------------------------------------------------------------
+def test_cooperative_sticky_incremental_rebalance(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    group = unique_group()
+    own = Ownership()
+    conf = {"partition.assignment.strategy": "cooperative-sticky"}
+    tps = all_tps(topic, 4)
+    a = Member("a", gbroker, group, [topic], own, **conf)
+    members = [a]
+    try:
+        drive([a], lambda: a.assigned == tps, 30, "a to own all 4 partitions")
+        produced = produce_values(gbroker, topic, 30, 4, prefix="c")
+        drive([a], lambda: len(a.messages) >= 40, 30, "a to consume 40 records")
+        events_before = len(a.events)
+
+        b = Member("b", gbroker, group, [topic], own, **conf)
+        members.append(b)
+        drive(
+            members,
+            lambda: owned_exactly_once(members, tps) and len(a.assigned) == 2 and len(b.assigned) == 2
+            and sum(len(m.messages) for m in members) >= 120,
+            60,
+            "a and b to own 2 partitions each and consume all 120 records",
+        )
+        poll_for(members, 1.0)
+        # Incremental: a only ever gave partitions up (never everything) and got nothing new.
+        held = set(tps)
+        for kind, ev_tps in a.events[events_before:]:
+            if kind == "assign":
+                held |= set(ev_tps)
+                assert not ev_tps, f"a was assigned {ev_tps} while b joined"
+            else:
+                assert kind == "revoke", f"a saw {kind} {ev_tps}"
+                held -= set(ev_tps)
+                assert held, f"a lost every partition at once: {a.events}"
+        revoked = [tp for kind, ev in a.events[events_before:] if kind == "revoke" for tp in ev]
+        assert sorted(revoked) == sorted(tps - a.assigned), a.events
+        assert sorted(b.assigned) == sorted(revoked)
+        consumed_once(members, produced, topic)
+        assert committed(gbroker, group, tps) == {tp: 30 for tp in tps}
+        desc = describe(gbroker, group)
+        assert desc.state.name == "STABLE"
+        assert desc.partition_assignor == "cooperative-sticky"
+        assert assignment_of(desc) == {
+            a.c.memberid(): sorted(a.assigned),
+            b.c.memberid(): sorted(b.assigned),
+        }
+        assert_no_errors(members)
+        own.assert_clean()
+    finally:
+        close_all(members)
+
+
+# --------------------------------------------------------------------------
+# 6. several groups on one topic
+# --------------------------------------------------------------------------
+def test_several_groups_read_independently(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    produced = produce_values(gbroker, topic, 10, 4, prefix="s")
+    g1, g2, g3 = unique_group("ga"), unique_group("gb"), unique_group("gc")
+    m1 = [Member(f"g1m{i}", gbroker, g1, [topic]) for i in range(2)]
+    m2 = [Member("g2m0", gbroker, g2, [topic])]
+    m3 = [Member("g3m0", gbroker, g3, [topic], commit=None)]
+    everyone = m1 + m2 + m3
+    try:
+        drive(
+            everyone,
+            lambda: all(sum(len(m.messages) for m in ms) >= 40 for ms in (m1, m2, m3)),
+            60,
+            "each group to read all 40 records",
+        )
+        poll_for(everyone, 1.0)
+        for ms in (m1, m2, m3):
+            consumed_once(ms, produced, topic)
+        assert committed(gbroker, g1, tps) == {tp: 10 for tp in tps}
+        assert committed(gbroker, g2, tps) == {tp: 10 for tp in tps}
+        # g3 never committed: no offsets (librdkafka shows OFFSET_INVALID = -1001).
+        assert committed(gbroker, g3, tps) == {tp: -1001 for tp in tps}
+        for g, n in ((g1, 2), (g2, 1), (g3, 1)):
+            d = describe(gbroker, g)
+            assert d.state.name == "STABLE" and len(d.members) == n, (g, d.state, len(d.members))
+        assert_no_errors(everyone)
+    finally:
+        close_all(everyone)
+
+
+# --------------------------------------------------------------------------
+# 7. more members than partitions
+# --------------------------------------------------------------------------
+def test_more_members_than_partitions(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    group = unique_group()
+    own = Ownership()
+    members = [Member(f"m{i}", gbroker, group, [topic], own) for i in range(6)]
+    try:
+        def settled():
+            if not owned_exactly_once(members, tps):
+                return False
+            d = describe(gbroker, group)
+            return d.state.name == "STABLE" and len(d.members) == 6
+        drive(members, settled, 60, "6 members to be in the group with 4 partitions owned once")
+        sizes = sorted(len(m.assigned) for m in members)
+        assert sizes == [0, 0, 1, 1, 1, 1]
+        d = describe(gbroker, group)
+        assert sorted(len(v) for v in assignment_of(d).values()) == [0, 0, 1, 1, 1, 1]
+        produced = produce_values(gbroker, topic, 10, 4, prefix="x")
+        drive(members, lambda: sum(len(m.messages) for m in members) >= 40, 60, "40 records")
+        poll_for(members, 1.0)
+        consumed_once(members, produced, topic)
+        idle = [m for m in members if not m.assigned]
+        assert all(not m.messages for m in idle)
+        assert_no_errors(members)
+        own.assert_clean()
+    finally:
+        close_all(members)
+
+
+# --------------------------------------------------------------------------
+# 5. partitions added to a subscribed topic
+# --------------------------------------------------------------------------
+def test_partitions_added_are_assigned_and_consumed(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=2)
+    group = unique_group()
+    own = Ownership()
+    members = [Member(f"m{i}", gbroker, group, [topic], own) for i in range(2)]
+    try:
+        drive(members, lambda: owned_exactly_once(members, all_tps(topic, 2)) and all(m.assigned for m in members),
+              60, "2 members to own 2 partitions")
+        produced = produce_values(gbroker, topic, 5, 2, prefix="p")
+        drive(members, lambda: sum(len(m.messages) for m in members) >= 10, 30, "10 records")
+
+        fs = kutil.admin(gbroker).create_partitions([NewPartitions(topic, 4)], request_timeout=15)
+        fs[topic].result(timeout=15)
+        kutil.wait_for_topic(gbroker, topic, 4)
+        drive(members, lambda: owned_exactly_once(members, all_tps(topic, 4)), 60,
+              "the 4 partitions to be owned once after growing the topic")
+        assert sorted(len(m.assigned) for m in members) == [2, 2]
+        produced |= produce_values(gbroker, topic, 5, 4, prefix="q")
+        drive(members, lambda: sum(len(m.messages) for m in members) >= 30, 60, "30 records")
+        poll_for(members, 1.0)
+        consumed_once(members, produced, topic)
+        tps = all_tps(topic, 4)
+        assert committed(gbroker, group, tps) == {
+            (topic, 0): 10, (topic, 1): 10, (topic, 2): 5, (topic, 3): 5
+        }
+        assert_no_errors(members)
+        own.assert_clean()
+    finally:
+        close_all(members)
