@@ -1,0 +1,281 @@
+"""Group membership over time: static members (group.instance.id) restarting and being
+fenced, a member killed with SIGKILL, a member that stops polling (max.poll.interval.ms),
+and a member that never rejoins a rebalance (the broker's rebalance timeout)."""
+
+import time
+
+import pytest
+from confluent_kafka import KafkaError
+
+import kutil
+from groups_util import (  # noqa: F401  (gbroker is a fixture)
+    ERR_NONE,
+    ERR_REBALANCE_IN_PROGRESS,
+    ERR_UNKNOWN_MEMBER_ID,
+    ChildConsumer,
+    Member,
+    Ownership,
+    RawGroupClient,
+    all_tps,
+    assignment_of,
+    committed,
+    describe,
+    drive,
+    gbroker,
+    owned_exactly_once,
+    parse_assignment,
+    poll_for,
+    produce_values,
+    unique_group,
+)
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def close_all(members):
+    for m in members:
+        try:
+            m.close()
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------------------
+# 2. static membership
+# --------------------------------------------------------------------------
+def test_static_member_restart_keeps_assignment_without_rebalance(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    group = unique_group()
+    own = Ownership()
+    a = Member("a", gbroker, group, [topic], own, **{"group.instance.id": "inst-a"})
+    b = Member("b", gbroker, group, [topic], own, **{"group.instance.id": "inst-b"})
+    members = [a, b]
+    try:
+        drive(members, lambda: owned_exactly_once(members, tps) and a.assigned and b.assigned,
+              60, "a and b to share the partitions")
+        produced = produce_values(gbroker, topic, 5, 4, prefix="s")
+        drive(members, lambda: len(a.messages) + len(b.messages) >= 20, 30, "20 records")
+        poll_for(members, 1.5)
+        desc = describe(gbroker, group)
+        before = assignment_of(desc)
+        instances = {m.member_id: m.group_instance_id for m in desc.members}
+        assert sorted(instances.values()) == ["inst-a", "inst-b"]
+        a_parts, b_events = set(a.assigned), list(b.events)
+        b_id = b.c.memberid()
+        b_before = len(b.messages)
+        assert {(p, o, v) for m in members for _t, p, o, v in m.messages} == produced
+
+        # A static member's close() does not leave the group; restart within the session.
+        a.close()
+        time.sleep(1.0)
+        a2 = Member("a2", gbroker, group, [topic], own, **{"group.instance.id": "inst-a"})
+        members = [a2, b]
+        drive(members, lambda: a2.assigned == a_parts, 30, "the restarted static member to get its partitions")
+        produced_after = produce_values(gbroker, topic, 3, 4, prefix="t")
+        drive(members, lambda: len(a2.messages) + len(b.messages) - b_before >= 12,
+              30, "the 12 records produced after the restart")
+        poll_for(members, 2.0)
+        assert b.events == b_events, f"b saw a rebalance: {b.events[len(b_events):]}"
+        assert b.c.memberid() == b_id
+        desc = describe(gbroker, group)
+        assert desc.state.name == "STABLE"
+        after = assignment_of(desc)
+        assert after[b_id] == before[b_id]
+        a2_id = a2.c.memberid()
+        assert a2_id in after and after[a2_id] == sorted(a_parts)
+        assert {m.member_id: m.group_instance_id for m in desc.members}[a2_id] == "inst-a"
+        # a2 resumed from a's commits: it read only the new records of its partitions.
+        a_new = {(p, off) for _t, p, off, _v in a2.messages}
+        want = {(p, off) for p, off, _v in produced_after if (topic, p) in a_parts}
+        assert a_new == want
+        assert committed(gbroker, group, tps) == {tp: 8 for tp in tps}
+        assert not a2.errors and not b.errors, (a2.errors, b.errors)
+        own.assert_clean()
+    finally:
+        close_all(members + [a])
+
+
+def test_static_member_old_instance_is_fenced(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    group = unique_group()
+    old = Member("old", gbroker, group, [topic], Ownership(), **{"group.instance.id": "inst-x"})
+    new = None
+    try:
+        drive([old], lambda: old.assigned == tps, 30, "old to own all partitions")
+        old_id = old.c.memberid()
+        new = Member("new", gbroker, group, [topic], Ownership(), **{"group.instance.id": "inst-x"})
+        drive([new], lambda: new.assigned == tps, 30, "the new instance to take over the partitions")
+        # The old instance's next heartbeat (1 s interval) or commit is refused as fenced.
+        drive([old], lambda: any(e.fatal() or "fenced" in str(e).lower() for e in old.errors), 15,
+              "the old instance to report it was fenced")
+        fenced = [e for e in old.errors if e.fatal() or "fenced" in str(e).lower()]
+        assert fenced[0].fatal(), f"not fatal: {fenced[0]}"
+        assert "FENCED_INSTANCE_ID" in str(fenced[0]) or "fenced" in str(fenced[0]).lower(), str(fenced[0])
+        desc = describe(gbroker, group)
+        assert [m.group_instance_id for m in desc.members] == ["inst-x"]
+        assert desc.members[0].member_id == new.c.memberid() != old_id
+        poll_for([new], 1.0)
+        assert not new.errors, new.errors
+    finally:
+        close_all([old] + ([new] if new else []))
+
+
+def test_static_member_fenced_on_raw_protocol(gbroker):
+    """The same instance id joining with a new member id fences the old member id:
+    its Heartbeat, OffsetCommit and SyncGroup get FENCED_INSTANCE_ID (82)."""
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    group = unique_group()
+    c1, c2 = RawGroupClient(gbroker), RawGroupClient(gbroker)
+    try:
+        j1 = c1.join_full(group, instance_id="inst-r", topics=[topic])
+        assert j1.error_code == ERR_NONE
+        assignment = {j1.member_id: {topic: [0, 1, 2, 3]}}
+        s1 = c1.sync(group, j1.generation_id, j1.member_id, assignment, instance_id="inst-r")
+        assert s1.error_code == ERR_NONE
+        assert parse_assignment(s1.member_assignment) == {topic: [0, 1, 2, 3]}
+        j2 = c2.join_full(group, instance_id="inst-r", topics=[topic])
+        assert j2.error_code == ERR_NONE
+        assert j2.member_id != j1.member_id
+        # Static rejoin of a stable group with unchanged metadata: no new generation.
+        assert j2.generation_id == j1.generation_id
+        s2 = c2.sync(group, j2.generation_id, j2.member_id, {}, instance_id="inst-r")
+        assert s2.error_code == ERR_NONE
+        assert parse_assignment(s2.member_assignment) == {topic: [0, 1, 2, 3]}
+        assert c1.heartbeat(group, j1.generation_id, j1.member_id, "inst-r") == 82
+        errs = c1.commit(group, {(topic, 0): (1, "")}, j1.generation_id, j1.member_id, "inst-r")
+        assert errs == {(topic, 0): 82}
+        assert c2.heartbeat(group, j2.generation_id, j2.member_id, "inst-r") == ERR_NONE
+        errs = c2.commit(group, {(topic, 0): (1, "")}, j2.generation_id, j2.member_id, "inst-r")
+        assert errs == {(topic, 0): ERR_NONE}
+    finally:
+        c1.close()
+        c2.close()
+
+
+# --------------------------------------------------------------------------
+# 3. SIGKILLed member
+# --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_sigkilled_member_partitions_move_after_session_timeout(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    group = unique_group()
+    produced = produce_values(gbroker, topic, 5, 4, prefix="k")
+    child = ChildConsumer(gbroker, group, [topic])
+    s = Member("survivor", gbroker, group, [topic], Ownership())
+    try:
+        drive([s, child], lambda: owned_exactly_once([s, child], tps) and s.assigned and child.assigned,
+              60, "the child and the survivor to share the partitions")
+        desc = describe(gbroker, group)
+        assert len(desc.members) == 2
+        child_parts = set(child.assigned)
+        poll_for([s], 2.5)  # at least one heartbeat of the child after the sync
+        child.kill9()
+        killed_at = time.monotonic()
+        drive([s], lambda: s.assigned == tps, 30, "the survivor to get every partition")
+        took = time.monotonic() - killed_at
+        # Nothing moves before the session timeout (6 s, minus at most one 1 s heartbeat gap).
+        assert 4.5 <= took <= 16.0, f"partitions moved {took:.1f}s after the SIGKILL"
+        drive([s], lambda: len({(p, o) for _t, p, o, _v in s.messages}) >= 20, 30, "all 20 records")
+        got = {(p, o, v) for _t, p, o, v in s.messages}
+        assert got == produced
+        assert {(topic, p) for p, _o, _v in got if (topic, p) in child_parts} == child_parts
+        desc = describe(gbroker, group)
+        assert desc.state.name == "STABLE"
+        assert assignment_of(desc) == {s.c.memberid(): sorted(tps)}
+        assert not s.errors and not s.commit_errors, (s.errors, s.commit_errors)
+    finally:
+        child.kill9()
+        s.close()
+
+
+# --------------------------------------------------------------------------
+# 4. max.poll.interval.ms
+# --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_member_that_stops_polling_is_removed(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    group = unique_group()
+    own = Ownership()
+    conf = {"max.poll.interval.ms": 6000}
+    stuck = Member("stuck", gbroker, group, [topic], own, **conf)
+    live = Member("live", gbroker, group, [topic], own, **conf)
+    members = [stuck, live]
+    try:
+        drive(members, lambda: owned_exactly_once(members, tps) and stuck.assigned and live.assigned,
+              60, "two members to share the partitions")
+        stuck_parts = set(stuck.assigned)
+        stopped_at = time.monotonic()
+        drive([live], lambda: live.assigned == tps, 30, "the live member to get every partition")
+        took = time.monotonic() - stopped_at
+        assert 4.0 <= took <= 20.0, f"reassigned {took:.1f}s after the member stopped polling"
+        desc = describe(gbroker, group)
+        assert desc.state.name == "STABLE"
+        assert assignment_of(desc) == {live.c.memberid(): sorted(tps)}
+        produced = produce_values(gbroker, topic, 3, 4, prefix="m")
+        drive([live], lambda: len(live.messages) >= 12, 30, "12 records on the live member")
+        assert {(p, o, v) for _t, p, o, v in live.messages} == produced
+        # The stuck member learns it was dropped when it polls again, then rejoins.
+        drive([stuck], lambda: stuck.errors, 10, "the stuck member to report max poll exceeded")
+        assert stuck.errors[0].code() == KafkaError._MAX_POLL_EXCEEDED, str(stuck.errors[0])
+        drive(members, lambda: owned_exactly_once(members, tps) and stuck.assigned and live.assigned,
+              60, "the stuck member to rejoin")
+        assert stuck_parts  # it had partitions before
+        own.assert_clean()
+    finally:
+        close_all(members)
+
+
+class RawMember:
+    """A raw member that heartbeats every second but never rejoins."""
+
+    def __init__(self, client, group, generation, member_id):
+        self.client, self.group = client, group
+        self.generation, self.member_id = generation, member_id
+        self.codes = []
+        self.next_hb = 0.0
+
+    def step(self, timeout=0.02):
+        now = time.monotonic()
+        if now >= self.next_hb:
+            self.codes.append(self.client.heartbeat(self.group, self.generation, self.member_id))
+            self.next_hb = now + 1.0
+        else:
+            time.sleep(timeout)
+
+    def __repr__(self):
+        return f"<raw member heartbeats={self.codes[-5:]}>"
+
+
+@pytest.mark.slow
+def test_member_not_rejoining_is_removed_after_rebalance_timeout(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    group = unique_group()
+    raw = RawGroupClient(gbroker)
+    m = None
+    try:
+        j = raw.join_full(group, topics=[topic], session_ms=6000, rebalance_ms=6000)
+        assert j.error_code == ERR_NONE and j.leader_id == j.member_id
+        s = raw.sync(group, j.generation_id, j.member_id, {j.member_id: {topic: [0, 1, 2, 3]}})
+        assert s.error_code == ERR_NONE
+        r = RawMember(raw, group, j.generation_id, j.member_id)
+        r.step()
+        assert r.codes == [ERR_NONE]
+        m = Member("m", gbroker, group, [topic], Ownership())
+        started = time.monotonic()
+        drive([m, r], lambda: m.assigned == tps, 30, "the new member to get every partition")
+        took = time.monotonic() - started
+        assert ERR_REBALANCE_IN_PROGRESS in r.codes, r.codes
+        assert 4.0 <= took <= 16.0, f"rebalance completed {took:.1f}s after it began"
+        time.sleep(1.0)
+        assert raw.heartbeat(group, j.generation_id, j.member_id) == ERR_UNKNOWN_MEMBER_ID
+        desc = describe(gbroker, group)
+        assert assignment_of(desc) == {m.c.memberid(): sorted(tps)}
+    finally:
+        raw.close()
+        if m:
+            m.close()
