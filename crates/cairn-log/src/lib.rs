@@ -9,5 +9,7 @@ pub mod batch;
 mod partition;
 mod store;
 
-pub use partition::{AppendInfo, LogConfig, LogError, PartitionLog, ReadResult, TimestampType};
+pub use partition::{
+    AppendInfo, CompactStats, LogConfig, LogError, PartitionLog, ReadResult, TimestampType,
+};
 pub use store::{LogConfigFn, Store, StoreError, TopicMeta};

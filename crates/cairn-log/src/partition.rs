@@ -21,6 +21,9 @@ use tracing::{debug, info, warn};
 
 use crate::batch::{self, BatchError, BatchView, HEADER_SIZE};
 
+mod compact;
+pub use compact::CompactStats;
+
 const LOG_SUFFIX: &str = "log";
 const INDEX_SUFFIX: &str = "index";
 const TIME_INDEX_SUFFIX: &str = "timeindex";
@@ -48,6 +51,10 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     pub max_message_bytes: u32,
     pub timestamp_type: TimestampType,
+    /// `cleanup.policy` includes `compact`: [`PartitionLog::compact`] keeps the newest record per key.
+    pub cleanup_compact: bool,
+    /// `delete.retention.ms`: how long compaction keeps tombstones (null values).
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -61,6 +68,8 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
+            cleanup_compact: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -433,11 +442,16 @@ fn indexes_plausible(file: &File, base: i64, size: u64, idx: &Indexes) -> io::Re
     let Ok(first) = BatchView::new(&first[..]) else {
         return Ok(false);
     };
-    if first.base_offset() != base {
+    // Compaction can remove the records a segment started with, so the first batch
+    // may begin after the segment's base.
+    let first_rel = first.base_offset() - base;
+    if !(0..=MAX_RELATIVE).contains(&first_rel) {
         return Ok(false);
     }
     // The first batch always sets the first time entry when it has a timestamp.
-    if first.max_timestamp() >= 0 && idx.times.first() != Some(&(first.max_timestamp(), 0)) {
+    if first.max_timestamp() >= 0
+        && idx.times.first() != Some(&(first.max_timestamp(), first_rel as u32))
+    {
         return Ok(false);
     }
     if let Some(&(rel, pos)) = idx.offsets.last() {
@@ -597,6 +611,9 @@ pub struct PartitionLog {
     dir: PathBuf,
     config: RwLock<LogConfig>,
     inner: Mutex<Inner>,
+    /// Held by compaction, retention and close, which replace or delete non-active
+    /// segments; appends and reads never take it.
+    cleaner: Mutex<()>,
     start: AtomicI64,
     end: AtomicI64,
 }
@@ -657,10 +674,26 @@ impl PartitionLog {
         }
 
         let interval = config.index_interval_bytes;
-        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            segments.push(recover_segment(dir, base, interval, last && !clean)?);
+            let seg = recover_segment(dir, base, interval, last && !clean)?;
+            // Compaction merges segments by renaming the merged file over the first one and
+            // then deleting the rest; a crash in between leaves those rest behind, starting
+            // inside the merged segment's range. Their surviving records are in it already.
+            if let Some(prev) = segments.last() {
+                if !last && seg.base < prev.next_offset {
+                    warn!(
+                        segment = base,
+                        dir = %dir.display(),
+                        previous_end = prev.next_offset,
+                        "segment overlaps its predecessor (interrupted compaction); removing it"
+                    );
+                    seg.delete_files(dir);
+                    continue;
+                }
+            }
+            segments.push(seg);
         }
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0)?);
@@ -681,6 +714,7 @@ impl PartitionLog {
                 segments,
                 marker_present: false,
             }),
+            cleaner: Mutex::new(()),
             start: AtomicI64::new(start),
             end: AtomicI64::new(end),
         })
@@ -905,8 +939,11 @@ impl PartitionLog {
             return Ok(None);
         }
         let mut i = inner.segment_index(offset);
-        // A gap left by a truncated older segment: continue with the next one.
-        while offset >= inner.segments[i].next_offset && i + 1 < inner.segments.len() {
+        // A gap left by a truncated older segment or by compaction (which can also leave
+        // the first segment empty): continue with the next one.
+        while (offset >= inner.segments[i].next_offset || inner.segments[i].size == 0)
+            && i + 1 < inner.segments.len()
+        {
             i += 1;
         }
         let seg = &inner.segments[i];
@@ -1062,6 +1099,7 @@ impl PartitionLog {
         if config.retention_ms < 0 && config.retention_bytes < 0 {
             return Ok(0);
         }
+        let _cleaner = self.cleaner.lock();
         let mut inner = self.inner.lock();
         let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
         let mut doomed = 0;
@@ -1106,6 +1144,8 @@ impl PartitionLog {
 
     /// Flushes everything and records a clean shutdown for the next open.
     pub fn close(&self) -> Result<(), LogError> {
+        // Waits for a running compaction so the clean marker covers its last swap.
+        let _cleaner = self.cleaner.lock();
         let mut inner = self.inner.lock();
         inner.active().sync_all_files()?;
         if !inner.marker_present {

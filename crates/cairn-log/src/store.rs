@@ -416,6 +416,29 @@ impl Store {
         }
     }
 
+    /// Compacts every partition of `cleanup.policy=compact` topics; keeps going past
+    /// failures and reports the first. Returns the number of records removed.
+    pub fn compact(&self, now_ms: i64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let mut first_err = None;
+        for log in self.all_logs() {
+            if !log.config().cleanup_compact {
+                continue;
+            }
+            match log.compact(now_ms) {
+                Ok(stats) => removed += stats.records_removed as usize,
+                Err(e) => {
+                    warn!(dir = %log.dir().display(), error = %e, "compaction failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(removed),
+        }
+    }
+
     pub fn sync_all(&self) -> Result<(), StoreError> {
         for log in self.all_logs() {
             log.sync()?;
