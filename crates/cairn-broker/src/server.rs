@@ -134,10 +134,24 @@ fn spawn_background(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>
                 _ = shutdown.changed() => break,
                 _ = retention.tick() => {
                     let st = state.clone();
-                    match tokio::task::spawn_blocking(move || st.store.enforce_retention(now_ms())).await {
-                        Ok(Ok(n)) if n > 0 => tracing::info!(segments = n, "retention deleted segments"),
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => tracing::warn!("retention failed: {e}"),
+                    let work = move || {
+                        let retention = st.store.enforce_retention(now_ms());
+                        // Compaction shares the tick: both only touch rolled segments.
+                        (retention, st.store.compact(now_ms()))
+                    };
+                    match tokio::task::spawn_blocking(work).await {
+                        Ok((retention, compaction)) => {
+                            match retention {
+                                Ok(n) if n > 0 => tracing::info!(segments = n, "retention deleted segments"),
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!("retention failed: {e}"),
+                            }
+                            match compaction {
+                                Ok(n) if n > 0 => tracing::info!(records = n, "compaction removed records"),
+                                Ok(_) => tracing::debug!("compaction found nothing to remove"),
+                                Err(e) => tracing::warn!("compaction failed: {e}"),
+                            }
+                        }
                         Err(e) => tracing::warn!("retention task failed: {e}"),
                     }
                 }

@@ -59,5 +59,9 @@ pub fn log_config_for(cfg: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
             Some("LogAppendTime") => TimestampType::LogAppendTime,
             _ => TimestampType::CreateTime,
         },
+        cleanup_compact: cfg
+            .topic_value(&topic.configs, "cleanup.policy")
+            .is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")),
+        delete_retention_ms: num("delete.retention.ms", d.delete_retention_ms),
     }
 }

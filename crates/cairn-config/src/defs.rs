@@ -193,6 +193,14 @@ pub static TOPIC_DEFS: &[ConfigDef] = &[
         doc: "Batches are stored as the producer compressed them.",
     },
     topic(
+        "delete.retention.ms",
+        Long,
+        Some("86400000"),
+        Some(0),
+        None,
+        "How long compacted topics keep tombstones (records with a null value).",
+    ),
+    topic(
         "retention.ms",
         Long,
         None,
