@@ -44,6 +44,12 @@ pub fn log_config_for(cfg: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
             .unwrap_or(fallback)
     };
     let d = LogConfig::default();
+    let policies = cfg.topic_value(&topic.configs, "cleanup.policy");
+    let policy = |name: &str, fallback: bool| {
+        policies
+            .as_deref()
+            .map_or(fallback, |p| p.split(',').any(|p| p.trim() == name))
+    };
     LogConfig {
         segment_bytes: num("segment.bytes", d.segment_bytes as i64).max(14) as u64,
         segment_ms: num("segment.ms", d.segment_ms),
@@ -59,9 +65,8 @@ pub fn log_config_for(cfg: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
             Some("LogAppendTime") => TimestampType::LogAppendTime,
             _ => TimestampType::CreateTime,
         },
-        cleanup_compact: cfg
-            .topic_value(&topic.configs, "cleanup.policy")
-            .is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")),
+        cleanup_compact: policy("compact", false),
+        cleanup_delete: policy("delete", true),
         delete_retention_ms: num("delete.retention.ms", d.delete_retention_ms),
     }
 }

@@ -53,6 +53,9 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// `cleanup.policy` includes `compact`: [`PartitionLog::compact`] keeps the newest record per key.
     pub cleanup_compact: bool,
+    /// `cleanup.policy` includes `delete`: retention deletes old segments. Like Kafka, a
+    /// compact-only topic keeps its segments however old or large.
+    pub cleanup_delete: bool,
     /// `delete.retention.ms`: how long compaction keeps tombstones (null values).
     pub delete_retention_ms: i64,
 }
@@ -69,6 +72,7 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
             cleanup_compact: false,
+            cleanup_delete: true,
             delete_retention_ms: 24 * 60 * 60 * 1000,
         }
     }
@@ -1096,7 +1100,7 @@ impl PartitionLog {
     /// Deletes whole non-active segments past the time or size limit.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let config = self.config();
-        if config.retention_ms < 0 && config.retention_bytes < 0 {
+        if !config.cleanup_delete || (config.retention_ms < 0 && config.retention_bytes < 0) {
             return Ok(0);
         }
         let _cleaner = self.cleaner.lock();

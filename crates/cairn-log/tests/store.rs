@@ -18,6 +18,10 @@ fn config_fn() -> LogConfigFn {
         if let Some(v) = meta.configs.get("retention.ms") {
             c.retention_ms = v.parse().unwrap();
         }
+        if let Some(v) = meta.configs.get("cleanup.policy") {
+            c.cleanup_compact = v.contains("compact");
+            c.cleanup_delete = v.contains("delete");
+        }
         c
     })
 }
@@ -221,4 +225,46 @@ fn corrupt_registry_is_reported() {
         Store::open(dir.path(), config_fn()),
         Err(StoreError::Corrupt(_))
     ));
+}
+
+#[test]
+fn compaction_and_retention_follow_cleanup_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config_fn()).unwrap();
+    let tiny = [("segment.bytes", "1"), ("retention.ms", "1000")];
+    let mut compacted = tiny.to_vec();
+    compacted.push(("cleanup.policy", "compact"));
+    let mut both = tiny.to_vec();
+    both.push(("cleanup.policy", "compact,delete"));
+    for (name, cfg) in [
+        ("plain", tiny.to_vec()),
+        ("compacted", compacted),
+        ("both", both),
+    ] {
+        store.create_topic(name, 1, configs(&cfg), false).unwrap();
+        let log = store.partition(name, 0).unwrap();
+        // Every batch holds the single key "k0" and rolls a new segment.
+        for ts in [10, 20, 30] {
+            log.append(&batch(&[ts]), ts).unwrap();
+        }
+    }
+    // Two superseded copies in each of the two compacted topics.
+    assert_eq!(store.compact(100).unwrap(), 4);
+    assert_eq!(store.compact(100).unwrap(), 0);
+    let offsets = |name: &str| {
+        let log = store.partition(name, 0).unwrap();
+        decode_offsets(&log.read(log.log_start_offset(), 1 << 20).unwrap().data)
+    };
+    assert_eq!(offsets("plain").len(), 1, "reads stop at the segment end");
+    assert_eq!(store.partition("plain", 0).unwrap().segment_count(), 3);
+    assert_eq!(offsets("compacted"), vec![(2, 30)]);
+
+    // Old segments: deleted unless the policy is compact only. (The emptied first
+    // segment of "both" has no timestamps left, so its age is its file's mtime.)
+    assert_eq!(store.enforce_retention(i64::MAX / 2).unwrap(), 2 + 1);
+    let starts: Vec<i64> = ["plain", "compacted", "both"]
+        .iter()
+        .map(|n| store.partition(n, 0).unwrap().log_start_offset())
+        .collect();
+    assert_eq!(starts, vec![2, 0, 2]);
 }
