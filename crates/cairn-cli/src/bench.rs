@@ -26,7 +26,12 @@ const PONG_BYTES: usize = 64;
 const MB: f64 = 1e6;
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Another set of measurements instead of produce/consume.
+    #[command(subcommand)]
+    suite: Option<BenchSuite>,
+
     /// Use a running broker at HOST:PORT. Without it the bench starts its own
     /// (`cairn serve` on a free loopback port, data in a directory under
     /// $TMPDIR) and stops it at the end.
@@ -116,6 +121,13 @@ pub struct BenchArgs {
     startup_timeout: f64,
 }
 
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchSuite {
+    /// Consumer groups: offset commit throughput and latency (default and
+    /// fsync durability), rebalance time, coordinator recovery time.
+    Groups(Box<crate::bench_groups::GroupBenchArgs>),
+}
+
 /// Sizes derived from the arguments once, shared by every phase.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -184,6 +196,9 @@ impl Plan {
 
 /// Runs the benchmark; the broker it started, if any, is stopped on every path.
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if let Some(BenchSuite::Groups(groups)) = args.suite {
+        return crate::bench_groups::run(*groups).await;
+    }
     let plan = Plan::new(&args)?;
     let load_start = loadavg();
     let mut broker = match &args.bootstrap {
@@ -960,7 +975,7 @@ impl Report {
     }
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     if v.is_empty() {
         return f64::NAN;
@@ -975,7 +990,7 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// 422200 -> "422.2k".
-fn si(v: f64) -> String {
+pub(crate) fn si(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
     } else if v >= 1e3 {
@@ -1006,7 +1021,7 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
     Ok((num * mult).round() as u64)
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unavailable".to_string())
@@ -1024,7 +1039,7 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn tail_of_file(path: &std::path::Path, lines: usize) -> String {
+pub(crate) fn tail_of_file(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -8,6 +8,7 @@ use cairn_config::BrokerConfig;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_groups;
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +25,8 @@ struct Cli {
 enum Command {
     /// Run a broker with an embedded, durable store.
     Serve(ServeArgs),
-    /// Measure produce/consume throughput and latency against a broker, beside a raw TCP baseline.
+    /// Measure produce/consume throughput and latency against a broker, beside a raw TCP
+    /// baseline; `bench groups` measures consumer groups instead.
     Bench(bench::BenchArgs),
 }
 
