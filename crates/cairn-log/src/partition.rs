@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::batch::{self, BatchError, BatchView, HEADER_SIZE};
 
 mod compact;
+use compact::CleanerState;
 pub use compact::CompactStats;
 
 const LOG_SUFFIX: &str = "log";
@@ -617,7 +618,7 @@ pub struct PartitionLog {
     inner: Mutex<Inner>,
     /// Held by compaction, retention and close, which replace or delete non-active
     /// segments; appends and reads never take it.
-    cleaner: Mutex<()>,
+    cleaner: Mutex<CleanerState>,
     start: AtomicI64,
     end: AtomicI64,
 }
@@ -718,7 +719,7 @@ impl PartitionLog {
                 segments,
                 marker_present: false,
             }),
-            cleaner: Mutex::new(()),
+            cleaner: Mutex::new(CleanerState::default()),
             start: AtomicI64::new(start),
             end: AtomicI64::new(end),
         })

@@ -40,6 +40,16 @@ pub struct CompactStats {
     pub records_removed: u64,
     /// Of those, tombstones dropped because they outlived `delete.retention.ms`.
     pub tombstones_expired: u64,
+    /// Tombstones still too young to drop.
+    pub tombstones_kept: u64,
+}
+
+/// What the last compaction pass left, to skip passes that cannot change anything.
+#[derive(Default)]
+pub(super) struct CleanerState {
+    /// (log end, delete retention) of a pass that left no tombstones behind: until
+    /// more is appended, another pass would find nothing to drop.
+    clean: Option<(i64, i64)>,
 }
 
 /// A segment as it was when the pass started.
@@ -157,6 +167,7 @@ impl Filter<'_> {
             if newest && span.is_tombstone() && tombstones_expired {
                 stats.tombstones_expired += 1;
             } else if newest {
+                stats.tombstones_kept += span.is_tombstone() as u64;
                 kept.push((&span.info, &data[span.range.clone()]));
                 continue;
             }
@@ -198,7 +209,10 @@ impl PartitionLog {
         if !config.cleanup_compact {
             return Ok(stats);
         }
-        let _cleaner = self.cleaner.lock();
+        let mut cleaner = self.cleaner.lock();
+        if cleaner.clean == Some((self.log_end_offset(), config.delete_retention_ms)) {
+            return Ok(stats);
+        }
         let snapshot: Vec<Snapshot> = {
             let inner = self.inner.lock();
             inner
@@ -214,6 +228,7 @@ impl PartitionLog {
         };
         // The active segment is never rewritten, but its keys still supersede older copies.
         let dirty = &snapshot[..snapshot.len() - 1];
+        let end = snapshot.last().expect("non-empty").next_offset;
         if dirty.is_empty() {
             return Ok(stats);
         }
@@ -275,6 +290,7 @@ impl PartitionLog {
             self.finish_group(g, &mut stats)?;
         }
         self.finish_empties(&mut empties, &mut stats)?;
+        cleaner.clean = (stats.tombstones_kept == 0).then_some((end, config.delete_retention_ms));
         if stats.records_removed > 0 || stats.segments_after != stats.segments_before {
             info!(
                 dir = %self.dir.display(),
