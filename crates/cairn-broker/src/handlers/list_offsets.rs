@@ -49,10 +49,15 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         }
                     };
                     match found {
-                        Ok(Some((offset, ts))) => r
-                            .with_offset(offset)
-                            .with_timestamp(ts)
-                            .with_leader_epoch(0),
+                        Ok(Some((offset, ts))) => {
+                            let r = r.with_offset(offset).with_timestamp(ts);
+                            // The leader epoch field exists from v4 only.
+                            if ctx.version >= 4 {
+                                r.with_leader_epoch(0)
+                            } else {
+                                r
+                            }
+                        }
                         Ok(None) => r,
                         Err(e) => {
                             tracing::warn!(peer = %ctx.peer, topic = %t.name.0.as_str(),
