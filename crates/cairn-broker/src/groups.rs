@@ -33,6 +33,7 @@ struct Inner {
 pub struct Groups {
     inner: Mutex<Inner>,
     num_partitions: i32,
+    segment_bytes: i64,
     flusher: Option<Flusher>,
     timer: Notify,
 }
@@ -65,6 +66,7 @@ impl Groups {
                 logs: Vec::new(),
             }),
             num_partitions: config.offsets_topic_num_partitions().max(1),
+            segment_bytes: config.offsets_topic_segment_bytes(),
             flusher,
             timer: Notify::new(),
         }
@@ -147,6 +149,7 @@ impl Groups {
             None => {
                 let mut configs = std::collections::BTreeMap::new();
                 configs.insert("cleanup.policy".to_string(), "compact".to_string());
+                configs.insert("segment.bytes".to_string(), self.segment_bytes.to_string());
                 match store.create_topic(OFFSETS_TOPIC, self.num_partitions as u32, configs, true) {
                     Ok(m) => {
                         tracing::info!(partitions = self.num_partitions, "created {OFFSETS_TOPIC}");

@@ -136,6 +136,7 @@ pub static BROKER_DEFS: &[ConfigDef] = &[
     def("log.flush.interval.ms", Long, None, Some(0), "If set, dirty partitions are fsynced in the background at this interval."),
     def("log.index.interval.bytes", Int, Some("4096"), Some(0), "Bytes between offset index entries."),
     def("offsets.topic.num.partitions", Int, Some("50"), Some(1), "Partitions of __consumer_offsets; never change it once the topic exists."),
+    def("offsets.topic.segment.bytes", Int, Some("104857600"), Some(14), "Segment size of __consumer_offsets; smaller segments let compaction keep replay short."),
     def("offsets.retention.minutes", Int, Some("10080"), Some(1), "How long committed offsets are kept once their group allows expiry."),
     def("offsets.retention.check.interval.ms", Long, Some("600000"), Some(1), "How often expired offsets are removed."),
     def("offset.metadata.max.bytes", Int, Some("4096"), Some(0), "Longest metadata string an offset commit may carry."),

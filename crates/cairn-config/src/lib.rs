@@ -246,6 +246,9 @@ impl BrokerConfig {
     pub fn offsets_topic_num_partitions(&self) -> i32 {
         self.long("offsets.topic.num.partitions") as i32
     }
+    pub fn offsets_topic_segment_bytes(&self) -> i64 {
+        self.long("offsets.topic.segment.bytes")
+    }
     pub fn offsets_retention_ms(&self) -> i64 {
         self.long("offsets.retention.minutes")
             .saturating_mul(60_000)
