@@ -393,7 +393,7 @@ class RawGroupClient:
         return resp_cls.decode(frame[4:])
 
     def find_coordinator(self, group):
-        from kafka.protocol.admin import FindCoordinatorRequest, FindCoordinatorResponse
+        from kafka.protocol.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
 
         return self.call(API_FIND_COORDINATOR, 1, FindCoordinatorRequest[1](group, 0),
                          FindCoordinatorResponse[1])
@@ -407,7 +407,9 @@ class RawGroupClient:
         return self.call(API_JOIN_GROUP, 5, req, JoinGroupResponse[5], timeout=timeout)
 
     def join_full(self, group, instance_id=None, **kw):
-        """JoinGroup, retrying once with the member id on MEMBER_ID_REQUIRED."""
+        """FindCoordinator, then JoinGroup, retrying once with the member id on MEMBER_ID_REQUIRED."""
+        fc = self.find_coordinator(group)
+        assert fc.error_code == ERR_NONE, f"FindCoordinator: {fc}"
         r = self.join(group, instance_id=instance_id, **kw)
         if r.error_code == ERR_MEMBER_ID_REQUIRED:
             r = self.join(group, member_id=r.member_id, instance_id=instance_id, **kw)

@@ -111,8 +111,9 @@ def test_static_member_old_instance_is_fenced(gbroker):
         drive([old], lambda: any(e.fatal() or "fenced" in str(e).lower() for e in old.errors), 15,
               "the old instance to report it was fenced")
         fenced = [e for e in old.errors if e.fatal() or "fenced" in str(e).lower()]
-        assert fenced[0].fatal(), f"not fatal: {fenced[0]}"
-        assert "FENCED_INSTANCE_ID" in str(fenced[0]) or "fenced" in str(fenced[0]).lower(), str(fenced[0])
+        # librdkafka raises FENCED_INSTANCE_ID as a fatal consumer error.
+        assert fenced[0].code() == KafkaError._FATAL, str(fenced[0])
+        assert "Static consumer fenced by other consumer with same group.instance.id" in str(fenced[0])
         desc = describe(gbroker, group)
         assert [m.group_instance_id for m in desc.members] == ["inst-x"]
         assert desc.members[0].member_id == new.c.memberid() != old_id
@@ -199,10 +200,11 @@ def test_member_that_stops_polling_is_removed(gbroker):
     topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
     tps = all_tps(topic, 4)
     group = unique_group()
-    own = Ownership()
+    # The stuck member cannot run callbacks while it does not poll, so ownership is not
+    # tracked across the two here; the broker's view is checked instead.
     conf = {"max.poll.interval.ms": 6000}
-    stuck = Member("stuck", gbroker, group, [topic], own, **conf)
-    live = Member("live", gbroker, group, [topic], own, **conf)
+    stuck = Member("stuck", gbroker, group, [topic], Ownership(), **conf)
+    live = Member("live", gbroker, group, [topic], Ownership(), **conf)
     members = [stuck, live]
     try:
         drive(members, lambda: owned_exactly_once(members, tps) and stuck.assigned and live.assigned,
@@ -219,12 +221,16 @@ def test_member_that_stops_polling_is_removed(gbroker):
         drive([live], lambda: len(live.messages) >= 12, 30, "12 records on the live member")
         assert {(p, o, v) for _t, p, o, v in live.messages} == produced
         # The stuck member learns it was dropped when it polls again, then rejoins.
+        events_before = len(stuck.events)
         drive([stuck], lambda: stuck.errors, 10, "the stuck member to report max poll exceeded")
         assert stuck.errors[0].code() == KafkaError._MAX_POLL_EXCEEDED, str(stuck.errors[0])
         drive(members, lambda: owned_exactly_once(members, tps) and stuck.assigned and live.assigned,
               60, "the stuck member to rejoin")
-        assert stuck_parts  # it had partitions before
-        own.assert_clean()
+        # It gave its old partitions up (revoked or lost) before getting new ones.
+        first = stuck.events[events_before]
+        assert first[0] in ("revoke", "lost") and set(first[1]) == stuck_parts, stuck.events
+        d = describe(gbroker, group)
+        assert d.state.name == "STABLE" and len(d.members) == 2
     finally:
         close_all(members)
 
@@ -265,7 +271,9 @@ def test_member_not_rejoining_is_removed_after_rebalance_timeout(gbroker):
         r = RawMember(raw, group, j.generation_id, j.member_id)
         r.step()
         assert r.codes == [ERR_NONE]
-        m = Member("m", gbroker, group, [topic], Ownership())
+        # The group's rebalance timeout is the largest of its members' (librdkafka sends
+        # max.poll.interval.ms), so both ask for 6 s.
+        m = Member("m", gbroker, group, [topic], Ownership(), **{"max.poll.interval.ms": 6000})
         started = time.monotonic()
         drive([m, r], lambda: m.assigned == tps, 30, "the new member to get every partition")
         took = time.monotonic() - started
