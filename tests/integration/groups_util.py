@@ -385,9 +385,14 @@ class RawGroupClient:
     def close(self):
         self.conn.close()
 
-    def call(self, api_key, version, req, resp_cls, timeout=15.0):
+    def send(self, api_key, version, req):
+        """Send a request without reading the response; returns its correlation id."""
         self.cid += 1
         self.conn.send(kproto.request(api_key, version, self.cid, req.encode(), client_id=self.client_id))
+        return self.cid
+
+    def call(self, api_key, version, req, resp_cls, timeout=15.0):
+        self.send(api_key, version, req)
         frame = self.conn.closed_or_response(self.cid, timeout=timeout)
         assert frame != "closed", f"broker closed the connection on api {api_key} v{version}"
         return resp_cls.decode(frame[4:])
@@ -399,11 +404,14 @@ class RawGroupClient:
                          FindCoordinatorResponse[1])
 
     def join(self, group, member_id="", instance_id=None, topics=("t",), session_ms=SESSION_TIMEOUT_MS,
-             rebalance_ms=SESSION_TIMEOUT_MS, protocol="range", timeout=30.0):
+             rebalance_ms=SESSION_TIMEOUT_MS, protocol="range", timeout=30.0, wait=True):
+        """JoinGroup v5; with wait=False only sends it and returns the correlation id."""
         from kafka.protocol.group import JoinGroupRequest, JoinGroupResponse
 
         req = JoinGroupRequest[5](group, session_ms, rebalance_ms, member_id, instance_id, "consumer",
                                   [(protocol, consumer_subscription(list(topics)))])
+        if not wait:
+            return self.send(API_JOIN_GROUP, 5, req)
         return self.call(API_JOIN_GROUP, 5, req, JoinGroupResponse[5], timeout=timeout)
 
     def join_full(self, group, instance_id=None, **kw):
