@@ -659,6 +659,11 @@ struct RebalanceRun {
     generations: i32,
     /// Time for the initial N members to settle first.
     settle: Duration,
+    /// New member's JoinGroup until the last old member's heartbeat answer
+    /// told it to rejoin: the heartbeat wait.
+    noticed: Option<Duration>,
+    /// That last answer until everyone synced: the protocol's own part.
+    after_notice: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -682,6 +687,8 @@ enum Event {
         partitions: usize,
         at: Instant,
     },
+    /// A heartbeat answer told the member to rejoin.
+    Rejoining { member: usize, at: Instant },
     /// The member stopped on an error.
     Failed { member: usize, error: String },
 }
@@ -693,7 +700,6 @@ async fn rebalance_bench(args: &GroupBenchArgs) -> Result<Vec<(usize, Vec<Rebala
         let topic = "bench-rebalance";
         create_topic(&admin, topic, args.rebalance_partitions).await?;
         let mut out = Vec::new();
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         for &n in &args.members {
             let mut runs = Vec::new();
             for run in 1..=args.repeat {
@@ -706,20 +712,25 @@ async fn rebalance_bench(args: &GroupBenchArgs) -> Result<Vec<(usize, Vec<Rebala
                     session_timeout_ms: args.session_timeout_ms,
                     rebalance_timeout_ms: args.rebalance_timeout_ms,
                 };
-                // Join at a random point of the members' heartbeat cycle.
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let phase = Duration::from_millis(rng % args.heartbeat_ms);
+                // Runs join at evenly spread points of the members'
+                // heartbeat cycle: (2k-1)/2R of it after they synced.
+                let phase = Duration::from_secs_f64(
+                    args.heartbeat_ms as f64 / 1e3 * (2 * run - 1) as f64
+                        / (2 * args.repeat) as f64,
+                );
                 let r = rebalance_run(&admin, setup, n, phase)
                     .await
                     .with_context(|| format!("{n} members, run {run}"))?;
                 println!(
-                    "  N={n:<3} run {run}/{}: everyone consuming again after {:.1} ms \
-                     (the new member synced after {:.1} ms, {} generation(s); the group of {n} \
-                     had settled in {:.0} ms)",
+                    "  N={n:<3} run {run}/{}: joined {:.0} ms into the heartbeat cycle; everyone \
+                     consuming again after {:.1} ms = {} ms until the last old member's \
+                     heartbeat noticed + {} ms JoinGroup/SyncGroup after that (new member synced \
+                     after {:.1} ms, {} generation(s); the first {n} had settled in {:.0} ms)",
                     args.repeat,
+                    ms(phase),
                     ms(r.total),
+                    opt_ms(r.noticed),
+                    opt_ms(r.after_notice),
                     ms(r.joiner),
                     r.generations,
                     ms(r.settle)
@@ -762,7 +773,16 @@ async fn rebalance_run(
         spawn_member(idx);
     }
     let mut ignored = None;
-    let before = wait_all(&mut events, &mut latest, n, i32::MIN, &mut ignored).await?;
+    let mut noticed = vec![None; n + 1];
+    let before = wait_all(
+        &mut events,
+        &mut latest,
+        n,
+        i32::MIN,
+        &mut ignored,
+        &mut noticed,
+    )
+    .await?;
     let settle = t_settle.elapsed();
     // Drain "joining" notices of the first members, then wait for the phase.
     tokio::time::sleep(phase).await;
@@ -772,8 +792,23 @@ async fn rebalance_run(
         }
     }
     let mut joining = None;
+    noticed.iter_mut().for_each(|x| *x = None);
     spawn_member(n);
-    let after = wait_all(&mut events, &mut latest, n + 1, before, &mut joining).await?;
+    let after = wait_all(
+        &mut events,
+        &mut latest,
+        n + 1,
+        before,
+        &mut joining,
+        &mut noticed,
+    )
+    .await?;
+    // When the last old member learned of the rebalance, if all did.
+    let last_notice = noticed[..n]
+        .iter()
+        .copied()
+        .collect::<Option<Vec<Instant>>>()
+        .and_then(|v| v.into_iter().max());
     let joined_at = joining.ok_or_else(|| anyhow!("the new member never reported joining"))?;
     let done = latest
         .iter()
@@ -801,6 +836,8 @@ async fn rebalance_run(
         joiner: joiner_done - joined_at,
         generations: after - before,
         settle,
+        noticed: last_notice.map(|t| t.saturating_duration_since(joined_at)),
+        after_notice: last_notice.map(|t| done.saturating_duration_since(t)),
     })
 }
 
@@ -813,6 +850,7 @@ async fn wait_all(
     count: usize,
     above: i32,
     joining: &mut Option<Instant>,
+    noticed: &mut [Option<Instant>],
 ) -> Result<i32> {
     let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
     loop {
@@ -840,6 +878,9 @@ async fn wait_all(
                 partitions,
                 at,
             } => latest[member] = Some((generation, partitions, at)),
+            Event::Rejoining { member, at } => {
+                noticed[member].get_or_insert(at);
+            }
             Event::Failed { member, error } => bail!("member {member}: {error}"),
         }
     }
@@ -946,6 +987,10 @@ async fn member(
             {
                 Ok(()) => {}
                 Err(e) if rejoin_error(&e) => {
+                    let _ = events.send(Event::Rejoining {
+                        member: idx,
+                        at: Instant::now(),
+                    });
                     if e.kafka_error() == Some(ResponseError::UnknownMemberId) {
                         member_id.clear();
                     }
@@ -1011,15 +1056,19 @@ fn range_assign(
 fn print_rebalance(args: &GroupBenchArgs, results: &[(usize, Vec<RebalanceRun>)]) {
     println!("  medians:");
     println!(
-        "  {:>7} {:>16} {:>16} {:>12}   runs (ms)",
-        "members", "all synced ms", "joiner ms", "generations"
+        "  {:>7} {:>14} {:>16} {:>16} {:>12}   runs, all synced (ms)",
+        "members", "all synced ms", "heartbeat wait", "join+sync after", "generations"
     );
+    let opt_median = |runs: &[RebalanceRun], f: fn(&RebalanceRun) -> Option<Duration>| {
+        median(runs.iter().filter_map(f).map(ms))
+    };
     for (n, runs) in results {
         println!(
-            "  {:>3}+1   {:>16.1} {:>16.1} {:>12}   {}",
+            "  {:>3}+1   {:>14.1} {:>16.1} {:>16.1} {:>12}   {}",
             n,
             median(runs.iter().map(|r| ms(r.total))),
-            median(runs.iter().map(|r| ms(r.joiner))),
+            opt_median(runs, |r| r.noticed),
+            opt_median(runs, |r| r.after_notice),
             median(runs.iter().map(|r| r.generations as f64)),
             runs.iter()
                 .map(|r| format!("{:.1}", ms(r.total)))
@@ -1028,12 +1077,16 @@ fn print_rebalance(args: &GroupBenchArgs, results: &[(usize, Vec<RebalanceRun>)]
         );
     }
     println!(
-        "  note: these times include the members waiting for their next heartbeat (every {} ms, \
-         joined at a random point of that cycle) to learn of the rebalance, so they are bounded \
-         by the heartbeat interval plus the JoinGroup/SyncGroup round trips; they are not the \
-         coordinator's own work",
+        "  note: \"all synced\" includes the old members waiting for their next heartbeat \
+         (every {} ms; the runs join at evenly spread points of that cycle) to learn of the \
+         rebalance, so it is bounded by the heartbeat interval plus the JoinGroup/SyncGroup round \
+         trips; \"join+sync after\" is the part after the last of them learned of it",
         args.heartbeat_ms
     );
+}
+
+fn opt_ms(d: Option<Duration>) -> String {
+    d.map_or_else(|| "?".to_string(), |d| format!("{:.1}", ms(d)))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -1382,11 +1435,15 @@ impl Report {
                     "members_before": n,
                     "all_synced_ms": median(runs.iter().map(|r| ms(r.total))),
                     "joiner_synced_ms": median(runs.iter().map(|r| ms(r.joiner))),
+                    "heartbeat_wait_ms": median(runs.iter().filter_map(|r| r.noticed).map(ms)),
+                    "after_notice_ms": median(runs.iter().filter_map(|r| r.after_notice).map(ms)),
                     "runs": runs.iter().map(|r| json!({
                         "all_synced_ms": ms(r.total),
                         "joiner_synced_ms": ms(r.joiner),
                         "generations": r.generations,
                         "settle_ms": ms(r.settle),
+                        "heartbeat_wait_ms": r.noticed.map(ms),
+                        "after_notice_ms": r.after_notice.map(ms),
                     })).collect::<Vec<_>>(),
                 })
             })
