@@ -72,10 +72,10 @@ function uniqueTopic (prefix = 'js') {
 }
 
 // ---- read-back without a consumer group -----------------------------------
-// kafkajs's consumer needs consumer groups, which the broker does not have
-// yet. To check what was stored we use kafkajs's own internal Cluster/Broker
-// objects (pinned kafkajs version) to issue plain Fetch requests; records are
-// decoded (and decompressed) by kafkajs itself.
+// kafkajs has no manual-assignment consumer. To read exact offsets of one
+// partition (independent of group coordination) we use kafkajs's own internal
+// Cluster/Broker objects (pinned kafkajs version) to issue plain Fetch
+// requests; records are decoded (and decompressed) by kafkajs itself.
 const Cluster = require('kafkajs/src/cluster')
 const { createLogger } = require('kafkajs/src/loggers')
 const LoggerConsole = require('kafkajs/src/loggers/console')
