@@ -224,8 +224,21 @@ def owned_exactly_once(members, tps):
 # --------------------------------------------------------------------------
 # AdminClient views of a group
 # --------------------------------------------------------------------------
+def gadmin(broker):
+    """An AdminClient for the broker's current run: a new one after each (re)start.
+
+    librdkafka's admin client re-bootstraps after its only broker went away and may then
+    time out group requests for a group it had looked up before (client side: a new
+    client answers at once), so a restarted broker gets a new client. Old clients are
+    kept alive (a collected AdminClient fails its pending futures)."""
+    clients = broker.__dict__.setdefault("_groups_admins", {})
+    if broker.starts not in clients:
+        clients[broker.starts] = kutil.admin(broker, **{"client.id": f"groups-admin-{broker.starts}"})
+    return clients[broker.starts]
+
+
 def describe(broker, group, timeout=10):
-    a = kutil.admin(broker)
+    a = gadmin(broker)
     return a.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout=timeout)
 
 
@@ -242,7 +255,7 @@ def committed(broker, group, tps, timeout=10):
     """{(topic, partition): offset} via AdminClient.list_consumer_group_offsets."""
     from confluent_kafka import ConsumerGroupTopicPartitions
 
-    a = kutil.admin(broker)
+    a = gadmin(broker)
     req = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in tps])
     res = a.list_consumer_group_offsets([req], request_timeout=timeout)[group].result(timeout=timeout)
     out = {}
@@ -391,6 +404,14 @@ class RawGroupClient:
         self.conn.send(kproto.request(api_key, version, self.cid, req.encode(), client_id=self.client_id))
         return self.cid
 
+    def raw_call(self, api_key, version, body, timeout=15.0):
+        """Send an already-encoded request body; returns the response body (after the header)."""
+        self.cid += 1
+        self.conn.send(kproto.request(api_key, version, self.cid, body, client_id=self.client_id))
+        frame = self.conn.closed_or_response(self.cid, timeout=timeout)
+        assert frame != "closed", f"broker closed the connection on api {api_key} v{version}"
+        return frame[4:]
+
     def call(self, api_key, version, req, resp_cls, timeout=15.0):
         self.send(api_key, version, req)
         frame = self.conn.closed_or_response(self.cid, timeout=timeout)
@@ -467,3 +488,35 @@ class RawGroupClient:
             for p, off, _epoch, meta, err in parts:
                 out[(t, p)] = (off, meta, err)
         return out, resp.error_code
+
+
+API_OFFSET_DELETE = 47
+ERR_NON_EMPTY_GROUP = 68
+ERR_GROUP_ID_NOT_FOUND = 69
+ERR_GROUP_SUBSCRIBED_TO_TOPIC = 86
+
+
+def offset_delete(broker, group, tps, timeout=15.0):
+    """OffsetDelete v0 (no Python client sends it). Returns (top-level error,
+    {(topic, partition): error})."""
+    by_topic = {}
+    for t, p in tps:
+        by_topic.setdefault(t, []).append(p)
+    body = kproto.string(group) + kproto.array(
+        [kproto.string(t) + kproto.array([kproto.i32(p) for p in ps]) for t, ps in by_topic.items()]
+    )
+    c = RawGroupClient(broker, client_id="raw-offset-delete", timeout=timeout)
+    try:
+        assert c.find_coordinator(group).error_code == ERR_NONE
+        r = kproto.Reader(c.raw_call(API_OFFSET_DELETE, 0, body, timeout=timeout))
+    finally:
+        c.close()
+    top = r.i16()
+    r.i32()  # throttle
+    out = {}
+    for _ in range(r.i32()):
+        t = r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            out[(t, p)] = r.i16()
+    return top, out
