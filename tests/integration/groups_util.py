@@ -412,6 +412,12 @@ class RawGroupClient:
         assert frame != "closed", f"broker closed the connection on api {api_key} v{version}"
         return frame[4:]
 
+    def recv(self, cid, resp_cls, timeout=30.0):
+        """Read the response to a request sent with wait=False / send()."""
+        frame = self.conn.closed_or_response(cid, timeout=timeout)
+        assert frame != "closed", "broker closed the connection"
+        return resp_cls.decode(frame[4:])
+
     def call(self, api_key, version, req, resp_cls, timeout=15.0):
         self.send(api_key, version, req)
         frame = self.conn.closed_or_response(self.cid, timeout=timeout)
