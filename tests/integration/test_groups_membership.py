@@ -287,3 +287,95 @@ def test_member_not_rejoining_is_removed_after_rebalance_timeout(gbroker):
         raw.close()
         if m:
             m.close()
+
+
+@pytest.mark.slow
+def test_static_member_that_never_returns_expires_after_session_timeout(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    group = unique_group()
+    own = Ownership()
+    a = Member("a", gbroker, group, [topic], own, **{"group.instance.id": "inst-gone"})
+    b = Member("b", gbroker, group, [topic], own, **{"group.instance.id": "inst-stays"})
+    try:
+        drive([a, b], lambda: owned_exactly_once([a, b], tps) and a.assigned and b.assigned,
+              60, "a and b to share the partitions")
+        a_parts = set(a.assigned)
+        a.close()  # a static member's close sends no LeaveGroup
+        closed_at = time.monotonic()
+        poll_for([b], 3.0)
+        assert b.assigned == tps - a_parts, "b got a's partitions before a's session expired"
+        drive([b], lambda: b.assigned == tps, 30, "b to get every partition")
+        took = time.monotonic() - closed_at
+        assert 4.5 <= took <= 16.0, f"reassigned {took:.1f}s after the static member went away"
+        d = describe(gbroker, group)
+        assert d.state.name == "STABLE"
+        assert [(m.group_instance_id, m.member_id) for m in d.members] == [("inst-stays", b.c.memberid())]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_group_max_size(broker_factory):
+    from groups_util import GROUP_BROKER_OPTIONS
+
+    b = broker_factory({**GROUP_BROKER_OPTIONS, "group.max.size": 2})
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=4)
+    group = unique_group()
+    r1, r2, r3 = RawGroupClient(b), RawGroupClient(b), RawGroupClient(b)
+    try:
+        j1 = r1.join_full(group, topics=[topic])
+        assert j1.error_code == ERR_NONE
+        assert r1.sync(group, j1.generation_id, j1.member_id, {j1.member_id: {topic: [0, 1, 2, 3]}}).error_code == 0
+        # The second member parks until the first rejoins.
+        r2.find_coordinator(group)
+        first = r2.join(group, topics=[topic])
+        cid = r2.join(group, member_id=first.member_id, topics=[topic], wait=False)
+        rj = r1.join(group, member_id=j1.member_id, topics=[topic])
+        from kafka.protocol.group import JoinGroupResponse
+
+        j2 = r2.recv(cid, JoinGroupResponse[5])
+        assert (rj.error_code, j2.error_code) == (ERR_NONE, ERR_NONE)
+        # A third member is one too many: GROUP_MAX_SIZE_REACHED (81).
+        r3.find_coordinator(group)
+        j3 = r3.join(group, topics=[topic])
+        if j3.error_code == 79:  # MEMBER_ID_REQUIRED first, then refused
+            j3 = r3.join(group, member_id=j3.member_id, topics=[topic])
+        assert j3.error_code == 81, j3
+    finally:
+        for r in (r1, r2, r3):
+            r.close()
+
+
+@pytest.mark.slow
+def test_members_lost_with_the_broker_expire_after_restart(gbroker):
+    """The broker and its only member both die; after the restart the replayed member is
+    expired after its session timeout and the group becomes Empty with its offsets kept."""
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    produce_values(gbroker, topic, 2, 4)
+    group = unique_group()
+    child = ChildConsumer(gbroker, group, [topic], **{"enable.auto.commit": True, "auto.commit.interval.ms": 200})
+    try:
+        drive([child], lambda: len(child.assigned) == 4 and
+              sum(1 for e in child.events if e["ev"] == "msg") >= 8, 30, "the child to read 8 records")
+        time.sleep(1.0)  # auto commit
+        assert committed(gbroker, group, all_tps(topic, 4)) == {tp: 2 for tp in all_tps(topic, 4)}
+        d = describe(gbroker, group)
+        assert d.state.name == "STABLE" and len(d.members) == 1
+        gbroker.kill9()
+        child.kill9()
+        gbroker.start()
+        restarted = time.monotonic()
+        d = describe(gbroker, group)
+        assert d.state.name == "STABLE" and len(d.members) == 1, (d.state, len(d.members))
+        while time.monotonic() - restarted < 20:
+            d = describe(gbroker, group)
+            if d.state.name == "EMPTY":
+                break
+            time.sleep(0.25)
+        took = time.monotonic() - restarted
+        assert d.state.name == "EMPTY" and d.members == [], (d.state, d.members)
+        assert 4.5 <= took <= 12.0, f"the replayed member expired {took:.1f}s after the restart"
+        assert committed(gbroker, group, all_tps(topic, 4)) == {tp: 2 for tp in all_tps(topic, 4)}
+    finally:
+        child.kill9()

@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 import kutil
 from groups_util import (  # noqa: F401  (gbroker is a fixture)
+    GROUP_BROKER_OPTIONS,
     ERR_MEMBER_ID_REQUIRED,
     Member,
     Ownership,
@@ -17,6 +18,7 @@ from groups_util import (  # noqa: F401  (gbroker is a fixture)
     committed,
     describe,
     drive,
+    gadmin,
     gbroker,
     group_conf,
     poll_for,
@@ -25,6 +27,13 @@ from groups_util import (  # noqa: F401  (gbroker is a fixture)
 )
 
 pytestmark = pytest.mark.timeout(150)
+
+# Small __consumer_offsets segments and a cleaner pass every 300 ms.
+GROUP_OPTIONS_FAST_CLEANER = {
+    **GROUP_BROKER_OPTIONS,
+    "offsets.topic.segment.bytes": 4096,
+    "log.retention.check.interval.ms": 300,
+}
 
 
 def group_consumer(broker, group, topic, **conf):
@@ -324,3 +333,93 @@ def test_sigterm_with_a_rebalance_in_progress_stops_promptly(gbroker):
     finally:
         r1.close()
         r2.close()
+
+
+# --------------------------------------------------------------------------
+# compaction of __consumer_offsets, fsync-before-ack mode
+# --------------------------------------------------------------------------
+def commit_raw(broker, group, offsets):
+    c = RawGroupClient(broker)
+    try:
+        c.find_coordinator(group)
+        errs = c.commit(group, {tp: (off, meta) for tp, (off, meta) in offsets.items()})
+        assert set(errs.values()) == {0}, errs
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("graceful", [True, False], ids=["sigterm", "sigkill"])
+def test_offsets_survive_compaction_and_restart(broker_factory, graceful):
+    """Tiny __consumer_offsets segments and a fast cleaner: many superseded commits, a deleted
+    group and deleted offsets are compacted away; after a restart the replay gives exactly the
+    last state (last commit wins, deletions stay deleted)."""
+    opts = dict(GROUP_OPTIONS_FAST_CLEANER)
+    b = broker_factory(opts)
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=4)
+    tps = sorted(all_tps(topic, 4))
+    keep, gone, trimmed = unique_group("keep"), unique_group("gone"), unique_group("trim")
+    c = RawGroupClient(b)
+    try:
+        for g in (keep, gone, trimmed):
+            c.find_coordinator(g)
+        for i in range(1, 151):
+            errs = c.commit(keep, {tp: (i * 10 + tp[1], f"round-{i}") for tp in tps})
+            assert set(errs.values()) == {0}, errs
+            if i <= 20:
+                assert set(c.commit(gone, {tp: (i, "") for tp in tps}).values()) == {0}
+                assert set(c.commit(trimmed, {tp: (i, "") for tp in tps}).values()) == {0}
+    finally:
+        c.close()
+    from groups_util import offset_delete
+
+    assert offset_delete(b, trimmed, [(topic, 0), (topic, 1)])[0] == 0
+    a = gadmin(b)
+    a.delete_consumer_groups([gone], request_timeout=10)[gone].result(timeout=15)
+    want_keep = {tp: 1500 + tp[1] for tp in tps}
+    want_trim = {(topic, 0): -1001, (topic, 1): -1001, (topic, 2): 20, (topic, 3): 20}
+    assert committed(b, keep, tps) == want_keep
+    # Wait for the cleaner to have removed superseded records.
+    deadline = time.monotonic() + 30
+    while "compaction removed records" not in b.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "compaction removed records" in b.log_text(), "the cleaner never compacted"
+    b.restart(graceful=graceful)
+    assert committed(b, keep, tps) == want_keep
+    assert committed(b, trimmed, tps) == want_trim
+    assert committed(b, gone, tps) == {tp: -1001 for tp in tps}
+    groups = {g.group_id for g in gadmin(b).list_consumer_groups(request_timeout=10).result(timeout=15).valid}
+    assert keep in groups and trimmed in groups and gone not in groups
+    r = RawGroupClient(b)
+    try:
+        got, _ = r.fetch(keep, [(topic, 0)])
+        assert got[(topic, 0)][:2] == (1500, "round-150")
+    finally:
+        r.close()
+    # A second restart replays the compacted log the same way.
+    b.restart(graceful=True)
+    assert committed(b, keep, tps) == want_keep
+    assert committed(b, trimmed, tps) == want_trim
+
+
+@pytest.mark.slow
+def test_group_commits_with_fsync_before_ack(broker_factory):
+    """log.flush.interval.messages=1: group writes go through the fsync path; a group consumes,
+    commits, and a SIGKILL + restart keeps every commit."""
+    b = broker_factory({**GROUP_BROKER_OPTIONS, "log.flush.interval.messages": 1})
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=4)
+    produced = produce_values(b, topic, 5, 4)
+    group = unique_group()
+    members = [Member(f"m{i}", b, group, [topic]) for i in range(2)]
+    try:
+        drive(members, lambda: sum(len(m.messages) for m in members) >= 20, 60, "20 records")
+        poll_for(members, 0.5)
+        got = {(p, o, v) for m in members for _t, p, o, v in m.messages}
+        assert got == produced
+        for m in members:
+            assert not m.commit_errors, m.commit_errors
+    finally:
+        for m in members:
+            m.close()
+    b.restart(graceful=False)
+    assert committed(b, group, all_tps(topic, 4)) == {tp: 5 for tp in all_tps(topic, 4)}
