@@ -20,7 +20,9 @@ pub fn store_error_code(e: &StoreError) -> i16 {
         StoreError::UnknownTopic(_) => Code::UnknownTopicOrPartition.code(),
         StoreError::InvalidPartitions(_) => Code::InvalidPartitions.code(),
         StoreError::Log(l) => log_error_code(l),
-        StoreError::Io(_) | StoreError::Corrupt(_) => Code::KafkaStorageError.code(),
+        StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Locked(_) => {
+            Code::KafkaStorageError.code()
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub enum StoreError {
     Io(#[from] io::Error),
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    #[error("data directory {0} is in use by another process")]
+    Locked(String),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,7 +75,12 @@ pub struct Store {
     /// Serializes registry changes so file writes happen in the same order as
     /// map updates, without blocking lookups during slow file work.
     admin: Mutex<()>,
+    /// Held for the store's lifetime: two brokers writing one directory would corrupt it.
+    _lock: File,
 }
+
+/// Kafka's name for the same guard.
+const LOCK_FILE: &str = ".lock";
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -123,6 +130,18 @@ impl Store {
     /// opens every partition of every registered topic.
     pub fn open(data_dir: &Path, log_config: LogConfigFn) -> Result<Store, StoreError> {
         fs::create_dir_all(data_dir)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join(LOCK_FILE))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(data_dir.display().to_string()))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
         let _ = fs::remove_file(data_dir.join(REGISTRY_TMP));
         let registry = match fs::read(data_dir.join(REGISTRY_FILE)) {
             Ok(raw) => {
@@ -173,6 +192,7 @@ impl Store {
             cluster_id: registry.cluster_id,
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
+            _lock: lock,
         })
     }
 

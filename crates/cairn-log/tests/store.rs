@@ -37,7 +37,7 @@ fn dir_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| !n.starts_with("topics.json"))
+        .filter(|n| !n.starts_with("topics.json") && n != ".lock")
         .collect();
     names.sort();
     names
@@ -267,4 +267,17 @@ fn compaction_and_retention_follow_cleanup_policy() {
         .map(|n| store.partition(n, 0).unwrap().log_start_offset())
         .collect();
     assert_eq!(starts, vec![2, 0, 2]);
+}
+
+#[test]
+fn a_data_directory_is_opened_by_one_store_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path(), config_fn()).unwrap();
+    match Store::open(dir.path(), config_fn()) {
+        Err(cairn_log::StoreError::Locked(_)) => {}
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("a second store opened a directory that is in use"),
+    }
+    drop(first);
+    Store::open(dir.path(), config_fn()).expect("the lock goes with the first store");
 }
