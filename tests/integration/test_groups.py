@@ -267,3 +267,66 @@ def test_partitions_added_are_assigned_and_consumed(gbroker):
         own.assert_clean()
     finally:
         close_all(members)
+
+
+# --------------------------------------------------------------------------
+# initial rebalance delay, subscription changes
+# --------------------------------------------------------------------------
+def test_initial_rebalance_delay_gathers_early_members(broker_factory):
+    """With group.initial.rebalance.delay.ms=3000 (Kafka's default), members joining a new
+    group within the delay get their first assignment together: one generation, no revoke."""
+    b = broker_factory({"num.partitions": 4, "group.initial.rebalance.delay.ms": 3000})
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    group = unique_group()
+    own = Ownership()
+    import time
+
+    started = time.monotonic()
+    members = [Member(f"m{i}", b, group, [topic], own) for i in range(2)]
+    first_assign = {}
+    try:
+        def both():
+            for m in members:
+                if m.events and m.name not in first_assign:
+                    first_assign[m.name] = time.monotonic() - started
+            return owned_exactly_once(members, tps) and all(m.assigned for m in members)
+        drive(members, both, 30, "both members to be assigned")
+        poll_for(members, 1.0)
+        for m in members:
+            assert [k for k, _ in m.events] == ["assign"], f"{m.name}: {m.events}"
+        assert min(first_assign.values()) >= 2.5, f"first assignment after {first_assign}s, before the delay"
+        d = describe(b, group)
+        assert d.state.name == "STABLE" and len(d.members) == 2
+        own.assert_clean()
+    finally:
+        close_all(members)
+
+
+def test_subscription_change_rebalances(gbroker):
+    t1 = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=2)
+    t2 = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=2)
+    group = unique_group()
+    own = Ownership()
+    a = Member("a", gbroker, group, [t1], own)
+    b = Member("b", gbroker, group, [t1], own)
+    members = [a, b]
+    try:
+        drive(members, lambda: owned_exactly_once(members, all_tps(t1, 2)) and a.assigned and b.assigned,
+              60, "a and b to share t1")
+        # a now also subscribes to t2: only a may own t2's partitions.
+        a.c.subscribe([t1, t2], on_assign=a._on_assign, on_revoke=a._on_revoke, on_lost=a._on_lost)
+        everything = all_tps(t1, 2) | all_tps(t2, 2)
+        drive(members, lambda: owned_exactly_once(members, everything) and all_tps(t2, 2) <= a.assigned,
+              60, "t2's partitions to be assigned to a")
+        assert not (b.assigned & all_tps(t2, 2))
+        assert b.assigned and b.assigned <= all_tps(t1, 2)
+        produced = produce_values(gbroker, t2, 3, 2, prefix="t2")
+        drive(members, lambda: sum(1 for m in a.messages if m[0] == t2) >= 6, 30, "a to read t2")
+        assert {(p, o, v) for t, p, o, v in a.messages if t == t2} == produced
+        d = describe(gbroker, group)
+        assert assignment_of(d) == {a.c.memberid(): sorted(a.assigned), b.c.memberid(): sorted(b.assigned)}
+        assert_no_errors(members)
+        own.assert_clean()
+    finally:
+        close_all(members)

@@ -423,3 +423,60 @@ def test_group_commits_with_fsync_before_ack(broker_factory):
             m.close()
     b.restart(graceful=False)
     assert committed(b, group, all_tps(topic, 4)) == {tp: 5 for tp in all_tps(topic, 4)}
+
+
+# --------------------------------------------------------------------------
+# retention and deleted topics
+# --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_commit_retention_time_expires_offsets(broker_factory):
+    """OffsetCommit v2-v4 carry a retention time: such an offset is removed once it passes
+    (checked every offsets.retention.check.interval.ms); one without keeps the default."""
+    from kafka.protocol.commit import OffsetCommitRequest, OffsetCommitResponse
+
+    b = broker_factory({**GROUP_BROKER_OPTIONS, "offsets.retention.check.interval.ms": 300})
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=2)
+    group = unique_group("retention")
+    c = RawGroupClient(b)
+    try:
+        c.find_coordinator(group)
+        req = OffsetCommitRequest[2](group, -1, "", 1500, [(topic, [(0, 5, "short")])])
+        resp = c.call(8, 2, req, OffsetCommitResponse[2])
+        assert resp.topics == [(topic, [(0, 0)])]
+        req = OffsetCommitRequest[2](group, -1, "", -1, [(topic, [(1, 7, "default")])])
+        assert c.call(8, 2, req, OffsetCommitResponse[2]).topics == [(topic, [(1, 0)])]
+        got, _ = c.fetch(group, [(topic, 0), (topic, 1)])
+        assert {tp: v[0] for tp, v in got.items()} == {(topic, 0): 5, (topic, 1): 7}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got, _ = c.fetch(group, [(topic, 0), (topic, 1)])
+            if got[(topic, 0)][0] == -1:
+                break
+            time.sleep(0.2)
+        assert {tp: v[0] for tp, v in got.items()} == {(topic, 0): -1, (topic, 1): 7}
+    finally:
+        c.close()
+    b.restart(graceful=False)
+    assert committed(b, group, [(topic, 0), (topic, 1)]) == {(topic, 0): -1001, (topic, 1): 7}
+
+
+@pytest.mark.slow
+def test_deleting_a_topic_deletes_its_committed_offsets(gbroker):
+    a_topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=2)
+    b_topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=2)
+    group = unique_group()
+    commit_raw(gbroker, group, {(a_topic, 0): (3, ""), (a_topic, 1): (4, ""), (b_topic, 0): (5, "")})
+    fs = gadmin(gbroker).delete_topics([a_topic], operation_timeout=15, request_timeout=15)
+    fs[a_topic].result(timeout=15)
+    want = {(a_topic, 0): -1001, (a_topic, 1): -1001, (b_topic, 0): 5}
+    r = RawGroupClient(gbroker)
+    try:
+        got, _ = r.fetch(group, [(a_topic, 0), (a_topic, 1), (b_topic, 0)])
+        assert {tp: v[0] for tp, v in got.items()} == {(a_topic, 0): -1, (a_topic, 1): -1, (b_topic, 0): 5}
+    finally:
+        r.close()
+    # Re-created under the same name: still no committed offsets, also after a restart.
+    kutil.create_topic(gbroker, a_topic, partitions=2)
+    assert committed(gbroker, group, want) == want
+    gbroker.restart(graceful=False)
+    assert committed(gbroker, group, want) == want
