@@ -379,3 +379,119 @@ def test_members_lost_with_the_broker_expire_after_restart(gbroker):
         assert committed(gbroker, group, all_tps(topic, 4)) == {tp: 2 for tp in all_tps(topic, 4)}
     finally:
         child.kill9()
+
+
+# --------------------------------------------------------------------------
+# raw rebalance edge cases: leader gone before SyncGroup, missing SyncGroup, admin leave
+# --------------------------------------------------------------------------
+def two_member_generation(gbroker, group, topic, rebalance_ms=6000):
+    """Raw members a (leader) and b in CompletingRebalance of generation 2.
+    Returns (a client, b client, a's join, b's join)."""
+    from kafka.protocol.group import JoinGroupResponse
+
+    a, b = RawGroupClient(gbroker, client_id="a"), RawGroupClient(gbroker, client_id="b")
+    ja = a.join_full(group, topics=[topic], rebalance_ms=rebalance_ms)
+    assert ja.error_code == ERR_NONE
+    assert a.sync(group, ja.generation_id, ja.member_id, {ja.member_id: {topic: [0, 1, 2, 3]}}).error_code == 0
+    b.find_coordinator(group)
+    first = b.join(group, topics=[topic], rebalance_ms=rebalance_ms)
+    cid = b.join(group, member_id=first.member_id, topics=[topic], rebalance_ms=rebalance_ms, wait=False)
+    ja2 = a.join(group, member_id=ja.member_id, topics=[topic], rebalance_ms=rebalance_ms)
+    jb = b.recv(cid, JoinGroupResponse[5])
+    assert (ja2.error_code, jb.error_code) == (ERR_NONE, ERR_NONE)
+    assert ja2.leader_id == ja.member_id and ja2.generation_id == jb.generation_id == ja.generation_id + 1
+    return a, b, ja2, jb
+
+
+def test_leader_leaving_before_sync_releases_parked_followers(gbroker):
+    from kafka.protocol.group import SyncGroupRequest, SyncGroupResponse
+
+    from groups_util import API_SYNC_GROUP
+
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    group = unique_group()
+    a, b, ja, jb = two_member_generation(gbroker, group, topic)
+    try:
+        cid = b.send(API_SYNC_GROUP, 3, SyncGroupRequest[3](group, jb.generation_id, jb.member_id, None, []))
+        time.sleep(0.3)
+        lr = a.leave(group, ja.member_id)
+        assert lr.error_code == ERR_NONE
+        sb = b.recv(cid, SyncGroupResponse[3], timeout=10)
+        assert sb.error_code == ERR_REBALANCE_IN_PROGRESS
+        # b rejoins alone and leads the next generation.
+        j = b.join(group, member_id=jb.member_id, topics=[topic])
+        assert (j.error_code, j.leader_id, j.generation_id) == (ERR_NONE, jb.member_id, jb.generation_id + 1)
+        s = b.sync(group, j.generation_id, jb.member_id, {jb.member_id: {topic: [0, 1, 2, 3]}})
+        assert s.error_code == ERR_NONE and parse_assignment(s.member_assignment) == {topic: [0, 1, 2, 3]}
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="broker bug: a parked SyncGroup answered with REBALANCE_IN_PROGRESS (leader removed "
+    "after the sync timeout) does not restart the follower's session timer, so the follower "
+    "expires at once and its rejoin 0.5 s later gets UNKNOWN_MEMBER_ID (Kafka resets the "
+    "session when it answers a parked SyncGroup, error or not)",
+)
+def test_leader_that_never_syncs_is_removed_after_rebalance_timeout(gbroker):
+    from kafka.protocol.group import SyncGroupRequest, SyncGroupResponse
+
+    from groups_util import API_SYNC_GROUP
+
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    group = unique_group()
+    a, b, ja, jb = two_member_generation(gbroker, group, topic, rebalance_ms=6000)
+    try:
+        started = time.monotonic()
+        cid = b.send(API_SYNC_GROUP, 3, SyncGroupRequest[3](group, jb.generation_id, jb.member_id, None, []))
+        sb = b.recv(cid, SyncGroupResponse[3], timeout=20)
+        took = time.monotonic() - started
+        assert sb.error_code == ERR_REBALANCE_IN_PROGRESS
+        assert 4.5 <= took <= 12.0, f"parked SyncGroup released after {took:.1f}s"
+        # The leader was removed: its heartbeat is refused.
+        assert a.heartbeat(group, ja.generation_id, ja.member_id) == ERR_UNKNOWN_MEMBER_ID
+        # b rejoins well within its 6 s session: it is still a member and leads alone.
+        time.sleep(0.5)
+        j = b.join(group, member_id=jb.member_id, topics=[topic])
+        assert (j.error_code, j.leader_id) == (ERR_NONE, jb.member_id)
+        assert j.generation_id == jb.generation_id + 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_admin_leave_by_instance_id(gbroker):
+    """LeaveGroup v3 with an empty member id and a group.instance.id removes that static member
+    (what AdminClient.removeMembersFromConsumerGroup sends); a wrong member id for an
+    instance is FENCED_INSTANCE_ID; an unknown instance is UNKNOWN_MEMBER_ID."""
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    group = unique_group()
+    s = RawGroupClient(gbroker)
+    admin_c = RawGroupClient(gbroker)
+    try:
+        j = s.join_full(group, instance_id="inst-admin", topics=[topic])
+        assert j.error_code == ERR_NONE
+        assert s.sync(group, j.generation_id, j.member_id, {j.member_id: {topic: [0, 1, 2, 3]}},
+                      instance_id="inst-admin").error_code == 0
+        admin_c.find_coordinator(group)
+        from kafka.protocol.group import LeaveGroupRequest, LeaveGroupResponse
+
+        from groups_util import API_LEAVE_GROUP
+
+        req = LeaveGroupRequest[3](group, [("wrong-member", "inst-admin"), ("", "inst-unknown")])
+        r = admin_c.call(API_LEAVE_GROUP, 3, req, LeaveGroupResponse[3])
+        assert r.error_code == ERR_NONE
+        assert [(m[1], m[2]) for m in r.members] == [("inst-admin", 82), ("inst-unknown", ERR_UNKNOWN_MEMBER_ID)]
+        assert s.heartbeat(group, j.generation_id, j.member_id, "inst-admin") == ERR_NONE
+        req = LeaveGroupRequest[3](group, [("", "inst-admin")])
+        r = admin_c.call(API_LEAVE_GROUP, 3, req, LeaveGroupResponse[3])
+        assert r.error_code == ERR_NONE and [(m[1], m[2]) for m in r.members] == [("inst-admin", ERR_NONE)]
+        assert s.heartbeat(group, j.generation_id, j.member_id, "inst-admin") == ERR_UNKNOWN_MEMBER_ID
+        d = describe(gbroker, group)
+        assert d.state.name == "EMPTY" and d.members == []
+    finally:
+        s.close()
+        admin_c.close()
