@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use kafka_protocol::ResponseError;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, DEFAULT_CONNECT_TIMEOUT};
 use crate::error::{within, Error, Result};
 use crate::records::{decode_records, encode_batch, ConsumedRecord, ProduceRecord};
 
@@ -191,12 +191,23 @@ pub struct Client {
     connections: tokio::sync::Mutex<HashMap<i32, Arc<Connection>>>,
     metadata: Mutex<ClusterMetadata>,
     request_timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl Client {
     /// Connects to `bootstrap` and loads metadata for all topics.
     pub async fn connect(bootstrap: &str, client_id: &str) -> Result<Client> {
-        let conn = Connection::connect(bootstrap, client_id).await?;
+        Self::connect_timeout(bootstrap, client_id, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// [`Self::connect`] with a limit for opening each connection (TCP
+    /// connect plus the ApiVersions handshake), here and for later ones.
+    pub async fn connect_timeout(
+        bootstrap: &str,
+        client_id: &str,
+        connect_timeout: Duration,
+    ) -> Result<Client> {
+        let conn = Connection::connect_timeout(bootstrap, client_id, connect_timeout).await?;
         let client = Client {
             bootstrap_addr: bootstrap.to_string(),
             client_id: client_id.to_string(),
@@ -204,6 +215,7 @@ impl Client {
             connections: tokio::sync::Mutex::new(HashMap::new()),
             metadata: Mutex::new(ClusterMetadata::default()),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout,
         };
         client.refresh_metadata(None).await?;
         Ok(client)
@@ -216,19 +228,40 @@ impl Client {
         self.request_timeout = timeout;
     }
 
-    fn timeout_ms(&self) -> i32 {
+    pub(crate) fn timeout_ms(&self) -> i32 {
         self.request_timeout.as_millis().min(i32::MAX as u128) as i32
     }
 
-    fn wait_limit(&self) -> Duration {
+    pub(crate) fn wait_limit(&self) -> Duration {
         self.request_timeout + (self.request_timeout / 2).min(MAX_CLIENT_TIMEOUT_SLACK)
+    }
+
+    /// The address this client was bootstrapped from.
+    pub fn bootstrap_addr(&self) -> &str {
+        &self.bootstrap_addr
+    }
+
+    /// The client id this client sends.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The limit used when opening connections.
+    pub fn connect_limit(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Opens a new, unshared connection to `addr` with this client's id and
+    /// connect limit (for group members, which block in JoinGroup).
+    pub async fn open(&self, addr: &str) -> Result<Connection> {
+        Connection::connect_timeout(addr, &self.client_id, self.connect_timeout).await
     }
 
     /// The connection to the bootstrap broker, reopened if it has failed.
     pub async fn bootstrap_connection(&self) -> Result<Arc<Connection>> {
         let mut conn = self.bootstrap.lock().await;
         if conn.is_closed() {
-            *conn = Arc::new(Connection::connect(&self.bootstrap_addr, &self.client_id).await?);
+            *conn = Arc::new(self.open(&self.bootstrap_addr).await?);
         }
         Ok(conn.clone())
     }
@@ -384,7 +417,7 @@ impl Client {
         let conn = if addr == self.bootstrap_addr {
             self.bootstrap_connection().await?
         } else {
-            match Connection::connect(&addr, &self.client_id).await {
+            match self.open(&addr).await {
                 Ok(conn) => Arc::new(conn),
                 // A lone broker often advertises a name this host cannot
                 // reach (a container name, say); the bootstrap address is
@@ -417,7 +450,7 @@ impl Client {
         self.broker_connection(leader).await
     }
 
-    async fn controller_connection(&self) -> Result<Arc<Connection>> {
+    pub(crate) async fn controller_connection(&self) -> Result<Arc<Connection>> {
         let controller = {
             let meta = self.lock_metadata();
             Some(meta.controller_id).filter(|id| meta.brokers.contains_key(id))
@@ -597,7 +630,7 @@ fn produce_ack(resp: &ProduceResponse, topic: &str, partition: i32) -> Result<Pr
     })
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
@@ -742,6 +775,7 @@ mod tests {
             connections: tokio::sync::Mutex::new(HashMap::new()),
             metadata: Mutex::new(ClusterMetadata::default()),
             request_timeout: Duration::from_millis(100),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         };
         let started = Instant::now();
         let err = client.fetch_metadata(None, false).await.unwrap_err();

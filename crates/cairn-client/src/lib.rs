@@ -5,14 +5,20 @@
 //! offset lookups on top; [`groups`] adds the consumer-group requests. All of
 //! it works against any Kafka-compatible broker.
 
+pub mod admin;
 mod client;
 mod connection;
 mod error;
 pub mod groups;
+pub mod member;
 pub mod records;
 #[cfg(test)]
 mod testing;
 
+pub use admin::{
+    CommittedOffset, ConfigEntry, GroupDescription, GroupListing, MemberDescription, OffsetLookup,
+    PartitionFetch, PartitionOutcome,
+};
 pub use client::{
     BrokerInfo, Client, ClusterMetadata, FetchResult, PartitionInfo, ProduceAck, RawFetch,
     TopicInfo, DEFAULT_REQUEST_TIMEOUT, EARLIEST_OFFSET, LATEST_OFFSET,
