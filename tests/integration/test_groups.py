@@ -330,3 +330,54 @@ def test_subscription_change_rebalances(gbroker):
         own.assert_clean()
     finally:
         close_all(members)
+
+
+def test_cooperative_sticky_member_leaving_moves_only_its_partitions(gbroker):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    tps = all_tps(topic, 4)
+    group = unique_group()
+    own = Ownership()
+    conf = {"partition.assignment.strategy": "cooperative-sticky"}
+    members = [Member(f"m{i}", gbroker, group, [topic], own, **conf) for i in range(3)]
+    try:
+        drive(members, lambda: owned_exactly_once(members, tps) and all(m.assigned for m in members),
+              60, "3 members to share 4 partitions")
+        before = {m.name: set(m.assigned) for m in members}
+        counts = {m.name: len(m.events) for m in members}
+        leaver = max(members, key=lambda m: len(m.assigned))  # the one with 2 partitions
+        leaver.close()
+        stay = [m for m in members if m is not leaver]
+        drive(stay, lambda: owned_exactly_once(stay, tps), 60, "the others to take the leaver's partitions")
+        poll_for(stay, 1.0)
+        for m in stay:
+            assert before[m.name] <= m.assigned, f"{m.name} lost {before[m.name] - m.assigned}"
+            new_events = m.events[counts[m.name]:]
+            assert all(kind == "assign" for kind, _ in new_events), f"{m.name} gave something up: {new_events}"
+        gained = set().union(*(m.assigned - before[m.name] for m in stay))
+        assert gained == before[leaver.name]
+        assert sorted(len(m.assigned) for m in stay) == [2, 2]
+        own.assert_clean()
+        assert_no_errors(stay)
+    finally:
+        close_all(members)
+
+
+def test_regex_subscription_picks_up_a_new_topic(gbroker):
+    prefix = kutil.unique_topic("rx")
+    t1 = kutil.create_topic(gbroker, prefix + "-one", partitions=2)
+    group = unique_group()
+    own = Ownership()
+    members = [Member(f"m{i}", gbroker, group, [f"^{prefix}-.*"], own) for i in range(2)]
+    try:
+        drive(members, lambda: owned_exactly_once(members, all_tps(t1, 2)) and all(m.assigned for m in members),
+              60, "two members to share the first topic")
+        t2 = kutil.create_topic(gbroker, prefix + "-two", partitions=2)
+        everything = all_tps(t1, 2) | all_tps(t2, 2)
+        drive(members, lambda: owned_exactly_once(members, everything), 60, "the new topic to be assigned")
+        produced = produce_values(gbroker, t2, 2, 2, prefix="rx")
+        drive(members, lambda: sum(1 for m in members for x in m.messages if x[0] == t2) >= 4, 30, "t2 records")
+        assert {(p, o, v) for m in members for t, p, o, v in m.messages if t == t2} == produced
+        own.assert_clean()
+        assert_no_errors(members)
+    finally:
+        close_all(members)

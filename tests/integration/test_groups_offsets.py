@@ -287,6 +287,8 @@ def test_running_group_continues_across_broker_restart(gbroker, graceful):
         produced = produce_values(gbroker, topic, 5, 4, prefix="before")
         drive(members, lambda: sum(len(m.messages) for m in members) >= 20, 30, "20 records")
         poll_for(members, 0.5)
+        events_before = [list(m.events) for m in members]
+        ids_before = [m.c.memberid() for m in members]
         gbroker.restart(graceful=graceful)
         produced |= produce_values(gbroker, topic, 5, 4, prefix="after")
         drive(members, lambda: sum(len(m.messages) for m in members) >= 40, 60, "40 records after the restart")
