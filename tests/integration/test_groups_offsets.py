@@ -482,3 +482,49 @@ def test_deleting_a_topic_deletes_its_committed_offsets(gbroker):
     assert committed(gbroker, group, want) == want
     gbroker.restart(graceful=False)
     assert committed(gbroker, group, want) == want
+
+
+def java_partition_for(group, partitions):
+    """Kafka's offsets-topic partition for a group: abs(Java String.hashCode) % partitions."""
+    h = 0
+    data = group.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (h * 31 + int.from_bytes(data[i:i + 2], "big")) & 0xFFFFFFFF
+    if h >= 1 << 31:
+        h -= 1 << 32
+    return 0 if h == -(1 << 31) else abs(h) % partitions
+
+
+def test_group_records_land_in_the_kafka_partition_of_the_offsets_topic(gbroker):
+    """Group records go to __consumer_offsets partition abs(groupId.hashCode) % 50, as in
+    Kafka (tools reading the offsets topic rely on it)."""
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=1)
+    group = "my-group"
+    assert java_partition_for(group, 50) == 12
+    commit_raw(gbroker, group, {(topic, 0): (5, "")})
+    ends = {p: kutil.watermarks(gbroker, "__consumer_offsets", p)[1] for p in range(50)}
+    assert [p for p, end in ends.items() if end > 0] == [12], ends
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="broker bug: with offsets.topic.num.partitions changed after __consumer_offsets "
+    "exists, new group records are written to abs(hash) % <new count> while the topic keeps "
+    "its partitions; replay reads partitions in index order, so an older commit in a higher "
+    "partition wins and the committed offset goes back (Kafka keeps using the existing "
+    "topic's partition count)",
+)
+def test_changing_offsets_topic_partition_count_keeps_latest_commit(broker_factory):
+    b = broker_factory(dict(GROUP_BROKER_OPTIONS))
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=1)
+    group = "my-group"  # partition 12 of 50, 2 of 10
+    commit_raw(b, group, {(topic, 0): (5, "")})
+    b.stop()
+    b.options["offsets.topic.num.partitions"] = 10
+    b.start()
+    assert committed(b, group, [(topic, 0)]) == {(topic, 0): 5}
+    commit_raw(b, group, {(topic, 0): (9, "")})
+    assert committed(b, group, [(topic, 0)]) == {(topic, 0): 9}
+    b.restart(graceful=True)
+    assert committed(b, group, [(topic, 0)]) == {(topic, 0): 9}
