@@ -211,3 +211,43 @@ def test_incompatible_assignment_protocols(gbroker, raw):
     finally:
         other.close()
     still_serving(gbroker)
+
+
+def test_internal_offsets_topic_is_protected(gbroker, raw):
+    """Clients may not produce to or delete __consumer_offsets (INVALID_TOPIC_EXCEPTION, as in
+    Kafka); group state is untouched and survives a restart."""
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=1)
+    group = unique_group()
+    raw.find_coordinator(group)
+    assert raw.commit(group, {(topic, 0): (5, "")}) == {(topic, 0): ERR_NONE}
+    p = kutil.producer(gbroker, **{"message.timeout.ms": 5000})
+    log = kutil.produce_all(p, "__consumer_offsets", [(b"\x00\x01junk", b"\xff" * 8, 0, None)])
+    assert [e.code() for e, _k, _v in log.errors] == [KafkaError.TOPIC_EXCEPTION]
+    from groups_util import gadmin
+
+    fs = gadmin(gbroker).delete_topics(["__consumer_offsets"], operation_timeout=10, request_timeout=10)
+    with pytest.raises(KafkaException) as ei:
+        fs["__consumer_offsets"].result(timeout=15)
+    assert ei.value.args[0].code() == KafkaError.TOPIC_EXCEPTION
+    gbroker.restart(graceful=False)
+    assert committed(gbroker, group, [(topic, 0)]) == {(topic, 0): 5}
+    still_serving(gbroker)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="broker bug: on a fresh broker (no FindCoordinator yet, so no __consumer_offsets), "
+    "OffsetCommit and JoinGroup fail with COORDINATOR_NOT_AVAILABLE but the coordinator keeps "
+    "the in-memory change: OffsetFetch returns the refused commit and ListGroups shows both "
+    "groups, until a restart drops them (log: 'group records emitted before __consumer_offsets exists')",
+)
+def test_refused_group_writes_leave_no_trace(gbroker, raw):
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=1)
+    # No FindCoordinator has been sent to this broker yet.
+    errs = raw.commit("early-commit", {(topic, 0): (5, "")})
+    assert errs[(topic, 0)] in (15, 16), errs  # COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR
+    j = raw.join("early-join", topics=[topic])
+    assert j.error_code in (15, 16), j
+    got, _ = raw.fetch("early-commit", [(topic, 0)])
+    listed = {g.group_id for g in kutil.admin(gbroker).list_consumer_groups(request_timeout=10).result(15).valid}
+    assert (got[(topic, 0)][0], sorted(listed & {"early-commit", "early-join"})) == (-1, [])
