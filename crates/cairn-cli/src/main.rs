@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_groups;
+mod common;
+mod groups;
+mod output;
+mod reset;
+mod topics;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +33,10 @@ enum Command {
     /// Measure produce/consume throughput and latency against a broker, beside a raw TCP
     /// baseline; `bench groups` measures consumer groups instead.
     Bench(bench::BenchArgs),
+    /// List, describe, create, alter and delete topics.
+    Topics(topics::TopicsArgs),
+    /// Consumer groups: list, describe (offsets and lag), reset offsets, delete.
+    Groups(groups::GroupsArgs),
 }
 
 #[derive(clap::Args)]
@@ -69,6 +78,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Topics(args) => topics::run(args).await,
+            Command::Groups(args) => groups::run(args).await,
         }
     });
     match result {

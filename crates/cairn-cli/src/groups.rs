@@ -1,0 +1,906 @@
+//! `cairn groups`: what kafka-consumer-groups.sh does, over the Kafka
+//! protocol only: ListGroups on every broker, FindCoordinator then
+//! DescribeGroups/OffsetFetch/DeleteGroups/OffsetDelete on the coordinator,
+//! ListOffsets on partition leaders.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use cairn_client::groups::decode_assignment;
+use cairn_client::kafka_protocol::ResponseError;
+use cairn_client::{BrokerInfo, Client, Connection, GroupDescription, LATEST_OFFSET};
+use clap::{ArgGroup, Args, Subcommand};
+use serde::Serialize;
+
+use crate::common::{parse_topic_spec, resolve_partitions, Common};
+use crate::output::{error_name, or_dash, print, print_json, Progress, Table};
+use crate::reset::{self, ResetArgs};
+
+const CLIENT_ID: &str = "cairn-groups";
+
+/// The states a classic group can be in, as Kafka spells them.
+pub const GROUP_STATES: &[&str] = &[
+    "Stable",
+    "PreparingRebalance",
+    "CompletingRebalance",
+    "Empty",
+    "Dead",
+];
+
+#[derive(Args)]
+pub struct GroupsArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: GroupsCommand,
+}
+
+#[derive(Subcommand)]
+enum GroupsCommand {
+    /// List consumer groups, with their state when --state is given.
+    List {
+        /// Show each group's state; with values (comma-separated), only
+        /// groups in those states: --state Stable,Empty.
+        #[arg(long, value_name = "STATE", num_args = 0..=1, default_missing_value = "")]
+        state: Option<String>,
+    },
+    /// Offsets and lag per partition (default), members, or state of groups.
+    Describe(DescribeArgs),
+    /// Plan (default) or --execute a move of a group's committed offsets.
+    ResetOffsets(ResetArgs),
+    /// Delete groups that have no members, with their committed offsets.
+    Delete {
+        /// The group (repeatable).
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+    },
+    /// Delete a group's committed offsets for some topics or partitions.
+    DeleteOffsets {
+        #[arg(long)]
+        group: String,
+        /// TOPIC (all its partitions) or TOPIC:P,P,... (repeatable).
+        #[arg(long = "topic", value_name = "TOPIC[:P,...]", required = true)]
+        topics: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("what").args(["members", "offsets", "state"])))]
+#[command(group(ArgGroup::new("which").args(["groups", "all_groups"]).required(true).multiple(true)))]
+struct DescribeArgs {
+    /// The group(s); also accepted as --group.
+    #[arg(value_name = "GROUP")]
+    groups: Vec<String>,
+    #[arg(long = "group", value_name = "GROUP", hide = true)]
+    group_flag: Vec<String>,
+    /// Every group the cluster knows.
+    #[arg(long, conflicts_with = "groups")]
+    all_groups: bool,
+    /// Members with their host, client id and partition count.
+    #[arg(long)]
+    members: bool,
+    /// With --members: each member's assigned partitions too.
+    #[arg(long, requires = "members")]
+    verbose: bool,
+    /// Committed offset, log end and lag per partition (the default).
+    #[arg(long)]
+    offsets: bool,
+    /// Coordinator, assignor, state and member count.
+    #[arg(long)]
+    state: bool,
+}
+
+pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
+    let common = &args.common;
+    let client = common.connect(CLIENT_ID).await?;
+    match args.command {
+        GroupsCommand::List { state } => list(&client, common, state.as_deref()).await,
+        GroupsCommand::Describe(d) => describe(&client, common, d).await,
+        GroupsCommand::ResetOffsets(r) => reset::run(&client, common, r).await,
+        GroupsCommand::Delete { groups } => delete(&client, common, &groups).await,
+        GroupsCommand::DeleteOffsets { group, topics } => {
+            delete_offsets(&client, common, &group, &topics).await
+        }
+    }
+}
+
+/// Canonical spelling of a state given on the command line.
+pub fn parse_state(s: &str) -> anyhow::Result<String> {
+    GROUP_STATES
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(s.trim()))
+        .map(|k| k.to_string())
+        .ok_or_else(|| {
+            anyhow!(
+                "unknown group state '{s}'; one of {}",
+                GROUP_STATES.join(", ")
+            )
+        })
+}
+
+// ---------------------------------------------------------------- list
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ListedGroup {
+    pub group: String,
+    pub state: String,
+    pub protocol_type: String,
+}
+
+pub fn render_list(groups: &[ListedGroup], with_state: bool) -> String {
+    if !with_state {
+        return groups.iter().map(|g| format!("{}\n", g.group)).collect();
+    }
+    let mut t = Table::new(&["GROUP", "STATE"]);
+    for g in groups {
+        t.row(vec![g.group.clone(), g.state.clone()]);
+    }
+    t.render()
+}
+
+async fn list(client: &Client, common: &Common, state: Option<&str>) -> anyhow::Result<()> {
+    let filter: Vec<String> = match state {
+        Some(s) if !s.is_empty() => s
+            .split(',')
+            .map(parse_state)
+            .collect::<anyhow::Result<_>>()?,
+        _ => Vec::new(),
+    };
+    let listed = client.list_groups(&filter).await?;
+    let mut groups = Vec::new();
+    for g in listed {
+        let state = match g.state {
+            Some(s) => s,
+            // Brokers before ListGroups v4 do not say; ask the coordinator.
+            None => {
+                let (_, conn) = coordinator(client, &g.group_id).await?;
+                let d = conn.describe_groups(&[&g.group_id]).await?;
+                d.into_iter().next().map(|d| d.state).unwrap_or_default()
+            }
+        };
+        if !filter.is_empty() && !filter.iter().any(|f| f.eq_ignore_ascii_case(&state)) {
+            continue;
+        }
+        groups.push(ListedGroup {
+            group: g.group_id,
+            state,
+            protocol_type: g.protocol_type,
+        });
+    }
+    if common.json() {
+        return print_json(&groups);
+    }
+    print(&render_list(&groups, state.is_some()))
+}
+
+// ---------------------------------------------------------------- describe
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CoordinatorView {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AssignedTopic {
+    pub topic: String,
+    pub partitions: Vec<i32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberView {
+    pub consumer_id: String,
+    pub group_instance_id: Option<String>,
+    pub host: String,
+    pub client_id: String,
+    pub assignment: Vec<AssignedTopic>,
+}
+
+impl MemberView {
+    fn partition_count(&self) -> usize {
+        self.assignment.iter().map(|a| a.partitions.len()).sum()
+    }
+}
+
+/// One row of the offsets view. `None` prints as `-`.
+#[derive(Clone, Debug, Serialize)]
+pub struct OffsetRow {
+    pub topic: String,
+    pub partition: i32,
+    pub current_offset: Option<i64>,
+    pub log_end_offset: Option<i64>,
+    pub lag: Option<i64>,
+    pub consumer_id: Option<String>,
+    pub host: Option<String>,
+    pub client_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupView {
+    pub group: String,
+    pub state: String,
+    pub protocol_type: String,
+    /// The assignor (the chosen protocol); empty unless the group is Stable.
+    pub assignor: String,
+    pub coordinator: CoordinatorView,
+    pub member_count: usize,
+    pub members: Vec<MemberView>,
+    /// Filled for the offsets view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offsets: Option<Vec<OffsetRow>>,
+}
+
+fn coordinator_text(c: &CoordinatorView) -> String {
+    format!("{}:{} ({})", c.host, c.port, c.id)
+}
+
+/// The offsets view of one group: a summary line, then the table
+/// kafka-consumer-groups.sh prints.
+pub fn render_offsets(g: &GroupView) -> String {
+    let mut out = format!(
+        "Consumer group '{}': state {}, assignor {}, coordinator {}, {} member(s)\n",
+        g.group,
+        g.state,
+        if g.assignor.is_empty() {
+            "-"
+        } else {
+            &g.assignor
+        },
+        coordinator_text(&g.coordinator),
+        g.member_count
+    );
+    if g.member_count == 0 {
+        out.push_str(&format!(
+            "Consumer group '{}' has no active members.\n",
+            g.group
+        ));
+    }
+    out.push('\n');
+    let rows = g.offsets.as_deref().unwrap_or_default();
+    if rows.is_empty() {
+        out.push_str("(no assigned partitions and no committed offsets)\n");
+        return out;
+    }
+    let mut t = Table::new(&[
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]);
+    for r in rows {
+        t.row(vec![
+            g.group.clone(),
+            r.topic.clone(),
+            r.partition.to_string(),
+            or_dash(r.current_offset),
+            or_dash(r.log_end_offset),
+            or_dash(r.lag),
+            or_dash(r.consumer_id.clone()),
+            or_dash(r.host.clone()),
+            or_dash(r.client_id.clone()),
+        ]);
+    }
+    out.push_str(&t.render());
+    out
+}
+
+fn assignment_text(m: &MemberView) -> String {
+    if m.assignment.iter().all(|a| a.partitions.is_empty()) {
+        return "-".to_string();
+    }
+    m.assignment
+        .iter()
+        .filter(|a| !a.partitions.is_empty())
+        .map(|a| {
+            let ps: Vec<String> = a.partitions.iter().map(i32::to_string).collect();
+            format!("{}({})", a.topic, ps.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The members view over one or more groups.
+pub fn render_members(groups: &[GroupView], verbose: bool) -> String {
+    let mut headers = vec![
+        "GROUP",
+        "CONSUMER-ID",
+        "GROUP-INSTANCE-ID",
+        "HOST",
+        "CLIENT-ID",
+        "#PARTITIONS",
+    ];
+    if verbose {
+        headers.push("ASSIGNMENT");
+    }
+    let mut t = Table::new(&headers);
+    let mut notes = String::new();
+    for g in groups {
+        if g.members.is_empty() {
+            notes.push_str(&format!(
+                "Consumer group '{}' has no active members.\n",
+                g.group
+            ));
+        }
+        for m in &g.members {
+            let mut row = vec![
+                g.group.clone(),
+                m.consumer_id.clone(),
+                or_dash(m.group_instance_id.clone()),
+                m.host.clone(),
+                m.client_id.clone(),
+                m.partition_count().to_string(),
+            ];
+            if verbose {
+                row.push(assignment_text(m));
+            }
+            t.row(row);
+        }
+    }
+    let mut out = notes;
+    if !t.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&t.render());
+    }
+    out
+}
+
+/// The state view over one or more groups.
+pub fn render_state(groups: &[GroupView]) -> String {
+    let mut t = Table::new(&[
+        "GROUP",
+        "COORDINATOR (ID)",
+        "ASSIGNMENT-STRATEGY",
+        "STATE",
+        "#MEMBERS",
+    ]);
+    for g in groups {
+        t.row(vec![
+            g.group.clone(),
+            coordinator_text(&g.coordinator),
+            if g.assignor.is_empty() {
+                "-".to_string()
+            } else {
+                g.assignor.clone()
+            },
+            g.state.clone(),
+            g.member_count.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+/// The coordinator of a group and a connection to it.
+pub async fn coordinator(
+    client: &Client,
+    group: &str,
+) -> anyhow::Result<(BrokerInfo, Arc<Connection>)> {
+    let info = client
+        .find_coordinator(group)
+        .await
+        .with_context(|| format!("cannot find the coordinator of group '{group}'"))?;
+    let conn = client.coordinator_connection(group).await?;
+    Ok((info, conn))
+}
+
+/// DescribeGroups on the coordinator; `None` when the group does not exist.
+pub async fn describe_one(
+    client: &Client,
+    group: &str,
+) -> anyhow::Result<Option<(BrokerInfo, Arc<Connection>, GroupDescription)>> {
+    let (info, conn) = coordinator(client, group).await?;
+    let d = conn
+        .describe_groups(&[group])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("no description of group '{group}'"))?;
+    match d.error {
+        Some(ResponseError::GroupIdNotFound) => return Ok(None),
+        Some(e) => bail!("cannot describe group '{group}': {}", error_name(e)),
+        None => {}
+    }
+    // Before DescribeGroups v6 an unknown group is reported as Dead.
+    if d.state == "Dead" {
+        return Ok(None);
+    }
+    Ok(Some((info, conn, d)))
+}
+
+fn member_views(d: &GroupDescription) -> Vec<MemberView> {
+    let mut members: Vec<MemberView> = d
+        .members
+        .iter()
+        .map(|m| {
+            // Only consumer groups carry assignments we can read.
+            let assignment = if d.protocol_type == "consumer" {
+                decode_assignment(m.assignment.clone()).unwrap_or_else(|e| {
+                    tracing::warn!("member {} of {}: {e}", m.member_id, d.group_id);
+                    Vec::new()
+                })
+            } else {
+                Vec::new()
+            };
+            MemberView {
+                consumer_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                host: m.client_host.clone(),
+                client_id: m.client_id.clone(),
+                assignment: assignment
+                    .into_iter()
+                    .map(|(topic, mut partitions)| {
+                        partitions.sort_unstable();
+                        AssignedTopic { topic, partitions }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    members.sort_by(|a, b| a.consumer_id.cmp(&b.consumer_id));
+    members
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    Offsets,
+    Members { verbose: bool },
+    State,
+}
+
+/// Everything the chosen view needs about one group; `None` if it does not exist.
+async fn group_view(client: &Client, group: &str, view: View) -> anyhow::Result<Option<GroupView>> {
+    let Some((info, conn, d)) = describe_one(client, group).await? else {
+        return Ok(None);
+    };
+    let members = member_views(&d);
+    let mut v = GroupView {
+        group: group.to_string(),
+        state: d.state.clone(),
+        protocol_type: d.protocol_type.clone(),
+        assignor: d.protocol.clone(),
+        coordinator: CoordinatorView {
+            id: info.node_id,
+            host: info.host.clone(),
+            port: info.port,
+        },
+        member_count: d.members.len(),
+        members,
+        offsets: None,
+    };
+    if view == View::Offsets {
+        v.offsets = Some(offset_rows(client, &conn, group, &v.members).await?);
+    }
+    Ok(Some(v))
+}
+
+/// Joins assignments, committed offsets and log ends into rows: assigned
+/// but never committed shows no offset and no lag; committed but not
+/// assigned shows no consumer.
+async fn offset_rows(
+    client: &Client,
+    conn: &Connection,
+    group: &str,
+    members: &[MemberView],
+) -> anyhow::Result<Vec<OffsetRow>> {
+    let committed: BTreeMap<(String, i32), i64> = conn
+        .fetch_all_offsets(group)
+        .await
+        .with_context(|| format!("cannot fetch the offsets of group '{group}'"))?
+        .into_iter()
+        .map(|c| ((c.topic, c.partition), c.offset))
+        .collect();
+    let mut owner: BTreeMap<(String, i32), &MemberView> = BTreeMap::new();
+    for m in members {
+        for a in &m.assignment {
+            for &p in &a.partitions {
+                owner.insert((a.topic.clone(), p), m);
+            }
+        }
+    }
+    let keys: BTreeSet<(String, i32)> = committed.keys().chain(owner.keys()).cloned().collect();
+    let queries: Vec<(String, i32, i64)> = keys
+        .iter()
+        .map(|(t, p)| (t.clone(), *p, LATEST_OFFSET))
+        .collect();
+    let ends: BTreeMap<(String, i32), i64> = if queries.is_empty() {
+        BTreeMap::new()
+    } else {
+        client
+            .list_offsets_many(&queries)
+            .await?
+            .into_iter()
+            .filter(|l| l.error.is_none() && l.offset >= 0)
+            .map(|l| ((l.topic, l.partition), l.offset))
+            .collect()
+    };
+    Ok(keys
+        .into_iter()
+        .map(|key| {
+            let current = committed.get(&key).copied();
+            let end = ends.get(&key).copied();
+            let m = owner.get(&key);
+            OffsetRow {
+                topic: key.0.clone(),
+                partition: key.1,
+                current_offset: current,
+                log_end_offset: end,
+                lag: current.zip(end).map(|(c, e)| e - c),
+                consumer_id: m.map(|m| m.consumer_id.clone()),
+                host: m.map(|m| m.host.clone()),
+                client_id: m.map(|m| m.client_id.clone()),
+            }
+        })
+        .collect())
+}
+
+async fn describe(client: &Client, common: &Common, args: DescribeArgs) -> anyhow::Result<()> {
+    let view = if args.members {
+        View::Members {
+            verbose: args.verbose,
+        }
+    } else if args.state {
+        View::State
+    } else {
+        View::Offsets
+    };
+    let mut names: Vec<String> = args.groups.into_iter().chain(args.group_flag).collect();
+    if args.all_groups {
+        names = client
+            .list_groups(&[])
+            .await?
+            .into_iter()
+            .map(|g| g.group_id)
+            .collect();
+    }
+    let mut views = Vec::new();
+    let mut missing = Vec::new();
+    let mut progress = Progress::new("describing groups", names.len());
+    for name in &names {
+        match group_view(client, name, view).await? {
+            Some(v) => views.push(v),
+            // A group deleted since the listing is not worth failing --all-groups.
+            None if args.all_groups => {}
+            None => missing.push(name.clone()),
+        }
+        progress.step();
+    }
+    progress.finish();
+    if common.json() {
+        if args.all_groups || names.len() != 1 {
+            print_json(&views)?;
+        } else if let Some(v) = views.first() {
+            print_json(v)?;
+        }
+    } else {
+        let text = match view {
+            View::Offsets => views
+                .iter()
+                .map(render_offsets)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            View::Members { verbose } if !views.is_empty() => render_members(&views, verbose),
+            View::State if !views.is_empty() => render_state(&views),
+            _ => String::new(),
+        };
+        print(&text)?;
+    }
+    match missing.as_slice() {
+        [] => Ok(()),
+        [one] => bail!("consumer group '{one}' does not exist"),
+        many => bail!("consumer groups do not exist: {}", many.join(", ")),
+    }
+}
+
+// ---------------------------------------------------------------- delete
+
+#[derive(Serialize)]
+struct Deleted {
+    group: String,
+    deleted: bool,
+    error: Option<String>,
+}
+
+fn explain_delete(group: &str, e: ResponseError) -> String {
+    match e {
+        ResponseError::GroupIdNotFound => format!("consumer group '{group}' does not exist"),
+        ResponseError::NonEmptyGroup => format!(
+            "consumer group '{group}' still has active members; stop them first (NON_EMPTY_GROUP)"
+        ),
+        other => format!(
+            "consumer group '{group}' could not be deleted: {}",
+            error_name(other)
+        ),
+    }
+}
+
+async fn delete(client: &Client, common: &Common, groups: &[String]) -> anyhow::Result<()> {
+    let mut results = Vec::new();
+    for g in groups {
+        let (_, conn) = coordinator(client, g).await?;
+        let r = conn.delete_groups(&[g]).await?;
+        let error = r.into_iter().next().and_then(|(_, e)| e);
+        results.push((g.clone(), error));
+    }
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(g, e)| e.map(|e| explain_delete(g, e)))
+        .collect();
+    if common.json() {
+        let out: Vec<Deleted> = results
+            .iter()
+            .map(|(g, e)| Deleted {
+                group: g.clone(),
+                deleted: e.is_none(),
+                error: e.map(error_name),
+            })
+            .collect();
+        print_json(&out)?;
+    } else {
+        let ok: Vec<String> = results
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .map(|(g, _)| format!("'{g}'"))
+            .collect();
+        if !ok.is_empty() {
+            print(&format!(
+                "Deletion of requested consumer groups ({}) was successful.\n",
+                ok.join(", ")
+            ))?;
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        _ => bail!("{}", failures.join("; ")),
+    }
+}
+
+// ---------------------------------------------------------------- delete-offsets
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DeletedOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// `null` when deleted, else Kafka's error name.
+    pub error: Option<String>,
+}
+
+pub fn render_deleted_offsets(rows: &[DeletedOffset]) -> String {
+    let mut t = Table::new(&["TOPIC", "PARTITION", "STATUS"]);
+    for r in rows {
+        t.row(vec![
+            r.topic.clone(),
+            r.partition.to_string(),
+            match &r.error {
+                None => "Successful".to_string(),
+                Some(e) => format!("Error: {e}"),
+            },
+        ]);
+    }
+    t.render()
+}
+
+async fn delete_offsets(
+    client: &Client,
+    common: &Common,
+    group: &str,
+    topics: &[String],
+) -> anyhow::Result<()> {
+    let specs = topics
+        .iter()
+        .map(|t| parse_topic_spec(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let partitions = resolve_partitions(client, &specs).await?;
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        by_topic.entry(t).or_default().push(p);
+    }
+    let (_, conn) = coordinator(client, group).await?;
+    let request: Vec<(String, Vec<i32>)> = by_topic.into_iter().collect();
+    let outcomes = match conn.delete_offsets(group, &request).await {
+        Ok(o) => o,
+        Err(e) => match e.kafka_error() {
+            Some(ResponseError::GroupIdNotFound) => {
+                bail!("consumer group '{group}' does not exist")
+            }
+            Some(ResponseError::NonEmptyGroup) => bail!(
+                "consumer group '{group}' is not empty and subscribed to these topics; \
+                 stop its members first"
+            ),
+            _ => return Err(e).context(format!("cannot delete offsets of '{group}'")),
+        },
+    };
+    let mut rows: Vec<DeletedOffset> = outcomes
+        .into_iter()
+        .map(|o| DeletedOffset {
+            topic: o.topic,
+            partition: o.partition,
+            error: o.error.map(error_name),
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    if common.json() {
+        print_json(&rows)?;
+    } else {
+        print(&render_deleted_offsets(&rows))?;
+    }
+    let failed = rows.iter().filter(|r| r.error.is_some()).count();
+    if failed > 0 {
+        bail!("{failed} partition(s) of group '{group}' kept their offsets (see STATUS)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> GroupView {
+        let m1 = MemberView {
+            consumer_id: "rdkafka-3f2a9c1e-5b7d-4a8e-9f10-2c4b6d8e0a1b".into(),
+            group_instance_id: None,
+            host: "/127.0.0.1".into(),
+            client_id: "rdkafka".into(),
+            assignment: vec![AssignedTopic {
+                topic: "orders".into(),
+                partitions: vec![0, 1],
+            }],
+        };
+        let m2 = MemberView {
+            consumer_id: "cairn-console-consumer-7e1d".into(),
+            group_instance_id: Some("worker-2".into()),
+            host: "/10.0.0.7".into(),
+            client_id: "cairn-console-consumer".into(),
+            assignment: vec![
+                AssignedTopic {
+                    topic: "orders".into(),
+                    partitions: vec![2],
+                },
+                AssignedTopic {
+                    topic: "payments".into(),
+                    partitions: vec![0],
+                },
+            ],
+        };
+        let row = |topic: &str, p, cur: Option<i64>, end: Option<i64>, m: Option<&MemberView>| {
+            OffsetRow {
+                topic: topic.into(),
+                partition: p,
+                current_offset: cur,
+                log_end_offset: end,
+                lag: cur.zip(end).map(|(c, e)| e - c),
+                consumer_id: m.map(|m| m.consumer_id.clone()),
+                host: m.map(|m| m.host.clone()),
+                client_id: m.map(|m| m.client_id.clone()),
+            }
+        };
+        let offsets = vec![
+            row("orders", 0, Some(120), Some(125), Some(&m1)),
+            row("orders", 1, None, Some(98), Some(&m1)),
+            row("orders", 2, Some(7), Some(7), Some(&m2)),
+            row("orders", 3, Some(40), Some(1000), None),
+            row("payments", 0, None, None, Some(&m2)),
+        ];
+        GroupView {
+            group: "billing".into(),
+            state: "Stable".into(),
+            protocol_type: "consumer".into(),
+            assignor: "range".into(),
+            coordinator: CoordinatorView {
+                id: 1,
+                host: "127.0.0.1".into(),
+                port: 9092,
+            },
+            member_count: 2,
+            members: vec![m1, m2],
+            offsets: Some(offsets),
+        }
+    }
+
+    fn empty_group() -> GroupView {
+        GroupView {
+            group: "nightly-report".into(),
+            state: "Empty".into(),
+            protocol_type: "consumer".into(),
+            assignor: String::new(),
+            coordinator: CoordinatorView {
+                id: 1,
+                host: "127.0.0.1".into(),
+                port: 9092,
+            },
+            member_count: 0,
+            members: vec![],
+            offsets: Some(vec![OffsetRow {
+                topic: "orders".into(),
+                partition: 0,
+                current_offset: Some(0),
+                log_end_offset: Some(125),
+                lag: Some(125),
+                consumer_id: None,
+                host: None,
+                client_id: None,
+            }]),
+        }
+    }
+
+    #[test]
+    fn offsets_view() {
+        insta::assert_snapshot!(render_offsets(&sample()));
+    }
+
+    #[test]
+    fn offsets_view_of_an_empty_group() {
+        insta::assert_snapshot!(render_offsets(&empty_group()));
+    }
+
+    #[test]
+    fn members_view() {
+        insta::assert_snapshot!(render_members(&[sample(), empty_group()], false));
+    }
+
+    #[test]
+    fn members_verbose_view() {
+        insta::assert_snapshot!(render_members(&[sample()], true));
+    }
+
+    #[test]
+    fn state_view() {
+        insta::assert_snapshot!(render_state(&[sample(), empty_group()]));
+    }
+
+    #[test]
+    fn list_views() {
+        let groups = vec![
+            ListedGroup {
+                group: "billing".into(),
+                state: "Stable".into(),
+                protocol_type: "consumer".into(),
+            },
+            ListedGroup {
+                group: "nightly-report".into(),
+                state: "Empty".into(),
+                protocol_type: "consumer".into(),
+            },
+        ];
+        insta::assert_snapshot!(render_list(&groups, false), @r"
+        billing
+        nightly-report
+        ");
+        insta::assert_snapshot!(render_list(&groups, true), @r"
+        GROUP           STATE
+        billing         Stable
+        nightly-report  Empty
+        ");
+    }
+
+    #[test]
+    fn deleted_offsets_view() {
+        let rows = vec![
+            DeletedOffset {
+                topic: "orders".into(),
+                partition: 0,
+                error: None,
+            },
+            DeletedOffset {
+                topic: "orders".into(),
+                partition: 1,
+                error: Some("GROUP_SUBSCRIBED_TO_TOPIC".into()),
+            },
+        ];
+        insta::assert_snapshot!(render_deleted_offsets(&rows));
+    }
+
+    #[test]
+    fn states_parse_case_insensitively() {
+        assert_eq!(parse_state("stable").unwrap(), "Stable");
+        assert_eq!(parse_state(" EMPTY").unwrap(), "Empty");
+        assert!(parse_state("running").is_err());
+    }
+}
