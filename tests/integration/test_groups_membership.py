@@ -495,3 +495,63 @@ def test_admin_leave_by_instance_id(gbroker):
     finally:
         s.close()
         admin_c.close()
+
+
+def test_static_member_replaced_while_its_join_is_parked(gbroker):
+    """A static member's JoinGroup is parked in a rebalance when a new process with the same
+    group.instance.id joins: the parked join is answered FENCED_INSTANCE_ID, the newcomer
+    takes its place and the rebalance completes with it."""
+    from kafka.protocol.group import JoinGroupResponse
+
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
+    group = unique_group()
+    a, c = RawGroupClient(gbroker, client_id="a"), RawGroupClient(gbroker, client_id="c")
+    b, a2 = RawGroupClient(gbroker, client_id="b"), RawGroupClient(gbroker, client_id="a2")
+    try:
+        # Generation 2: static a (leader) and dynamic c.
+        ja = a.join_full(group, instance_id="inst-p", topics=[topic])
+        assert ja.error_code == ERR_NONE
+        assert a.sync(group, ja.generation_id, ja.member_id, {ja.member_id: {topic: [0, 1, 2, 3]}},
+                      instance_id="inst-p").error_code == 0
+        c.find_coordinator(group)
+        fc = c.join(group, topics=[topic])
+        cid_c = c.join(group, member_id=fc.member_id, topics=[topic], wait=False)
+        ja_2 = a.join(group, member_id=ja.member_id, instance_id="inst-p", topics=[topic])
+        jc = c.recv(cid_c, JoinGroupResponse[5])
+        gen = ja_2.generation_id
+        assert (ja_2.error_code, jc.error_code, jc.generation_id) == (0, 0, gen)
+        plan = {ja.member_id: {topic: [0, 1]}, jc.member_id: {topic: [2, 3]}}
+        from kafka.protocol.group import SyncGroupRequest, SyncGroupResponse
+
+        from groups_util import API_SYNC_GROUP
+
+        cid_sc = c.send(API_SYNC_GROUP, 3, SyncGroupRequest[3](group, gen, jc.member_id, None, []))
+        assert a.sync(group, gen, ja.member_id, plan, instance_id="inst-p").error_code == 0
+        assert c.recv(cid_sc, SyncGroupResponse[3]).error_code == 0
+
+        # b joins: rebalance. a rejoins and is parked (c has not rejoined yet).
+        b.find_coordinator(group)
+        fb = b.join(group, topics=[topic])
+        cid_b = b.join(group, member_id=fb.member_id, topics=[topic], wait=False)
+        time.sleep(0.2)
+        cid_a = a.join(group, member_id=ja.member_id, instance_id="inst-p", topics=[topic], wait=False)
+        time.sleep(0.2)
+        # A new process with a's instance id: the parked join of the old one is fenced.
+        a2.find_coordinator(group)
+        cid_a2 = a2.join(group, instance_id="inst-p", topics=[topic], wait=False)
+        old = a.recv(cid_a, JoinGroupResponse[5], timeout=10)
+        assert old.error_code == 82, old  # FENCED_INSTANCE_ID
+        # c rejoins: the round completes with a2, b and c.
+        jc2 = c.join(group, member_id=jc.member_id, topics=[topic])
+        j2 = a2.recv(cid_a2, JoinGroupResponse[5], timeout=10)
+        jb = b.recv(cid_b, JoinGroupResponse[5], timeout=10)
+        assert (j2.error_code, jb.error_code, jc2.error_code) == (0, 0, 0), (j2, jb, jc2)
+        assert j2.generation_id == jb.generation_id == jc2.generation_id == gen + 1
+        assert j2.member_id not in (ja.member_id, jb.member_id, jc.member_id)
+        leader_view = next(j for j in (j2, jb, jc2) if j.members)
+        assert sorted(m[0] for m in leader_view.members) == sorted([j2.member_id, jb.member_id, jc.member_id])
+        assert {m[0]: m[1] for m in leader_view.members}[j2.member_id] == "inst-p"
+        assert a.heartbeat(group, gen, ja.member_id, "inst-p") == 82
+    finally:
+        for x in (a, b, c, a2):
+            x.close()
