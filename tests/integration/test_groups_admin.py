@@ -99,6 +99,9 @@ def test_list_and_describe_groups(gbroker, live_and_empty):
     assert empty_g not in listed(gbroker, states={ConsumerGroupState.STABLE})
     assert empty_g in listed(gbroker, states={ConsumerGroupState.EMPTY})
     assert live_g not in listed(gbroker, states={ConsumerGroupState.EMPTY})
+    # The type filter (ListGroups v5): every group here is a classic one.
+    assert {live_g, empty_g} <= set(listed(gbroker, types={ConsumerGroupType.CLASSIC}))
+    assert not {live_g, empty_g} & set(listed(gbroker, types={ConsumerGroupType.CONSUMER}))
 
     d = describe(gbroker, live_g)
     assert d.group_id == live_g
