@@ -12,6 +12,7 @@ mod bench_groups;
 mod common;
 mod groups;
 mod output;
+mod quick;
 mod reset;
 mod topics;
 
@@ -37,6 +38,10 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// Consumer groups: list, describe (offsets and lag), reset offsets, delete.
     Groups(groups::GroupsArgs),
+    /// Produce lines from standard input, one record per line.
+    Produce(quick::ProduceArgs),
+    /// Print records of a topic, directly or as a member of a consumer group.
+    Consume(quick::ConsumeArgs),
 }
 
 #[derive(clap::Args)]
@@ -80,6 +85,8 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Topics(args) => topics::run(args).await,
             Command::Groups(args) => groups::run(args).await,
+            Command::Produce(args) => quick::produce(args).await,
+            Command::Consume(args) => quick::consume(args).await,
         }
     });
     match result {
