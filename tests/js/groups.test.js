@@ -189,13 +189,32 @@ test('offsets committed by kafkajs are read by confluent-kafka and kafka-python'
   assert.deepEqual(got, { confluent: { 0: 6, 1: 9 }, kafka_python: { 0: 6, 1: 9 } })
 }))
 
-test('offsets committed by confluent-kafka are where kafkajs resumes', logged(async (t) => {
-  if (!fs.existsSync(PYTHON)) return t.skip('no Python venv')
+const PY_KP_COMMIT = `
+import json, sys
+from kafka import KafkaConsumer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+a = json.loads(sys.argv[1])
+k = KafkaConsumer(bootstrap_servers=a["bootstrap"], group_id=a["group"], enable_auto_commit=False, request_timeout_ms=15000)
+tps = {TopicPartition(a["topic"], int(p)): OffsetAndMetadata(o, "", -1) for p, o in a["offsets"].items()}
+k.assign(list(tps))
+k.commit(tps)
+k.close()
+print(json.dumps({"errors": []}))
+`
+
+for (const [client, script] of [['confluent-kafka', PY_COMMIT], ['kafka-python', PY_KP_COMMIT]]) {
+  test(`offsets committed by ${client} are where kafkajs resumes`, logged(async (t) => {
+    if (!fs.existsSync(PYTHON)) return t.skip('no Python venv')
+    await resumeFromPythonCommits(script)
+  }))
+}
+
+async function resumeFromPythonCommits (script) {
   const topic = uniqueTopic()
   await createTopic(topic, 2)
   await produceValues(topic, 2, 10)
   const groupId = uniqueGroup('py-to-js')
-  const res = python(PY_COMMIT, { bootstrap: broker.bootstrap, group: groupId, topic, offsets: { 0: 3, 1: 8 } })
+  const res = python(script, { bootstrap: broker.bootstrap, group: groupId, topic, offsets: { 0: 3, 1: 8 } })
   assert.deepEqual(res, { errors: [] })
   assert.deepEqual(await fetchOffsets(groupId, topic), { 0: 3, 1: 8 })
   const c = groupConsumer(groupId)
@@ -215,7 +234,7 @@ test('offsets committed by confluent-kafka are where kafkajs resumes', logged(as
   for (let o = 8; o < 10; o++) want.push([1, o])
   assert.deepEqual(seen, want)
   assert.deepEqual(await fetchOffsets(groupId, topic), { 0: 10, 1: 10 })
-}))
+}
 
 test('kafkajs admin: setOffsets, then deleteGroups (live: NON_EMPTY_GROUP, empty: gone)', logged(async () => {
   const topic = uniqueTopic()
