@@ -381,3 +381,66 @@ def test_regex_subscription_picks_up_a_new_topic(gbroker):
         assert_no_errors(members)
     finally:
         close_all(members)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_membership_churn_while_consuming(gbroker, strategy):
+    """Members come and go while records keep arriving: with each record committed before
+    the next poll, eager rebalancing never hands out a record twice; cooperative rebalancing
+    never lets two members own a partition. Every record is consumed."""
+    import time
+
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=8)
+    tps = all_tps(topic, 8)
+    group = unique_group("churn")
+    own = Ownership()
+    conf = {"partition.assignment.strategy": strategy}
+    counter = iter(range(100))
+
+    def new_member():
+        return Member(f"m{next(counter)}", gbroker, group, [topic], own, **conf)
+
+    live = [new_member() for _ in range(3)]
+    gone = []
+    p = kutil.producer(gbroker)
+    produced = set()
+    log = kutil.DeliveryLog()
+    schedule = {40: "leave", 80: "join", 120: "join", 160: "leave", 200: "leave", 240: "join"}
+    try:
+        drive(live, lambda: owned_exactly_once(live, tps), 60, "3 members to share 8 partitions")
+        for i in range(300):
+            p.produce(topic, value=f"c-{i}".encode(), partition=i % 8, on_delivery=log)
+            p.poll(0)
+            for m in live:
+                m.step(0.005)
+            action = schedule.get(i)
+            if action == "leave":
+                m = live.pop(0)
+                m.close()
+                gone.append(m)
+            elif action == "join":
+                live.append(new_member())
+            time.sleep(0.01)
+        assert p.flush(20) == 0
+        kutil.assert_no_delivery_errors(log)
+        produced = {(pp, off, val) for pp, off, _k, val, _ts in log.acked}
+        everyone = gone + live
+        drive(live, lambda: owned_exactly_once(live, tps) and
+              len({(pp, o) for m in everyone for _t, pp, o, _v in m.messages}) >= 300,
+              60, "the remaining members to consume all 300 records")
+        poll_for(live, 1.0)
+        got = [(pp, o, v) for m in everyone for _t, pp, o, v in m.messages]
+        assert set(got) == produced
+        if strategy == "range":
+            dupes = sorted({x for x in got if got.count(x) > 1})
+            assert not dupes, f"records consumed twice: {dupes[:10]}"
+            for m in everyone:
+                assert not m.commit_errors, f"{m.name}: {m.commit_errors[:3]}"
+            ends = {(topic, pp): 1 + max(o for q, o, _v in produced if q == pp) for pp in range(8)}
+            assert committed(gbroker, group, tps) == ends
+        d = describe(gbroker, group)
+        assert d.state.name == "STABLE" and len(d.members) == len(live)
+        own.assert_clean()
+    finally:
+        close_all(live + gone)
