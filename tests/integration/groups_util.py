@@ -526,3 +526,78 @@ def offset_delete(broker, group, tps, timeout=15.0):
             p = r.i32()
             out[(t, p)] = r.i16()
     return top, out
+
+
+# --------------------------------------------------------------------------
+# flexible (compact) encodings for OffsetCommit v8 / OffsetFetch v6, which carry strings
+# longer than the 16-bit lengths of the older versions
+# --------------------------------------------------------------------------
+def _cstr(s):
+    b = s.encode() if isinstance(s, str) else s
+    return kproto.uvarint(len(b) + 1) + b
+
+
+def _carray(items):
+    return kproto.uvarint(len(items) + 1) + b"".join(items)
+
+
+_TAGS = kproto.uvarint(0)
+
+
+def _read_cstr(r):
+    n = r.uvarint()
+    return None if n == 0 else r.take(n - 1).decode()
+
+
+def offset_commit_v8(client, group, offsets, generation=-1, member_id=""):
+    """OffsetCommit v8 on a RawGroupClient; offsets {(topic, partition): (offset, metadata)}."""
+    by_topic = {}
+    for (t, p), (off, meta) in offsets.items():
+        by_topic.setdefault(t, []).append(
+            kproto.i32(p) + kproto.i64(off) + kproto.i32(-1) + _cstr(meta) + _TAGS)
+    body = (_cstr(group) + kproto.i32(generation) + _cstr(member_id) + kproto.uvarint(0)
+            + _carray([_cstr(t) + _carray(ps) + _TAGS for t, ps in by_topic.items()]) + _TAGS)
+    client.cid += 1
+    client.conn.send(kproto.request(API_OFFSET_COMMIT, 8, client.cid, body,
+                                    client_id=client.client_id, header_version=2))
+    frame = client.conn.closed_or_response(client.cid, timeout=15)
+    assert frame != "closed", "broker closed the connection on OffsetCommit v8"
+    r = kproto.Reader(frame[4:])
+    r.uvarint()  # response header tags
+    r.i32()  # throttle
+    out = {}
+    for _ in range(r.uvarint() - 1):
+        t = _read_cstr(r)
+        for _ in range(r.uvarint() - 1):
+            p = r.i32()
+            out[(t, p)] = r.i16()
+            r.uvarint()
+        r.uvarint()
+    return out
+
+
+def offset_fetch_v6(client, group, tps):
+    """OffsetFetch v6 on a RawGroupClient -> ({(topic, partition): (offset, metadata, error)}, error)."""
+    by_topic = {}
+    for t, p in tps:
+        by_topic.setdefault(t, []).append(kproto.i32(p))
+    body = _cstr(group) + _carray([_cstr(t) + _carray(ps) + _TAGS for t, ps in by_topic.items()]) + _TAGS
+    client.cid += 1
+    client.conn.send(kproto.request(API_OFFSET_FETCH, 6, client.cid, body,
+                                    client_id=client.client_id, header_version=2))
+    frame = client.conn.closed_or_response(client.cid, timeout=15)
+    assert frame != "closed", "broker closed the connection on OffsetFetch v6"
+    r = kproto.Reader(frame[4:])
+    r.uvarint()
+    r.i32()
+    out = {}
+    for _ in range(r.uvarint() - 1):
+        t = _read_cstr(r)
+        for _ in range(r.uvarint() - 1):
+            p, off, _epoch = r.i32(), r.i64(), r.i32()
+            meta = _read_cstr(r)
+            out[(t, p)] = (off, meta, r.i16())
+            r.uvarint()
+        r.uvarint()
+    top = r.i16()
+    return out, top

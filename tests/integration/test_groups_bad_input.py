@@ -251,3 +251,63 @@ def test_refused_group_writes_leave_no_trace(gbroker, raw):
     got, _ = raw.fetch("early-commit", [(topic, 0)])
     listed = {g.group_id for g in kutil.admin(gbroker).list_consumer_groups(request_timeout=10).result(15).valid}
     assert (got[(topic, 0)][0], sorted(listed & {"early-commit", "early-join"})) == (-1, [])
+
+
+# --------------------------------------------------------------------------
+# group ids longer than a 16-bit string length (only flexible versions can carry them)
+# --------------------------------------------------------------------------
+@pytest.mark.xfail(
+    strict=True,
+    reason="broker bug: a group id over 32767 bytes (OffsetCommit v8) is acknowledged, but its "
+    "__consumer_offsets key is written with a wrapped 16-bit length; the restart skips it "
+    "('skipping unreadable record in __consumer_offsets: negative length for a non-nullable "
+    "field') and the acknowledged offset is gone",
+)
+def test_commit_with_a_group_id_too_long_for_the_offsets_log(gbroker, raw):
+    from groups_util import offset_commit_v8, offset_fetch_v6
+
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=1)
+    group = "L" * 40000
+    raw.find_coordinator("short")
+    errs = offset_commit_v8(raw, group, {(topic, 0): (7, "")})
+    if errs[(topic, 0)] != ERR_NONE:
+        return  # refused: acceptable (Kafka cannot store it either)
+    assert offset_fetch_v6(raw, group, [(topic, 0)])[0][(topic, 0)][0] == 7
+    gbroker.restart(graceful=True)
+    c = RawGroupClient(gbroker)
+    try:
+        c.find_coordinator("short")
+        got, _ = offset_fetch_v6(c, group, [(topic, 0)])
+        assert got[(topic, 0)][0] == 7, "an acknowledged commit was lost by the restart"
+    finally:
+        c.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="broker bug: the wrapped 16-bit group id length in the __consumer_offsets key lets a "
+    "commit under a crafted 65542-byte group id (starting with another group's id, a topic and "
+    "a partition) replay as a commit of that other group: after a restart its committed offset "
+    "is the attacker's (999 instead of 5)",
+)
+def test_long_group_id_cannot_rewrite_another_groups_offsets(gbroker, raw):
+    import struct
+
+    from groups_util import offset_commit_v8
+    from test_groups_offsets import java_partition_for
+
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=1)
+    victim = "victim"
+    prefix = victim + struct.pack(">h", len(topic)).decode() + topic + "\x00" * 4
+    # Pad to 65536 + len(victim) bytes (the length wraps to len(victim)), choosing the pad
+    # character so the crafted group's offsets partition is replayed after the victim's.
+    for ch in "abcdefghijklmnopqrstuvwxyz":
+        crafted = prefix + ch * (65536 + len(victim) - len(prefix))
+        if java_partition_for(crafted, 50) >= java_partition_for(victim, 50):
+            break
+    raw.find_coordinator(victim)
+    assert raw.commit(victim, {(topic, 0): (5, "")}) == {(topic, 0): ERR_NONE}
+    errs = offset_commit_v8(raw, crafted, {(topic, 0): (999, "")})
+    assert raw.fetch(victim, [(topic, 0)])[0][(topic, 0)][0] == 5
+    gbroker.restart(graceful=True)
+    assert committed(gbroker, victim, [(topic, 0)]) == {(topic, 0): 5}, f"crafted commit answered {errs}"
