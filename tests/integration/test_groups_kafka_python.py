@@ -153,3 +153,36 @@ def test_offsets_cross_kafka_python_and_librdkafka(gbroker):
         assert kp.committed(KpTP(topic, 0), metadata=True).metadata in ("rd-meta", "rd-meta\x00")
     finally:
         kp.close()
+
+
+def test_kafka_python_admin_group_calls(gbroker):
+    from kafka import KafkaAdminClient
+
+    topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=2)
+    produce_values(gbroker, topic, 3, 2)
+    live_g, empty_g = unique_group("kpa-live"), unique_group("kpa-empty")
+    c = kp_group_consumer(gbroker, live_g, [topic], client_id="kp-live-client")
+    e = kp_group_consumer(gbroker, empty_g)
+    a = KafkaAdminClient(bootstrap_servers=gbroker.bootstrap, request_timeout_ms=15000)
+    try:
+        kp_poll([c], lambda g: len(g[0]) >= 6, 30, "6 records")
+        c.commit()
+        e.assign([KpTP(topic, 0)])
+        e.commit({KpTP(topic, 0): OffsetAndMetadata(2, "", -1)})
+        e.close()
+        listed = dict(a.list_consumer_groups())
+        assert listed.get(live_g) == "consumer"
+        assert empty_g in listed
+        # (describe_consumer_groups is left out: this kafka-python decodes DescribeGroups v3+
+        # authorized_operations = INT32_MIN, "not requested", as ACL operation 31 and raises.)
+        offsets = a.list_consumer_group_offsets(live_g)
+        assert {tp.partition: om.offset for tp, om in offsets.items()} == {0: 3, 1: 3}
+        assert {tp.partition: om.offset for tp, om in a.list_consumer_group_offsets(empty_g).items()} == {0: 2}
+        res = dict(a.delete_consumer_groups([empty_g]))
+        assert res[empty_g].__name__ == "NoError", res
+        assert a.list_consumer_group_offsets(empty_g) == {}
+        res = dict(a.delete_consumer_groups([live_g]))
+        assert res[live_g].__name__ == "NonEmptyGroupError", res
+    finally:
+        c.close()
+        a.close()
