@@ -87,12 +87,15 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// A `label: done/total` line on stderr, redrawn in place. Shown only when
 /// stderr is a terminal and the work has already taken a moment, so quick
-/// runs and logs stay clean.
+/// runs and logs stay clean. `CAIRN_PROGRESS=always` shows it from the
+/// first item (for recording sessions and tests), `never` hides it.
 pub struct Progress {
     label: String,
     total: usize,
     done: usize,
     enabled: bool,
+    delay: Duration,
+    every: Duration,
     started: Instant,
     last_draw: Option<Instant>,
 }
@@ -102,11 +105,23 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 impl Progress {
     pub fn new(label: &str, total: usize) -> Self {
+        let mode = std::env::var("CAIRN_PROGRESS").unwrap_or_default();
+        let always = mode == "always";
         Progress {
             label: label.to_string(),
             total,
             done: 0,
-            enabled: std::io::stderr().is_terminal(),
+            enabled: mode != "never" && std::io::stderr().is_terminal(),
+            delay: if always {
+                Duration::ZERO
+            } else {
+                PROGRESS_DELAY
+            },
+            every: if always {
+                Duration::ZERO
+            } else {
+                PROGRESS_EVERY
+            },
             started: Instant::now(),
             last_draw: None,
         }
@@ -115,13 +130,13 @@ impl Progress {
     /// One more item done.
     pub fn step(&mut self) {
         self.done += 1;
-        if !self.enabled || self.started.elapsed() < PROGRESS_DELAY {
+        if !self.enabled || self.started.elapsed() < self.delay {
             return;
         }
         let now = Instant::now();
         if self
             .last_draw
-            .is_some_and(|t| now.duration_since(t) < PROGRESS_EVERY)
+            .is_some_and(|t| now.duration_since(t) < self.every)
             && self.done < self.total
         {
             return;

@@ -535,7 +535,10 @@ async fn consume_in_group(client: &Client, reader: &mut Reader, group: &str) -> 
     start_positions(&member, reader).await?;
     reader.resolve_pending(client).await?;
     reader.last_record = Instant::now();
-    let mut committed: BTreeMap<i32, i64> = reader.positions.clone();
+    // Empty, so that the first commit also records the positions chosen by
+    // the reset policy, as Kafka's console consumer does: the group then
+    // shows an offset (and a lag) for every partition it owns.
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
     let mut last_commit = Instant::now();
     let outcome = loop {
         match member.needs_rejoin() {
@@ -547,7 +550,7 @@ async fn consume_in_group(client: &Client, reader: &mut Reader, group: &str) -> 
                 reader.positions.clear();
                 start_positions(&member, reader).await?;
                 reader.resolve_pending(client).await?;
-                committed = reader.positions.clone();
+                committed.clear();
                 continue;
             }
             None => {}

@@ -299,10 +299,12 @@ fn scenario_of(args: &ResetArgs) -> anyhow::Result<Scenario> {
     } else if let Some(o) = args.to_offset {
         Scenario::Offset(o)
     } else if let Some(s) = &args.to_datetime {
-        Scenario::Time(parse_datetime(s)?)
+        // Negative timestamps mean "earliest"/"latest" to ListOffsets; no
+        // record is older than the epoch anyway.
+        Scenario::Time(parse_datetime(s)?.max(0))
     } else if let Some(s) = &args.by_duration {
         let back = parse_duration(s)?;
-        Scenario::Time(cairn_client::records::now_ms().saturating_sub(back))
+        Scenario::Time(cairn_client::records::now_ms().saturating_sub(back).max(0))
     } else if let Some(n) = args.shift_by {
         Scenario::ShiftBy(n)
     } else if args.to_current {
