@@ -429,13 +429,6 @@ def test_leader_leaving_before_sync_releases_parked_followers(gbroker):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker bug: a parked SyncGroup answered with REBALANCE_IN_PROGRESS (leader removed "
-    "after the sync timeout) does not restart the follower's session timer, so the follower "
-    "expires at once and its rejoin 0.5 s later gets UNKNOWN_MEMBER_ID (Kafka resets the "
-    "session when it answers a parked SyncGroup, error or not)",
-)
 def test_leader_that_never_syncs_is_removed_after_rebalance_timeout(gbroker):
     from kafka.protocol.group import SyncGroupRequest, SyncGroupResponse
 

@@ -307,11 +307,6 @@ def test_running_group_continues_across_broker_restart(gbroker, graceful):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker bug: on SIGTERM the group timers stop, so a JoinGroup parked in a rebalance "
-    "is never answered and shutdown waits out the 10 s connection drain before aborting it",
-)
 def test_sigterm_with_a_rebalance_in_progress_stops_promptly(gbroker):
     """A JoinGroup parked in a rebalance must not hold up a graceful shutdown."""
     topic = kutil.create_topic(gbroker, kutil.unique_topic(), partitions=4)
@@ -507,14 +502,6 @@ def test_group_records_land_in_the_kafka_partition_of_the_offsets_topic(gbroker)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker bug: with offsets.topic.num.partitions changed after __consumer_offsets "
-    "exists, new group records are written to abs(hash) % <new count> while the topic keeps "
-    "its partitions; replay reads partitions in index order, so an older commit in a higher "
-    "partition wins and the committed offset goes back (Kafka keeps using the existing "
-    "topic's partition count)",
-)
 def test_changing_offsets_topic_partition_count_keeps_latest_commit(broker_factory):
     b = broker_factory(dict(GROUP_BROKER_OPTIONS))
     topic = kutil.create_topic(b, kutil.unique_topic(), partitions=1)

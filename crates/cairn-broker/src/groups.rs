@@ -15,6 +15,7 @@ use kafka_protocol::records::{
     TimestampType,
 };
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use tokio::sync::{oneshot, Notify};
 
 use crate::flusher::Flusher;
@@ -32,7 +33,12 @@ struct Inner {
 
 pub struct Groups {
     inner: Mutex<Inner>,
-    num_partitions: i32,
+    store: Arc<Store>,
+    /// Set once shutdown begins: parked requests are released and no new ones are parked.
+    stopping: AtomicBool,
+    /// The offsets topic's real partition count once it exists; the setting only applies when
+    /// the topic is created (changing it later would move groups to other partitions).
+    num_partitions: AtomicI32,
     segment_bytes: i64,
     flusher: Option<Flusher>,
     timer: Notify,
@@ -45,7 +51,7 @@ pub enum LoadError {
 }
 
 impl Groups {
-    pub fn new(config: &BrokerConfig, flusher: Option<Flusher>) -> Groups {
+    pub fn new(config: &BrokerConfig, store: Arc<Store>, flusher: Option<Flusher>) -> Groups {
         let gc = GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms(),
             min_session_timeout_ms: config.group_min_session_timeout_ms(),
@@ -65,7 +71,9 @@ impl Groups {
                 next_token: 1,
                 logs: Vec::new(),
             }),
-            num_partitions: config.offsets_topic_num_partitions().max(1),
+            store,
+            stopping: AtomicBool::new(false),
+            num_partitions: AtomicI32::new(config.offsets_topic_num_partitions().max(1)),
             segment_bytes: config.offsets_topic_segment_bytes(),
             flusher,
             timer: Notify::new(),
@@ -73,11 +81,11 @@ impl Groups {
     }
 
     /// Replays an existing offsets topic. Called once at start, before serving.
-    pub fn load(&self, store: &Store) -> Result<usize, LoadError> {
-        let Some(meta) = store.topic(OFFSETS_TOPIC) else {
+    pub fn load(&self) -> Result<usize, LoadError> {
+        let Some(meta) = self.store.topic(OFFSETS_TOPIC) else {
             return Ok(0);
         };
-        let logs = partitions(store, &meta);
+        let logs = self.adopt(&meta);
         let now = now_ms();
         let mut inner = self.inner.lock();
         let mut count = 0usize;
@@ -140,19 +148,25 @@ impl Groups {
     }
 
     /// Creates the offsets topic on first use, as Kafka does on the first FindCoordinator.
-    pub fn ensure_topic(&self, store: &Store) -> Result<(), String> {
+    pub fn ensure_topic(&self) -> Result<(), String> {
         if !self.inner.lock().logs.is_empty() {
             return Ok(());
         }
+        let store = &*self.store;
         let meta = match store.topic(OFFSETS_TOPIC) {
             Some(m) => m,
             None => {
                 let mut configs = std::collections::BTreeMap::new();
                 configs.insert("cleanup.policy".to_string(), "compact".to_string());
                 configs.insert("segment.bytes".to_string(), self.segment_bytes.to_string());
-                match store.create_topic(OFFSETS_TOPIC, self.num_partitions as u32, configs, true) {
+                match store.create_topic(
+                    OFFSETS_TOPIC,
+                    self.num_partitions.load(Ordering::Acquire) as u32,
+                    configs,
+                    true,
+                ) {
                     Ok(m) => {
-                        tracing::info!(partitions = self.num_partitions, "created {OFFSETS_TOPIC}");
+                        tracing::info!(partitions = m.partitions, "created {OFFSETS_TOPIC}");
                         m
                     }
                     Err(cairn_log::StoreError::TopicExists(_)) => {
@@ -162,7 +176,7 @@ impl Groups {
                 }
             }
         };
-        let logs = partitions(store, &meta);
+        let logs = self.adopt(&meta);
         let mut inner = self.inner.lock();
         if inner.logs.is_empty() {
             inner.logs = logs;
@@ -170,8 +184,23 @@ impl Groups {
         Ok(())
     }
 
+    /// Takes the existing topic's partitions, and its partition count over the setting's.
+    fn adopt(&self, meta: &TopicMeta) -> Vec<Arc<PartitionLog>> {
+        let configured = self
+            .num_partitions
+            .swap(meta.partitions as i32, Ordering::AcqRel);
+        if configured != meta.partitions as i32 {
+            tracing::warn!(
+                configured,
+                actual = meta.partitions,
+                "offsets.topic.num.partitions differs from the existing {OFFSETS_TOPIC}; keeping the existing count"
+            );
+        }
+        partitions(&self.store, meta)
+    }
+
     pub fn partition_for(&self, group: &str) -> i32 {
-        cairn_group::hash::partition_for(group, self.num_partitions)
+        cairn_group::hash::partition_for(group, self.num_partitions.load(Ordering::Acquire))
     }
 
     /// Runs `f` against the coordinator and writes what it emitted; the result is released only
@@ -180,6 +209,7 @@ impl Groups {
         &self,
         f: impl FnOnce(&mut GroupCoordinator, i64) -> (T, Effects),
     ) -> Result<T, GroupError> {
+        self.ready()?;
         let (out, pending) = {
             let mut inner = self.inner.lock();
             let (out, fx) = f(&mut inner.coord, now_ms());
@@ -202,6 +232,9 @@ impl Groups {
                 Reply::Join(Err(e))
             }
         };
+        if let Err(e) = self.ready() {
+            return failed(e);
+        }
         let (rx, pending) = {
             let mut inner = self.inner.lock();
             let token = inner.next_token;
@@ -218,6 +251,29 @@ impl Groups {
         }
         rx.await
             .unwrap_or_else(|_| failed(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// Whether state may change now: the offsets topic must exist first, so that no change is
+    /// made in memory that cannot be written (a client that skipped FindCoordinator gets it
+    /// created here), and nothing new is parked once shutdown has begun.
+    fn ready(&self) -> Result<(), GroupError> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(GroupError::NotCoordinator);
+        }
+        self.ensure_topic().map_err(|e| {
+            tracing::error!("cannot create {OFFSETS_TOPIC}: {e}");
+            GroupError::CoordinatorNotAvailable
+        })
+    }
+
+    /// Answers every parked JoinGroup/SyncGroup with NOT_COORDINATOR so shutdown is not held up
+    /// by rebalances in flight; the clients will look for the coordinator again.
+    fn release_parked(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let waiters: Vec<_> = self.inner.lock().waiters.drain().collect();
+        for (_, tx) in waiters {
+            let _ = tx.send(Reply::Join(Err(GroupError::NotCoordinator)));
+        }
     }
 
     /// Read-only questions need no log write.
@@ -279,7 +335,10 @@ impl Groups {
                 None => Duration::from_secs(60),
             };
             tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    self.release_parked();
+                    return;
+                }
                 _ = self.timer.notified() => continue,
                 _ = tokio::time::sleep(wait) => {}
             }

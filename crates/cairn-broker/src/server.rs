@@ -57,9 +57,10 @@ impl Broker {
             .advertised_listener()
             .unwrap_or_else(|| (local_addr.ip().to_string(), local_addr.port()));
         let flusher = (config.log_flush_interval_messages() <= 1).then(Flusher::start);
-        let groups = Arc::new(Groups::new(&config, flusher.clone()));
+        let store = Arc::new(store);
+        let groups = Arc::new(Groups::new(&config, store.clone(), flusher.clone()));
         let started = std::time::Instant::now();
-        let loaded = groups.load(&store)?;
+        let loaded = groups.load()?;
         if loaded > 0 {
             tracing::info!(
                 records = loaded,

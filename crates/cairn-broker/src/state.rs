@@ -11,7 +11,7 @@ use crate::groups::Groups;
 
 pub struct BrokerState {
     pub config: Arc<BrokerConfig>,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub node_id: i32,
     pub advertised_host: String,
     pub advertised_port: i32,

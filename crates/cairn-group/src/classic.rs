@@ -58,6 +58,9 @@ pub(crate) fn prepare_rebalance(g: &mut Group, now: i64, cfg: &GroupConfig, fx: 
             m.assignment.clear();
             if let Some(t) = m.sync_waiter.take() {
                 sync_err(fx, t, GroupError::RebalanceInProgress);
+                // A member counts as alive while parked; answering it starts its session anew,
+                // as Kafka does, so it has a full session to rejoin.
+                m.session_deadline = now + i64::from(m.session_timeout_ms);
             }
         }
     }

@@ -286,18 +286,24 @@ pub fn encode_group_key(group: &str) -> Vec<u8> {
 pub fn decode_key(bytes: &[u8]) -> Result<RecordKey, RecordError> {
     let mut r = Reader::new(bytes);
     let key_type = r.i16()?;
-    match key_type {
-        0 | 1 => Ok(RecordKey::Offset {
+    let key = match key_type {
+        0 | 1 => RecordKey::Offset {
             key_type,
             group: r.string(false)?,
             topic: r.string(false)?,
             partition: r.i32()?,
-        }),
-        2 => Ok(RecordKey::Group {
+        },
+        2 => RecordKey::Group {
             group: r.string(false)?,
-        }),
-        other => Ok(RecordKey::Unknown { key_type: other }),
+        },
+        other => return Ok(RecordKey::Unknown { key_type: other }),
+    };
+    // A key with bytes left over is not one we wrote; reading it as a shorter key could make it
+    // stand for another group's record.
+    if r.pos != bytes.len() {
+        return Err(RecordError::Malformed("trailing bytes after the key"));
     }
+    Ok(key)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -489,6 +495,17 @@ pub fn decode_group_value(bytes: &[u8]) -> Result<GroupValue, RecordError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keys_with_trailing_bytes_are_refused() {
+        let mut k = super::encode_group_key("victim");
+        assert!(super::decode_key(&k).is_ok());
+        k.extend_from_slice(b"tail");
+        assert!(super::decode_key(&k).is_err());
+        let mut k = super::encode_offset_key("g", "t", 3);
+        k.push(0);
+        assert!(super::decode_key(&k).is_err());
+    }
+
     use super::*;
 
     fn offset_value() -> OffsetValue {

@@ -28,6 +28,15 @@ fn code(r: &Result<(), g::GroupError>) -> i16 {
     r.as_ref().err().map_or(0, |e| e.kafka_code())
 }
 
+/// Strings that end up in `__consumer_offsets` records are written with 16-bit lengths; a longer
+/// one would be written wrapped and replay as something else, so it is refused up front.
+fn fits_record(s: &str) -> bool {
+    s.len() <= i16::MAX as usize
+}
+
+/// Member ids are `client_id-UUID`.
+const MEMBER_ID_SUFFIX: usize = 37;
+
 fn opt(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
 }
@@ -49,7 +58,7 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
         if key.is_empty() {
             return (Code::InvalidRequest.code(), Some("empty group id".into()));
         }
-        match st.groups.ensure_topic(&st.store) {
+        match st.groups.ensure_topic() {
             Ok(()) => (0, None),
             Err(e) => {
                 tracing::error!("cannot create the offsets topic: {e}");
@@ -121,9 +130,23 @@ pub async fn join_group(ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
             .collect(),
         api_version: v,
     };
-    if join.group_id.is_empty() {
+    if join.group_id.is_empty() || !fits_record(&join.group_id) {
+        tracing::info!(peer = %ctx.peer, len = join.group_id.len(), "JoinGroup with an invalid group id");
         return JoinGroupResponse::default()
             .with_error_code(Code::InvalidGroupId.code())
+            .with_generation_id(-1);
+    }
+    let oversized = !fits_record(&join.protocol_type)
+        || join
+            .group_instance_id
+            .as_deref()
+            .is_some_and(|i| !fits_record(i))
+        || join.protocols.iter().any(|(n, _)| !fits_record(n))
+        || join.client_id.len() + MEMBER_ID_SUFFIX > i16::MAX as usize;
+    if oversized {
+        tracing::info!(peer = %ctx.peer, group = %join.group_id, "JoinGroup with oversized identifiers refused");
+        return JoinGroupResponse::default()
+            .with_error_code(Code::InvalidRequest.code())
             .with_generation_id(-1);
     }
     let reply = st
@@ -333,9 +356,16 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
         api_version: ctx.version,
         partitions,
     };
-    let group_empty_id = commit.group_id.is_empty();
-    let result = if group_empty_id {
+    let bad_group_id = commit.group_id.is_empty() || !fits_record(&commit.group_id);
+    let result = if bad_group_id {
+        tracing::info!(peer = %ctx.peer, len = commit.group_id.len(), "OffsetCommit with an invalid group id");
         Err(g::GroupError::InvalidGroupId)
+    } else if commit
+        .partitions
+        .iter()
+        .any(|p| p.metadata.as_deref().is_some_and(|m| !fits_record(m)))
+    {
+        Err(g::GroupError::OffsetMetadataTooLarge)
     } else if commit.partitions.is_empty() {
         Ok(g::CommitResult::default())
     } else {
