@@ -144,6 +144,8 @@ pub static BROKER_DEFS: &[ConfigDef] = &[
     def("group.min.session.timeout.ms", Int, Some("6000"), Some(0), "Smallest session timeout a member may ask for."),
     def("group.max.session.timeout.ms", Int, Some("1800000"), Some(0), "Largest session timeout a member may ask for."),
     def("group.max.size", Int, Some("2147483647"), Some(1), "Largest number of members in one classic group."),
+    def("cairn.lag.refresh.ms", Long, Some("5000"), Some(100), "How often the broker recomputes consumer lag and group status for /metrics and the HTTP API (one sample per interval)."),
+    def("cairn.lag.window.samples", Int, Some("10"), Some(2), "Samples per partition that the group status rule looks at (window = samples x cairn.lag.refresh.ms)."),
     ConfigDef {
         name: "log.message.timestamp.type",
         ty: String,

@@ -271,6 +271,12 @@ impl BrokerConfig {
     pub fn group_max_size(&self) -> i64 {
         self.long("group.max.size")
     }
+    pub fn lag_refresh_ms(&self) -> i64 {
+        self.long("cairn.lag.refresh.ms")
+    }
+    pub fn lag_window_samples(&self) -> usize {
+        self.long("cairn.lag.window.samples").max(2) as usize
+    }
 
     /// Every broker config, resolved, in definition order (for DescribeConfigs).
     pub fn entries(&self) -> Vec<ConfigEntry> {
