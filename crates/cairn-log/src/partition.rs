@@ -1014,6 +1014,49 @@ impl PartitionLog {
         })
     }
 
+    /// Timestamp of the record at `offset` as a consumer would see it (LogAppendTime batches: the
+    /// batch's append time). A record removed by compaction gives the next record's timestamp, an
+    /// offset below the log start the first record's: the age of the oldest record still
+    /// unconsumed is what lag in seconds measures. `None` at or past the log end.
+    pub fn timestamp_at(&self, offset: i64) -> Result<Option<i64>, LogError> {
+        let mut offset = offset.max(self.log_start_offset());
+        // Bounded: each round moves past one batch; compaction rarely empties more than a few.
+        for _ in 0..64 {
+            if offset >= self.log_end_offset() {
+                return Ok(None);
+            }
+            let plan = match self.plan_read(offset) {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(None),
+                // Retention moved the start past us meanwhile: start over from the new start.
+                Err(LogError::OffsetOutOfRange { start, .. }) if offset < start => {
+                    offset = start;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some((pos, header)) = Self::find_batch(&plan, offset)? else {
+                return Ok(None);
+            };
+            let size = BatchView::new(&header[..])?.size();
+            let mut data = vec![0u8; size];
+            plan.file.read_exact_at(&mut data, pos)?;
+            let view = BatchView::new_complete(&data[..])?;
+            if view.is_log_append_time() {
+                return Ok(Some(view.max_timestamp()));
+            }
+            if let Some((_, ts)) = view
+                .record_timestamps()?
+                .into_iter()
+                .find(|&(o, _)| o >= offset)
+            {
+                return Ok(Some(ts));
+            }
+            offset = view.next_offset();
+        }
+        Ok(None)
+    }
+
     /// Reads the complete batch whose base offset is `base_offset` in the segment
     /// described by `plan`.
     fn read_batch_at(plan: &ReadPlan, base_offset: i64) -> Result<Option<Vec<u8>>, LogError> {

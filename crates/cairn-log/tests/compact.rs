@@ -601,3 +601,19 @@ fn crash_before_removing_emptied_segments_is_harmless() {
     assert_eq!(read_all(&log), after);
     assert_eq!(segment_bases(dir.path()), vec![0, 4]);
 }
+
+#[test]
+fn timestamp_at_a_compacted_offset_is_the_next_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), compact_config(600)).unwrap();
+    churn(&log, 120);
+    log.compact(2_000).unwrap();
+    let kept = read_all(&log);
+    // Every offset between two kept records reports the later record's timestamp.
+    let end = log.log_end_offset();
+    for offset in log.log_start_offset()..end {
+        let next = kept.iter().find(|r| r.0 >= offset).map(|r| r.1);
+        assert_eq!(log.timestamp_at(offset).unwrap(), next, "offset {offset}");
+    }
+    assert_eq!(log.timestamp_at(end).unwrap(), None);
+}

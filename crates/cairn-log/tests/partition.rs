@@ -715,3 +715,43 @@ fn partition_log_is_send_and_sync() {
     assert_send_sync::<PartitionLog>();
     assert_send_sync::<cairn_log::Store>();
 }
+
+#[test]
+fn timestamp_at_reads_the_record_at_an_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    log.append(&batch(&[100, 110, 120]), 0).unwrap();
+    log.append(&batch_with(&[200, 210], Compression::Gzip), 0)
+        .unwrap();
+    assert_eq!(log.timestamp_at(0).unwrap(), Some(100));
+    assert_eq!(log.timestamp_at(2).unwrap(), Some(120));
+    assert_eq!(log.timestamp_at(4).unwrap(), Some(210));
+    // At or past the end there is no unconsumed record.
+    assert_eq!(log.timestamp_at(5).unwrap(), None);
+    assert_eq!(log.timestamp_at(99).unwrap(), None);
+    // Below the start: the first record still there.
+    assert_eq!(log.timestamp_at(-3).unwrap(), Some(100));
+}
+
+#[test]
+fn timestamp_at_uses_log_append_time_and_follows_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        timestamp_type: TimestampType::LogAppendTime,
+        segment_bytes: 200,
+        retention_ms: 1_000,
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    for i in 0..10 {
+        log.append(&batch(&[1, 2, 3]), 10_000 + i * 1_000).unwrap();
+    }
+    assert_eq!(log.timestamp_at(1).unwrap(), Some(10_000));
+    assert_eq!(log.timestamp_at(29).unwrap(), Some(19_000));
+    log.enforce_retention(30_000).unwrap();
+    let start = log.log_start_offset();
+    assert!(start > 0);
+    let first = log.timestamp_at(start).unwrap();
+    assert!(first.is_some());
+    assert_eq!(log.timestamp_at(0).unwrap(), first);
+}

@@ -1,0 +1,139 @@
+//! What the HTTP layer asks of a broker, and the JSON shapes it answers with. The broker
+//! implements [`BrokerView`]; this crate knows nothing of its internals.
+
+use serde::Serialize;
+
+/// Queries the HTTP layer needs. Every call must be cheap (served from the broker's lag snapshot
+/// or a few atomic reads): handlers call them on the async runtime's threads, except `metrics`.
+pub trait BrokerView: Send + Sync + 'static {
+    fn health(&self) -> Health;
+    fn groups(&self) -> GroupsPage;
+    fn group(&self, group: &str) -> Option<GroupDetail>;
+    fn rebalances(&self, group: &str) -> Option<Vec<Rebalance>>;
+    fn topics(&self) -> Vec<TopicInfo>;
+    /// The whole `/metrics` body in OpenMetrics text format.
+    fn metrics(&self) -> String;
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Health {
+    pub serving: bool,
+    pub stores_loaded: bool,
+    pub groups_loaded: bool,
+    pub lag_snapshot_ms: Option<i64>,
+    pub version: &'static str,
+}
+
+impl Health {
+    /// What a listener that has no broker behind it (yet, or any more) says.
+    pub fn not_ready() -> Health {
+        Health {
+            serving: false,
+            stores_loaded: false,
+            groups_loaded: false,
+            lag_snapshot_ms: None,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        self.serving && self.stores_loaded && self.groups_loaded
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupsPage {
+    pub snapshot_ms: Option<i64>,
+    pub refresh_ms: i64,
+    pub groups: Vec<GroupOverview>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupOverview {
+    pub group: String,
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub assignor: Option<String>,
+    pub generation: i32,
+    pub members: usize,
+    pub partitions: usize,
+    pub uncommitted_partitions: usize,
+    pub total_lag: i64,
+    pub max_lag: i64,
+    pub max_lag_seconds: f64,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupDetail {
+    #[serde(flatten)]
+    pub overview: GroupOverview,
+    pub snapshot_ms: Option<i64>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberInfo>,
+    pub partitions: Vec<PartitionLag>,
+    pub lag_history: Vec<(i64, i64)>,
+    pub rebalances: Vec<Rebalance>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MemberInfo {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    pub instance_id: Option<String>,
+    pub assignment: Vec<TopicPartitions>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopicPartitions {
+    pub topic: String,
+    pub partitions: Vec<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub committed_offset: Option<i64>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub lag: Option<i64>,
+    pub lag_seconds: Option<f64>,
+    pub owner: Option<String>,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rebalance {
+    pub seq: u64,
+    pub cause: &'static str,
+    pub from_generation: i32,
+    pub generation: Option<i32>,
+    pub started_ms: i64,
+    pub join_completed_ms: Option<i64>,
+    pub completed_ms: Option<i64>,
+    pub preparing_ms: Option<i64>,
+    pub completing_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+    pub members_before: usize,
+    pub members_after: Option<usize>,
+    pub partitions_moved: Option<usize>,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopicInfo {
+    pub topic: String,
+    pub id: String,
+    pub internal: bool,
+    pub partitions: Vec<TopicPartitionInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopicPartitionInfo {
+    pub partition: i32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub size_bytes: u64,
+}
