@@ -4,8 +4,9 @@
 use crate::coordinator::GroupCoordinator;
 use crate::error::GroupError;
 use crate::group::{Group, InitialDelay, Member};
+use crate::history::{self, Cx};
 use crate::types::{
-    Effects, GroupConfig, GroupState, Heartbeat, JoinGroup, LeaveGroup, LeaveResult, Reply,
+    Effects, GroupState, Heartbeat, JoinGroup, LeaveGroup, LeaveResult, RebalanceCause, Reply,
     ReplyToken, SyncGroup, SyncResponse,
 };
 
@@ -50,8 +51,15 @@ fn accepts_joining_member(g: &Group, member_id: &str, max: usize) -> bool {
     }
 }
 
-/// Starts (or restarts) a rebalance: → PreparingRebalance.
-pub(crate) fn prepare_rebalance(g: &mut Group, now: i64, cfg: &GroupConfig, fx: &mut Effects) {
+/// Starts (or restarts) a rebalance: → PreparingRebalance, recording why.
+pub(crate) fn prepare_rebalance(
+    g: &mut Group,
+    now: i64,
+    cx: &mut Cx<'_>,
+    fx: &mut Effects,
+    cause: RebalanceCause,
+) {
+    history::start(g, now, cx, cause, fx);
     if g.state == GroupState::CompletingRebalance {
         // The leader's assignment for this generation will never come; release parked syncs.
         for m in &mut g.members {
@@ -66,42 +74,50 @@ pub(crate) fn prepare_rebalance(g: &mut Group, now: i64, cfg: &GroupConfig, fx: 
     }
     g.pending_sync.clear();
     g.sync_deadline = None;
-    let initial = g.state == GroupState::Empty && cfg.initial_rebalance_delay_ms > 0;
+    let initial = g.state == GroupState::Empty && cx.cfg.initial_rebalance_delay_ms > 0;
     g.transition(GroupState::PreparingRebalance, now);
     let rebalance_timeout = g.rebalance_timeout();
     if initial {
-        let delay = cfg.initial_rebalance_delay_ms.min(rebalance_timeout);
+        let delay = cx.cfg.initial_rebalance_delay_ms.min(rebalance_timeout);
         g.initial_delay = Some(InitialDelay {
-            remaining_ms: (rebalance_timeout - cfg.initial_rebalance_delay_ms).max(0),
+            remaining_ms: (rebalance_timeout - cx.cfg.initial_rebalance_delay_ms).max(0),
             new_member_added: false,
         });
         g.join_deadline = Some(now + delay);
     } else {
         g.initial_delay = None;
         g.join_deadline = Some(now + rebalance_timeout);
-        maybe_complete_join(g, now, cfg, fx);
+        maybe_complete_join(g, now, cx, fx);
     }
 }
 
 /// Completes the join phase early when everyone is in (never during the initial delay).
-pub(crate) fn maybe_complete_join(g: &mut Group, now: i64, cfg: &GroupConfig, fx: &mut Effects) {
+pub(crate) fn maybe_complete_join(g: &mut Group, now: i64, cx: &mut Cx<'_>, fx: &mut Effects) {
     if g.state == GroupState::PreparingRebalance && g.initial_delay.is_none() && g.all_joined() {
-        complete_join(g, now, cfg, fx);
+        complete_join(g, now, cx, fx);
     }
 }
 
-/// What a removal means for the group's state machine.
-pub(crate) fn after_member_removed(g: &mut Group, now: i64, cfg: &GroupConfig, fx: &mut Effects) {
+/// What a removal means for the group's state machine; `cause` names the rebalance it
+/// starts, if it starts one.
+pub(crate) fn after_member_removed(
+    g: &mut Group,
+    now: i64,
+    cx: &mut Cx<'_>,
+    fx: &mut Effects,
+    cause: RebalanceCause,
+) {
     match g.state {
-        GroupState::Stable | GroupState::CompletingRebalance => prepare_rebalance(g, now, cfg, fx),
-        GroupState::PreparingRebalance => maybe_complete_join(g, now, cfg, fx),
+        GroupState::Stable | GroupState::CompletingRebalance => {
+            prepare_rebalance(g, now, cx, fx, cause)
+        }
+        GroupState::PreparingRebalance => maybe_complete_join(g, now, cx, fx),
         GroupState::Empty | GroupState::Dead => {}
     }
 }
 
 /// End of the join phase: bump the generation and answer every parked join.
-pub(crate) fn complete_join(g: &mut Group, now: i64, cfg: &GroupConfig, fx: &mut Effects) {
-    let _ = cfg;
+pub(crate) fn complete_join(g: &mut Group, now: i64, cx: &mut Cx<'_>, fx: &mut Effects) {
     // Dynamic members that did not rejoin are gone; static ones keep their place.
     let absent: Vec<String> = g
         .members
@@ -121,6 +137,8 @@ pub(crate) fn complete_join(g: &mut Group, now: i64, cfg: &GroupConfig, fx: &mut
         g.transition(GroupState::Empty, now);
         g.subscribed = g.compute_subscribed();
         fx.records.push(g.metadata_record());
+        history::join_completed(g, now);
+        history::emptied(g, now, fx);
         return;
     }
     let leader_joined = g
@@ -132,7 +150,11 @@ pub(crate) fn complete_join(g: &mut Group, now: i64, cfg: &GroupConfig, fx: &mut
         match g.members.iter().find(|m| m.join_waiter.is_some()) {
             Some(m) => g.leader = Some(m.id.clone()),
             None => {
-                // Only absent static members remain: wait another rebalance timeout.
+                // Only absent static members remain: wait another rebalance timeout. For
+                // the history this is a new join phase, caused by the timeout.
+                let absent = g.members.iter().map(|m| m.id.clone()).collect();
+                let cause = RebalanceCause::RebalanceTimeout { member_ids: absent };
+                history::start(g, now, cx, cause, fx);
                 g.join_deadline = Some(now + g.rebalance_timeout());
                 return;
             }
@@ -143,6 +165,7 @@ pub(crate) fn complete_join(g: &mut Group, now: i64, cfg: &GroupConfig, fx: &mut
     g.join_deadline = None;
     g.initial_delay = None;
     g.transition(GroupState::CompletingRebalance, now);
+    history::join_completed(g, now);
     g.subscribed = g.compute_subscribed();
     g.pending_sync.clear();
     for m in &mut g.members {
@@ -197,7 +220,7 @@ fn update_member(m: &mut Member, req: &JoinGroup, token: ReplyToken, now: i64, f
 fn add_member_and_rebalance(
     g: &mut Group,
     now: i64,
-    cfg: &GroupConfig,
+    cx: &mut Cx<'_>,
     fx: &mut Effects,
     token: ReplyToken,
     req: &JoinGroup,
@@ -205,20 +228,25 @@ fn add_member_and_rebalance(
 ) {
     g.pending.remove(&member_id);
     let mut m = new_member(req, member_id.clone(), token, now);
-    m.new_member_deadline = Some(now + cfg.new_member_join_timeout_ms);
+    m.new_member_deadline = Some(now + cx.cfg.new_member_join_timeout_ms);
     if g.members.is_empty() {
         g.protocol_type = Some(req.protocol_type.clone());
     }
     if g.leader.is_none() {
-        g.leader = Some(member_id);
+        g.leader = Some(member_id.clone());
     }
     g.members.push(m);
     if let Some(d) = &mut g.initial_delay {
         d.new_member_added = true;
     }
     match g.state {
-        GroupState::PreparingRebalance => maybe_complete_join(g, now, cfg, fx),
-        _ => prepare_rebalance(g, now, cfg, fx),
+        GroupState::PreparingRebalance => maybe_complete_join(g, now, cx, fx),
+        _ => {
+            let cause = RebalanceCause::MemberJoined {
+                member_id: member_id.clone(),
+            };
+            prepare_rebalance(g, now, cx, fx, cause)
+        }
     }
 }
 
@@ -265,9 +293,9 @@ impl GroupCoordinator {
         } else {
             None
         };
-        let cfg = self.config.clone();
+        let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         let g = self.groups.get_mut(&req.group_id).expect("present");
-        let result = join_group_in(g, now, &cfg, token, req, new_id, fx);
+        let result = join_group_in(g, now, &mut cx, token, req, new_id, fx);
         if created && fx.records.is_empty() {
             // A brand-new group is persisted even before it has anything else to record.
             fx.records.push(g.metadata_record());
@@ -278,10 +306,9 @@ impl GroupCoordinator {
     pub fn sync_group(&mut self, now: i64, token: ReplyToken, req: SyncGroup) -> Effects {
         self.arm_expiry(now);
         let mut fx = Effects::default();
-        let cfg = self.config.clone();
         let result = match self.groups.get_mut(&req.group_id) {
             None => Err(GroupError::UnknownMemberId),
-            Some(g) => sync_group_in(g, now, &cfg, token, &req, &mut fx),
+            Some(g) => sync_group_in(g, now, token, &req, &mut fx),
         };
         if let Err(e) = result {
             sync_err(&mut fx, token, e);
@@ -320,7 +347,7 @@ impl GroupCoordinator {
     pub fn leave_group(&mut self, now: i64, req: LeaveGroup) -> (LeaveResult, Effects) {
         self.arm_expiry(now);
         let mut fx = Effects::default();
-        let cfg = self.config.clone();
+        let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         let Some(g) = self.groups.get_mut(&req.group_id) else {
             let r = LeaveResult {
                 error: Some(GroupError::UnknownMemberId),
@@ -336,7 +363,8 @@ impl GroupCoordinator {
             return (r, fx);
         }
         let mut result = LeaveResult::default();
-        let mut removed_member = false;
+        // The first member removed names the rebalance, if one starts.
+        let mut removed_member: Option<String> = None;
         let mut removed_pending = false;
         for lm in &req.members {
             let outcome = if lm.member_id.is_empty() {
@@ -349,7 +377,7 @@ impl GroupCoordinator {
                     Some(id) => {
                         let id = id.to_string();
                         g.remove_member(&id, &mut fx, GroupError::UnknownMemberId);
-                        removed_member = true;
+                        removed_member.get_or_insert(id);
                         Ok(())
                     }
                     None => Err(GroupError::UnknownMemberId),
@@ -360,22 +388,23 @@ impl GroupCoordinator {
             } else {
                 validate_member(g, &lm.member_id, lm.group_instance_id.as_deref()).map(|()| {
                     g.remove_member(&lm.member_id, &mut fx, GroupError::UnknownMemberId);
-                    removed_member = true;
+                    removed_member.get_or_insert_with(|| lm.member_id.clone());
                 })
             };
             result.members.push((lm.clone(), outcome));
         }
-        if removed_member {
-            after_member_removed(g, now, &cfg, &mut fx);
+        if let Some(member_id) = removed_member {
+            let cause = RebalanceCause::MemberLeft { member_id };
+            after_member_removed(g, now, &mut cx, &mut fx, cause);
         } else if removed_pending {
-            maybe_complete_join(g, now, &cfg, &mut fx);
+            maybe_complete_join(g, now, &mut cx, &mut fx);
         }
         (result, fx)
     }
 
     /// Fires the classic-protocol timers of one group that are due at `now`.
     pub(crate) fn fire_group_timers(&mut self, id: &str, now: i64, fx: &mut Effects) {
-        let cfg = self.config.clone();
+        let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         let Some(g) = self.groups.get_mut(id) else {
             return;
         };
@@ -383,7 +412,7 @@ impl GroupCoordinator {
         let before = g.pending.len();
         g.pending.retain(|_, deadline| *deadline > now);
         if g.pending.len() != before {
-            maybe_complete_join(g, now, &cfg, fx);
+            maybe_complete_join(g, now, &mut cx, fx);
         }
         // New members stuck in their first join for too long.
         let stale_new: Vec<String> = g
@@ -394,7 +423,9 @@ impl GroupCoordinator {
             .collect();
         for mid in stale_new {
             g.remove_member(&mid, fx, GroupError::UnknownMemberId);
-            after_member_removed(g, now, &cfg, fx);
+            // Only PreparingRebalance has parked joins, so this never starts a rebalance.
+            let cause = RebalanceCause::Other(format!("new member {mid} join timed out"));
+            after_member_removed(g, now, &mut cx, fx, cause);
         }
         // Session expiry.
         let expired: Vec<String> = g
@@ -407,21 +438,22 @@ impl GroupCoordinator {
             // An earlier removal in this loop may have completed a join and reset timers.
             if g.member(&mid).is_some_and(|m| m.session_expired(now)) {
                 g.remove_member(&mid, fx, GroupError::UnknownMemberId);
-                after_member_removed(g, now, &cfg, fx);
+                let cause = RebalanceCause::SessionTimeout { member_id: mid };
+                after_member_removed(g, now, &mut cx, fx, cause);
             }
         }
         // Join phase timer (initial delay or rebalance timeout).
         if g.state == GroupState::PreparingRebalance && g.join_deadline.is_some_and(|d| d <= now) {
             match &mut g.initial_delay {
                 Some(d) if d.new_member_added && d.remaining_ms > 0 => {
-                    let delay = cfg.initial_rebalance_delay_ms.min(d.remaining_ms);
+                    let delay = cx.cfg.initial_rebalance_delay_ms.min(d.remaining_ms);
                     d.remaining_ms -= delay;
                     d.new_member_added = false;
                     g.join_deadline = Some(now + delay);
                 }
                 _ => {
                     g.initial_delay = None;
-                    complete_join(g, now, &cfg, fx);
+                    complete_join(g, now, &mut cx, fx);
                 }
             }
         }
@@ -434,12 +466,17 @@ impl GroupCoordinator {
             g.sync_deadline = None;
             let missing: Vec<String> = g.pending_sync.iter().cloned().collect();
             g.pending_sync.clear();
-            let mut removed = false;
+            let mut removed = Vec::new();
             for mid in missing {
-                removed |= g.remove_member(&mid, fx, GroupError::UnknownMemberId);
+                if g.remove_member(&mid, fx, GroupError::UnknownMemberId) {
+                    removed.push(mid);
+                }
             }
-            if removed {
-                after_member_removed(g, now, &cfg, fx);
+            if !removed.is_empty() {
+                let cause = RebalanceCause::SyncTimeout {
+                    member_ids: removed,
+                };
+                after_member_removed(g, now, &mut cx, fx, cause);
             }
         } else if !matches!(
             g.state,
@@ -453,7 +490,7 @@ impl GroupCoordinator {
 fn join_group_in(
     g: &mut Group,
     now: i64,
-    cfg: &GroupConfig,
+    cx: &mut Cx<'_>,
     token: ReplyToken,
     req: &JoinGroup,
     new_id: Option<String>,
@@ -462,18 +499,18 @@ fn join_group_in(
     if g.state == GroupState::Dead {
         return Err(GroupError::CoordinatorNotAvailable);
     }
-    if !accepts_joining_member(g, &req.member_id, cfg.max_size) {
+    if !accepts_joining_member(g, &req.member_id, cx.cfg.max_size) {
         return Err(GroupError::GroupMaxSizeReached);
     }
     if !g.supports_protocols(&req.protocol_type, &req.protocols) {
         return Err(GroupError::InconsistentGroupProtocol);
     }
     if let Some(new_id) = new_id {
-        return join_new_member(g, now, cfg, token, req, new_id, fx);
+        return join_new_member(g, now, cx, token, req, new_id, fx);
     }
     // A pending dynamic member coming back with the id we gave it.
     if g.pending.contains_key(&req.member_id) && req.group_instance_id.is_none() {
-        add_member_and_rebalance(g, now, cfg, fx, token, req, req.member_id.clone());
+        add_member_and_rebalance(g, now, cx, fx, token, req, req.member_id.clone());
         return Ok(());
     }
     validate_member(g, &req.member_id, req.group_instance_id.as_deref())?;
@@ -483,7 +520,7 @@ fn join_group_in(
     match state {
         GroupState::PreparingRebalance => {
             update_member(m, req, token, now, fx);
-            maybe_complete_join(g, now, cfg, fx);
+            maybe_complete_join(g, now, cx, fx);
         }
         GroupState::CompletingRebalance => {
             if m.protocols == req.protocols {
@@ -493,13 +530,24 @@ fn join_group_in(
                 fx.replies.push((token, Reply::Join(Ok(resp))));
             } else {
                 update_member(m, req, token, now, fx);
-                prepare_rebalance(g, now, cfg, fx);
+                let cause = RebalanceCause::MemberRejoinedWithNewMetadata {
+                    member_id: req.member_id.clone(),
+                };
+                prepare_rebalance(g, now, cx, fx, cause);
             }
         }
         GroupState::Stable => {
-            if is_leader || m.protocols != req.protocols {
+            let changed = m.protocols != req.protocols;
+            if is_leader || changed {
                 update_member(m, req, token, now, fx);
-                prepare_rebalance(g, now, cfg, fx);
+                // New metadata is the more telling cause when the leader brings some.
+                let member_id = req.member_id.clone();
+                let cause = if changed {
+                    RebalanceCause::MemberRejoinedWithNewMetadata { member_id }
+                } else {
+                    RebalanceCause::LeaderRejoined { member_id }
+                };
+                prepare_rebalance(g, now, cx, fx, cause);
             } else {
                 m.session_deadline = now + i64::from(m.session_timeout_ms);
                 let resp = g.join_response(&req.member_id);
@@ -514,7 +562,7 @@ fn join_group_in(
 fn join_new_member(
     g: &mut Group,
     now: i64,
-    cfg: &GroupConfig,
+    cx: &mut Cx<'_>,
     token: ReplyToken,
     req: &JoinGroup,
     new_id: String,
@@ -522,15 +570,15 @@ fn join_new_member(
 ) -> Result<(), GroupError> {
     match req.group_instance_id.as_deref() {
         Some(inst) => match g.static_member(inst).map(str::to_string) {
-            Some(old_id) => replace_static_member(g, now, cfg, token, req, &old_id, new_id, fx),
-            None => add_member_and_rebalance(g, now, cfg, fx, token, req, new_id),
+            Some(old_id) => replace_static_member(g, now, cx, token, req, &old_id, new_id, fx),
+            None => add_member_and_rebalance(g, now, cx, fx, token, req, new_id),
         },
         None if req.api_version >= 4 => {
             g.pending
                 .insert(new_id.clone(), now + i64::from(req.session_timeout_ms));
             return Err(GroupError::MemberIdRequired { member_id: new_id });
         }
-        None => add_member_and_rebalance(g, now, cfg, fx, token, req, new_id),
+        None => add_member_and_rebalance(g, now, cx, fx, token, req, new_id),
     }
     Ok(())
 }
@@ -540,7 +588,7 @@ fn join_new_member(
 fn replace_static_member(
     g: &mut Group,
     now: i64,
-    cfg: &GroupConfig,
+    cx: &mut Cx<'_>,
     token: ReplyToken,
     req: &JoinGroup,
     old_id: &str,
@@ -580,11 +628,14 @@ fn replace_static_member(
         }
         GroupState::PreparingRebalance => {
             g.members[pos].join_waiter = Some(token);
-            maybe_complete_join(g, now, cfg, fx);
+            maybe_complete_join(g, now, cx, fx);
         }
         _ => {
             g.members[pos].join_waiter = Some(token);
-            prepare_rebalance(g, now, cfg, fx);
+            let cause = RebalanceCause::StaticMemberReplaced {
+                instance_id: req.group_instance_id.clone().unwrap_or_default(),
+            };
+            prepare_rebalance(g, now, cx, fx, cause);
         }
     }
 }
@@ -592,12 +643,10 @@ fn replace_static_member(
 fn sync_group_in(
     g: &mut Group,
     now: i64,
-    cfg: &GroupConfig,
     token: ReplyToken,
     req: &SyncGroup,
     fx: &mut Effects,
 ) -> Result<(), GroupError> {
-    let _ = cfg;
     match g.state {
         GroupState::Empty => return Err(GroupError::UnknownMemberId),
         GroupState::Dead => return Err(GroupError::CoordinatorNotAvailable),
@@ -652,6 +701,7 @@ fn sync_group_in(
                         .unwrap_or_default();
                 }
                 g.transition(GroupState::Stable, now);
+                history::became_stable(g, now, fx);
                 fx.records.push(g.metadata_record());
                 let parked: Vec<(ReplyToken, Vec<u8>)> = g
                     .members

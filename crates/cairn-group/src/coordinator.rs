@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use crate::classic::prepare_rebalance;
 use crate::error::GroupError;
 use crate::group::{Group, Member, OffsetEntry};
+use crate::history::{self, Cx};
 use crate::records::{self, RecordError, RecordKey};
 use crate::types::{
-    Effects, GroupConfig, GroupDescription, GroupListing, GroupState, MemberDescription, Replayed,
-    Reply,
+    Effects, GroupConfig, GroupDescription, GroupListing, GroupState, MemberDescription,
+    RebalanceCause, RebalanceRecord, Replayed, Reply,
 };
+
+pub use crate::history::HISTORY_PER_GROUP;
 
 pub struct GroupCoordinator {
     pub(crate) config: GroupConfig,
@@ -17,6 +20,8 @@ pub struct GroupCoordinator {
     id_seed: u64,
     id_counter: u64,
     next_expiry_check: Option<i64>,
+    /// The `seq` of the next rebalance record.
+    pub(crate) rebalance_seq: u64,
 }
 
 /// SplitMix64: a bijective mixer, so distinct inputs give distinct outputs.
@@ -37,6 +42,7 @@ impl GroupCoordinator {
             id_seed,
             id_counter: 0,
             next_expiry_check: None,
+            rebalance_seq: 0,
         }
     }
 
@@ -44,8 +50,24 @@ impl GroupCoordinator {
         Self::with_id_seed(config, 0)
     }
 
+    /// How many rebalance records each group keeps (see [`Self::rebalance_history`]).
+    pub const HISTORY_PER_GROUP: usize = HISTORY_PER_GROUP;
+
     pub fn config(&self) -> &GroupConfig {
         &self.config
+    }
+
+    /// The group's recent rebalances, oldest first, the one in progress (if any) last; at
+    /// most [`HISTORY_PER_GROUP`]. Empty for an unknown group.
+    ///
+    /// The history lives only in this coordinator's memory: it is not written to
+    /// `__consumer_offsets`, so a restart or an `unload` forgets it, and it is dropped with
+    /// the group when the group is deleted or expires.
+    pub fn rebalance_history(&self, group_id: &str) -> Vec<RebalanceRecord> {
+        self.groups
+            .get(group_id)
+            .map(|g| g.history.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// A UUID-formatted, never-repeating (per seed) identifier.
@@ -217,7 +239,7 @@ impl GroupCoordinator {
     pub fn finish_load(&mut self, now: i64) -> Effects {
         self.arm_expiry(now);
         let mut fx = Effects::default();
-        let cfg = self.config.clone();
+        let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         for g in self.groups.values_mut() {
             for m in &mut g.members {
                 m.session_deadline = now + i64::from(m.session_timeout_ms);
@@ -228,19 +250,22 @@ impl GroupCoordinator {
                 GroupState::Stable
             };
             g.subscribed = g.compute_subscribed();
-            if g.members.len() > cfg.max_size {
-                prepare_rebalance(g, now, &cfg, &mut fx);
+            history::loaded(g);
+            if g.members.len() > cx.cfg.max_size {
+                prepare_rebalance(g, now, &mut cx, &mut fx, RebalanceCause::GroupLoaded);
             }
         }
         fx
     }
 
     /// Leadership of the offsets partitions was lost: fail every parked request with
-    /// NOT_COORDINATOR and forget all state.
+    /// NOT_COORDINATOR and forget all state (rebalance history included). Rebalances in
+    /// progress end as `Unloaded`, without a completion time.
     pub fn unload(&mut self) -> Effects {
         let mut fx = Effects::default();
         for g in self.groups.values_mut() {
             g.state = GroupState::Dead;
+            history::unloaded(g, &mut fx);
             for m in &mut g.members {
                 if let Some(t) = m.join_waiter.take() {
                     fx.replies

@@ -1,10 +1,13 @@
 //! In-memory state of one classic group, and the helpers the protocol logic shares.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::consumer_protocol::decode_subscription;
+use crate::history::Owners;
 use crate::records::{self, GroupValue, MemberValue, OffsetValue};
-use crate::types::{Effects, GroupState, JoinMember, JoinResponse, Record, Reply, ReplyToken};
+use crate::types::{
+    Effects, GroupState, JoinMember, JoinResponse, RebalanceRecord, Record, Reply, ReplyToken,
+};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
@@ -97,6 +100,13 @@ pub(crate) struct Group {
     pub offsets: BTreeMap<(String, i32), OffsetEntry>,
     /// Topics subscribed by the current generation (consumer protocol only).
     pub subscribed: Option<BTreeSet<String>>,
+    /// Rebalances, oldest first; the last one may be in progress (see `history`).
+    pub history: VecDeque<RebalanceRecord>,
+    /// Members of the current generation (when its join phase completed, or at load).
+    pub generation_members: usize,
+    /// Partition owners of the last Stable assignment (empty once the group empties);
+    /// `None` when it could not be decoded or the protocol type is not "consumer".
+    pub stable_owners: Option<Owners>,
 }
 
 impl Group {
@@ -117,6 +127,9 @@ impl Group {
             sync_deadline: None,
             offsets: BTreeMap::new(),
             subscribed: None,
+            history: VecDeque::new(),
+            generation_members: 0,
+            stable_owners: Some(Owners::new()),
         }
     }
 

@@ -13,10 +13,12 @@ mod classic;
 pub mod coordinator;
 pub mod error;
 mod group;
+mod history;
 pub mod offsets;
 pub mod types;
 
 pub use coordinator::GroupCoordinator;
 pub use error::GroupError;
+pub use history::HISTORY_PER_GROUP;
 pub use offsets::{DeleteGroupsResult, DeleteOffsetsResult};
 pub use types::*;

@@ -5,7 +5,10 @@ use crate::classic::{prepare_rebalance, validate_member};
 use crate::coordinator::GroupCoordinator;
 use crate::error::GroupError;
 use crate::group::{Group, OffsetEntry};
-use crate::types::{CommitResult, Effects, FetchResult, FetchedOffset, GroupState, OffsetCommit};
+use crate::history::Cx;
+use crate::types::{
+    CommitResult, Effects, FetchResult, FetchedOffset, GroupState, OffsetCommit, RebalanceCause,
+};
 
 /// Per-group outcome of a DeleteGroups.
 pub type DeleteGroupsResult = Vec<(String, Result<(), GroupError>)>;
@@ -235,14 +238,17 @@ impl GroupCoordinator {
     pub fn on_topic_partitions_changed(&mut self, now: i64, topic: &str) -> Effects {
         self.arm_expiry(now);
         let mut fx = Effects::default();
-        let cfg = self.config.clone();
+        let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         for g in self.groups.values_mut() {
             if matches!(
                 g.state,
                 GroupState::Stable | GroupState::CompletingRebalance
             ) && g.is_subscribed(topic)
             {
-                prepare_rebalance(g, now, &cfg, &mut fx);
+                let cause = RebalanceCause::PartitionsAdded {
+                    topic: topic.to_string(),
+                };
+                prepare_rebalance(g, now, &mut cx, &mut fx, cause);
             }
         }
         fx

@@ -236,21 +236,161 @@ pub struct Record {
 /// Everything an operation wants done outside the state machine.
 ///
 /// Contract: append `records` (in order) to `__consumer_offsets` first; send `replies` only
-/// once those records are durable.
+/// once those records are durable. `rebalances` are informational (metrics, logs) and need
+/// no durability; they may be handled at any time.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Effects {
     pub records: Vec<Record>,
     pub replies: Vec<(ReplyToken, Reply)>,
+    /// Every rebalance that ended during this operation (`outcome != InProgress`), oldest
+    /// first. Each ended rebalance is reported exactly once.
+    pub rebalances: Vec<RebalanceRecord>,
 }
 
 impl Effects {
+    /// True when there is nothing at all to do: no records, no replies and no ended
+    /// rebalances (so skipping an "empty" `Effects` never loses a metrics event).
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.replies.is_empty()
+        self.records.is_empty() && self.replies.is_empty() && self.rebalances.is_empty()
     }
 
     pub fn extend(&mut self, other: Effects) {
         self.records.extend(other.records);
         self.replies.extend(other.replies);
+        self.rebalances.extend(other.rebalances);
+    }
+}
+
+/// Why a rebalance started (the event that moved the group into PreparingRebalance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceCause {
+    /// A new member (dynamic or static) joined. Also the cause of a new group's first
+    /// rebalance.
+    MemberJoined {
+        member_id: String,
+    },
+    /// A member rejoined with different subscription/protocol metadata.
+    MemberRejoinedWithNewMetadata {
+        member_id: String,
+    },
+    /// The leader rejoined a Stable group with unchanged metadata.
+    LeaderRejoined {
+        member_id: String,
+    },
+    /// LeaveGroup (the first member removed, when one request removes several).
+    MemberLeft {
+        member_id: String,
+    },
+    /// A member's session expired (the first one, when several expire at the same tick).
+    SessionTimeout {
+        member_id: String,
+    },
+    /// The rebalance timeout (Java: `max.poll.interval.ms`) passed while the only members
+    /// left were static members that had not rejoined; the join phase starts over for them.
+    RebalanceTimeout {
+        member_ids: Vec<String>,
+    },
+    /// Members that never sent SyncGroup within the rebalance timeout, removed.
+    SyncTimeout {
+        member_ids: Vec<String>,
+    },
+    /// A static member restarted with a new member id and the group had to rebalance.
+    StaticMemberReplaced {
+        instance_id: String,
+    },
+    /// A subscribed topic gained partitions (`on_topic_partitions_changed`).
+    PartitionsAdded {
+        topic: String,
+    },
+    /// A deleted topic. Reserved: the coordinator does not rebalance on topic deletion
+    /// (consumers notice it in their metadata and rejoin), so it never produces this.
+    TopicDeleted {
+        topic: String,
+    },
+    /// Forced when loading (the group is over `group.max.size`).
+    GroupLoaded,
+    Other(String),
+}
+
+impl RebalanceCause {
+    /// A stable snake_case label, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RebalanceCause::MemberJoined { .. } => "member_joined",
+            RebalanceCause::MemberRejoinedWithNewMetadata { .. } => "member_metadata_changed",
+            RebalanceCause::LeaderRejoined { .. } => "leader_rejoined",
+            RebalanceCause::MemberLeft { .. } => "member_left",
+            RebalanceCause::SessionTimeout { .. } => "session_timeout",
+            RebalanceCause::RebalanceTimeout { .. } => "rebalance_timeout",
+            RebalanceCause::SyncTimeout { .. } => "sync_timeout",
+            RebalanceCause::StaticMemberReplaced { .. } => "static_member_replaced",
+            RebalanceCause::PartitionsAdded { .. } => "partitions_added",
+            RebalanceCause::TopicDeleted { .. } => "topic_deleted",
+            RebalanceCause::GroupLoaded => "group_loaded",
+            RebalanceCause::Other(_) => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceOutcome {
+    InProgress,
+    /// The leader's SyncGroup made the group Stable.
+    Stable,
+    /// Another rebalance started before this one finished.
+    Superseded,
+    /// Everyone left: the join phase ended with no members (the group is Empty).
+    Emptied,
+    /// The coordinator unloaded the group (`GroupCoordinator::unload`).
+    Unloaded,
+}
+
+/// One rebalance of one group, for operators diagnosing rebalance storms. Kept only in the
+/// coordinator's memory (never written to `__consumer_offsets`, so lost on restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebalanceRecord {
+    pub group_id: String,
+    /// Per-coordinator, strictly increasing across all groups.
+    pub seq: u64,
+    pub cause: RebalanceCause,
+    /// The generation when it started.
+    pub from_generation: i32,
+    /// The generation it produced (set when the join phase completes).
+    pub generation: Option<i32>,
+    /// When the group entered PreparingRebalance.
+    pub started_ms: i64,
+    /// When the group entered CompletingRebalance (or Empty).
+    pub join_completed_ms: Option<i64>,
+    /// When the group became Stable or the rebalance ended otherwise. `None` for
+    /// `Unloaded`, since `unload` carries no time.
+    pub completed_ms: Option<i64>,
+    /// Members of the generation it started from.
+    pub members_before: usize,
+    /// Members of the generation it produced.
+    pub members_after: Option<usize>,
+    /// For protocol type "consumer": partitions whose owner (member id, or instance id for
+    /// static members) differs between the previous Stable assignment and the new one;
+    /// partitions newly assigned or no longer assigned count as moved. `None` when the
+    /// assignments cannot be decoded, for other protocol types, and for rebalances that
+    /// produced no assignment (superseded, unloaded).
+    pub partitions_moved: Option<usize>,
+    pub outcome: RebalanceOutcome,
+}
+
+impl RebalanceRecord {
+    /// Time spent in PreparingRebalance.
+    pub fn preparing_ms(&self) -> Option<i64> {
+        Some(self.join_completed_ms? - self.started_ms)
+    }
+
+    /// Time spent in CompletingRebalance.
+    pub fn completing_ms(&self) -> Option<i64> {
+        Some(self.completed_ms? - self.join_completed_ms?)
+    }
+
+    /// From the start of the rebalance to its end.
+    pub fn total_ms(&self) -> Option<i64> {
+        Some(self.completed_ms? - self.started_ms)
     }
 }
 
