@@ -222,8 +222,8 @@ pub struct GroupView {
     pub group: String,
     pub state: String,
     pub protocol_type: String,
-    /// The assignor (the chosen protocol); empty unless the group is Stable.
-    pub assignor: String,
+    /// The assignor (the chosen protocol); known only while the group is Stable.
+    pub assignor: Option<String>,
     pub coordinator: CoordinatorView,
     pub member_count: usize,
     pub members: Vec<MemberView>,
@@ -243,11 +243,7 @@ pub fn render_offsets(g: &GroupView) -> String {
         "Consumer group '{}': state {}, assignor {}, coordinator {}, {} member(s)\n",
         g.group,
         g.state,
-        if g.assignor.is_empty() {
-            "-"
-        } else {
-            &g.assignor
-        },
+        g.assignor.as_deref().unwrap_or("-"),
         coordinator_text(&g.coordinator),
         g.member_count
     );
@@ -366,11 +362,7 @@ pub fn render_state(groups: &[GroupView]) -> String {
         t.row(vec![
             g.group.clone(),
             coordinator_text(&g.coordinator),
-            if g.assignor.is_empty() {
-                "-".to_string()
-            } else {
-                g.assignor.clone()
-            },
+            or_dash(g.assignor.clone()),
             g.state.clone(),
             g.member_count.to_string(),
         ]);
@@ -465,7 +457,7 @@ async fn group_view(client: &Client, group: &str, view: View) -> anyhow::Result<
         group: group.to_string(),
         state: d.state.clone(),
         protocol_type: d.protocol_type.clone(),
-        assignor: d.protocol.clone(),
+        assignor: Some(d.protocol.clone()).filter(|p| !p.is_empty()),
         coordinator: CoordinatorView {
             id: info.node_id,
             host: info.host.clone(),
@@ -792,7 +784,7 @@ mod tests {
             group: "billing".into(),
             state: "Stable".into(),
             protocol_type: "consumer".into(),
-            assignor: "range".into(),
+            assignor: Some("range".into()),
             coordinator: CoordinatorView {
                 id: 1,
                 host: "127.0.0.1".into(),
@@ -809,7 +801,7 @@ mod tests {
             group: "nightly-report".into(),
             state: "Empty".into(),
             protocol_type: "consumer".into(),
-            assignor: String::new(),
+            assignor: None,
             coordinator: CoordinatorView {
                 id: 1,
                 host: "127.0.0.1".into(),

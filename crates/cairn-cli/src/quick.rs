@@ -543,7 +543,8 @@ async fn consume_in_group(client: &Client, reader: &mut Reader, group: &str) -> 
     let outcome = loop {
         match member.needs_rejoin() {
             Some(MemberEvent::Failed(why)) => break Err(anyhow!("lost group '{group}': {why}")),
-            Some(_) => {
+            Some(event) => {
+                tracing::debug!("rejoining group: {event:?}");
                 // Keep what was read before the partitions move elsewhere.
                 let _ = commit(&member, reader, &mut committed).await;
                 member.rejoin(client).await?;
@@ -621,6 +622,7 @@ async fn commit(
         return Ok(());
     }
     member.commit(&changed).await?;
+    tracing::debug!(generation = member.generation_id(), "committed {changed:?}");
     for (_, p, o) in changed {
         committed.insert(p, o);
     }
