@@ -97,6 +97,8 @@ pub(crate) fn join_completed(g: &mut Group, now: i64) {
 /// The join phase completed with nobody left: the group is Empty.
 pub(crate) fn emptied(g: &mut Group, now: i64, fx: &mut Effects) {
     settle_assignment(g);
+    // Nobody owns anything now, whatever protocol the next members speak.
+    g.stable_owners = Some(Owners::new());
     end(g, RebalanceOutcome::Emptied, Some(now), fx);
 }
 
@@ -114,7 +116,11 @@ pub(crate) fn unloaded(g: &mut Group, fx: &mut Effects) {
 /// A group was just loaded: its current assignment is the baseline for the next rebalance.
 pub(crate) fn loaded(g: &mut Group) {
     g.generation_members = g.members.len();
-    g.stable_owners = owners(g);
+    g.stable_owners = if g.members.is_empty() {
+        Some(Owners::new())
+    } else {
+        owners(g)
+    };
 }
 
 /// Compares the group's assignment with the previous Stable one, stores the count on the

@@ -743,3 +743,30 @@ fn effects_count_rebalances() {
     all.extend(only);
     assert_eq!(all.rebalances.len(), 2);
 }
+
+#[test]
+fn a_loaded_empty_group_counts_moves_from_nothing() {
+    // A v4 join creates (and persists) the group before any protocol type is known.
+    let mut src = GroupCoordinator::new(cfg());
+    let req = JoinGroup {
+        group_id: G.into(),
+        client_id: "c".into(),
+        session_timeout_ms: SESSION,
+        rebalance_timeout_ms: REBALANCE,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), sub(&["t"]))],
+        api_version: 4,
+        ..Default::default()
+    };
+    let fx = src.join_group(0, 1, req);
+    assert_eq!(fx.records.len(), 1);
+    let mut h = H::new();
+    for rec in &fx.records {
+        h.c.replay(10, &rec.key, rec.value.as_deref()).unwrap();
+    }
+    h.c.finish_load(10);
+    let (t, fx) = h.join(20, "");
+    let a = join_reply(&fx, t).unwrap().unwrap().member_id;
+    h.sync(30, &a, 1, vec![(a.clone(), assign(&[0, 1]))]);
+    assert_eq!(h.last().partitions_moved, Some(2));
+}

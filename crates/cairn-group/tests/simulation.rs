@@ -1,6 +1,7 @@
 //! Seeded simulation: random schedules of joins, rejoins, leaves, crashes, slow members,
 //! commits (valid and stale), clock advances, topic growth and broker restarts, with the
-//! protocol invariants checked after every step. A failure names its seed; rerun one seed with
+//! protocol invariants (and the rebalance history's: bounded, ordered seqs, ordered phase times,
+//! newer generations for finished rebalances, each end reported once) checked after every step. A failure names its seed; rerun one seed with
 //! `SIM_SEED=<n> cargo test -p cairn-group --test simulation`; run more with `SIM_SEEDS=<count>`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -89,6 +90,8 @@ struct Sim {
     /// Membership handed to the leader per (group, generation) in this incarnation: one
     /// generation id must name one membership.
     memberships: HashMap<(String, i32), Vec<String>>,
+    /// Seqs of the rebalances reported as ended in this coordinator incarnation.
+    reported_rebalances: BTreeSet<u64>,
     restarts: u64,
     stats: Stats,
 }
@@ -100,6 +103,9 @@ struct Stats {
     refused_commits: u64,
     restarts: u64,
     expirations: u64,
+    /// Ended rebalances by outcome, and by cause kind.
+    rebalance_outcomes: BTreeMap<String, u64>,
+    rebalance_causes: BTreeMap<&'static str, u64>,
 }
 
 fn config() -> GroupConfig {
@@ -166,6 +172,7 @@ impl Sim {
             generations: HashMap::new(),
             persisted_generation: HashMap::new(),
             memberships: HashMap::new(),
+            reported_rebalances: BTreeSet::new(),
             restarts: 0,
             stats: Stats::default(),
         }
@@ -178,6 +185,29 @@ impl Sim {
 
     /// Records first (they are "durable" at once), then replies.
     fn apply(&mut self, fx: Effects, from_tick: bool) {
+        for r in &fx.rebalances {
+            check!(
+                self,
+                r.outcome != RebalanceOutcome::InProgress,
+                "in-progress rebalance reported: {r:?}"
+            );
+            check!(
+                self,
+                self.reported_rebalances.insert(r.seq),
+                "rebalance reported twice: {r:?}"
+            );
+            check_record(self, r);
+            *self
+                .stats
+                .rebalance_outcomes
+                .entry(format!("{:?}", r.outcome))
+                .or_default() += 1;
+            *self
+                .stats
+                .rebalance_causes
+                .entry(r.cause.kind())
+                .or_default() += 1;
+        }
         for rec in fx.records {
             self.shadow
                 .replay(self.now, &rec.key, rec.value.as_deref())
@@ -497,6 +527,7 @@ impl Sim {
             }
         }
         self.generations.clear();
+        self.reported_rebalances.clear();
         // Unpersisted generations are legitimately handed out again after a restart.
         self.memberships.clear();
         let fx = self.coord.finish_load(self.now);
@@ -642,6 +673,66 @@ impl Sim {
     }
 
     fn check_invariants(&mut self) {
+        // (6) rebalance history: bounded, ordered, consistent with the group's state, and
+        // dropped with the group.
+        for id in GROUPS.iter().copied().chain([SIMPLE]) {
+            let hist = self.coord.rebalance_history(id);
+            check!(
+                self,
+                hist.len() <= HISTORY_PER_GROUP,
+                "history of {id} too long"
+            );
+            check!(
+                self,
+                hist.windows(2).all(|w| w[0].seq < w[1].seq),
+                "history seqs of {id} not increasing"
+            );
+            for (i, r) in hist.iter().enumerate() {
+                check!(self, r.group_id == id, "record of {} in {id}", r.group_id);
+                check_record(self, r);
+                if r.outcome == RebalanceOutcome::InProgress {
+                    check!(
+                        self,
+                        i + 1 == hist.len(),
+                        "in-progress record not last in {id}"
+                    );
+                } else {
+                    check!(
+                        self,
+                        self.reported_rebalances.contains(&r.seq),
+                        "ended record never reported: {r:?}"
+                    );
+                }
+            }
+            let in_progress = hist
+                .last()
+                .is_some_and(|r| r.outcome == RebalanceOutcome::InProgress);
+            match self.coord.describe_group(id) {
+                None => check!(self, hist.is_empty(), "{id} is gone but has history"),
+                Some(d) => {
+                    let rebalancing = matches!(
+                        d.state,
+                        GroupState::PreparingRebalance | GroupState::CompletingRebalance
+                    );
+                    check!(
+                        self,
+                        rebalancing == in_progress,
+                        "{id} is {:?} but its last record is {:?}",
+                        d.state,
+                        hist.last()
+                    );
+                    if d.state == GroupState::CompletingRebalance {
+                        let r = hist.last().unwrap();
+                        check!(
+                            self,
+                            r.generation == Some(d.generation_id)
+                                && r.members_after == Some(d.members.len()),
+                            "completing record {r:?} does not match the group"
+                        );
+                    }
+                }
+            }
+        }
         for g in self.coord.list_groups() {
             let d = self.coord.describe_group(&g.group_id).unwrap();
             // (5) generations only increase within an incarnation.
@@ -729,6 +820,39 @@ impl Sim {
     }
 }
 
+/// Times are ordered, and a rebalance that reached Stable produced a newer generation.
+fn check_record(sim: &Sim, r: &RebalanceRecord) {
+    let times = [Some(r.started_ms), r.join_completed_ms, r.completed_ms];
+    let present: Vec<i64> = times.iter().flatten().copied().collect();
+    check!(
+        sim,
+        present.windows(2).all(|w| w[0] <= w[1]),
+        "rebalance times out of order: {r:?}"
+    );
+    check!(
+        sim,
+        r.started_ms <= sim.now,
+        "rebalance from the future: {r:?}"
+    );
+    if r.outcome == RebalanceOutcome::Stable || r.outcome == RebalanceOutcome::Emptied {
+        check!(
+            sim,
+            r.generation.is_some_and(|g| g > r.from_generation)
+                && r.completed_ms.is_some()
+                && r.join_completed_ms.is_some()
+                && r.members_after.is_some(),
+            "finished rebalance without a new generation: {r:?}"
+        );
+    }
+    if r.outcome == RebalanceOutcome::Stable {
+        // The simulated leader's range assignment always decodes.
+        check!(sim, r.partitions_moved.is_some(), "moves unknown: {r:?}");
+    }
+    if r.join_completed_ms.is_none() {
+        check!(sim, r.generation.is_none(), "generation before join: {r:?}");
+    }
+}
+
 /// The client-side range assignor: per topic, contiguous ranges over sorted members.
 fn range_assign(members: &[JoinMember], topics: &BTreeMap<String, i32>) -> Vec<(String, Vec<u8>)> {
     let subs: Vec<(String, Vec<String>)> = members
@@ -808,6 +932,12 @@ fn simulation() {
         total.refused_commits += s.refused_commits;
         total.restarts += s.restarts;
         total.expirations += s.expirations;
+        for (k, v) in s.rebalance_outcomes {
+            *total.rebalance_outcomes.entry(k).or_default() += v;
+        }
+        for (k, v) in s.rebalance_causes {
+            *total.rebalance_causes.entry(k).or_default() += v;
+        }
     }
     eprintln!("simulation totals: {total:?}");
     // The schedule must actually exercise the protocol.
@@ -815,4 +945,25 @@ fn simulation() {
     assert!(total.acked_commits > 1_000, "{total:?}");
     assert!(total.refused_commits > 100, "{total:?}");
     assert!(total.expirations > 0, "{total:?}");
+    for outcome in ["Stable", "Superseded", "Emptied"] {
+        assert!(
+            total
+                .rebalance_outcomes
+                .get(outcome)
+                .is_some_and(|n| *n > 10),
+            "{outcome}: {total:?}"
+        );
+    }
+    for cause in [
+        "member_joined",
+        "member_left",
+        "session_timeout",
+        "sync_timeout",
+        "partitions_added",
+    ] {
+        assert!(
+            total.rebalance_causes.contains_key(cause),
+            "{cause}: {total:?}"
+        );
+    }
 }
