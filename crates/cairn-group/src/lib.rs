@@ -1,7 +1,7 @@
 //! Cairn's group coordinator and offset manager: a deterministic, sans-IO state machine.
 //!
 //! Nothing here does I/O or reads a clock. Callers pass `now_ms` into every operation and
-//! receive [`coordinator::Effects`]: records to append to `__consumer_offsets` (in Kafka's own
+//! receive [`types::Effects`]: records to append to `__consumer_offsets` (in Kafka's own
 //! formats, see [`records`]) and replies to send, which must be held back until those records
 //! are durable.
 
