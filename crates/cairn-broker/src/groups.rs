@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use tokio::sync::{oneshot, Notify};
 
 use crate::flusher::Flusher;
+use crate::metrics::Metrics;
 use crate::state::now_ms;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -42,6 +43,7 @@ pub struct Groups {
     segment_bytes: i64,
     flusher: Option<Flusher>,
     timer: Notify,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -51,7 +53,12 @@ pub enum LoadError {
 }
 
 impl Groups {
-    pub fn new(config: &BrokerConfig, store: Arc<Store>, flusher: Option<Flusher>) -> Groups {
+    pub fn new(
+        config: &BrokerConfig,
+        store: Arc<Store>,
+        flusher: Option<Flusher>,
+        metrics: Arc<Metrics>,
+    ) -> Groups {
         let gc = GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms(),
             min_session_timeout_ms: config.group_min_session_timeout_ms(),
@@ -77,6 +84,7 @@ impl Groups {
             segment_bytes: config.offsets_topic_segment_bytes(),
             flusher,
             timer: Notify::new(),
+            metrics,
         }
     }
 
@@ -291,6 +299,9 @@ impl Groups {
     /// log order is the state order, and hands the replies out once the write is durable.
     fn write_locked(&self, inner: &mut Inner, fx: Effects) -> Pending {
         let mut pending = Pending::default();
+        for r in &fx.rebalances {
+            self.metrics.rebalance_ended(r);
+        }
         if !fx.records.is_empty() {
             if inner.logs.is_empty() {
                 tracing::error!("group records emitted before {OFFSETS_TOPIC} exists");
@@ -434,4 +445,49 @@ fn encode_batch(recs: &[&cairn_group::Record], now: i64) -> BytesMut {
     )
     .expect("encoding an uncompressed batch");
     buf
+}
+
+/// A group's rebalance history in the HTTP API's shape, oldest first.
+pub fn rebalance_history(groups: &Groups, group: &str) -> Vec<cairn_http::Rebalance> {
+    use cairn_group::{RebalanceCause as C, RebalanceOutcome as O};
+    groups
+        .read(|c| c.rebalance_history(group))
+        .into_iter()
+        .map(|r| cairn_http::Rebalance {
+            seq: r.seq,
+            cause: r.cause.kind(),
+            cause_detail: match &r.cause {
+                C::MemberJoined { member_id }
+                | C::MemberRejoinedWithNewMetadata { member_id }
+                | C::LeaderRejoined { member_id }
+                | C::MemberLeft { member_id }
+                | C::SessionTimeout { member_id } => Some(member_id.clone()),
+                C::RebalanceTimeout { member_ids } | C::SyncTimeout { member_ids } => {
+                    Some(member_ids.join(","))
+                }
+                C::StaticMemberReplaced { instance_id } => Some(instance_id.clone()),
+                C::PartitionsAdded { topic } | C::TopicDeleted { topic } => Some(topic.clone()),
+                C::Other(s) => Some(s.clone()),
+                C::GroupLoaded => None,
+            },
+            from_generation: r.from_generation,
+            generation: r.generation,
+            started_ms: r.started_ms,
+            join_completed_ms: r.join_completed_ms,
+            completed_ms: r.completed_ms,
+            preparing_ms: r.preparing_ms(),
+            completing_ms: r.completing_ms(),
+            total_ms: r.total_ms(),
+            members_before: r.members_before,
+            members_after: r.members_after,
+            partitions_moved: r.partitions_moved,
+            outcome: match r.outcome {
+                O::InProgress => "in_progress",
+                O::Stable => "stable",
+                O::Superseded => "superseded",
+                O::Emptied => "emptied",
+                O::Unloaded => "unloaded",
+            },
+        })
+        .collect()
 }

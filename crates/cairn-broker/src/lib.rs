@@ -8,9 +8,12 @@ mod errors;
 mod flusher;
 mod groups;
 mod handlers;
+mod lag;
+mod metrics;
 mod server;
 mod state;
 mod versions;
+mod view;
 
 pub use server::{Broker, BrokerOptions};
 pub use versions::SUPPORTED;

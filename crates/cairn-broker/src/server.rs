@@ -19,7 +19,10 @@ use tokio::task::JoinSet;
 use crate::flusher::Flusher;
 use crate::groups::Groups;
 use crate::handlers;
+use crate::lag::{LagEngine, SnapshotCell};
+use crate::metrics::Metrics;
 use crate::state::{log_config_for, now_ms, BrokerState};
+use crate::view::View;
 
 pub struct BrokerOptions {
     pub listen: String,
@@ -33,6 +36,7 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     state: Arc<BrokerState>,
+    view: Arc<View>,
 }
 
 impl Broker {
@@ -58,7 +62,14 @@ impl Broker {
             .unwrap_or_else(|| (local_addr.ip().to_string(), local_addr.port()));
         let flusher = (config.log_flush_interval_messages() <= 1).then(Flusher::start);
         let store = Arc::new(store);
-        let groups = Arc::new(Groups::new(&config, store.clone(), flusher.clone()));
+        let snapshots = Arc::new(SnapshotCell::default());
+        let metrics = Arc::new(Metrics::new(snapshots.clone()));
+        let groups = Arc::new(Groups::new(
+            &config,
+            store.clone(),
+            flusher.clone(),
+            metrics.clone(),
+        ));
         let started = std::time::Instant::now();
         let loaded = groups.load()?;
         if loaded > 0 {
@@ -77,6 +88,23 @@ impl Broker {
             flusher,
             store,
             config,
+            metrics: metrics.clone(),
+        });
+        let lag = Arc::new(LagEngine::new(
+            state.store.clone(),
+            state.groups.clone(),
+            snapshots,
+            state.config.lag_refresh_ms(),
+            state.config.lag_window_samples(),
+        ));
+        // A first snapshot before serving, so the HTTP API never starts empty.
+        let first = lag.clone();
+        tokio::task::spawn_blocking(move || first.refresh()).await?;
+        let view = Arc::new(View {
+            state: state.clone(),
+            lag: lag.clone(),
+            metrics,
+            serving: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         });
         tracing::info!(
             listen = %local_addr,
@@ -90,18 +118,28 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         spawn_background(state.clone(), shutdown_rx.clone());
         tokio::spawn(state.groups.clone().run_timers(shutdown_rx.clone()));
+        tokio::spawn(lag.run(shutdown_rx.clone()));
         let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
         Ok(Broker {
             local_addr,
             shutdown,
             task,
             state,
+            view,
         })
+    }
+
+    /// What the HTTP listener shows: lag, groups, topics, metrics, health.
+    pub fn view(&self) -> Arc<dyn cairn_http::BrokerView> {
+        self.view.clone()
     }
 
     /// Stops accepting, lets connections finish the request they are on, then flushes and closes
     /// every partition so the next start is a clean one.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.view
+            .serving
+            .store(false, std::sync::atomic::Ordering::Release);
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         let state = self.state.clone();
@@ -179,7 +217,12 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
                     let _ = sock.set_nodelay(true);
-                    conns.spawn(connection(sock, peer, state.clone(), shutdown.clone()));
+                    let guard = state.metrics.connection_opened();
+                    let (st, sd) = (state.clone(), shutdown.clone());
+                    conns.spawn(async move {
+                        connection(sock, peer, st, sd).await;
+                        drop(guard);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.

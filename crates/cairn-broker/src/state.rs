@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::flusher::Flusher;
 use crate::groups::Groups;
+use crate::metrics::Metrics;
 
 pub struct BrokerState {
     pub config: Arc<BrokerConfig>,
@@ -21,6 +22,7 @@ pub struct BrokerState {
     pub flusher: Option<Flusher>,
     /// The group coordinator and offset manager.
     pub groups: Arc<Groups>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl BrokerState {

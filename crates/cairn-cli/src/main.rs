@@ -58,6 +58,10 @@ struct ServeArgs {
     /// Override one setting, Kafka's property name: -o num.partitions=4 (repeatable).
     #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// HTTP listener for /metrics, /health, the JSON API and the dashboard, or `off`
+    /// [default: 127.0.0.1:9644; skipped with a warning if that port is taken].
+    #[arg(long, value_name = "HOST:PORT|off")]
+    http: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -117,15 +121,59 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .data_dir
         .or_else(|| config.get("log.dirs").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("data"));
+    // The HTTP listener comes up first so /health can answer 503 while the stores load.
+    let slot = cairn_http::ViewSlot::new();
+    let (http_stop, http_task) = match start_http(args.http.as_deref(), &slot).await? {
+        Some((stop, task)) => (Some(stop), Some(task)),
+        None => (None, None),
+    };
     let broker = Broker::start(BrokerOptions {
         listen,
         data_dir,
         config,
     })
     .await?;
+    slot.set(broker.view());
     wait_for_signal().await?;
     tracing::info!("shutting down");
-    broker.shutdown().await
+    slot.clear();
+    let result = broker.shutdown().await;
+    if let (Some(stop), Some(task)) = (http_stop, http_task) {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    result
+}
+
+type HttpHandle = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+/// Binds the HTTP listener: an explicit address must work; the default one may be taken (another
+/// broker on this machine), which only costs the HTTP endpoints.
+async fn start_http(
+    arg: Option<&str>,
+    slot: &cairn_http::ViewSlot,
+) -> anyhow::Result<Option<HttpHandle>> {
+    const DEFAULT: &str = "127.0.0.1:9644";
+    let server = match arg {
+        Some("off") => return Ok(None),
+        Some(addr) => cairn_http::HttpServer::bind(addr).await?,
+        None => match cairn_http::HttpServer::bind(DEFAULT).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("{e:#}; serving without HTTP (pass --http HOST:PORT)");
+                return Ok(None);
+            }
+        },
+    };
+    tracing::info!(http = %server.local_addr, "HTTP listener: /metrics, /health, /api, dashboard");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(slot.clone(), async {
+        let _ = stopped.await;
+    }));
+    Ok(Some((stop, task)))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

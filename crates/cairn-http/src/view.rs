@@ -108,6 +108,8 @@ pub struct PartitionLag {
 pub struct Rebalance {
     pub seq: u64,
     pub cause: &'static str,
+    /// The member id, instance id, topic or member ids behind the cause, if any.
+    pub cause_detail: Option<String>,
     pub from_generation: i32,
     pub generation: Option<i32>,
     pub started_ms: i64,

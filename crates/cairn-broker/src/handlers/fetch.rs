@@ -23,6 +23,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     // An incremental request for a session we never created: tell the client to start over.
     if ctx.version >= 7 && req.session_id != 0 {
         tracing::debug!(peer = %ctx.peer, session = req.session_id, "unknown fetch session");
+        st.metrics.fetch_error(Code::FetchSessionIdNotFound.code());
         return FetchResponse::default().with_error_code(Code::FetchSessionIdNotFound.code());
     }
     let wanted: Vec<Wanted> = req
@@ -71,12 +72,33 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
             || bytes >= req.min_bytes.max(0) as usize
             || errors
             || tokio::time::Instant::now() >= deadline;
-        if done {
+        if done || appended.has_changed().is_err() {
+            count(ctx, &wanted, &resp);
             return resp;
         }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {}
-            r = appended.changed() => if r.is_err() { return resp; },
+            _ = appended.changed() => {}
+        }
+    }
+}
+
+/// Bytes out and errors of the response actually sent (a long poll reads more than once).
+fn count(ctx: &Ctx, wanted: &[Wanted], resp: &FetchResponse) {
+    let m = &ctx.state.metrics;
+    if resp.error_code != 0 {
+        m.fetch_error(resp.error_code);
+    }
+    for (w, t) in wanted.iter().zip(&resp.responses) {
+        let mut bytes = 0;
+        for p in &t.partitions {
+            bytes += p.records.as_ref().map_or(0, |r| r.len());
+            if p.error_code != 0 {
+                m.fetch_error(p.error_code);
+            }
+        }
+        if let Some(name) = &w.name {
+            m.bytes_out(name, bytes);
         }
     }
 }

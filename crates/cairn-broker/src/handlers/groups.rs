@@ -414,6 +414,9 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
             }
         }
     }
+    for p in out.iter().flat_map(|t| &t.partitions) {
+        st.metrics.offset_commit(p.error_code);
+    }
     OffsetCommitResponse::default().with_topics(out)
 }
 

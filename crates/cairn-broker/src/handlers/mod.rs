@@ -87,6 +87,7 @@ pub async fn handle(
     if version < lo || version > hi {
         bail!("{key:?} v{version} is not served (range {lo}..={hi})");
     }
+    let started = std::time::Instant::now();
     let mut buf = frame;
     let header: RequestHeader = decode(&mut buf, key.request_header_version(version))?;
     let ctx = Ctx {
@@ -141,6 +142,7 @@ pub async fn handle(
         DeleteGroups => groups::delete_groups,
         OffsetDelete => groups::offset_delete,
     };
+    state.metrics.request(key, started.elapsed());
     Ok(resp)
 }
 

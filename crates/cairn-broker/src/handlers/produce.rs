@@ -46,6 +46,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
             match log.append(&records, now_ms()) {
                 Ok(info) => {
                     appended_any = true;
+                    st.metrics.bytes_in(&name, records.len());
                     r = r
                         .with_base_offset(info.base_offset)
                         .with_log_append_time_ms(info.log_append_time)
@@ -83,6 +84,11 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
             let p = &mut responses[ti].partition_responses[pi];
             p.error_code = Code::KafkaStorageError.code();
             p.base_offset = -1;
+        }
+    }
+    for p in responses.iter().flat_map(|t| &t.partition_responses) {
+        if p.error_code != 0 {
+            st.metrics.produce_error(p.error_code);
         }
     }
     if req.acks == 0 {

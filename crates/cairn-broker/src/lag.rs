@@ -1,0 +1,719 @@
+//! Consumer lag and group health, computed in the broker. A background task takes a snapshot
+//! every `cairn.lag.refresh.ms`; `/metrics` and the HTTP API read only the latest snapshot, so a
+//! scrape costs no log reads however many groups there are. The rules are written down in
+//! `docs/observability.md`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_group::consumer_protocol::{decode_assignment, group_by_topic};
+use cairn_group::{FetchedOffset, GroupDescription, GroupState};
+use cairn_log::{PartitionLog, Store};
+use parking_lot::{Mutex, RwLock};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+use crate::groups::{Groups, OFFSETS_TOPIC};
+use crate::state::now_ms;
+
+/// Points of total lag kept per group for the lag-over-time chart (30 min at 5 s).
+pub const HISTORY_POINTS: usize = 360;
+
+/// Burrow-style health of one partition or group, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Ok,
+    Lagging,
+    Stalled,
+    Stopped,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Ok,
+        Status::Lagging,
+        Status::Stalled,
+        Status::Stopped,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Lagging => "lagging",
+            Status::Stalled => "stalled",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// One snapshot's view of one committed partition, for the status rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub committed: i64,
+    pub lag: i64,
+}
+
+/// The status rule of `docs/observability.md` for one partition, over its samples oldest first
+/// (at most `window` of them).
+pub fn partition_status(samples: &[Sample], window: usize, has_members: bool) -> Status {
+    let Some(last) = samples.last() else {
+        return Status::Ok;
+    };
+    if last.lag == 0 {
+        return Status::Ok;
+    }
+    if !has_members {
+        return Status::Stopped;
+    }
+    // Caught up at least once in the window, or too few samples to judge yet.
+    if samples.iter().any(|s| s.lag == 0) || samples.len() < window {
+        return Status::Ok;
+    }
+    let first = samples[0];
+    if samples.iter().all(|s| s.committed == first.committed) {
+        return Status::Stalled;
+    }
+    if samples.windows(2).all(|w| w[1].lag >= w[0].lag) && last.lag > first.lag {
+        return Status::Lagging;
+    }
+    Status::Ok
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: Option<i64>,
+    pub log_start: i64,
+    pub log_end: i64,
+    pub lag: Option<i64>,
+    pub lag_seconds: Option<f64>,
+    pub owner: Option<String>,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberLag {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    pub instance_id: Option<String>,
+    pub assignment: Vec<(String, Vec<i32>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupLag {
+    pub group: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub assignor: Option<String>,
+    pub generation: i32,
+    pub leader: Option<String>,
+    pub members: Vec<MemberLag>,
+    /// Sorted by topic, then partition.
+    pub partitions: Vec<PartitionLag>,
+    pub total_lag: i64,
+    pub max_lag: i64,
+    pub max_lag_seconds: f64,
+    pub status: Status,
+}
+
+impl GroupLag {
+    pub fn uncommitted(&self) -> usize {
+        self.partitions
+            .iter()
+            .filter(|p| p.committed.is_none())
+            .count()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogOffsets {
+    pub topic: String,
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct LagSnapshot {
+    /// `None` until the first snapshot.
+    pub taken_ms: Option<i64>,
+    pub compute_seconds: f64,
+    /// Sorted by group id.
+    pub groups: Vec<GroupLag>,
+    /// Partitions of the non-internal topics.
+    pub partitions: Vec<LogOffsets>,
+}
+
+impl LagSnapshot {
+    pub fn group(&self, id: &str) -> Option<&GroupLag> {
+        self.groups
+            .binary_search_by(|g| g.group.as_str().cmp(id))
+            .ok()
+            .map(|i| &self.groups[i])
+    }
+}
+
+/// The latest snapshot, swapped whole so readers never see a half-built one.
+#[derive(Debug, Default)]
+pub struct SnapshotCell(RwLock<Arc<LagSnapshot>>);
+
+impl SnapshotCell {
+    pub fn get(&self) -> Arc<LagSnapshot> {
+        self.0.read().clone()
+    }
+
+    fn set(&self, s: LagSnapshot) {
+        *self.0.write() = Arc::new(s);
+    }
+}
+
+type PartKey = (String, i32);
+
+/// What carries over from one snapshot to the next; touched by the refresher only.
+#[derive(Default)]
+struct Carry {
+    windows: HashMap<(String, String, i32), VecDeque<Sample>>,
+    /// (topic, partition, offset) → record timestamp: a committed offset that does not move
+    /// costs one log read, not one per snapshot.
+    timestamps: HashMap<(String, i32, i64), i64>,
+    /// The chosen protocol of each group's last Stable generation (Kafka hides it otherwise).
+    assignors: HashMap<String, String>,
+}
+
+pub struct LagEngine {
+    store: Arc<Store>,
+    groups: Arc<Groups>,
+    cell: Arc<SnapshotCell>,
+    pub refresh_ms: i64,
+    window: usize,
+    carry: Mutex<Carry>,
+    history: Mutex<HashMap<String, VecDeque<(i64, i64)>>>,
+}
+
+impl LagEngine {
+    pub fn new(
+        store: Arc<Store>,
+        groups: Arc<Groups>,
+        cell: Arc<SnapshotCell>,
+        refresh_ms: i64,
+        window: usize,
+    ) -> LagEngine {
+        LagEngine {
+            store,
+            groups,
+            cell,
+            refresh_ms: refresh_ms.max(1),
+            window: window.max(2),
+            carry: Mutex::new(Carry::default()),
+            history: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<LagSnapshot> {
+        self.cell.get()
+    }
+
+    /// One group's `(time, total lag)` points, oldest first.
+    pub fn history(&self, group: &str) -> Vec<(i64, i64)> {
+        self.history
+            .lock()
+            .get(group)
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Recomputes on a timer until shutdown. Reads logs, so each round runs on a blocking thread.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_millis(self.refresh_ms as u64));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = every.tick() => {}
+            }
+            let me = self.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || me.refresh()).await {
+                tracing::warn!("lag snapshot failed: {e}");
+            }
+        }
+    }
+
+    /// Takes one snapshot now and publishes it.
+    pub fn refresh(&self) {
+        let started = Instant::now();
+        let now = now_ms();
+        // Only cheap copies under the coordinator lock; log reads happen after it is released.
+        let raw: Vec<(GroupDescription, Vec<FetchedOffset>)> = self.groups.read(|c| {
+            c.list_groups()
+                .into_iter()
+                .filter_map(|l| {
+                    let d = c.describe_group(&l.group_id)?;
+                    let offsets = c.fetch_offsets(&l.group_id, None).partitions;
+                    Some((d, offsets))
+                })
+                .collect()
+        });
+        let mut carry = self.carry.lock();
+        let mut logs: HashMap<PartKey, Option<Arc<PartitionLog>>> = HashMap::new();
+        let mut windows = HashMap::with_capacity(carry.windows.len());
+        let mut timestamps = HashMap::with_capacity(carry.timestamps.len());
+        let mut assignors = HashMap::with_capacity(raw.len());
+        let mut groups = Vec::with_capacity(raw.len());
+        for (d, offsets) in raw {
+            let g = self.group_lag(
+                now,
+                d,
+                offsets,
+                &mut carry,
+                &mut logs,
+                &mut windows,
+                &mut timestamps,
+            );
+            if let Some(a) = &g.assignor {
+                assignors.insert(g.group.clone(), a.clone());
+            }
+            groups.push(g);
+        }
+        carry.windows = windows;
+        carry.timestamps = timestamps;
+        carry.assignors = assignors;
+        drop(carry);
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+
+        {
+            let mut history = self.history.lock();
+            let live: HashSet<&str> = groups.iter().map(|g| g.group.as_str()).collect();
+            history.retain(|k, _| live.contains(k.as_str()));
+            for g in &groups {
+                let h = history.entry(g.group.clone()).or_default();
+                if h.len() == HISTORY_POINTS {
+                    h.pop_front();
+                }
+                h.push_back((now, g.total_lag));
+            }
+        }
+
+        let mut partitions = Vec::new();
+        for t in self.store.topics() {
+            if t.internal || t.name == OFFSETS_TOPIC {
+                continue;
+            }
+            for p in 0..t.partitions as i32 {
+                if let Some(log) = self.store.partition(&t.name, p) {
+                    partitions.push(LogOffsets {
+                        topic: t.name.clone(),
+                        partition: p,
+                        start: log.log_start_offset(),
+                        end: log.log_end_offset(),
+                    });
+                }
+            }
+        }
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        self.cell.set(LagSnapshot {
+            taken_ms: Some(now),
+            compute_seconds: started.elapsed().as_secs_f64(),
+            groups,
+            partitions,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn group_lag(
+        &self,
+        now: i64,
+        d: GroupDescription,
+        offsets: Vec<FetchedOffset>,
+        carry: &mut Carry,
+        logs: &mut HashMap<PartKey, Option<Arc<PartitionLog>>>,
+        windows: &mut HashMap<(String, String, i32), VecDeque<Sample>>,
+        timestamps: &mut HashMap<(String, i32, i64), i64>,
+    ) -> GroupLag {
+        let consumer = d.protocol_type == "consumer";
+        let mut owners: HashMap<PartKey, String> = HashMap::new();
+        let members: Vec<MemberLag> = d
+            .members
+            .into_iter()
+            .map(|m| {
+                let assignment = if consumer && !m.assignment.is_empty() {
+                    decode_assignment(&m.assignment)
+                        .map(|a| a.topic_partitions())
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                for tp in &assignment {
+                    owners.insert(tp.clone(), m.member_id.clone());
+                }
+                MemberLag {
+                    member_id: m.member_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    instance_id: m.group_instance_id,
+                    assignment: group_by_topic(assignment),
+                }
+            })
+            .collect();
+        let has_members = !members.is_empty();
+
+        let mut committed: HashMap<PartKey, i64> = offsets
+            .into_iter()
+            .filter(|o| o.offset >= 0)
+            .map(|o| ((o.topic, o.partition), o.offset))
+            .collect();
+        let mut keys: Vec<PartKey> = committed.keys().cloned().collect();
+        keys.extend(
+            owners
+                .keys()
+                .filter(|k| !committed.contains_key(*k))
+                .cloned(),
+        );
+        keys.sort();
+
+        let mut partitions = Vec::with_capacity(keys.len());
+        let (mut total, mut max_lag, mut max_secs) = (0i64, 0i64, 0f64);
+        let mut status = Status::Ok;
+        for key in keys {
+            let log = logs
+                .entry(key.clone())
+                .or_insert_with(|| self.store.partition(&key.0, key.1))
+                .clone();
+            // Offsets of a deleted topic have nothing to lag behind.
+            let Some(log) = log else { continue };
+            let (start, end) = (log.log_start_offset(), log.log_end_offset());
+            let owner = owners.remove(&key);
+            let Some(off) = committed.remove(&key) else {
+                partitions.push(PartitionLag {
+                    topic: key.0,
+                    partition: key.1,
+                    committed: None,
+                    log_start: start,
+                    log_end: end,
+                    lag: None,
+                    lag_seconds: None,
+                    owner,
+                    status: Status::Ok,
+                });
+                continue;
+            };
+            let lag = (end - off).max(0);
+            let lag_seconds = if lag == 0 {
+                Some(0.0)
+            } else {
+                let tkey = (key.0.clone(), key.1, off);
+                let ts = match carry.timestamps.get(&tkey) {
+                    Some(&ts) => Some(ts),
+                    None => match log.timestamp_at(off) {
+                        Ok(ts) => ts,
+                        Err(e) => {
+                            tracing::debug!(topic = %key.0, partition = key.1, "no timestamp for lag: {e}");
+                            None
+                        }
+                    },
+                };
+                if let Some(ts) = ts {
+                    // Below the log start the answer moves with retention; do not keep it.
+                    if off >= start {
+                        timestamps.insert(tkey, ts);
+                    }
+                }
+                ts.map(|ts| (now - ts).max(0) as f64 / 1000.0)
+            };
+            let wkey = (d.group_id.clone(), key.0.clone(), key.1);
+            let mut w = carry.windows.remove(&wkey).unwrap_or_default();
+            if w.len() >= self.window {
+                w.pop_front();
+            }
+            w.push_back(Sample {
+                committed: off,
+                lag,
+            });
+            let pstatus = partition_status(w.make_contiguous(), self.window, has_members);
+            windows.insert(wkey, w);
+            status = status.max(pstatus);
+            total += lag;
+            max_lag = max_lag.max(lag);
+            max_secs = max_secs.max(lag_seconds.unwrap_or(0.0));
+            partitions.push(PartitionLag {
+                topic: key.0,
+                partition: key.1,
+                committed: Some(off),
+                log_start: start,
+                log_end: end,
+                lag: Some(lag),
+                lag_seconds,
+                owner,
+                status: pstatus,
+            });
+        }
+        let assignor = if d.protocol.is_empty() {
+            // Kafka only names the protocol in Stable; keep the last one seen across a rebalance.
+            (d.state != GroupState::Empty && d.state != GroupState::Dead)
+                .then(|| carry.assignors.get(&d.group_id).cloned())
+                .flatten()
+        } else {
+            Some(d.protocol)
+        };
+        GroupLag {
+            group: d.group_id,
+            state: d.state,
+            protocol_type: d.protocol_type,
+            assignor,
+            generation: d.generation_id,
+            leader: d.leader,
+            members,
+            partitions,
+            total_lag: total,
+            max_lag,
+            max_lag_seconds: max_secs,
+            status,
+        }
+    }
+}
+
+/// Renders the lag snapshot as metrics at scrape time.
+#[derive(Debug)]
+pub struct LagCollector(pub Arc<SnapshotCell>);
+
+impl Collector for LagCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.0.get();
+        let gauge = |enc: &mut DescriptorEncoder,
+                     name: &str,
+                     help: &str,
+                     rows: &mut dyn Iterator<Item = (Vec<(&str, &str)>, f64)>|
+         -> Result<(), std::fmt::Error> {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (labels, v) in rows {
+                ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+            }
+            Ok(())
+        };
+        // Partition numbers as label strings, made once per scrape.
+        let pnums: Vec<Vec<String>> = snap
+            .groups
+            .iter()
+            .map(|g| {
+                g.partitions
+                    .iter()
+                    .map(|p| p.partition.to_string())
+                    .collect()
+            })
+            .collect();
+        let per_partition = |f: fn(&PartitionLag) -> Option<f64>| {
+            let snap = &snap;
+            let pnums = &pnums;
+            snap.groups.iter().enumerate().flat_map(move |(gi, g)| {
+                g.partitions.iter().enumerate().filter_map(move |(pi, p)| {
+                    f(p).map(|v| {
+                        (
+                            vec![
+                                ("group", g.group.as_str()),
+                                ("topic", p.topic.as_str()),
+                                ("partition", pnums[gi][pi].as_str()),
+                            ],
+                            v,
+                        )
+                    })
+                })
+            })
+        };
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_offset",
+            "Committed offset of a group's partition (partitions with a commit only)",
+            &mut per_partition(|p| p.committed.map(|c| c as f64)),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_lag",
+            "Lag in records: log end offset minus committed offset, never negative",
+            &mut per_partition(|p| p.lag.map(|l| l as f64)),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_lag_seconds",
+            "Age in seconds of the oldest record the group has not consumed; 0 when caught up",
+            &mut per_partition(|p| p.lag.and(p.lag_seconds)),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_group_partition_uncommitted",
+            "1 for a partition assigned to the group that it never committed an offset for",
+            &mut per_partition(|p| p.committed.is_none().then_some(1.0)),
+        )?;
+        let per_group = |f: fn(&GroupLag) -> f64| {
+            snap.groups
+                .iter()
+                .map(move |g| (vec![("group", g.group.as_str())], f(g)))
+        };
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_max_lag",
+            "Largest partition lag of the group, in records",
+            &mut per_group(|g| g.max_lag as f64),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_max_lag_seconds",
+            "Largest partition lag of the group, in seconds",
+            &mut per_group(|g| g.max_lag_seconds),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_sum_lag",
+            "Sum of the group's partition lags, in records",
+            &mut per_group(|g| g.total_lag as f64),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_group_members",
+            "Members of the group",
+            &mut per_group(|g| g.members.len() as f64),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_group_generation",
+            "Generation id of the group",
+            &mut per_group(|g| g.generation as f64),
+        )?;
+        let mut topic_sums: Vec<(&str, &str, i64)> = Vec::new();
+        for g in &snap.groups {
+            for p in &g.partitions {
+                let Some(lag) = p.lag else { continue };
+                match topic_sums.last_mut() {
+                    // Partitions are sorted by topic, so one group's topics are contiguous.
+                    Some(last) if last.0 == g.group && last.1 == p.topic => last.2 += lag,
+                    _ => topic_sums.push((&g.group, &p.topic, lag)),
+                }
+            }
+        }
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_topic_sum_lag",
+            "Sum of the group's partition lags per topic, in records",
+            &mut topic_sums
+                .iter()
+                .map(|(g, t, l)| (vec![("group", *g), ("topic", *t)], *l as f64)),
+        )?;
+        const STATES: [GroupState; 5] = [
+            GroupState::Empty,
+            GroupState::PreparingRebalance,
+            GroupState::CompletingRebalance,
+            GroupState::Stable,
+            GroupState::Dead,
+        ];
+        gauge(
+            &mut enc,
+            "cairn_group_state",
+            "1 for the group's current state, 0 for the others",
+            &mut snap.groups.iter().flat_map(|g| {
+                STATES.iter().map(move |s| {
+                    (
+                        vec![("group", g.group.as_str()), ("state", s.name())],
+                        if g.state == *s { 1.0 } else { 0.0 },
+                    )
+                })
+            }),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_group_status",
+            "1 for the group's current health status (ok, lagging, stalled, stopped), 0 for the others",
+            &mut snap.groups.iter().flat_map(|g| {
+                Status::ALL.iter().map(move |s| {
+                    (
+                        vec![("group", g.group.as_str()), ("status", s.name())],
+                        if g.status == *s { 1.0 } else { 0.0 },
+                    )
+                })
+            }),
+        )?;
+        let pnames: Vec<String> = snap
+            .partitions
+            .iter()
+            .map(|p| p.partition.to_string())
+            .collect();
+        gauge(
+            &mut enc,
+            "kafka_partition_latest_offset",
+            "Log end offset (high watermark) of a partition",
+            &mut snap.partitions.iter().zip(&pnames).map(|(p, n)| {
+                (
+                    vec![("topic", p.topic.as_str()), ("partition", n.as_str())],
+                    p.end as f64,
+                )
+            }),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_partition_earliest_offset",
+            "Log start offset of a partition",
+            &mut snap.partitions.iter().zip(&pnames).map(|(p, n)| {
+                (
+                    vec![("topic", p.topic.as_str()), ("partition", n.as_str())],
+                    p.start as f64,
+                )
+            }),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_lag_snapshot_duration_seconds",
+            "Time the last lag snapshot took to compute",
+            &mut std::iter::once((Vec::new(), snap.compute_seconds)),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_lag_snapshot_timestamp_seconds",
+            "When the last lag snapshot was taken, Unix seconds",
+            &mut snap
+                .taken_ms
+                .map(|t| (Vec::new(), t as f64 / 1000.0))
+                .into_iter(),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(committed: i64, lag: i64) -> Sample {
+        Sample { committed, lag }
+    }
+
+    #[test]
+    fn status_rule() {
+        let n = 4;
+        // Nothing to judge.
+        assert_eq!(partition_status(&[], n, true), Status::Ok);
+        // Caught up now, or at some point in the window.
+        assert_eq!(partition_status(&[s(5, 3), s(8, 0)], n, true), Status::Ok);
+        let dipped = [s(1, 3), s(4, 0), s(4, 2), s(6, 4)];
+        assert_eq!(partition_status(&dipped, n, true), Status::Ok);
+        // Lag but nobody there: stopped, at once.
+        assert_eq!(partition_status(&[s(5, 3)], n, false), Status::Stopped);
+        assert_eq!(partition_status(&[s(5, 0)], n, false), Status::Ok);
+        // Members, lag, no commit across a full window: stalled; not before the window is full.
+        let stuck = [s(5, 3), s(5, 4), s(5, 9), s(5, 9)];
+        assert_eq!(partition_status(&stuck, n, true), Status::Stalled);
+        assert_eq!(partition_status(&stuck[..3], n, true), Status::Ok);
+        // Commits advance, lag never shrinks and grows overall: lagging.
+        let behind = [s(5, 3), s(6, 3), s(8, 5), s(9, 8)];
+        assert_eq!(partition_status(&behind, n, true), Status::Lagging);
+        // Commits advance and lag shrinks somewhere: keeping up.
+        let keeping = [s(5, 3), s(6, 5), s(9, 4), s(12, 6)];
+        assert_eq!(partition_status(&keeping, n, true), Status::Ok);
+        // Constant lag with advancing commits is a steady pipeline, not falling behind.
+        let steady = [s(5, 3), s(8, 3), s(11, 3), s(14, 3)];
+        assert_eq!(partition_status(&steady, n, true), Status::Ok);
+        // Worst wins at group level.
+        assert!(Status::Stopped > Status::Stalled && Status::Stalled > Status::Lagging);
+    }
+}

@@ -1,0 +1,312 @@
+//! The broker's metrics registry. Request, byte, error, connection, commit and rebalance metrics
+//! are updated where things happen; lag metrics are read from the latest lag snapshot at scrape
+//! time (see `lag.rs`). Every metric is documented in `docs/observability.md`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::ResponseError;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::lag::{LagCollector, SnapshotCell};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabel {
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabel {
+    error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabel {
+    api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabel {
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~52 s: covers a produce on loopback as well as a JoinGroup parked for a rebalance.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+fn rebalance_histogram() -> Histogram {
+    // 10 ms .. ~5.5 min: rebalances wait for session and rebalance timeouts.
+    Histogram::new(exponential_buckets(0.01, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Per API key number, so the request path does no label hashing or allocation.
+    per_api: HashMap<i16, (Counter, Histogram)>,
+    bytes_in: Family<TopicLabel, Counter>,
+    bytes_out: Family<TopicLabel, Counter>,
+    produce_errors: Family<ErrorLabel, Counter>,
+    fetch_errors: Family<ErrorLabel, Counter>,
+    connections: Gauge,
+    connections_accepted: Counter,
+    offset_commits: Counter,
+    commit_failures: Family<ErrorLabel, Counter>,
+    rebalances: Family<CauseLabel, Counter>,
+    rebalance_seconds: HistogramFamily<PhaseLabel>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new(lag: Arc<SnapshotCell>) -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<ApiLabel, Counter>::default();
+        let request_seconds: HistogramFamily<ApiLabel> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "cairn_requests",
+            "Requests handled, by API",
+            requests.clone(),
+        );
+        registry.register(
+            "cairn_request_duration_seconds",
+            "Time from a decoded request header to an encoded response, by API",
+            request_seconds.clone(),
+        );
+        let per_api = crate::versions::SUPPORTED
+            .iter()
+            .map(|(key, _, _)| {
+                let label = ApiLabel {
+                    api: format!("{key:?}"),
+                };
+                (
+                    *key as i16,
+                    (
+                        requests.get_or_create(&label).clone(),
+                        request_seconds.get_or_create(&label).clone(),
+                    ),
+                )
+            })
+            .collect();
+        let m = Metrics {
+            registry,
+            per_api,
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            produce_errors: Family::default(),
+            fetch_errors: Family::default(),
+            connections: Gauge::default(),
+            connections_accepted: Counter::default(),
+            offset_commits: Counter::default(),
+            commit_failures: Family::default(),
+            rebalances: Family::default(),
+            rebalance_seconds: Family::new_with_constructor(rebalance_histogram),
+        };
+        let mut m = m;
+        let r = &mut m.registry;
+        r.register(
+            "cairn_topic_bytes_in",
+            "Record batch bytes appended by Produce, by topic",
+            m.bytes_in.clone(),
+        );
+        r.register(
+            "cairn_topic_bytes_out",
+            "Record batch bytes returned by Fetch, by topic",
+            m.bytes_out.clone(),
+        );
+        r.register(
+            "cairn_produce_errors",
+            "Produce partition errors, by Kafka error name",
+            m.produce_errors.clone(),
+        );
+        r.register(
+            "cairn_fetch_errors",
+            "Fetch partition errors, by Kafka error name",
+            m.fetch_errors.clone(),
+        );
+        r.register(
+            "cairn_connections",
+            "Open client connections",
+            m.connections.clone(),
+        );
+        r.register(
+            "cairn_connections_accepted",
+            "Client connections accepted since start",
+            m.connections_accepted.clone(),
+        );
+        r.register(
+            "cairn_offset_commits",
+            "Partition offsets committed",
+            m.offset_commits.clone(),
+        );
+        r.register(
+            "cairn_offset_commit_failures",
+            "Partition offset commits refused, by Kafka error name",
+            m.commit_failures.clone(),
+        );
+        r.register(
+            "cairn_group_rebalances",
+            "Rebalances ended, by cause",
+            m.rebalances.clone(),
+        );
+        r.register(
+            "cairn_group_rebalance_duration_seconds",
+            "Duration of rebalances that reached Stable: total, preparing and completing phases",
+            m.rebalance_seconds.clone(),
+        );
+        r.register_collector(Box::new(LagCollector(lag)));
+        m
+    }
+
+    pub fn request(&self, key: ApiKey, elapsed: Duration) {
+        if let Some((count, hist)) = self.per_api.get(&(key as i16)) {
+            count.inc();
+            hist.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    pub fn bytes_in(&self, topic: &str, n: usize) {
+        self.bytes_in
+            .get_or_create(&TopicLabel {
+                topic: topic.to_string(),
+            })
+            .inc_by(n as u64);
+    }
+
+    pub fn bytes_out(&self, topic: &str, n: usize) {
+        if n > 0 {
+            self.bytes_out
+                .get_or_create(&TopicLabel {
+                    topic: topic.to_string(),
+                })
+                .inc_by(n as u64);
+        }
+    }
+
+    pub fn produce_error(&self, code: i16) {
+        self.produce_errors
+            .get_or_create(&ErrorLabel {
+                error: error_name(code),
+            })
+            .inc();
+    }
+
+    pub fn fetch_error(&self, code: i16) {
+        self.fetch_errors
+            .get_or_create(&ErrorLabel {
+                error: error_name(code),
+            })
+            .inc();
+    }
+
+    /// Counts an accepted connection; the gauge drops when the returned guard does.
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections_accepted.inc();
+        self.connections.inc();
+        ConnectionGuard(self.clone())
+    }
+
+    /// One partition's commit outcome (error code 0 = committed).
+    pub fn offset_commit(&self, code: i16) {
+        if code == 0 {
+            self.offset_commits.inc();
+        } else {
+            self.commit_failures
+                .get_or_create(&ErrorLabel {
+                    error: error_name(code),
+                })
+                .inc();
+        }
+    }
+
+    /// A rebalance that ended (the coordinator reports each exactly once).
+    pub fn rebalance_ended(&self, r: &cairn_group::RebalanceRecord) {
+        self.rebalances
+            .get_or_create(&CauseLabel {
+                cause: r.cause.kind().to_string(),
+            })
+            .inc();
+        // Durations of rebalances that produced a generation; the others have no end phase.
+        if r.outcome != cairn_group::RebalanceOutcome::Stable {
+            return;
+        }
+        for (phase, ms) in [
+            ("total", r.total_ms()),
+            ("preparing", r.preparing_ms()),
+            ("completing", r.completing_ms()),
+        ] {
+            if let Some(ms) = ms {
+                self.rebalance_seconds
+                    .get_or_create(&PhaseLabel { phase })
+                    .observe(ms.max(0) as f64 / 1000.0);
+            }
+        }
+    }
+
+    /// The `/metrics` body.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(64 * 1024);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!("cannot encode metrics: {e}");
+        }
+        out
+    }
+}
+
+pub struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.dec();
+    }
+}
+
+/// Kafka's own spelling of an error code (`UNKNOWN_TOPIC_OR_PARTITION`), as its clients log it.
+pub fn error_name(code: i16) -> String {
+    let Some(e) = ResponseError::try_from_code(code) else {
+        return format!("CODE_{code}");
+    };
+    let camel = format!("{e:?}");
+    if !camel.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return format!("CODE_{code}");
+    }
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_are_kafkas() {
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(error_name(25), "UNKNOWN_MEMBER_ID");
+        assert_eq!(error_name(-12345), "CODE_-12345");
+    }
+}

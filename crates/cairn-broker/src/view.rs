@@ -1,0 +1,151 @@
+//! The broker's answers to the HTTP layer's questions (`cairn_http::BrokerView`), read from the
+//! lag snapshot, the store and the coordinator's rebalance history.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cairn_http as http;
+
+use crate::lag::{GroupLag, LagEngine};
+use crate::metrics::Metrics;
+use crate::state::BrokerState;
+
+pub struct View {
+    pub(crate) state: Arc<BrokerState>,
+    pub(crate) lag: Arc<LagEngine>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Cleared when shutdown begins, so /health turns 503 before the listener goes away.
+    pub(crate) serving: Arc<AtomicBool>,
+}
+
+fn overview(g: &GroupLag) -> http::GroupOverview {
+    http::GroupOverview {
+        group: g.group.clone(),
+        state: g.state.name(),
+        protocol_type: g.protocol_type.clone(),
+        assignor: g.assignor.clone(),
+        generation: g.generation,
+        members: g.members.len(),
+        partitions: g.partitions.len(),
+        uncommitted_partitions: g.uncommitted(),
+        total_lag: g.total_lag,
+        max_lag: g.max_lag,
+        max_lag_seconds: g.max_lag_seconds,
+        status: g.status.name(),
+    }
+}
+
+impl View {
+    fn rebalance_history(&self, group: &str) -> Vec<http::Rebalance> {
+        crate::groups::rebalance_history(&self.state.groups, group)
+    }
+
+    fn known(&self, group: &str) -> bool {
+        self.lag.snapshot().group(group).is_some()
+            || self
+                .state
+                .groups
+                .read(|c| c.describe_group(group).is_some())
+    }
+}
+
+impl http::BrokerView for View {
+    fn health(&self) -> http::Health {
+        http::Health {
+            serving: self.serving.load(Ordering::Acquire),
+            // The view exists only once the store is open and the offsets topic replayed.
+            stores_loaded: true,
+            groups_loaded: true,
+            lag_snapshot_ms: self.lag.snapshot().taken_ms,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    fn groups(&self) -> http::GroupsPage {
+        let snap = self.lag.snapshot();
+        http::GroupsPage {
+            snapshot_ms: snap.taken_ms,
+            refresh_ms: self.lag.refresh_ms,
+            groups: snap.groups.iter().map(overview).collect(),
+        }
+    }
+
+    fn group(&self, group: &str) -> Option<http::GroupDetail> {
+        let snap = self.lag.snapshot();
+        let g = snap.group(group)?;
+        Some(http::GroupDetail {
+            overview: overview(g),
+            snapshot_ms: snap.taken_ms,
+            leader: g.leader.clone(),
+            members: g
+                .members
+                .iter()
+                .map(|m| http::MemberInfo {
+                    member_id: m.member_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    instance_id: m.instance_id.clone(),
+                    assignment: m
+                        .assignment
+                        .iter()
+                        .map(|(t, ps)| http::TopicPartitions {
+                            topic: t.clone(),
+                            partitions: ps.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            partitions: g
+                .partitions
+                .iter()
+                .map(|p| http::PartitionLag {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    committed_offset: p.committed,
+                    log_start_offset: p.log_start,
+                    log_end_offset: p.log_end,
+                    lag: p.lag,
+                    lag_seconds: p.lag_seconds,
+                    owner: p.owner.clone(),
+                    status: p.status.name(),
+                })
+                .collect(),
+            lag_history: self.lag.history(group),
+            rebalances: self.rebalance_history(group),
+        })
+    }
+
+    fn rebalances(&self, group: &str) -> Option<Vec<http::Rebalance>> {
+        let history = self.rebalance_history(group);
+        (!history.is_empty() || self.known(group)).then_some(history)
+    }
+
+    fn topics(&self) -> Vec<http::TopicInfo> {
+        let store = &self.state.store;
+        let mut topics = store.topics();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+            .into_iter()
+            .map(|t| http::TopicInfo {
+                id: t.id.to_string(),
+                internal: t.internal,
+                partitions: (0..t.partitions as i32)
+                    .filter_map(|p| {
+                        let log = store.partition(&t.name, p)?;
+                        Some(http::TopicPartitionInfo {
+                            partition: p,
+                            log_start_offset: log.log_start_offset(),
+                            log_end_offset: log.log_end_offset(),
+                            size_bytes: log.size_bytes(),
+                        })
+                    })
+                    .collect(),
+                topic: t.name,
+            })
+            .collect()
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+}
