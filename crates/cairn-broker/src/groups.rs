@@ -412,7 +412,7 @@ fn partitions(store: &Store, meta: &TopicMeta) -> Vec<Arc<PartitionLog>> {
         .collect()
 }
 
-fn encode_batch(recs: &[&cairn_group::Record], now: i64) -> BytesMut {
+pub(crate) fn encode_batch(recs: &[&cairn_group::Record], now: i64) -> BytesMut {
     let records: Vec<KRecord> = recs
         .iter()
         .enumerate()
