@@ -183,6 +183,9 @@ struct Carry {
     timestamps: HashMap<(String, i32, i64), i64>,
     /// The chosen protocol of each group's last Stable generation (Kafka hides it otherwise).
     assignors: HashMap<String, String>,
+    /// Partitions assigned in each group's last Stable generation: during a rebalance Kafka hides
+    /// assignments, and assigned-but-uncommitted partitions should not vanish meanwhile.
+    assigned: HashMap<String, Vec<PartKey>>,
 }
 
 pub struct LagEngine {
@@ -263,6 +266,7 @@ impl LagEngine {
         let mut windows = HashMap::with_capacity(carry.windows.len());
         let mut timestamps = HashMap::with_capacity(carry.timestamps.len());
         let mut assignors = HashMap::with_capacity(raw.len());
+        let mut assigned = HashMap::with_capacity(raw.len());
         let mut groups = Vec::with_capacity(raw.len());
         for (d, offsets) in raw {
             let g = self.group_lag(
@@ -273,6 +277,7 @@ impl LagEngine {
                 &mut logs,
                 &mut windows,
                 &mut timestamps,
+                &mut assigned,
             );
             if let Some(a) = &g.assignor {
                 assignors.insert(g.group.clone(), a.clone());
@@ -282,6 +287,7 @@ impl LagEngine {
         carry.windows = windows;
         carry.timestamps = timestamps;
         carry.assignors = assignors;
+        carry.assigned = assigned;
         drop(carry);
         groups.sort_by(|a, b| a.group.cmp(&b.group));
 
@@ -333,6 +339,7 @@ impl LagEngine {
         logs: &mut HashMap<PartKey, Option<Arc<PartitionLog>>>,
         windows: &mut HashMap<(String, String, i32), VecDeque<Sample>>,
         timestamps: &mut HashMap<(String, i32, i64), i64>,
+        assigned: &mut HashMap<String, Vec<PartKey>>,
     ) -> GroupLag {
         let consumer = d.protocol_type == "consumer";
         let mut owners: HashMap<PartKey, String> = HashMap::new();
@@ -366,13 +373,25 @@ impl LagEngine {
             .filter(|o| o.offset >= 0)
             .map(|o| ((o.topic, o.partition), o.offset))
             .collect();
+        let rebalancing = matches!(
+            d.state,
+            GroupState::PreparingRebalance | GroupState::CompletingRebalance
+        );
+        let now_assigned: Vec<PartKey> = if owners.is_empty() && rebalancing {
+            carry.assigned.remove(&d.group_id).unwrap_or_default()
+        } else {
+            owners.keys().cloned().collect()
+        };
         let mut keys: Vec<PartKey> = committed.keys().cloned().collect();
         keys.extend(
-            owners
-                .keys()
+            now_assigned
+                .iter()
                 .filter(|k| !committed.contains_key(*k))
                 .cloned(),
         );
+        if !now_assigned.is_empty() {
+            assigned.insert(d.group_id.clone(), now_assigned);
+        }
         keys.sort();
 
         let mut partitions = Vec::with_capacity(keys.len());

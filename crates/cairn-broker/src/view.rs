@@ -77,7 +77,7 @@ impl http::BrokerView for View {
             overview: overview(g),
             snapshot_ms: snap.taken_ms,
             leader: g.leader.clone(),
-            members: g
+            member_list: g
                 .members
                 .iter()
                 .map(|m| http::MemberInfo {

@@ -70,7 +70,8 @@ pub struct GroupDetail {
     pub overview: GroupOverview,
     pub snapshot_ms: Option<i64>,
     pub leader: Option<String>,
-    pub members: Vec<MemberInfo>,
+    /// `members` is the overview's count; the members themselves are listed here.
+    pub member_list: Vec<MemberInfo>,
     pub partitions: Vec<PartitionLag>,
     pub lag_history: Vec<(i64, i64)>,
     pub rebalances: Vec<Rebalance>,
