@@ -173,7 +173,7 @@ async fn wait_group(addr: std::net::SocketAddr, group: &str, ok: impl Fn(&Value)
     panic!("group {group} never matched: {last}");
 }
 
-fn part<'a>(g: &'a Value, p: i64) -> &'a Value {
+fn part(g: &Value, p: i64) -> &Value {
     g["partitions"]
         .as_array()
         .unwrap()
