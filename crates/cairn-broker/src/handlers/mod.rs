@@ -46,7 +46,9 @@ fn encode<T: Encodable>(
     correlation_id: i32,
     body: &T,
 ) -> anyhow::Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(256);
+    // Sized up front: a multi-megabyte fetch answer must not be regrown (and recopied) as it is written.
+    let body_size = body.compute_size(version).unwrap_or(0);
+    let mut buf = BytesMut::with_capacity(body_size + 64);
     // Room for the size prefix, filled in below, so the frame goes out without another copy.
     buf.put_i32(0);
     ResponseHeader::default()
