@@ -11,6 +11,8 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::UnsupportedMagic(_) => Code::UnsupportedForMessageFormat.code(),
         LogError::MessageTooLarge { .. } => Code::MessageTooLarge.code(),
         LogError::Io(_) => Code::KafkaStorageError.code(),
+        LogError::OutOfOrderSequence { .. } => Code::OutOfOrderSequenceNumber.code(),
+        LogError::InvalidProducerEpoch { .. } => Code::InvalidProducerEpoch.code(),
     }
 }
 

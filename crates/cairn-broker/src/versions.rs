@@ -26,6 +26,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // v6 is unstable in Kafka and beyond what the protocol crate decodes.
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The version range served for `key`, if any. Produce's decodable range starts at 3.

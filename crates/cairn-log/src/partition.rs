@@ -22,8 +22,10 @@ use tracing::{debug, info, warn};
 use crate::batch::{self, BatchError, BatchView, HEADER_SIZE};
 
 mod compact;
+mod producers;
 use compact::CleanerState;
 pub use compact::CompactStats;
+use producers::{ProducerStates, Staged, Verdict};
 
 const LOG_SUFFIX: &str = "log";
 const INDEX_SUFFIX: &str = "index";
@@ -88,6 +90,9 @@ pub struct AppendInfo {
     pub log_append_time: i64,
     pub log_start_offset: i64,
     pub record_count: u32,
+    /// The append was a retry of batches already in the log (same producer, epoch and
+    /// sequences): nothing was written and the offsets are those of the original.
+    pub duplicate: bool,
 }
 
 /// Whole batches returned by a read.
@@ -116,6 +121,18 @@ pub enum LogError {
     MessageTooLarge { size: usize, max: u32 },
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+    #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error("producer {producer_id}: epoch {epoch} is older than the current {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
 }
 
 impl From<BatchError> for LogError {
@@ -582,11 +599,59 @@ fn recover_segment(
     Ok(seg)
 }
 
+/// How much of the log's tail is scanned on open to rebuild producer state. Retries come within
+/// seconds of the original, so the newest batches are the ones whose duplicates matter.
+const PRODUCER_SCAN_BYTES: u64 = 16 << 20;
+
+/// Rebuilds idempotent-producer state from the batch headers of the log's last
+/// `PRODUCER_SCAN_BYTES` (the active segment, and the one before it if the active one is
+/// smaller). Headers only: one small read per batch. Compacted topics scan only the active
+/// segment, because compaction rewrites batches and their last offset delta, which would give a
+/// wrong last sequence; the active segment is never compacted.
+fn rebuild_producers(segments: &[Segment], compacted: bool) -> Result<ProducerStates, LogError> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut states = ProducerStates::default();
+    let mut budget = PRODUCER_SCAN_BYTES;
+    let mut chosen = Vec::new();
+    for seg in segments.iter().rev() {
+        if budget == 0 || (compacted && !chosen.is_empty()) {
+            break;
+        }
+        // Start on a batch boundary from the offset index, at or after the budget's reach.
+        let want = seg.size.saturating_sub(budget);
+        let start = if want == 0 {
+            0
+        } else {
+            let i = seg.idx.offsets.partition_point(|e| (e.1 as u64) < want);
+            seg.idx.offsets.get(i).map_or(seg.size, |e| e.1 as u64)
+        };
+        budget = budget.saturating_sub(seg.size);
+        chosen.push((seg, start));
+    }
+    // Oldest first, so newer batches and epochs win.
+    for (seg, start) in chosen.into_iter().rev() {
+        let mut pos = start;
+        while pos + HEADER_SIZE as u64 <= seg.size {
+            let header = read_header(&seg.log, pos)?;
+            let Ok(view) = BatchView::new(&header[..]) else {
+                break;
+            };
+            states.replay(&view, now_ms);
+            pos += view.size() as u64;
+        }
+    }
+    Ok(states)
+}
+
 struct Inner {
     /// Sorted by base offset; the last one is active.
     segments: Vec<Segment>,
     /// True while the clean-shutdown marker exists on disk.
     marker_present: bool,
+    /// Idempotent producers' sequences, checked and updated with offset assignment.
+    producers: ProducerStates,
 }
 
 impl Inner {
@@ -638,6 +703,7 @@ struct Pending {
     size: usize,
     offsets: i64,
     records: u32,
+    producer: Option<producers::Incoming>,
 }
 
 impl PartitionLog {
@@ -711,13 +777,16 @@ impl PartitionLog {
         }
         let start = segments[0].base;
         let end = segments.last().expect("non-empty").next_offset;
-        info!(dir = %dir.display(), segments = segments.len(), start, end, clean, "partition log opened");
+        let producers = rebuild_producers(&segments, config.cleanup_compact)?;
+        info!(dir = %dir.display(), segments = segments.len(), start, end, clean,
+            producers = producers.len(), "partition log opened");
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             config: RwLock::new(config),
             inner: Mutex::new(Inner {
                 segments,
                 marker_present: false,
+                producers,
             }),
             cleaner: Mutex::new(CleanerState::default()),
             start: AtomicI64::new(start),
@@ -809,6 +878,16 @@ impl PartitionLog {
             let Some(view) = iter.next() else { break };
             let view = view?;
             let (offsets, records, max_ts) = Self::validate(&view, config.max_message_bytes)?;
+            let producer = producers::Incoming::of(&view);
+            if let Some(b) = &producer {
+                // Kafka refuses these too: an idempotent batch without a sequence cannot be checked.
+                if b.first_seq < 0 {
+                    return Err(LogError::InvalidRecord(format!(
+                        "batch of producer {} has sequence {}",
+                        b.producer_id, b.first_seq
+                    )));
+                }
+            }
             // Later timestamp lookups rely on the header's max timestamp being the true one.
             if !append_time && view.max_timestamp() != max_ts {
                 fixes.push((pending.len(), max_ts));
@@ -819,6 +898,7 @@ impl PartitionLog {
                 size: view.size(),
                 offsets,
                 records,
+                producer,
             });
         }
         let mut buf = batches.to_vec();
@@ -836,6 +916,37 @@ impl PartitionLog {
         let incoming_max_ts = pending.iter().map(|p| p.max_ts).max().unwrap_or(-1);
 
         let mut inner = self.inner.lock();
+        // Sequence checks happen under the lock, before anything is written, so a batch is
+        // checked against exactly the state its offsets follow. Rolling never changes the next
+        // offset, so the offsets staged here are the ones assigned below.
+        let mut staged: Staged = Vec::new();
+        let mut next = inner.segments.last().expect("non-empty").next_offset;
+        for p in &pending {
+            if let Some(b) = &p.producer {
+                match inner.producers.check(&staged, b)? {
+                    Verdict::Append => {}
+                    // Like Kafka, a duplicate answers the whole append with the original's offsets.
+                    Verdict::Duplicate(m) => {
+                        debug!(dir = %self.dir.display(), producer_id = b.producer_id,
+                            first_seq = m.first_seq, base_offset = m.base_offset, "duplicate batch");
+                        return Ok(AppendInfo {
+                            base_offset: m.base_offset,
+                            last_offset: m.last_offset,
+                            log_append_time: -1,
+                            log_start_offset: self.log_start_offset(),
+                            record_count: 0,
+                            duplicate: true,
+                        });
+                    }
+                }
+                let entry =
+                    inner
+                        .producers
+                        .staged_after(&staged, b, next, next + p.offsets - 1, now_ms);
+                staged.push(entry);
+            }
+            next += p.offsets;
+        }
         if inner.marker_present {
             fs::remove_file(self.dir.join(CLEAN_MARKER))?;
             sync_dir(&self.dir)?;
@@ -876,6 +987,7 @@ impl PartitionLog {
         seg.created_ms.get_or_insert(now_ms);
         seg.size += buf.len() as u64;
         seg.next_offset = next;
+        inner.producers.commit(staged, now_ms);
         // The active segment's index files are written at roll and close only: after a crash
         // the active segment is rescanned and its indexes rebuilt anyway, so per-append index
         // writes would buy nothing but syscalls.
@@ -886,6 +998,7 @@ impl PartitionLog {
             log_append_time: if append_time { now_ms } else { -1 },
             log_start_offset: self.log_start_offset(),
             record_count,
+            duplicate: false,
         })
     }
 

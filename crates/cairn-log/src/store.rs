@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -59,6 +60,10 @@ struct Registry {
     version: u32,
     cluster_id: String,
     topics: Vec<TopicMeta>,
+    /// Producer ids below this were (possibly) handed out; absent in registries written
+    /// before idempotence support, which never gave any out.
+    #[serde(default)]
+    producer_id_hwm: i64,
 }
 
 struct TopicEntry {
@@ -77,7 +82,14 @@ pub struct Store {
     admin: Mutex<()>,
     /// Held for the store's lifetime: two brokers writing one directory would corrupt it.
     _lock: File,
+    /// The persisted producer id high-water mark; changed only under `admin`.
+    producer_id_hwm: Mutex<i64>,
+    /// Reserved ids not yet handed out.
+    producer_ids: Mutex<Range<i64>>,
 }
+
+/// Producer ids reserved per registry write: one fsync'd write per this many producers.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Kafka's name for the same guard.
 const LOCK_FILE: &str = ".lock";
@@ -160,6 +172,7 @@ impl Store {
                     version: REGISTRY_VERSION,
                     cluster_id: new_cluster_id(),
                     topics: Vec::new(),
+                    producer_id_hwm: 0,
                 };
                 write_registry(data_dir, &reg)?;
                 info!(cluster_id = %reg.cluster_id, "initialized new data directory");
@@ -193,6 +206,8 @@ impl Store {
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
             _lock: lock,
+            producer_id_hwm: Mutex::new(registry.producer_id_hwm),
+            producer_ids: Mutex::new(0..0),
         })
     }
 
@@ -216,13 +231,50 @@ impl Store {
             Some(meta) => metas.insert(name.to_string(), meta.clone()),
             None => metas.remove(name),
         };
+        self.write_registry_with(metas.into_values().collect(), *self.producer_id_hwm.lock())
+    }
+
+    fn write_registry_with(&self, topics: Vec<TopicMeta>, hwm: i64) -> Result<(), StoreError> {
         let reg = Registry {
             version: REGISTRY_VERSION,
             cluster_id: self.cluster_id.clone(),
-            topics: metas.into_values().collect(),
+            topics,
+            producer_id_hwm: hwm,
         };
         write_registry(&self.dir, &reg)?;
         Ok(())
+    }
+
+    /// Durably reserves `n` producer ids that were never reserved before, in this or any
+    /// earlier run: the new high-water mark is fsync'd before the range is returned, so ids
+    /// never repeat across restarts (at worst a crash skips the rest of a block).
+    pub fn allocate_producer_ids(&self, n: i64) -> Result<Range<i64>, StoreError> {
+        let _admin = self.admin.lock();
+        let from = *self.producer_id_hwm.lock();
+        let to = from
+            .checked_add(n.max(1))
+            .ok_or_else(|| StoreError::Corrupt("producer ids exhausted".into()))?;
+        let topics = self
+            .topics
+            .read()
+            .values()
+            .map(|t| t.meta.clone())
+            .collect();
+        self.write_registry_with(topics, to)?;
+        *self.producer_id_hwm.lock() = to;
+        Ok(from..to)
+    }
+
+    /// A producer id never handed out before, from an in-memory block reserved by
+    /// [`Store::allocate_producer_ids`]; only every `PRODUCER_ID_BLOCK`th call writes the registry.
+    pub fn next_producer_id(&self) -> Result<i64, StoreError> {
+        let mut block = self.producer_ids.lock();
+        if block.is_empty() {
+            *block = self.allocate_producer_ids(PRODUCER_ID_BLOCK)?;
+        }
+        let id = block.start;
+        block.start += 1;
+        Ok(id)
     }
 
     /// Opens (creating) partitions `from..to` of a topic; on failure removes what it created.

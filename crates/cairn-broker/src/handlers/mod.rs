@@ -22,6 +22,7 @@ mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod producer_id;
 
 /// What a handler sees besides its request.
 pub struct Ctx {
@@ -143,6 +144,7 @@ pub async fn handle(
         DescribeGroups => groups::describe_groups,
         DeleteGroups => groups::delete_groups,
         OffsetDelete => groups::offset_delete,
+        InitProducerId => producer_id::handle,
     };
     state.metrics.request(key, started.elapsed());
     Ok(resp)

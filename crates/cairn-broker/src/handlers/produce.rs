@@ -45,12 +45,19 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
             };
             match log.append(&records, now_ms()) {
                 Ok(info) => {
-                    appended_any = true;
-                    st.metrics.bytes_in(&name, records.len());
+                    if info.duplicate {
+                        // A retry after a lost acknowledgement: the original offsets, nothing new.
+                        tracing::debug!(peer = %ctx.peer, topic = %name, partition = pd.index,
+                            base_offset = info.base_offset, "duplicate produce acknowledged");
+                    } else {
+                        appended_any = true;
+                        st.metrics.bytes_in(&name, records.len());
+                    }
                     r = r
                         .with_base_offset(info.base_offset)
                         .with_log_append_time_ms(info.log_append_time)
                         .with_log_start_offset(info.log_start_offset);
+                    // Duplicates wait too: the original may still be waiting for its fsync.
                     if let Some(f) = &st.flusher {
                         pending_syncs.push((parts.len(), responses.len(), f.flush(log.clone())));
                     }

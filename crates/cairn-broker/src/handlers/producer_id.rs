@@ -1,0 +1,50 @@
+//! InitProducerId: hands idempotent producers a producer id. Transactions are not supported.
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::Ctx;
+use crate::errors::{store_error_code, Code};
+
+pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let failed = |code: i16| {
+        InitProducerIdResponse::default()
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if let Some(txn) = &req.transactional_id {
+        if txn.0.is_empty() {
+            // Kafka's answer to an empty transactional id.
+            return failed(Code::InvalidRequest.code());
+        }
+        // Transactions are not supported. TRANSACTIONAL_ID_AUTHORIZATION_FAILED is the one code
+        // every client treats as fatal for the transactional id at once (Java throws
+        // TransactionalIdAuthorizationException from initTransactions, librdkafka raises a fatal
+        // error, kafkajs and kafka-python do not retry it), so the application stops with an
+        // error naming its transactional id instead of retrying until a timeout. The response
+        // has no message field, so the real reason goes to the broker log.
+        tracing::warn!(peer = %ctx.peer, client = %ctx.client_id, transactional_id = %txn.0.as_str(),
+            "InitProducerId for a transactional producer refused: transactions are not supported");
+        return failed(Code::TransactionalIdAuthorizationFailed.code());
+    }
+    // Non-transactional: like Kafka's TransactionCoordinator, always a fresh id with epoch 0,
+    // whatever id and epoch a v3+ request carries. Clients send -1 here (Java bumps an idempotent
+    // producer's epoch locally, librdkafka asks for a new id), and a fresh id is always safe:
+    // no partition knows it, so its first batch is accepted with any sequence.
+    let store = ctx.state.store.clone();
+    let id = match tokio::task::spawn_blocking(move || store.next_producer_id()).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => {
+            tracing::error!("cannot reserve producer ids: {e}");
+            return failed(store_error_code(&e));
+        }
+        Err(e) => {
+            tracing::error!("producer id allocation panicked: {e}");
+            return failed(Code::UnknownServerError.code());
+        }
+    };
+    tracing::debug!(peer = %ctx.peer, client = %ctx.client_id, producer_id = id, "producer id allocated");
+    InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(id))
+        .with_producer_epoch(0)
+}
