@@ -78,7 +78,7 @@
     let text = '';
     if (snapshotMs != null) {
       text = 'Lag snapshot ' + utc(snapshotMs) + ' UTC';
-      if (refreshMs) text += ' · every ' + duration(refreshMs / 1000);
+      if (refreshMs) text += ' · every ' + millis(refreshMs);
     } else if (refreshMs) {
       text = 'Waiting for the first lag snapshot';
     }
@@ -96,7 +96,7 @@
         wait = (await tick(isStopped)) || wait;
         if (!stopped) showError(null);
       } catch (e) {
-        if (!stopped) showError(e);
+        if (!stopped) showError(e.shown ? null : e);
         if (e.status === 404) return; // nothing to retry for
       }
       if (!stopped) timer = setTimeout(run, document.hidden ? wait * 4 : wait);
@@ -132,23 +132,23 @@
   // Sort and filter survive leaving the page and coming back.
   const listState = { sortKey: 'group', sortDir: 1, filter: '' };
 
-  function groupRowHTML (g) {
+  // A row's cells as HTML; on a poll only the cells whose HTML changed are replaced (a lagging
+  // group's lag in seconds changes with every snapshot, the rest of its row rarely does).
+  function groupCells (g) {
     const part = g.uncommitted_partitions
       ? num(g.partitions) + ' <span class="note">(' + num(g.uncommitted_partitions) + ' uncommitted)</span>'
       : num(g.partitions);
-    return '<th scope="row"><a href="' + esc(groupHref(g.group)) + '">' + esc(g.group) + '</a></th>' +
-      '<td>' + esc(g.state) + '</td>' +
-      '<td>' + statusBadge(g.status) + '</td>' +
-      '<td class="n">' + num(g.members) + '</td>' +
-      '<td class="n">' + part + '</td>' +
-      '<td class="n" data-value="' + g.total_lag + '">' + num(g.total_lag) + '</td>' +
-      '<td class="n" data-value="' + g.max_lag + '">' + num(g.max_lag) + '</td>' +
-      '<td class="n" data-value="' + g.max_lag_seconds + '">' + duration(g.max_lag_seconds) + '</td>';
+    return [
+      '<th scope="row"><a href="' + esc(groupHref(g.group)) + '">' + esc(g.group) + '</a></th>',
+      '<td>' + esc(g.state) + '</td>',
+      '<td>' + statusBadge(g.status) + '</td>',
+      '<td class="n">' + num(g.members) + '</td>',
+      '<td class="n">' + part + '</td>',
+      '<td class="n" data-value="' + g.total_lag + '">' + num(g.total_lag) + '</td>',
+      '<td class="n" data-value="' + g.max_lag + '">' + num(g.max_lag) + '</td>',
+      '<td class="n" data-value="' + g.max_lag_seconds + '">' + duration(g.max_lag_seconds) + '</td>'
+    ];
   }
-
-  // What a row shows; a row is rewritten only when this changes.
-  const groupRowKey = (g) => g.state + '|' + g.status + '|' + g.members + '|' + g.partitions + '|' +
-    g.uncommitted_partitions + '|' + g.total_lag + '|' + g.max_lag + '|' + g.max_lag_seconds;
 
   function compareGroups (key, dir) {
     if (key === 'group') return (a, b) => dir * (a.g.group < b.g.group ? -1 : a.g.group > b.g.group ? 1 : 0);
@@ -183,7 +183,7 @@
     const count = document.getElementById('group-count');
     const input = document.getElementById('group-filter');
     const empty = document.getElementById('groups-empty');
-    const rows = new Map(); // group id -> { g, key, tr, text, hidden }
+    const rows = new Map(); // group id -> { g, cells, tr, text, hidden }
     let loaded = false;
 
     function markSort () {
@@ -224,33 +224,44 @@
     function render (page) {
       const t0 = performance.now();
       let updated = 0;
+      let cellsUpdated = 0;
       const searchText = (g) => (g.group + ' ' + g.state + ' ' + g.status).toLowerCase();
       if (rows.size === 0 && page.groups.length > 0) {
         // First render: every row in one innerHTML pass.
-        tbody.innerHTML = page.groups.map((g) => '<tr>' + groupRowHTML(g) + '</tr>').join('');
+        const all = page.groups.map(groupCells);
+        tbody.innerHTML = all.map((cells) => '<tr>' + cells.join('') + '</tr>').join('');
         const trs = tbody.rows;
         page.groups.forEach((g, i) => {
-          rows.set(g.group, { g, key: groupRowKey(g), tr: trs[i], text: searchText(g), hidden: false });
+          rows.set(g.group, { g, cells: all[i], tr: trs[i], text: searchText(g), hidden: false });
         });
         updated = page.groups.length;
+        cellsUpdated = updated * GROUP_COLUMNS.length;
       } else {
         const seen = new Set();
         for (const g of page.groups) {
           seen.add(g.group);
-          const key = groupRowKey(g);
+          const cells = groupCells(g);
           const r = rows.get(g.group);
           if (!r) {
             const tr = document.createElement('tr');
-            tr.innerHTML = groupRowHTML(g);
-            rows.set(g.group, { g, key, tr, text: searchText(g), hidden: false });
+            tr.innerHTML = cells.join('');
+            rows.set(g.group, { g, cells, tr, text: searchText(g), hidden: false });
             updated++;
-          } else if (r.key !== key) {
-            r.tr.innerHTML = groupRowHTML(g);
-            r.g = g;
-            r.key = key;
-            r.text = searchText(g);
-            updated++;
+            cellsUpdated += cells.length;
           } else {
+            let changed = false;
+            for (let i = 0; i < cells.length; i++) {
+              if (cells[i] !== r.cells[i]) {
+                r.tr.cells[i].outerHTML = cells[i];
+                changed = true;
+                cellsUpdated++;
+              }
+            }
+            if (changed) {
+              r.cells = cells;
+              r.text = searchText(g);
+              updated++;
+            }
             r.g = g;
           }
         }
@@ -263,6 +274,8 @@
       // For tests and the curious: how much the last poll changed and what it cost.
       table.dataset.rows = String(rows.size);
       table.dataset.updated = String(updated);
+      table.dataset.cellsUpdated = String(cellsUpdated);
+      table.dataset.polls = String(Number(table.dataset.polls || 0) + 1);
       table.dataset.renderMs = (performance.now() - t0).toFixed(1);
     }
 
@@ -372,27 +385,27 @@
     const items = [
       ['State', esc(g.state)],
       ['Status', statusBadge(g.status)],
-      ['Members', num(g.members)],
+      ['Members', num(g.memberCount)],
       ['Generation', num(g.generation)],
       ['Protocol', esc(g.protocol_type || '—') + (g.assignor ? ' / ' + esc(g.assignor) : '')],
       ['Total lag', num(g.total_lag)],
       ['Max lag', num(g.max_lag)],
       ['Max lag (time)', duration(g.max_lag_seconds)],
-      ['Partitions', num(g.partitions) + (g.uncommitted_partitions ? ' (' + num(g.uncommitted_partitions) + ' uncommitted)' : '')]
+      ['Partitions', num(g.partList.length) + (g.uncommitted ? ' (' + num(g.uncommitted) + ' uncommitted)' : '')]
     ];
     return '<dl class="summary">' + items.map((i) => '<div><dt>' + i[0] + '</dt><dd>' + i[1] + '</dd></div>').join('') + '</dl>';
   }
 
   function memberName (g, id) {
     if (id == null) return '<span class="note">none</span>';
-    const m = g.members.find((x) => x.member_id === id);
+    const m = g.memberList.find((x) => x.member_id === id);
     const label = m ? m.client_id : id;
     return '<span title="' + esc(id) + '">' + esc(label) + '</span>';
   }
 
   function partitionsHTML (g) {
-    if (g.partitions.length === 0) return '<p class="empty">No committed or assigned partitions.</p>';
-    const rows = g.partitions.map((p) => {
+    if (g.partList.length === 0) return '<p class="empty">No committed or assigned partitions.</p>';
+    const rows = g.partList.map((p) => {
       const uncommitted = p.committed_offset == null;
       return '<tr' + (uncommitted ? ' class="uncommitted"' : '') + '>' +
         '<th scope="row">' + esc(p.topic) + '</th>' +
@@ -414,8 +427,8 @@
   }
 
   function membersHTML (g) {
-    if (g.members.length === 0) return '<p class="empty">No members.</p>';
-    const rows = g.members.map((m) => {
+    if (g.memberList.length === 0) return '<p class="empty">No members.</p>';
+    const rows = g.memberList.map((m) => {
       const parts = m.assignment.length === 0
         ? '<span class="note">' + (g.state === 'Stable' ? 'nothing assigned' : 'rebalancing') + '</span>'
         : m.assignment.map((a) => esc(a.topic) + ': ' + a.partitions.join(', ')).join('<br>');
@@ -446,7 +459,9 @@
         '<rect class="comp" x="' + wp.toFixed(1) + '" y="1" width="' + wc.toFixed(1) + '" height="10"/></svg>';
       const gen = r.from_generation + ' → ' + (r.generation == null ? '…' : r.generation);
       const members = r.members_before + ' → ' + (r.members_after == null ? '…' : r.members_after);
-      const detail = r.cause_detail ? '<br><span class="note mono">' + esc(r.cause_detail) + '</span>' : '';
+      const detail = r.cause_detail
+        ? '<br><span class="note mono detail" title="' + esc(r.cause_detail) + '">' + esc(r.cause_detail) + '</span>'
+        : '';
       return '<tr><td class="n">' + r.seq + '</td><td>' + utc(r.started_ms, true) + '</td>' +
         '<td>' + esc(r.cause.replace(/_/g, ' ')) + detail + '</td>' +
         '<td class="n">' + gen + '</td>' +
@@ -463,6 +478,17 @@
       '<th scope="col"><span class="key prep"></span>preparing <span class="key comp"></span>completing</th>' +
       '<th scope="col" class="n">Members</th><th scope="col" class="n">Partitions moved</th><th scope="col">Outcome</th>' +
       '</tr></thead><tbody>' + rows + '</tbody></table></div>';
+  }
+
+  // `members` is the overview's count and `member_list` the members; `partitions` is first the
+  // overview's count and then the list (the later key wins in JSON.parse). Accept either spelling.
+  function normalize (g) {
+    g.memberList = Array.isArray(g.member_list) ? g.member_list : Array.isArray(g.members) ? g.members : [];
+    g.memberCount = typeof g.members === 'number' ? g.members : g.memberList.length;
+    g.partList = Array.isArray(g.partitions) ? g.partitions : Array.isArray(g.partition_list) ? g.partition_list : [];
+    g.uncommitted = g.partList.filter((p) => p.committed_offset == null).length;
+    g.lag_history = g.lag_history || [];
+    g.rebalances = g.rebalances || [];
   }
 
   function groupPage (id) {
@@ -483,12 +509,17 @@
         g = await getJSON('/api/groups/' + encodeURIComponent(id));
       } catch (e) {
         if (e.status === 404 && !stopped()) {
+          e.shown = true;
           view.innerHTML = '<p class="crumbs"><a href="#/">Consumer groups</a> /</p>' +
             '<h1 class="mono">' + esc(id) + '</h1><p class="empty">The broker knows no group with this id.</p>';
         }
         throw e;
       }
       if (stopped()) return;
+      normalize(g);
+      // The detail answer has no refresh_ms; learn it from the sample spacing.
+      const h = g.lag_history;
+      if (h.length >= 2) refreshMs = Math.max(100, h[h.length - 1][0] - h[h.length - 2][0]);
       showFreshness(g.snapshot_ms, refreshMs);
       setHTML(parts[0], summaryHTML(g));
       setHTML(parts[1], g.lag_history.length === 0
@@ -498,9 +529,6 @@
       setHTML(parts[3], membersHTML(g));
       setHTML(parts[4], rebalancesHTML(g.rebalances));
       view.dataset.loaded = 'group';
-      // The detail answer has no refresh_ms; learn it from the sample spacing.
-      const h = g.lag_history;
-      if (h.length >= 2) refreshMs = Math.max(100, h[h.length - 1][0] - h[h.length - 2][0]);
       return pollDelay(refreshMs);
     });
   }
