@@ -4,14 +4,17 @@
 # Installs what the tests need (a Python venv in .venv, node_modules in
 # tests/js), then runs: cargo fmt --check, cargo clippy (-D warnings),
 # cargo test, the release build of `cairn`, the Python integration suite
-# (pytest, tests/integration) and the kafkajs suite (node --test, tests/js).
+# (pytest, tests/integration), the kafkajs suite (node --test, tests/js) and
+# the dashboard in headless Chromium (node --test, tests/browser; installs
+# Debian's chromium when missing and running as root).
 # Every stage runs even if an earlier one failed (the integration suites need
 # the release build, though); the exit status is non-zero if any stage failed.
 #
-# Usage: scripts/test.sh [--no-cargo] [--no-python] [--no-js] [--fast] [-- PYTEST_ARGS...]
+# Usage: scripts/test.sh [--no-cargo] [--no-python] [--no-js] [--no-browser] [--fast] [-- PYTEST_ARGS...]
 #   --no-cargo   skip fmt/clippy/cargo test (still builds the release binary)
 #   --no-python  skip the pytest suite
 #   --no-js      skip the kafkajs suite
+#   --no-browser skip the dashboard browser test
 #   --fast       skip the slow crash/recovery tests (pytest -m "not slow")
 # Environment: PYTHON (default python3), CAIRN_BIN (default target/release/cairn).
 set -euo pipefail
@@ -22,6 +25,7 @@ cd "$ROOT"
 run_cargo=1
 run_python=1
 run_js=1
+run_browser=1
 fast=0
 pytest_args=()
 while [[ $# -gt 0 ]]; do
@@ -29,9 +33,10 @@ while [[ $# -gt 0 ]]; do
         --no-cargo) run_cargo=0 ;;
         --no-python) run_python=0 ;;
         --no-js) run_js=0 ;;
+        --no-browser) run_browser=0 ;;
         --fast) fast=1 ;;
         --) shift; pytest_args=("$@"); break ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -41,6 +46,8 @@ PYTHON="${PYTHON:-python3}"
 VENV="$ROOT/.venv"
 PY_REQ="$ROOT/tests/integration/requirements.txt"
 JS_DIR="$ROOT/tests/js"
+BROWSER_DIR="$ROOT/tests/browser"
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 
 failed=()
 stage() { printf '\n==> %s\n' "$*"; }
@@ -93,6 +100,43 @@ setup_js() {
     echo "$want" >"$stamp"
 }
 
+# Debian's chromium for the dashboard test; installed only when missing, and only as root.
+setup_chromium() {
+    if [[ -x "$CHROMIUM" ]]; then
+        echo "chromium is installed ($CHROMIUM)"
+        return 0
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "SKIP: $CHROMIUM is missing and installing it needs root (apt-get install chromium);" \
+            "the dashboard browser test will not run" >&2
+        return 0
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 900 apt-get update -q
+    timeout 900 apt-get install -y -q chromium
+}
+
+setup_browser() {
+    local want stamp="$BROWSER_DIR/node_modules/.cairn-lock.sha256"
+    want="$(hash_of "$BROWSER_DIR/package-lock.json" "$BROWSER_DIR/package.json")-$(node --version)"
+    if [[ -d "$BROWSER_DIR/node_modules" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        echo "node_modules is current ($BROWSER_DIR/node_modules)"
+        return 0
+    fi
+    (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+}
+
+run_browser_test() {
+    if [[ ! -x "$CHROMIUM" ]]; then
+        echo "SKIP: no chromium at $CHROMIUM (not root, so not installed)" >&2
+        return 0
+    fi
+    (cd "$BROWSER_DIR" &&
+        CHROMIUM="$CHROMIUM" timeout --kill-after=30 300 \
+            node --test --test-concurrency=1 --test-timeout=240000 dashboard.test.js)
+}
+
 run_pytest() {
     local args=(-p no:cacheprovider)
     if [[ $fast -eq 1 ]]; then args+=(-m "not slow"); fi
@@ -114,6 +158,10 @@ run_node() {
 # ---------------------------------------------------------------------------
 if [[ $run_python -eq 1 ]]; then record "python venv (.venv)" setup_python; fi
 if [[ $run_js -eq 1 ]]; then record "npm ci (tests/js)" setup_js; fi
+if [[ $run_browser -eq 1 ]]; then
+    record "chromium (dashboard test)" setup_chromium
+    record "npm ci (tests/browser)" setup_browser
+fi
 
 if [[ $run_cargo -eq 1 ]]; then
     record "cargo fmt --check" cargo fmt --all -- --check
@@ -132,6 +180,7 @@ if [[ $build_ok -eq 0 ]]; then
     echo "release build failed: skipping the integration suites" >&2
     [[ $run_python -eq 1 ]] && failed+=("pytest (not run: no binary)")
     [[ $run_js -eq 1 ]] && failed+=("node --test (not run: no binary)")
+    [[ $run_browser -eq 1 ]] && failed+=("dashboard browser test (not run: no binary)")
 else
     if [[ $run_python -eq 1 ]]; then
         if [[ " ${failed[*]-} " == *"python venv"* ]]; then
@@ -145,6 +194,13 @@ else
             failed+=("node --test (not run: npm ci failed)")
         else
             record "node --test tests/js" run_node
+        fi
+    fi
+    if [[ $run_browser -eq 1 ]]; then
+        if [[ " ${failed[*]-} " == *"chromium"* || " ${failed[*]-} " == *"npm ci (tests/browser)"* ]]; then
+            failed+=("dashboard browser test (not run: setup failed)")
+        else
+            record "node --test tests/browser" run_browser_test
         fi
     fi
 fi
