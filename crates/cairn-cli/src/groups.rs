@@ -14,6 +14,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 
 use crate::common::{parse_topic_spec, resolve_partitions, Common};
+use crate::history::{self, HistoryArgs};
 use crate::output::{error_name, or_dash, print, print_json, Progress, Table};
 use crate::reset::{self, ResetArgs};
 
@@ -63,6 +64,9 @@ enum GroupsCommand {
         #[arg(long = "topic", value_name = "TOPIC[:P,...]", required = true)]
         topics: Vec<String>,
     },
+    /// A group's recent rebalances (cause, generations, phase times), from the broker's HTTP
+    /// listener: the Kafka protocol has no request for them.
+    History(HistoryArgs),
 }
 
 #[derive(Args)]
@@ -93,6 +97,10 @@ struct DescribeArgs {
 
 pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
     let common = &args.common;
+    if let GroupsCommand::History(h) = args.command {
+        let timeout = std::time::Duration::from_millis(common.connect_timeout_ms);
+        return history::run(h, common.output, timeout).await;
+    }
     let client = common.connect(CLIENT_ID).await?;
     match args.command {
         GroupsCommand::List { state } => list(&client, common, state.as_deref()).await,
@@ -102,6 +110,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
         GroupsCommand::DeleteOffsets { group, topics } => {
             delete_offsets(&client, common, &group, &topics).await
         }
+        GroupsCommand::History(_) => unreachable!("answered above without a Kafka connection"),
     }
 }
 

@@ -11,6 +11,7 @@ mod bench;
 mod bench_groups;
 mod common;
 mod groups;
+mod history;
 mod output;
 mod quick;
 mod reset;
