@@ -119,6 +119,17 @@ pub struct BenchArgs {
     /// Seconds to wait for a started broker to accept connections.
     #[arg(long, default_value_t = 30.0)]
     startup_timeout: f64,
+
+    /// Measure what observability costs instead: produce throughput with N idle consumer groups
+    /// (each with offsets committed on the produced topic, so every lag snapshot covers them) and
+    /// the HTTP endpoints scraped every --scrape-every-ms, against the same broker without
+    /// either; the two kinds of run alternate, medians and their ratio are reported.
+    #[arg(long, value_name = "N", conflicts_with = "bootstrap")]
+    with_idle_groups: Option<usize>,
+
+    /// With --with-idle-groups: how often /metrics and /api/groups are fetched.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    scrape_every_ms: u64,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -204,6 +215,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut broker = match &args.bootstrap {
         Some(addr) => Broker {
             addr: addr.clone(),
+            http: None,
             pid: args.broker_pid,
             spawned: None,
         },
@@ -237,6 +249,28 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     println!("loadavg at start: {load_start}");
 
+    if let Some(groups) = args.with_idle_groups {
+        let outcome = tokio::select! {
+            r = measure_overhead(&args, &plan, &broker, groups) => r.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+        };
+        let log_path = broker.stop().await;
+        return match outcome {
+            Ok(Some(())) => {
+                println!("loadavg at end:   {}", loadavg());
+                Ok(())
+            }
+            Ok(None) => bail!("interrupted"),
+            Err(e) => {
+                if let Some(path) = log_path {
+                    eprintln!("last lines of the broker's output:");
+                    eprintln!("{}", tail_of_file(&path, 20));
+                }
+                Err(e)
+            }
+        };
+    }
+
     let outcome = tokio::select! {
         r = measure(&args, &plan, &broker) => r.map(Some),
         _ = tokio::signal::ctrl_c() => Ok(None),
@@ -268,6 +302,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
 struct Broker {
     addr: String,
+    /// The HTTP listener of a broker the bench started (a free port, never the default one).
+    http: Option<String>,
     pid: Option<u32>,
     spawned: Option<Spawned>,
 }
@@ -287,6 +323,10 @@ impl Broker {
             probe.local_addr()?.port()
         };
         let addr = format!("127.0.0.1:{port}");
+        let http = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            format!("127.0.0.1:{}", probe.local_addr()?.port())
+        };
         let dir = tempfile::Builder::new().prefix("cairn-bench-").tempdir()?;
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("broker.log");
@@ -299,6 +339,8 @@ impl Broker {
             .arg(&addr)
             .arg("--data-dir")
             .arg(&data_dir)
+            .arg("--http")
+            .arg(&http)
             .arg("-o")
             .arg(format!("num.partitions={}", args.partitions));
         for opt in &args.broker_opts {
@@ -347,6 +389,7 @@ impl Broker {
         }
         Ok(Broker {
             addr,
+            http: Some(http),
             pid,
             spawned: Some(Spawned {
                 child,
@@ -493,6 +536,205 @@ async fn measure(args: &BenchArgs, plan: &Plan, broker: &Broker) -> Result<Repor
         report.rss_end_kib = Some(rss_kib(pid)?);
     }
     Ok(report)
+}
+
+/// What the HTTP scraper saw during one run.
+#[derive(Default, Debug)]
+struct ScrapeStats {
+    scrapes: u64,
+    metrics_bytes: usize,
+    slowest: Duration,
+}
+
+/// Fetches /metrics and /api/groups every `every` until stopped, as Prometheus and an open
+/// dashboard would.
+fn start_scraper(
+    http: String,
+    every: Duration,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<ScrapeStats>>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut stats = ScrapeStats::default();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return Ok(stats),
+                _ = tick.tick() => {}
+            }
+            let start = Instant::now();
+            let (status, body) = crate::history::get(&http, "/metrics").await?;
+            if status != 200 {
+                bail!("GET /metrics answered {status}");
+            }
+            let (status, _) = crate::history::get(&http, "/api/groups").await?;
+            if status != 200 {
+                bail!("GET /api/groups answered {status}");
+            }
+            stats.scrapes += 1;
+            stats.metrics_bytes = body.len();
+            stats.slowest = stats.slowest.max(start.elapsed());
+        }
+    });
+    (stop, task)
+}
+
+/// How many groups `/api/groups` lists (from the broker's latest lag snapshot).
+async fn snapshot_groups(http: &str) -> Result<usize> {
+    let (status, body) = crate::history::get(http, "/api/groups").await?;
+    if status != 200 {
+        bail!("GET /api/groups answered {status}");
+    }
+    let page: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok(page["groups"].as_array().map_or(0, |g| g.len()))
+}
+
+async fn wait_snapshot_groups(http: &str, want: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = snapshot_groups(http).await?;
+        if n == want {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("the lag snapshot lists {n} groups, expected {want}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Produce throughput with and without idle groups plus scraping, on one broker, alternating
+/// which goes first in each round so that drift (page cache, CPU frequency) hits both alike.
+async fn measure_overhead(
+    args: &BenchArgs,
+    plan: &Plan,
+    broker: &Broker,
+    idle_groups: usize,
+) -> Result<()> {
+    let http = broker
+        .http
+        .clone()
+        .ok_or_else(|| anyhow!("--with-idle-groups needs the broker the bench starts"))?;
+    let every = Duration::from_millis(args.scrape_every_ms.max(1));
+    println!(
+        "overhead: produce with {idle_groups} idle groups and /metrics + /api/groups fetched every \
+         {} ms (HTTP {http}), against the same broker without them",
+        every.as_millis()
+    );
+    let admin = Client::connect(&broker.addr, CLIENT_ID)
+        .await
+        .with_context(|| format!("cannot reach the broker at {}", broker.addr))?;
+    let conn = cairn_client::Connection::connect(&broker.addr, CLIENT_ID).await?;
+    let partitions: Vec<cairn_client::PartitionOffset> = (0..args.partitions)
+        .map(|partition| cairn_client::PartitionOffset {
+            partition,
+            offset: 0,
+        })
+        .collect();
+    let stamp = std::process::id();
+    let (mut plain, mut observed) = (Vec::new(), Vec::new());
+    for run in 1..=args.repeat {
+        let order = if run % 2 == 1 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        let mut line = format!("run {run}/{}:", args.repeat);
+        for with in order {
+            let kind = if with { "obs" } else { "plain" };
+            let topic = format!("{}-{stamp}-{kind}{run}", args.topic_prefix);
+            create_topic(&admin, &topic, args.partitions).await?;
+            let groups: Vec<String> = if with {
+                (0..idle_groups)
+                    .map(|g| format!("{}-{stamp}-idle{run}-{g}", args.topic_prefix))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            // Unmeasured: the groups commit (pipelined), then the snapshot must list them.
+            let mut pending = VecDeque::new();
+            for g in &groups {
+                if pending.len() >= 64 {
+                    let ack: cairn_client::Result<()> =
+                        pending.pop_front().expect("non-empty").await;
+                    ack?;
+                }
+                pending.push_back(
+                    conn.submit_commit_offsets(g, -1, "", &topic, &partitions)
+                        .await?,
+                );
+            }
+            while let Some(ack) = pending.pop_front() {
+                ack.await?;
+            }
+            wait_snapshot_groups(&http, groups.len()).await?;
+            let scraper = with.then(|| start_scraper(http.clone(), every));
+            let result = produce_throughput(args, plan, &broker.addr, &topic).await;
+            let stats = match scraper {
+                Some((stop, task)) => {
+                    let _ = stop.send(());
+                    Some(task.await??)
+                }
+                None => None,
+            };
+            let t = result.context("produce throughput")?;
+            match stats {
+                Some(s) => {
+                    line += &format!(
+                        " with {:.1} MB/s ({} scrapes, /metrics {} KB, slowest scrape {:.1} ms)",
+                        t.mb_per_s(),
+                        s.scrapes,
+                        s.metrics_bytes / 1000,
+                        s.slowest.as_secs_f64() * 1e3
+                    )
+                }
+                None => line += &format!(" without {:.1} MB/s", t.mb_per_s()),
+            }
+            if with {
+                observed.push(t);
+            } else {
+                plain.push(t);
+            }
+            // Leave the broker as it was: no groups, no data.
+            for chunk in groups.chunks(200) {
+                let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                conn.delete_groups(&names).await?;
+            }
+            admin.delete_topic(&topic).await?;
+            wait_snapshot_groups(&http, 0).await?;
+            line += ";";
+        }
+        println!("{}", line.trim_end_matches(';'));
+    }
+    let without = median(plain.iter().map(Throughput::mb_per_s));
+    let with = median(observed.iter().map(Throughput::mb_per_s));
+    let ratio = with / without;
+    println!(
+        "produce median: without {without:.1} MB/s, with {idle_groups} idle groups + scrapes \
+         {with:.1} MB/s, ratio {ratio:.3} ({:+.1}%), {} the 5% budget",
+        (ratio - 1.0) * 100.0,
+        if ratio >= 0.95 { "within" } else { "OVER" }
+    );
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "suite": "overhead",
+                "idle_groups": idle_groups,
+                "scrape_every_ms": every.as_millis() as u64,
+                "runs": args.repeat,
+                "produce_mb_per_s_without": plain.iter().map(Throughput::mb_per_s).collect::<Vec<_>>(),
+                "produce_mb_per_s_with": observed.iter().map(Throughput::mb_per_s).collect::<Vec<_>>(),
+                "median_without": without,
+                "median_with": with,
+                "ratio": ratio,
+            })
+        );
+    }
+    Ok(())
 }
 
 async fn create_topic(admin: &Client, topic: &str, partitions: i32) -> Result<()> {

@@ -137,7 +137,7 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// `GET path` over one HTTP/1.1 connection; returns the status and the (de-chunked) body.
-async fn get(server: &str, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+pub(crate) async fn get(server: &str, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut stream = tokio::net::TcpStream::connect(server).await.map_err(|e| {
         anyhow!("cannot reach the broker's HTTP listener at {server} ({e}); check --http-server")
     })?;
