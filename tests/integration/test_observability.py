@@ -94,7 +94,7 @@ def wait_group(broker, group, cond, timeout=15, consumers=()):
 
 
 def parts(detail):
-    return {p["partition"]: p for p in detail["partitions"]}
+    return {p["partition"]: p for p in detail["partition_list"]}
 
 
 def metric_lines(broker):
@@ -223,9 +223,9 @@ def test_never_committed_then_mid_rebalance(hbroker):
 
     c1 = consumer(hbroker, group)
     c1.subscribe([topic])
-    g = wait_group(hbroker, group, lambda d: d["state"] == "Stable" and len(d["partitions"]) == 3, consumers=[c1])
+    g = wait_group(hbroker, group, lambda d: d["state"] == "Stable" and len(d["partition_list"]) == 3, consumers=[c1])
     # Assigned, never committed: no lag invented.
-    assert all(p["committed_offset"] is None and p["lag"] is None for p in g["partitions"])
+    assert all(p["committed_offset"] is None and p["lag"] is None for p in g["partition_list"])
     assert g["uncommitted_partitions"] == 3 and g["total_lag"] == 0
     assert g["assignor"] and g["member_list"][0]["assignment"][0]["topic"] == topic
     lines = metric_lines(hbroker)
@@ -241,7 +241,7 @@ def test_never_committed_then_mid_rebalance(hbroker):
     c2.subscribe([topic])
     g = wait_group(hbroker, group, lambda d: d["state"] in ("PreparingRebalance", "CompletingRebalance"), consumers=[c2])
     assert g["total_lag"] == 3 and parts(g)[0]["lag"] == 3
-    assert len(g["partitions"]) == 3
+    assert len(g["partition_list"]) == 3
     lines = metric_lines(hbroker)
     assert metric(lines, "kafka_consumergroup_group_lag", group=group, topic=topic, partition=0) == 3
     assert metric(lines, "cairn_group_state", group=group, state=g["state"]) == 1

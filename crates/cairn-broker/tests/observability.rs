@@ -174,7 +174,7 @@ async fn wait_group(addr: std::net::SocketAddr, group: &str, ok: impl Fn(&Value)
 }
 
 fn part(g: &Value, p: i64) -> &Value {
-    g["partitions"]
+    g["partition_list"]
         .as_array()
         .unwrap()
         .iter()
@@ -359,6 +359,20 @@ async fn lag_groups_and_metrics_over_http() {
     assert!(!metrics
         .contains("kafka_consumergroup_group_lag{group=\"live\",topic=\"t\",partition=\"1\"}"));
     assert!(metrics.ends_with("# EOF\n"));
+    assert_eq!(
+        metrics.matches("# EOF").count(),
+        1,
+        "one exposition, one EOF"
+    );
+    // A second scrape of the same snapshot reuses the rendered lag series: same text for them.
+    let (_, again) = get(addr, "/metrics").await;
+    let lag_part = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("kafka_consumergroup"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lag_part(&metrics), lag_part(&again));
 
     slot.clear();
     broker.shutdown().await.unwrap();

@@ -72,6 +72,8 @@ pub struct GroupDetail {
     pub leader: Option<String>,
     /// `members` is the overview's count; the members themselves are listed here.
     pub member_list: Vec<MemberInfo>,
+    /// `partitions` is the overview's count; the partitions themselves are listed here.
+    #[serde(rename = "partition_list")]
     pub partitions: Vec<PartitionLag>,
     pub lag_history: Vec<(i64, i64)>,
     pub rebalances: Vec<Rebalance>,

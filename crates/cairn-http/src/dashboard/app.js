@@ -480,12 +480,12 @@
       '</tr></thead><tbody>' + rows + '</tbody></table></div>';
   }
 
-  // `members` is the overview's count and `member_list` the members; `partitions` is first the
-  // overview's count and then the list (the later key wins in JSON.parse). Accept either spelling.
+  // The detail answer carries counts (`members`, `partitions`) and the lists
+  // (`member_list`, `partition_list`).
   function normalize (g) {
-    g.memberList = Array.isArray(g.member_list) ? g.member_list : Array.isArray(g.members) ? g.members : [];
-    g.memberCount = typeof g.members === 'number' ? g.members : g.memberList.length;
-    g.partList = Array.isArray(g.partitions) ? g.partitions : Array.isArray(g.partition_list) ? g.partition_list : [];
+    g.memberList = g.member_list || [];
+    g.memberCount = g.members;
+    g.partList = g.partition_list || [];
     g.uncommitted = g.partList.filter((p) => p.committed_offset == null).length;
     g.lag_history = g.lag_history || [];
     g.rebalances = g.rebalances || [];
