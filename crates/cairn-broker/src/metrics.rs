@@ -56,6 +56,11 @@ fn rebalance_histogram() -> Histogram {
 
 pub struct Metrics {
     registry: Registry,
+    /// The lag series change only when a new snapshot is taken (every few seconds) but are most of
+    /// a scrape's size with many groups, so they are rendered once per snapshot and reused.
+    lag_registry: Registry,
+    lag: Arc<SnapshotCell>,
+    lag_text: parking_lot::Mutex<Option<(Arc<crate::lag::LagSnapshot>, String)>>,
     /// Per API key number, so the request path does no label hashing or allocation.
     per_api: HashMap<i16, (Counter, Histogram)>,
     bytes_in: Family<TopicLabel, Counter>,
@@ -107,8 +112,13 @@ impl Metrics {
                 )
             })
             .collect();
+        let mut lag_registry = Registry::default();
+        lag_registry.register_collector(Box::new(LagCollector(lag.clone())));
         let m = Metrics {
             registry,
+            lag_registry,
+            lag,
+            lag_text: parking_lot::Mutex::new(None),
             per_api,
             bytes_in: Family::default(),
             bytes_out: Family::default(),
@@ -173,7 +183,6 @@ impl Metrics {
             "Duration of rebalances that reached Stable: total, preparing and completing phases",
             m.rebalance_seconds.clone(),
         );
-        r.register_collector(Box::new(LagCollector(lag)));
         m
     }
 
@@ -264,10 +273,28 @@ impl Metrics {
 
     /// The `/metrics` body.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(64 * 1024);
+        const EOF: &str = "# EOF\n";
+        let snap = self.lag.get();
+        let mut cache = self.lag_text.lock();
+        let fresh = matches!(&*cache, Some((s, _)) if Arc::ptr_eq(s, &snap));
+        if !fresh {
+            let mut text = String::with_capacity(64 * 1024);
+            if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.lag_registry)
+            {
+                tracing::warn!("cannot encode lag metrics: {e}");
+            }
+            text.truncate(text.strip_suffix(EOF).map_or(text.len(), str::len));
+            *cache = Some((snap, text));
+        }
+        let lag_text = &cache.as_ref().expect("filled above").1;
+        let mut out = String::with_capacity(lag_text.len() + 16 * 1024);
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!("cannot encode metrics: {e}");
         }
+        // Two encodings make one exposition: one terminating EOF line, after the lag series.
+        out.truncate(out.strip_suffix(EOF).map_or(out.len(), str::len));
+        out.push_str(lag_text);
+        out.push_str(EOF);
         out
     }
 }
