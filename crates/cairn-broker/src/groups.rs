@@ -6,14 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use cairn_config::BrokerConfig;
 use cairn_group::{Effects, GroupConfig, GroupCoordinator, GroupError, Reply, ReplyToken};
+use cairn_log::batch::{encode_plain, PlainRecord};
 use cairn_log::{PartitionLog, Store, TopicMeta};
-use kafka_protocol::records::{
-    Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use tokio::sync::{oneshot, Notify};
@@ -413,38 +411,15 @@ fn partitions(store: &Store, meta: &TopicMeta) -> Vec<Arc<PartitionLog>> {
 }
 
 pub(crate) fn encode_batch(recs: &[&cairn_group::Record], now: i64) -> BytesMut {
-    let records: Vec<KRecord> = recs
+    let plain: Vec<PlainRecord> = recs
         .iter()
-        .enumerate()
-        .map(|(i, r)| KRecord {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset - sequence stays constant.
-            sequence: i as i32,
+        .map(|r| PlainRecord {
+            key: Some(&r.key),
+            value: r.value.as_deref(),
             timestamp: now,
-            key: Some(Bytes::copy_from_slice(&r.key)),
-            value: r.value.as_ref().map(|v| Bytes::copy_from_slice(v)),
-            headers: Default::default(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    // Encoding plain records into memory cannot fail.
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encoding an uncompressed batch");
-    buf
+    encode_plain(&plain)
 }
 
 /// A group's rebalance history in the HTTP API's shape, oldest first.

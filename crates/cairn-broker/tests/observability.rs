@@ -1,6 +1,7 @@
 //! The HTTP listener over an in-process broker: health, lag JSON against the truth, metrics,
 //! a group in the middle of a rebalance and its history.
 
+use cairn_log::batch::{encode_plain, PlainRecord};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -11,9 +12,6 @@ use cairn_group::consumer_protocol::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -48,30 +46,16 @@ async fn call<R: Request>(sock: &mut TcpStream, req: &R, version: i16) -> R::Res
 }
 
 fn batch(n: usize, ts: i64) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: ts,
+    let values: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+    let recs: Vec<PlainRecord> = values
+        .iter()
+        .map(|v| PlainRecord {
             key: None,
-            value: Some(Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
+            value: Some(v.as_bytes()),
+            timestamp: ts,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &opts).unwrap();
-    buf.freeze()
+    encode_plain(&recs).freeze()
 }
 
 async fn produce(sock: &mut TcpStream, partition: i32, n: usize, ts: i64) {

@@ -1,5 +1,6 @@
 //! Wire-level tests against an in-process broker: raw frames, including hostile ones.
 
+use cairn_log::batch::{encode_plain, PlainRecord};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -8,9 +9,7 @@ use cairn_broker::{Broker, BrokerOptions};
 use cairn_config::BrokerConfig;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -78,37 +77,17 @@ async fn closed(sock: &mut TcpStream) -> bool {
 }
 
 fn batch(values: &[&str], base_ts: i64) -> Bytes {
-    let records: Vec<Record> = values
+    let keys: Vec<String> = (0..values.len()).map(|i| format!("k{i}")).collect();
+    let recs: Vec<PlainRecord> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset - sequence is constant.
-            sequence: i as i32,
+        .map(|(i, v)| PlainRecord {
+            key: Some(keys[i].as_bytes()),
+            value: Some(v.as_bytes()),
             timestamp: base_ts + i as i64 * 1000,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_plain(&recs).freeze()
 }
 
 fn produce_req(topic: &str, records: Bytes) -> ProduceRequest {

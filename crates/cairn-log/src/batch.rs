@@ -902,3 +902,73 @@ mod tests {
         assert_eq!(v.last_sequence(), 0);
     }
 }
+
+/// One record for [`encode_plain`].
+#[derive(Clone, Copy, Debug)]
+pub struct PlainRecord<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub timestamp: i64,
+}
+
+/// Encodes `records` as one uncompressed v2 batch without a producer id, offsets 0..n (the log
+/// assigns the real ones on append). For internal writers (the group coordinator) and tests.
+pub fn encode_plain(records: &[PlainRecord<'_>]) -> bytes::BytesMut {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch only while offset - sequence stays constant.
+            sequence: i as i32,
+            timestamp: r.timestamp,
+            key: r.key.map(Bytes::copy_from_slice),
+            value: r.value.map(Bytes::copy_from_slice),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    // Writing uncompressed records into memory has no failure mode.
+    .expect("encoding an uncompressed batch");
+    buf
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::*;
+
+    #[test]
+    fn plain_batches_are_one_valid_batch() {
+        let recs: Vec<PlainRecord> = (0..5)
+            .map(|i| PlainRecord {
+                key: Some(b"k"),
+                value: if i == 4 { None } else { Some(b"v") },
+                timestamp: 1000 + i,
+            })
+            .collect();
+        let buf = encode_plain(&recs);
+        let all: Vec<_> = batches(&buf).collect::<Result<_, _>>().unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].verify_crc());
+        assert_eq!(all[0].record_count(), 5);
+        assert_eq!(all[0].max_timestamp(), 1004);
+    }
+}
