@@ -295,7 +295,7 @@ describe('dashboard', () => {
     const member = truth.member_list[0]
     for (const [i, cells] of parts.entries()) {
       const [topic, partition, committed, , end, lag, , owner] = cells
-      const p = truth.partitions[i]
+      const p = truth.partition_list[i]
       assert.equal(topic, TOPIC)
       assert.equal(Number(partition), i)
       const produced = PER_PARTITION[i] + (i === 0 ? EXTRA_P0 : 0)
