@@ -1042,7 +1042,9 @@ impl PartitionLog {
     }
 
     /// Locates the segment and index position for `offset`, under the lock.
-    fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, LogError> {
+    /// Also returns the log end offset seen under the same lock, so a read's high watermark never
+    /// runs ahead of the data it returns.
+    fn plan_read(&self, offset: i64) -> Result<(Option<ReadPlan>, i64), LogError> {
         let inner = self.inner.lock();
         let start = inner.segments[0].base;
         let end = inner.segments.last().expect("non-empty").next_offset;
@@ -1054,7 +1056,7 @@ impl PartitionLog {
             });
         }
         if offset == end {
-            return Ok(None);
+            return Ok((None, end));
         }
         let mut i = inner.segment_index(offset);
         // A gap left by a truncated older segment or by compaction (which can also leave
@@ -1066,11 +1068,14 @@ impl PartitionLog {
         }
         let seg = &inner.segments[i];
         let rel = (offset - seg.base).clamp(0, MAX_RELATIVE) as u32;
-        Ok(Some(ReadPlan {
-            file: seg.log.clone(),
-            start_pos: seg.idx.position_for(rel),
-            limit: seg.size,
-        }))
+        Ok((
+            Some(ReadPlan {
+                file: seg.log.clone(),
+                start_pos: seg.idx.position_for(rel),
+                limit: seg.size,
+            }),
+            end,
+        ))
     }
 
     /// Finds the batch containing `offset` (or the first one after it) at or
@@ -1093,8 +1098,7 @@ impl PartitionLog {
 
     /// Whole batches from the one containing `offset`, up to `max_bytes` but at least one.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
-        let plan = self.plan_read(offset)?;
-        let hw = self.log_end_offset();
+        let (plan, hw) = self.plan_read(offset)?;
         let empty = |log: &Self| ReadResult {
             data: Bytes::new(),
             log_start_offset: log.log_start_offset(),
@@ -1139,8 +1143,8 @@ impl PartitionLog {
                 return Ok(None);
             }
             let plan = match self.plan_read(offset) {
-                Ok(Some(p)) => p,
-                Ok(None) => return Ok(None),
+                Ok((Some(p), _)) => p,
+                Ok((None, _)) => return Ok(None),
                 // Retention moved the start past us meanwhile: start over from the new start.
                 Err(LogError::OffsetOutOfRange { start, .. }) if offset < start => {
                     offset = start;
