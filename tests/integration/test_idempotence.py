@@ -220,3 +220,19 @@ def test_transactional_id_is_refused_fast(broker_factory):
     finally:
         conn.close()
     assert "transactions are not supported" in broker.log_text()
+
+
+def test_transactional_producer_fails_fast_with_a_real_client(broker_factory):
+    """librdkafka's init_transactions() must fail at once, not retry until its timeout."""
+    from confluent_kafka import KafkaException, Producer
+
+    broker = broker_factory()
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "txn-real"})
+    started = time.monotonic()
+    try:
+        p.init_transactions(30)
+        raise AssertionError("init_transactions succeeded on a broker without transactions")
+    except KafkaException as e:
+        assert e.args[0].fatal() or not e.args[0].retriable(), e
+    assert time.monotonic() - started < 10, "the refusal should be immediate"
+    assert "transactions are not supported" in broker.log_text()

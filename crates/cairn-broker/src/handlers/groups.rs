@@ -49,11 +49,24 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
         vec![req.key.clone()]
     };
     let answer = |key: &StrBytes| -> (i16, Option<String>) {
-        if req.key_type != 0 {
-            return (
-                Code::CoordinatorNotAvailable.code(),
-                Some("only group coordinators are served; transactions are not supported".into()),
-            );
+        match req.key_type {
+            0 => {}
+            // Transactions are not supported. A retriable answer would make a transactional
+            // producer retry until its timeout; this one is fatal at once in every client (as
+            // InitProducerId answers too), and the message and log line say why.
+            1 => {
+                tracing::warn!(peer = %ctx.peer, "FindCoordinator for a transactional id: transactions are not supported");
+                return (
+                    Code::TransactionalIdAuthorizationFailed.code(),
+                    Some("transactions are not supported by this broker".into()),
+                );
+            }
+            other => {
+                return (
+                    Code::InvalidRequest.code(),
+                    Some(format!("coordinator key type {other} is not supported")),
+                );
+            }
         }
         if key.is_empty() {
             return (Code::InvalidRequest.code(), Some("empty group id".into()));
