@@ -331,38 +331,17 @@ impl Broker {
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("broker.log");
         let log = std::fs::File::create(&log_path)?;
-        let exe = std::env::current_exe().context("cannot locate the cairn binary")?;
-
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(&addr)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--http")
-            .arg(&http)
-            .arg("-o")
-            .arg(format!("num.partitions={}", args.partitions));
+        let mut extra = vec![
+            "--http".to_string(),
+            http.clone(),
+            "-o".to_string(),
+            format!("num.partitions={}", args.partitions),
+        ];
         for opt in &args.broker_opts {
-            cmd.arg("-o").arg(opt);
+            extra.push("-o".to_string());
+            extra.push(opt.clone());
         }
-        // The output goes to a file that may be shown to a person later.
-        cmd.env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        // It makes the kernel kill the broker if the bench dies without
-        // running its cleanup (SIGKILL, a crash), so no broker is orphaned.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let mut cmd = broker_command(&addr, &data_dir, &extra, log)?;
         let mut child = cmd.spawn().context("cannot start the broker")?;
         let pid = child.id();
 
@@ -1306,6 +1285,40 @@ impl XorShift {
         v.truncate(n);
         Bytes::from(v)
     }
+}
+
+/// A `cairn serve` child for the benches: output to `log`, killed with the bench even if the
+/// bench itself dies without cleaning up, so no broker is ever orphaned.
+pub(crate) fn broker_command(
+    listen: &str,
+    data_dir: &std::path::Path,
+    extra_args: &[String],
+    log: std::fs::File,
+) -> Result<tokio::process::Command> {
+    let exe = std::env::current_exe().context("cannot locate the cairn binary")?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(listen)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra_args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours. It makes the kernel kill
+    // the broker if the bench dies without running its cleanup (SIGKILL, a crash).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use cairn_client::{Client, Connection, JoinGroupParams, JoinedMember, PartitionO
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Barrier};
 
-use crate::bench::{loadavg, median, si, tail_of_file};
+use crate::bench::{broker_command, loadavg, median, si, tail_of_file};
 
 const CLIENT_ID: &str = "cairn-bench-groups";
 const PROTOCOL_TYPE: &str = "consumer";
@@ -297,31 +297,11 @@ impl BrokerProc {
         };
         let addr = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(log_path)?;
-        let exe = std::env::current_exe().context("cannot locate the cairn binary")?;
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(&addr)
-            .arg("--data-dir")
-            .arg(data_dir);
-        for opt in opts {
-            cmd.arg("-o").arg(opt);
-        }
-        cmd.env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours; it
-        // has the kernel kill the broker if the bench dies without cleaning up.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let extra: Vec<String> = opts
+            .iter()
+            .flat_map(|o| ["-o".to_string(), o.to_string()])
+            .collect();
+        let mut cmd = broker_command(&addr, data_dir, &extra, log)?;
         let started = Instant::now();
         let child = cmd.spawn().context("cannot start the broker")?;
         Ok(BrokerProc {
