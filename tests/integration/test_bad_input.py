@@ -304,3 +304,56 @@ def test_many_connections_opened_and_dropped(seeded):
             s.sendall(kproto.api_versions_request(i, 0)[:7])  # partial frame
         s.close()
     assert_healthy(b, topic, values)
+
+
+# -- array counts far beyond the frame ---------------------------------------------------------
+# Each body below stops right after an array count of 2^31-1 (or the compact 2^32-2): a decoder
+# that reserves `count x element size` before reading would ask for tens of gigabytes and the
+# process would abort. The broker must refuse the frame, close that connection and serve others.
+
+HUGE = kproto.i32(0x7FFFFFFF)
+HUGE_COMPACT = b"\xff\xff\xff\xff\x0f"
+
+
+def _str(s):
+    return kproto.string(s)
+
+
+HUGE_ARRAY_FRAMES = {
+    # The 26-byte frame from the report, byte for byte (Metadata v1, client id "fuzz").
+    "metadata-v1-26-bytes": bytes.fromhex("00000016000300010000000100046675 7a7a7fffffff0002667a".replace(" ", "")),
+    "metadata-v9-compact": kproto.request(kproto.API_METADATA, 9, 1, HUGE_COMPACT, header_version=2),
+    "produce-v3": kproto.request(kproto.API_PRODUCE, 3, 1, kproto.i16(-1) + kproto.i16(1) + kproto.i32(1000) + HUGE),
+    "fetch-v4": kproto.request(
+        kproto.API_FETCH, 4, 1, kproto.i32(-1) + kproto.i32(100) + kproto.i32(1) + kproto.i32(1 << 20) + b"\x00" + HUGE
+    ),
+    "join-group-v1": kproto.request(
+        11, 1, 1, _str("g") + kproto.i32(10000) + kproto.i32(10000) + _str("") + _str("consumer") + HUGE
+    ),
+    "offset-commit-v2": kproto.request(8, 2, 1, _str("g") + kproto.i32(-1) + _str("") + kproto.i64(-1) + HUGE),
+    "offset-fetch-v1": kproto.request(9, 1, 1, _str("g") + HUGE),
+    "describe-groups-v0": kproto.request(15, 0, 1, HUGE),
+    "describe-groups-v5-compact": kproto.request(15, 5, 1, HUGE_COMPACT, header_version=2),
+}
+
+
+def _vm_hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.parametrize("name", sorted(HUGE_ARRAY_FRAMES))
+def test_huge_array_count_is_refused_without_allocating(seeded, name):
+    b, topic, values = seeded
+    frame = HUGE_ARRAY_FRAMES[name]
+    c = connect(b)
+    c.send(frame)
+    assert c.wait_closed(10), f"connection not closed after {name}"
+    c.close()
+    assert b.is_running(), f"broker died on {name}; stderr:\n{b.log_tail()}"
+    assert _vm_hwm_kib(b.proc.pid) < 256 * 1024, "peak RSS above 256 MiB"
+    assert "refused" in b.log_text(), "no log line says the frame was refused"
+    assert_healthy(b, topic, values)

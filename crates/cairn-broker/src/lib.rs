@@ -14,6 +14,7 @@ mod server;
 mod state;
 mod versions;
 mod view;
+pub mod wire;
 
 pub use server::{Broker, BrokerOptions};
 pub use versions::SUPPORTED;

@@ -2,17 +2,17 @@
 //! handler and turns the typed response back into bytes.
 
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail};
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::Encodable;
 
 use crate::server::peek_header;
 use crate::state::BrokerState;
 use crate::versions::served;
+use crate::wire::{self, Decoded, Request};
 
 mod admin;
 mod api_versions;
@@ -30,15 +30,6 @@ pub struct Ctx {
     pub version: i16,
     pub client_id: String,
     pub peer: SocketAddr,
-}
-
-/// Decoding untrusted bytes must never take the broker down: the protocol crate can panic on a
-/// short buffer, so the panic is contained and reported as a malformed request.
-fn decode<T: Decodable>(buf: &mut Bytes, version: i16) -> anyhow::Result<T> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| T::decode(buf, version))) {
-        Ok(r) => r,
-        Err(_) => Err(anyhow!("truncated or malformed request body")),
-    }
 }
 
 fn encode<T: Encodable>(
@@ -79,20 +70,18 @@ pub async fn handle(
     let Ok(key) = ApiKey::try_from(key_raw) else {
         bail!("unknown API key {key_raw}");
     };
-    let Some((lo, hi)) = served(key) else {
-        bail!("API {key:?} is not served by this broker");
-    };
-    if key == ApiKey::ApiVersions && version > hi {
+    if key == ApiKey::ApiVersions && served(key).is_some_and(|(_, hi)| version > hi) {
         // KIP-511: answer in v0 with UNSUPPORTED_VERSION so the client can retry lower.
         let body = api_versions::unsupported();
         return Ok(Some(encode(key, 0, correlation_id, &body)?));
     }
-    if version < lo || version > hi {
-        bail!("{key:?} v{version} is not served (range {lo}..={hi})");
-    }
     let started = std::time::Instant::now();
-    let mut buf = frame;
-    let header: RequestHeader = decode(&mut buf, key.request_header_version(version))?;
+    let Decoded {
+        version,
+        header,
+        body,
+        ..
+    } = wire::decode_request(frame)?;
     let ctx = Ctx {
         state: state.clone(),
         version,
@@ -106,20 +95,15 @@ pub async fn handle(
 
     macro_rules! route {
         ($($k:ident => $m:ident :: $f:ident),* $(,)?) => {
-            match key {
-                $(ApiKey::$k => {
-                    let req = decode(&mut buf, version)?;
+            match body {
+                $(Request::$k(req) => {
                     let resp = $m::$f(&ctx, req).await;
                     Some(encode(key, version, correlation_id, &resp)?)
                 })*
-                ApiKey::Produce => {
-                    let req = decode(&mut buf, version)?;
-                    match produce::handle(&ctx, req).await {
-                        Some(resp) => Some(encode(key, version, correlation_id, &resp)?),
-                        None => None,
-                    }
-                }
-                other => bail!("API {other:?} has no handler"),
+                Request::Produce(req) => match produce::handle(&ctx, req).await {
+                    Some(resp) => Some(encode(key, version, correlation_id, &resp)?),
+                    None => None,
+                },
             }
         };
     }

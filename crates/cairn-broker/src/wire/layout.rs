@@ -1,0 +1,352 @@
+//! The shape of every request this broker decodes, per version: just enough to find each length
+//! and count in a frame, not to interpret it. Field versions follow Kafka's message definitions
+//! (the same ones the protocol crate decodes); a test encodes random frames from these layouts and
+//! checks that the crate decodes each one to its last byte, so a wrong version bound shows up.
+//!
+//! Tagged fields are listed only where the crate decodes them into a named field (it then reads
+//! the value itself, not the declared size, so the walker must check that both agree); every
+//! other tag is skipped by its declared size.
+
+use std::mem::size_of;
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+/// One encoded value. Strings and bytes may be null (the crate rejects nulls it does not allow).
+#[derive(Clone, Copy)]
+pub enum Ty {
+    I8,
+    I16,
+    I32,
+    I64,
+    Uuid,
+    Bool,
+    Str,
+    Bytes,
+    /// An array of plain values; the crate allocates `count × element size` up front.
+    Array(&'static Ty),
+    /// An array of structs, allocated the same way.
+    Structs(&'static Layout),
+    /// One struct (only as a tagged field).
+    Struct(&'static Layout),
+}
+
+impl Ty {
+    /// Bytes one decoded element occupies in the crate's `Vec`.
+    pub const fn mem(&self) -> usize {
+        match self {
+            Ty::I8 | Ty::Bool => 1,
+            Ty::I16 => 2,
+            Ty::I32 => 4,
+            Ty::I64 => 8,
+            Ty::Uuid => 16,
+            Ty::Str => size_of::<StrBytes>(),
+            Ty::Bytes => size_of::<bytes::Bytes>(),
+            Ty::Array(_) | Ty::Structs(_) => size_of::<Vec<u8>>(),
+            Ty::Struct(l) => l.mem,
+        }
+    }
+}
+
+/// A field present from `from` to `to` (inclusive).
+pub struct Field {
+    pub from: i16,
+    pub to: i16,
+    pub ty: Ty,
+}
+
+/// A tagged field the crate decodes by name, from version `from`.
+pub struct Tagged {
+    pub tag: u32,
+    pub from: i16,
+    pub ty: Ty,
+}
+
+pub struct Layout {
+    pub name: &'static str,
+    /// First flexible version (compact lengths, tagged fields); `NEVER` if none.
+    pub flexible_from: i16,
+    /// `size_of` the crate's type, for arrays of this struct.
+    pub mem: usize,
+    pub fields: &'static [Field],
+    pub tagged: &'static [Tagged],
+}
+
+pub const NEVER: i16 = i16::MAX;
+const ANY: i16 = i16::MAX;
+
+const fn all(ty: Ty) -> Field {
+    Field {
+        from: 0,
+        to: ANY,
+        ty,
+    }
+}
+const fn since(from: i16, ty: Ty) -> Field {
+    Field { from, to: ANY, ty }
+}
+const fn until(to: i16, ty: Ty) -> Field {
+    Field { from: 0, to, ty }
+}
+const fn between(from: i16, to: i16, ty: Ty) -> Field {
+    Field { from, to, ty }
+}
+
+macro_rules! layout {
+    ($name:ident, $ty:ty, flexible $flex:expr, [$($f:expr),* $(,)?] $(, tagged [$($t:expr),* $(,)?])?) => {
+        pub static $name: Layout = Layout {
+            name: stringify!($ty),
+            flexible_from: $flex,
+            mem: size_of::<$ty>(),
+            fields: &[$($f),*],
+            tagged: &[$($($t),*)?],
+        };
+    };
+}
+
+macro_rules! array_of {
+    ($l:ident) => {
+        Ty::Structs(&$l)
+    };
+}
+
+const STRS: Ty = Ty::Array(&Ty::Str);
+const I32S: Ty = Ty::Array(&Ty::I32);
+
+// The request header: v1 (client id as a plain nullable string), v2 adds a tagged section.
+layout!(HEADER, RequestHeader, flexible 2, [
+    all(Ty::I16), all(Ty::I16), all(Ty::I32), all(Ty::Str),
+]);
+
+// Produce (flexible from 9).
+layout!(PRODUCE_PARTITION, produce_request::PartitionProduceData, flexible 9, [
+    all(Ty::I32), all(Ty::Bytes),
+]);
+layout!(PRODUCE_TOPIC, produce_request::TopicProduceData, flexible 9, [
+    until(12, Ty::Str), since(13, Ty::Uuid), all(array_of!(PRODUCE_PARTITION)),
+]);
+layout!(PRODUCE, ProduceRequest, flexible 9, [
+    since(3, Ty::Str), all(Ty::I16), all(Ty::I32), all(array_of!(PRODUCE_TOPIC)),
+]);
+
+// Fetch (flexible from 12).
+layout!(FETCH_PARTITION, fetch_request::FetchPartition, flexible 12, [
+    all(Ty::I32), since(9, Ty::I32), all(Ty::I64), since(12, Ty::I32), since(5, Ty::I64),
+    all(Ty::I32),
+], tagged [
+    Tagged { tag: 0, from: 17, ty: Ty::Uuid },
+    Tagged { tag: 1, from: 18, ty: Ty::I64 },
+]);
+layout!(FETCH_TOPIC, fetch_request::FetchTopic, flexible 12, [
+    until(12, Ty::Str), since(13, Ty::Uuid), all(array_of!(FETCH_PARTITION)),
+]);
+layout!(FETCH_FORGOTTEN, fetch_request::ForgottenTopic, flexible 12, [
+    between(7, 12, Ty::Str), since(13, Ty::Uuid), since(7, I32S),
+]);
+layout!(FETCH_REPLICA_STATE, fetch_request::ReplicaState, flexible 12, [
+    since(15, Ty::I32), since(15, Ty::I64),
+]);
+layout!(FETCH, FetchRequest, flexible 12, [
+    until(14, Ty::I32), all(Ty::I32), all(Ty::I32), all(Ty::I32), all(Ty::I8),
+    since(7, Ty::I32), since(7, Ty::I32), all(array_of!(FETCH_TOPIC)),
+    since(7, array_of!(FETCH_FORGOTTEN)), since(11, Ty::Str),
+], tagged [
+    Tagged { tag: 0, from: 0, ty: Ty::Str },
+    Tagged { tag: 1, from: 15, ty: Ty::Struct(&FETCH_REPLICA_STATE) },
+]);
+
+// ListOffsets (flexible from 6).
+layout!(LIST_OFFSETS_PARTITION, list_offsets_request::ListOffsetsPartition, flexible 6, [
+    all(Ty::I32), since(4, Ty::I32), all(Ty::I64),
+]);
+layout!(LIST_OFFSETS_TOPIC, list_offsets_request::ListOffsetsTopic, flexible 6, [
+    all(Ty::Str), all(array_of!(LIST_OFFSETS_PARTITION)),
+]);
+layout!(LIST_OFFSETS, ListOffsetsRequest, flexible 6, [
+    all(Ty::I32), since(2, Ty::I8), all(array_of!(LIST_OFFSETS_TOPIC)), since(10, Ty::I32),
+]);
+
+// Metadata (flexible from 9).
+layout!(METADATA_TOPIC, metadata_request::MetadataRequestTopic, flexible 9, [
+    since(10, Ty::Uuid), all(Ty::Str),
+]);
+layout!(METADATA, MetadataRequest, flexible 9, [
+    all(array_of!(METADATA_TOPIC)), since(4, Ty::Bool), between(8, 10, Ty::Bool),
+    since(8, Ty::Bool),
+]);
+
+// ApiVersions (flexible from 3).
+layout!(API_VERSIONS, ApiVersionsRequest, flexible 3, [
+    since(3, Ty::Str), since(3, Ty::Str),
+]);
+
+// CreateTopics (flexible from 5).
+layout!(CREATE_TOPICS_ASSIGNMENT, create_topics_request::CreatableReplicaAssignment, flexible 5, [
+    all(Ty::I32), all(I32S),
+]);
+layout!(CREATE_TOPICS_CONFIG, create_topics_request::CreatableTopicConfig, flexible 5, [
+    all(Ty::Str), all(Ty::Str),
+]);
+layout!(CREATE_TOPICS_TOPIC, create_topics_request::CreatableTopic, flexible 5, [
+    all(Ty::Str), all(Ty::I32), all(Ty::I16), all(array_of!(CREATE_TOPICS_ASSIGNMENT)),
+    all(array_of!(CREATE_TOPICS_CONFIG)),
+]);
+layout!(CREATE_TOPICS, CreateTopicsRequest, flexible 5, [
+    all(array_of!(CREATE_TOPICS_TOPIC)), all(Ty::I32), all(Ty::Bool),
+]);
+
+// DeleteTopics (flexible from 4).
+layout!(DELETE_TOPICS_STATE, delete_topics_request::DeleteTopicState, flexible 4, [
+    since(6, Ty::Str), since(6, Ty::Uuid),
+]);
+layout!(DELETE_TOPICS, DeleteTopicsRequest, flexible 4, [
+    since(6, array_of!(DELETE_TOPICS_STATE)), until(5, STRS), all(Ty::I32),
+]);
+
+// DescribeConfigs (flexible from 4).
+layout!(DESCRIBE_CONFIGS_RESOURCE, describe_configs_request::DescribeConfigsResource, flexible 4, [
+    all(Ty::I8), all(Ty::Str), all(STRS),
+]);
+layout!(DESCRIBE_CONFIGS, DescribeConfigsRequest, flexible 4, [
+    all(array_of!(DESCRIBE_CONFIGS_RESOURCE)), all(Ty::Bool), since(3, Ty::Bool),
+]);
+
+// CreatePartitions (flexible from 2).
+layout!(CREATE_PARTITIONS_ASSIGNMENT, create_partitions_request::CreatePartitionsAssignment, flexible 2, [
+    all(I32S),
+]);
+layout!(CREATE_PARTITIONS_TOPIC, create_partitions_request::CreatePartitionsTopic, flexible 2, [
+    all(Ty::Str), all(Ty::I32), all(array_of!(CREATE_PARTITIONS_ASSIGNMENT)),
+]);
+layout!(CREATE_PARTITIONS, CreatePartitionsRequest, flexible 2, [
+    all(array_of!(CREATE_PARTITIONS_TOPIC)), all(Ty::I32), all(Ty::Bool),
+]);
+
+// DescribeCluster (flexible in every version).
+layout!(DESCRIBE_CLUSTER, DescribeClusterRequest, flexible 0, [
+    all(Ty::Bool), since(1, Ty::I8), since(2, Ty::Bool),
+]);
+
+// FindCoordinator (flexible from 3).
+layout!(FIND_COORDINATOR, FindCoordinatorRequest, flexible 3, [
+    until(3, Ty::Str), since(1, Ty::I8), since(4, STRS),
+]);
+
+// JoinGroup (flexible from 6).
+layout!(JOIN_GROUP_PROTOCOL, join_group_request::JoinGroupRequestProtocol, flexible 6, [
+    all(Ty::Str), all(Ty::Bytes),
+]);
+layout!(JOIN_GROUP, JoinGroupRequest, flexible 6, [
+    all(Ty::Str), all(Ty::I32), since(1, Ty::I32), all(Ty::Str), since(5, Ty::Str), all(Ty::Str),
+    all(array_of!(JOIN_GROUP_PROTOCOL)), since(8, Ty::Str),
+]);
+
+// SyncGroup (flexible from 4).
+layout!(SYNC_GROUP_ASSIGNMENT, sync_group_request::SyncGroupRequestAssignment, flexible 4, [
+    all(Ty::Str), all(Ty::Bytes),
+]);
+layout!(SYNC_GROUP, SyncGroupRequest, flexible 4, [
+    all(Ty::Str), all(Ty::I32), all(Ty::Str), since(3, Ty::Str), since(5, Ty::Str),
+    since(5, Ty::Str), all(array_of!(SYNC_GROUP_ASSIGNMENT)),
+]);
+
+// Heartbeat (flexible from 4).
+layout!(HEARTBEAT, HeartbeatRequest, flexible 4, [
+    all(Ty::Str), all(Ty::I32), all(Ty::Str), since(3, Ty::Str),
+]);
+
+// LeaveGroup (flexible from 4).
+layout!(LEAVE_GROUP_MEMBER, leave_group_request::MemberIdentity, flexible 4, [
+    since(3, Ty::Str), since(3, Ty::Str), since(5, Ty::Str),
+]);
+layout!(LEAVE_GROUP, LeaveGroupRequest, flexible 4, [
+    all(Ty::Str), until(2, Ty::Str), since(3, array_of!(LEAVE_GROUP_MEMBER)),
+]);
+
+// OffsetCommit (flexible from 8).
+layout!(OFFSET_COMMIT_PARTITION, offset_commit_request::OffsetCommitRequestPartition, flexible 8, [
+    all(Ty::I32), all(Ty::I64), since(6, Ty::I32), all(Ty::Str),
+]);
+layout!(OFFSET_COMMIT_TOPIC, offset_commit_request::OffsetCommitRequestTopic, flexible 8, [
+    all(Ty::Str), all(array_of!(OFFSET_COMMIT_PARTITION)),
+]);
+layout!(OFFSET_COMMIT, OffsetCommitRequest, flexible 8, [
+    all(Ty::Str), all(Ty::I32), all(Ty::Str), since(7, Ty::Str), until(4, Ty::I64),
+    all(array_of!(OFFSET_COMMIT_TOPIC)),
+]);
+
+// OffsetFetch (flexible from 6).
+layout!(OFFSET_FETCH_TOPIC, offset_fetch_request::OffsetFetchRequestTopic, flexible 6, [
+    until(7, Ty::Str), until(7, I32S),
+]);
+layout!(OFFSET_FETCH_GROUP_TOPIC, offset_fetch_request::OffsetFetchRequestTopics, flexible 6, [
+    since(8, Ty::Str), since(8, I32S),
+]);
+layout!(OFFSET_FETCH_GROUP, offset_fetch_request::OffsetFetchRequestGroup, flexible 6, [
+    since(8, Ty::Str), since(9, Ty::Str), since(9, Ty::I32),
+    since(8, array_of!(OFFSET_FETCH_GROUP_TOPIC)),
+]);
+layout!(OFFSET_FETCH, OffsetFetchRequest, flexible 6, [
+    until(7, Ty::Str), until(7, array_of!(OFFSET_FETCH_TOPIC)),
+    since(8, array_of!(OFFSET_FETCH_GROUP)), since(7, Ty::Bool),
+]);
+
+// ListGroups (flexible from 3).
+layout!(LIST_GROUPS, ListGroupsRequest, flexible 3, [
+    since(4, STRS), since(5, STRS),
+]);
+
+// DescribeGroups (flexible from 5).
+layout!(DESCRIBE_GROUPS, DescribeGroupsRequest, flexible 5, [
+    all(STRS), since(3, Ty::Bool),
+]);
+
+// DeleteGroups (flexible from 2).
+layout!(DELETE_GROUPS, DeleteGroupsRequest, flexible 2, [
+    all(STRS),
+]);
+
+// OffsetDelete (never flexible).
+layout!(OFFSET_DELETE_PARTITION, offset_delete_request::OffsetDeleteRequestPartition, flexible NEVER, [
+    all(Ty::I32),
+]);
+layout!(OFFSET_DELETE_TOPIC, offset_delete_request::OffsetDeleteRequestTopic, flexible NEVER, [
+    all(Ty::Str), all(array_of!(OFFSET_DELETE_PARTITION)),
+]);
+layout!(OFFSET_DELETE, OffsetDeleteRequest, flexible NEVER, [
+    all(Ty::Str), all(array_of!(OFFSET_DELETE_TOPIC)),
+]);
+
+// InitProducerId (flexible from 2).
+layout!(INIT_PRODUCER_ID, InitProducerIdRequest, flexible 2, [
+    all(Ty::Str), all(Ty::I32), since(3, Ty::I64), since(3, Ty::I16),
+]);
+
+/// The layout of `key`'s request body, for every API this broker serves.
+pub fn request(key: ApiKey) -> Option<&'static Layout> {
+    Some(match key {
+        ApiKey::Produce => &PRODUCE,
+        ApiKey::Fetch => &FETCH,
+        ApiKey::ListOffsets => &LIST_OFFSETS,
+        ApiKey::Metadata => &METADATA,
+        ApiKey::ApiVersions => &API_VERSIONS,
+        ApiKey::CreateTopics => &CREATE_TOPICS,
+        ApiKey::DeleteTopics => &DELETE_TOPICS,
+        ApiKey::DescribeConfigs => &DESCRIBE_CONFIGS,
+        ApiKey::CreatePartitions => &CREATE_PARTITIONS,
+        ApiKey::DescribeCluster => &DESCRIBE_CLUSTER,
+        ApiKey::FindCoordinator => &FIND_COORDINATOR,
+        ApiKey::JoinGroup => &JOIN_GROUP,
+        ApiKey::SyncGroup => &SYNC_GROUP,
+        ApiKey::Heartbeat => &HEARTBEAT,
+        ApiKey::LeaveGroup => &LEAVE_GROUP,
+        ApiKey::OffsetCommit => &OFFSET_COMMIT,
+        ApiKey::OffsetFetch => &OFFSET_FETCH,
+        ApiKey::ListGroups => &LIST_GROUPS,
+        ApiKey::DescribeGroups => &DESCRIBE_GROUPS,
+        ApiKey::DeleteGroups => &DELETE_GROUPS,
+        ApiKey::OffsetDelete => &OFFSET_DELETE,
+        ApiKey::InitProducerId => &INIT_PRODUCER_ID,
+        _ => return None,
+    })
+}
