@@ -17,6 +17,11 @@ use kafka_protocol::messages::{
 use super::{sb, Ctx};
 use crate::errors::{store_error_code, validate_topic_name, Code};
 
+/// The most partitions one request may create, as Kafka's controller allows: every partition is a
+/// directory and open files, so a 40-byte request must not ask for two billion of them.
+pub const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
+const TOO_MANY_PARTITIONS: &str = "Excessively large number of partitions per request.";
+
 /// Creates `name` with the broker's defaults, as Metadata does for unknown topics.
 pub fn auto_create(ctx: &Ctx, name: &str) -> Result<TopicMeta, i16> {
     if let Err(why) = validate_topic_name(name) {
@@ -50,6 +55,30 @@ struct Refused(i16, String);
 
 pub async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let st = &ctx.state;
+    // Kafka's rule: the whole request is refused when its topics add up to too many partitions.
+    let asked: u64 = req
+        .topics
+        .iter()
+        .map(|t| match (t.assignments.len(), t.num_partitions) {
+            (0, -1) => st.config.num_partitions().max(0) as u64,
+            (0, n) => n.max(0) as u64,
+            (a, _) => a as u64,
+        })
+        .fold(0u64, u64::saturating_add);
+    if asked > MAX_PARTITIONS_PER_REQUEST {
+        tracing::info!(peer = %ctx.peer, partitions = asked, "CreateTopics refused: {TOO_MANY_PARTITIONS}");
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatableTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(Code::PolicyViolation.code())
+                    .with_error_message(Some(sb(TOO_MANY_PARTITIONS)))
+            })
+            .collect();
+        return CreateTopicsResponse::default().with_topics(results);
+    }
     let mut seen = std::collections::HashSet::new();
     let results = req
         .topics
@@ -219,6 +248,28 @@ pub async fn create_partitions(
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let st = &ctx.state;
+    let added: u64 = req
+        .topics
+        .iter()
+        .filter_map(|t| {
+            let have = st.store.topic(&t.name.0)?.partitions as i64;
+            Some((t.count as i64 - have).max(0) as u64)
+        })
+        .fold(0u64, u64::saturating_add);
+    if added > MAX_PARTITIONS_PER_REQUEST {
+        tracing::info!(peer = %ctx.peer, partitions = added, "CreatePartitions refused: {TOO_MANY_PARTITIONS}");
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(Code::PolicyViolation.code())
+                    .with_error_message(Some(sb(TOO_MANY_PARTITIONS)))
+            })
+            .collect();
+        return CreatePartitionsResponse::default().with_results(results);
+    }
     let mut grown = Vec::new();
     let results: Vec<CreatePartitionsTopicResult> = req
         .topics

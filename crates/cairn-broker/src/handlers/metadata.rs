@@ -45,6 +45,8 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
         Some(t) => Some(t),
     };
     let allow_create = ctx.version < 4 || req.allow_auto_topic_creation;
+    let mut seen = std::collections::HashSet::new();
+    let mut created: u64 = 0;
     let topics = match requested {
         None => st
             .store
@@ -52,8 +54,11 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
             .iter()
             .map(|t| topic_entry(ctx, t))
             .collect(),
+        // Kafka answers each topic once however often it is asked for, so repeating one name
+        // cannot multiply an answer listing all its partitions.
         Some(list) => list
             .into_iter()
+            .filter(|rt| seen.insert((rt.name.clone(), rt.topic_id)))
             .map(|rt| {
                 let name = match rt.name {
                     Some(n) => n.0,
@@ -72,6 +77,13 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
                 if !(allow_create && st.config.auto_create_topics()) {
                     return error_entry(Some(name), Code::UnknownTopicOrPartition.code());
                 }
+                // Auto-creation follows CreateTopics' limit on partitions per request.
+                let parts = st.config.num_partitions().max(1) as u64;
+                if created + parts > admin::MAX_PARTITIONS_PER_REQUEST {
+                    tracing::info!(peer = %ctx.peer, topic = %name, "not auto-creating: too many partitions in one request");
+                    return error_entry(Some(name), Code::UnknownTopicOrPartition.code());
+                }
+                created += parts;
                 match admin::auto_create(ctx, &name) {
                     Ok(t) => topic_entry(ctx, &t),
                     Err(code) => error_entry(Some(name), code),

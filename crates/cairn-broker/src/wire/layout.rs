@@ -23,8 +23,9 @@ pub enum Ty {
     Bool,
     Str,
     Bytes,
-    /// An array of plain values; the crate allocates `count × element size` up front.
-    Array(&'static Ty),
+    /// An array of plain values; the crate allocates `count × element size` up front. The second
+    /// field is what the handler builds per element to answer it (see [`Layout::answer`]).
+    Array(&'static Ty, usize),
     /// An array of structs, allocated the same way.
     Structs(&'static Layout),
     /// One struct (only as a tagged field).
@@ -42,7 +43,7 @@ impl Ty {
             Ty::Uuid => 16,
             Ty::Str => size_of::<StrBytes>(),
             Ty::Bytes => size_of::<bytes::Bytes>(),
-            Ty::Array(_) | Ty::Structs(_) => size_of::<Vec<u8>>(),
+            Ty::Array(..) | Ty::Structs(_) => size_of::<Vec<u8>>(),
             Ty::Struct(l) => l.mem,
         }
     }
@@ -68,6 +69,10 @@ pub struct Layout {
     pub flexible_from: i16,
     /// `size_of` the crate's type, for arrays of this struct.
     pub mem: usize,
+    /// Bytes the handler builds to answer one element (a response entry, a record to append):
+    /// requests are held to what their answers will cost too, so a frame of tiny entries cannot
+    /// make a huge response.
+    pub answer: usize,
     pub fields: &'static [Field],
     pub tagged: &'static [Tagged],
 }
@@ -93,11 +98,12 @@ const fn between(from: i16, to: i16, ty: Ty) -> Field {
 }
 
 macro_rules! layout {
-    ($name:ident, $ty:ty, flexible $flex:expr, [$($f:expr),* $(,)?] $(, tagged [$($t:expr),* $(,)?])?) => {
+    ($name:ident, $ty:ty $(=> $answer:expr)?, flexible $flex:expr, [$($f:expr),* $(,)?] $(, tagged [$($t:expr),* $(,)?])?) => {
         pub static $name: Layout = Layout {
             name: stringify!($ty),
             flexible_from: $flex,
             mem: size_of::<$ty>(),
+            answer: 0 $(+ $answer)?,
             fields: &[$($f),*],
             tagged: &[$($($t),*)?],
         };
@@ -110,8 +116,12 @@ macro_rules! array_of {
     };
 }
 
-const STRS: Ty = Ty::Array(&Ty::Str);
-const I32S: Ty = Ty::Array(&Ty::I32);
+const STRS: Ty = Ty::Array(&Ty::Str, 0);
+const I32S: Ty = Ty::Array(&Ty::I32, 0);
+/// Per-entry bookkeeping of a handler beyond the response entry (owned strings, map slots).
+const WORK: usize = 64;
+/// A generous count of the configs one resource describes, each with a synonym or two.
+const CONFIGS: usize = 64;
 
 // The request header: v1 (client id as a plain nullable string), v2 adds a tagged section.
 layout!(HEADER, RequestHeader, flexible 2, [
@@ -119,10 +129,10 @@ layout!(HEADER, RequestHeader, flexible 2, [
 ]);
 
 // Produce (flexible from 9).
-layout!(PRODUCE_PARTITION, produce_request::PartitionProduceData, flexible 9, [
+layout!(PRODUCE_PARTITION, produce_request::PartitionProduceData => size_of::<produce_response::PartitionProduceResponse>(), flexible 9, [
     all(Ty::I32), all(Ty::Bytes),
 ]);
-layout!(PRODUCE_TOPIC, produce_request::TopicProduceData, flexible 9, [
+layout!(PRODUCE_TOPIC, produce_request::TopicProduceData => size_of::<produce_response::TopicProduceResponse>(), flexible 9, [
     until(12, Ty::Str), since(13, Ty::Uuid), all(array_of!(PRODUCE_PARTITION)),
 ]);
 layout!(PRODUCE, ProduceRequest, flexible 9, [
@@ -130,14 +140,14 @@ layout!(PRODUCE, ProduceRequest, flexible 9, [
 ]);
 
 // Fetch (flexible from 12).
-layout!(FETCH_PARTITION, fetch_request::FetchPartition, flexible 12, [
+layout!(FETCH_PARTITION, fetch_request::FetchPartition => size_of::<fetch_response::PartitionData>() + WORK, flexible 12, [
     all(Ty::I32), since(9, Ty::I32), all(Ty::I64), since(12, Ty::I32), since(5, Ty::I64),
     all(Ty::I32),
 ], tagged [
     Tagged { tag: 0, from: 17, ty: Ty::Uuid },
     Tagged { tag: 1, from: 18, ty: Ty::I64 },
 ]);
-layout!(FETCH_TOPIC, fetch_request::FetchTopic, flexible 12, [
+layout!(FETCH_TOPIC, fetch_request::FetchTopic => size_of::<fetch_response::FetchableTopicResponse>() + WORK, flexible 12, [
     until(12, Ty::Str), since(13, Ty::Uuid), all(array_of!(FETCH_PARTITION)),
 ]);
 layout!(FETCH_FORGOTTEN, fetch_request::ForgottenTopic, flexible 12, [
@@ -156,10 +166,10 @@ layout!(FETCH, FetchRequest, flexible 12, [
 ]);
 
 // ListOffsets (flexible from 6).
-layout!(LIST_OFFSETS_PARTITION, list_offsets_request::ListOffsetsPartition, flexible 6, [
+layout!(LIST_OFFSETS_PARTITION, list_offsets_request::ListOffsetsPartition => size_of::<list_offsets_response::ListOffsetsPartitionResponse>(), flexible 6, [
     all(Ty::I32), since(4, Ty::I32), all(Ty::I64),
 ]);
-layout!(LIST_OFFSETS_TOPIC, list_offsets_request::ListOffsetsTopic, flexible 6, [
+layout!(LIST_OFFSETS_TOPIC, list_offsets_request::ListOffsetsTopic => size_of::<list_offsets_response::ListOffsetsTopicResponse>() + WORK, flexible 6, [
     all(Ty::Str), all(array_of!(LIST_OFFSETS_PARTITION)),
 ]);
 layout!(LIST_OFFSETS, ListOffsetsRequest, flexible 6, [
@@ -167,7 +177,7 @@ layout!(LIST_OFFSETS, ListOffsetsRequest, flexible 6, [
 ]);
 
 // Metadata (flexible from 9).
-layout!(METADATA_TOPIC, metadata_request::MetadataRequestTopic, flexible 9, [
+layout!(METADATA_TOPIC, metadata_request::MetadataRequestTopic => size_of::<metadata_response::MetadataResponseTopic>() + WORK, flexible 9, [
     since(10, Ty::Uuid), all(Ty::Str),
 ]);
 layout!(METADATA, MetadataRequest, flexible 9, [
@@ -187,7 +197,7 @@ layout!(CREATE_TOPICS_ASSIGNMENT, create_topics_request::CreatableReplicaAssignm
 layout!(CREATE_TOPICS_CONFIG, create_topics_request::CreatableTopicConfig, flexible 5, [
     all(Ty::Str), all(Ty::Str),
 ]);
-layout!(CREATE_TOPICS_TOPIC, create_topics_request::CreatableTopic, flexible 5, [
+layout!(CREATE_TOPICS_TOPIC, create_topics_request::CreatableTopic => size_of::<create_topics_response::CreatableTopicResult>() + CONFIGS * size_of::<create_topics_response::CreatableTopicConfigs>(), flexible 5, [
     all(Ty::Str), all(Ty::I32), all(Ty::I16), all(array_of!(CREATE_TOPICS_ASSIGNMENT)),
     all(array_of!(CREATE_TOPICS_CONFIG)),
 ]);
@@ -196,15 +206,17 @@ layout!(CREATE_TOPICS, CreateTopicsRequest, flexible 5, [
 ]);
 
 // DeleteTopics (flexible from 4).
-layout!(DELETE_TOPICS_STATE, delete_topics_request::DeleteTopicState, flexible 4, [
+layout!(DELETE_TOPICS_STATE, delete_topics_request::DeleteTopicState => size_of::<delete_topics_response::DeletableTopicResult>() + WORK, flexible 4, [
     since(6, Ty::Str), since(6, Ty::Uuid),
 ]);
 layout!(DELETE_TOPICS, DeleteTopicsRequest, flexible 4, [
-    since(6, array_of!(DELETE_TOPICS_STATE)), until(5, STRS), all(Ty::I32),
+    since(6, array_of!(DELETE_TOPICS_STATE)),
+    until(5, Ty::Array(&Ty::Str, size_of::<delete_topics_response::DeletableTopicResult>() + WORK)),
+    all(Ty::I32),
 ]);
 
 // DescribeConfigs (flexible from 4).
-layout!(DESCRIBE_CONFIGS_RESOURCE, describe_configs_request::DescribeConfigsResource, flexible 4, [
+layout!(DESCRIBE_CONFIGS_RESOURCE, describe_configs_request::DescribeConfigsResource => size_of::<describe_configs_response::DescribeConfigsResult>() + CONFIGS * (size_of::<describe_configs_response::DescribeConfigsResourceResult>() + 2 * size_of::<describe_configs_response::DescribeConfigsSynonym>()), flexible 4, [
     all(Ty::I8), all(Ty::Str), all(STRS),
 ]);
 layout!(DESCRIBE_CONFIGS, DescribeConfigsRequest, flexible 4, [
@@ -215,7 +227,7 @@ layout!(DESCRIBE_CONFIGS, DescribeConfigsRequest, flexible 4, [
 layout!(CREATE_PARTITIONS_ASSIGNMENT, create_partitions_request::CreatePartitionsAssignment, flexible 2, [
     all(I32S),
 ]);
-layout!(CREATE_PARTITIONS_TOPIC, create_partitions_request::CreatePartitionsTopic, flexible 2, [
+layout!(CREATE_PARTITIONS_TOPIC, create_partitions_request::CreatePartitionsTopic => size_of::<create_partitions_response::CreatePartitionsTopicResult>() + WORK, flexible 2, [
     all(Ty::Str), all(Ty::I32), all(array_of!(CREATE_PARTITIONS_ASSIGNMENT)),
 ]);
 layout!(CREATE_PARTITIONS, CreatePartitionsRequest, flexible 2, [
@@ -229,7 +241,8 @@ layout!(DESCRIBE_CLUSTER, DescribeClusterRequest, flexible 0, [
 
 // FindCoordinator (flexible from 3).
 layout!(FIND_COORDINATOR, FindCoordinatorRequest, flexible 3, [
-    until(3, Ty::Str), since(1, Ty::I8), since(4, STRS),
+    until(3, Ty::Str), since(1, Ty::I8),
+    since(4, Ty::Array(&Ty::Str, size_of::<find_coordinator_response::Coordinator>() + WORK)),
 ]);
 
 // JoinGroup (flexible from 6).
@@ -256,7 +269,7 @@ layout!(HEARTBEAT, HeartbeatRequest, flexible 4, [
 ]);
 
 // LeaveGroup (flexible from 4).
-layout!(LEAVE_GROUP_MEMBER, leave_group_request::MemberIdentity, flexible 4, [
+layout!(LEAVE_GROUP_MEMBER, leave_group_request::MemberIdentity => size_of::<leave_group_response::MemberResponse>() + WORK, flexible 4, [
     since(3, Ty::Str), since(3, Ty::Str), since(5, Ty::Str),
 ]);
 layout!(LEAVE_GROUP, LeaveGroupRequest, flexible 4, [
@@ -264,10 +277,10 @@ layout!(LEAVE_GROUP, LeaveGroupRequest, flexible 4, [
 ]);
 
 // OffsetCommit (flexible from 8).
-layout!(OFFSET_COMMIT_PARTITION, offset_commit_request::OffsetCommitRequestPartition, flexible 8, [
+layout!(OFFSET_COMMIT_PARTITION, offset_commit_request::OffsetCommitRequestPartition => size_of::<offset_commit_response::OffsetCommitResponsePartition>() + 4 * WORK, flexible 8, [
     all(Ty::I32), all(Ty::I64), since(6, Ty::I32), all(Ty::Str),
 ]);
-layout!(OFFSET_COMMIT_TOPIC, offset_commit_request::OffsetCommitRequestTopic, flexible 8, [
+layout!(OFFSET_COMMIT_TOPIC, offset_commit_request::OffsetCommitRequestTopic => size_of::<offset_commit_response::OffsetCommitResponseTopic>() + WORK, flexible 8, [
     all(Ty::Str), all(array_of!(OFFSET_COMMIT_PARTITION)),
 ]);
 layout!(OFFSET_COMMIT, OffsetCommitRequest, flexible 8, [
@@ -276,13 +289,15 @@ layout!(OFFSET_COMMIT, OffsetCommitRequest, flexible 8, [
 ]);
 
 // OffsetFetch (flexible from 6).
-layout!(OFFSET_FETCH_TOPIC, offset_fetch_request::OffsetFetchRequestTopic, flexible 6, [
-    until(7, Ty::Str), until(7, I32S),
+layout!(OFFSET_FETCH_TOPIC, offset_fetch_request::OffsetFetchRequestTopic => size_of::<offset_fetch_response::OffsetFetchResponseTopic>() + WORK, flexible 6, [
+    until(7, Ty::Str),
+    until(7, Ty::Array(&Ty::I32, size_of::<offset_fetch_response::OffsetFetchResponsePartition>())),
 ]);
-layout!(OFFSET_FETCH_GROUP_TOPIC, offset_fetch_request::OffsetFetchRequestTopics, flexible 6, [
-    since(8, Ty::Str), since(8, I32S),
+layout!(OFFSET_FETCH_GROUP_TOPIC, offset_fetch_request::OffsetFetchRequestTopics => size_of::<offset_fetch_response::OffsetFetchResponseTopics>() + WORK, flexible 6, [
+    since(8, Ty::Str),
+    since(8, Ty::Array(&Ty::I32, size_of::<offset_fetch_response::OffsetFetchResponsePartitions>())),
 ]);
-layout!(OFFSET_FETCH_GROUP, offset_fetch_request::OffsetFetchRequestGroup, flexible 6, [
+layout!(OFFSET_FETCH_GROUP, offset_fetch_request::OffsetFetchRequestGroup => size_of::<offset_fetch_response::OffsetFetchResponseGroup>() + WORK, flexible 6, [
     since(8, Ty::Str), since(9, Ty::Str), since(9, Ty::I32),
     since(8, array_of!(OFFSET_FETCH_GROUP_TOPIC)),
 ]);
@@ -298,19 +313,20 @@ layout!(LIST_GROUPS, ListGroupsRequest, flexible 3, [
 
 // DescribeGroups (flexible from 5).
 layout!(DESCRIBE_GROUPS, DescribeGroupsRequest, flexible 5, [
-    all(STRS), since(3, Ty::Bool),
+    all(Ty::Array(&Ty::Str, size_of::<describe_groups_response::DescribedGroup>() + WORK)),
+    since(3, Ty::Bool),
 ]);
 
 // DeleteGroups (flexible from 2).
 layout!(DELETE_GROUPS, DeleteGroupsRequest, flexible 2, [
-    all(STRS),
+    all(Ty::Array(&Ty::Str, size_of::<delete_groups_response::DeletableGroupResult>() + WORK)),
 ]);
 
 // OffsetDelete (never flexible).
-layout!(OFFSET_DELETE_PARTITION, offset_delete_request::OffsetDeleteRequestPartition, flexible NEVER, [
+layout!(OFFSET_DELETE_PARTITION, offset_delete_request::OffsetDeleteRequestPartition => size_of::<offset_delete_response::OffsetDeleteResponsePartition>(), flexible NEVER, [
     all(Ty::I32),
 ]);
-layout!(OFFSET_DELETE_TOPIC, offset_delete_request::OffsetDeleteRequestTopic, flexible NEVER, [
+layout!(OFFSET_DELETE_TOPIC, offset_delete_request::OffsetDeleteRequestTopic => size_of::<offset_delete_response::OffsetDeleteResponseTopic>() + WORK, flexible NEVER, [
     all(Ty::Str), all(array_of!(OFFSET_DELETE_PARTITION)),
 ]);
 layout!(OFFSET_DELETE, OffsetDeleteRequest, flexible NEVER, [

@@ -5,9 +5,10 @@
 //! failed allocation aborts the process (it is not a panic, nothing can catch it). Rather than
 //! fork the crate, every frame is first walked against the layout of its request
 //! ([`layout`]): each string, byte string, array count and tagged field is checked against the
-//! bytes actually left, and the memory the crate's decode will reserve is added up and held under
-//! [`decode_limit`] of the frame's size. Only a frame that passes is handed to the crate, whose
-//! allocations are then bounded by construction.
+//! bytes actually left, and the memory the crate's decode will reserve, plus what the handler
+//! builds to answer each entry, is added up and held under [`decode_limit`] of the frame's size.
+//! Only a frame that passes is handed to the crate, whose allocations are then bounded by
+//! construction.
 //!
 //! The walk reads nothing it keeps and allocates nothing, so it costs one pass over the frame's
 //! structure (lengths are skipped, not read).
@@ -26,12 +27,14 @@ use crate::versions::served;
 pub use crate::versions::served as served_range;
 use layout::{Layout, Ty};
 
-/// Decoding may reserve at most this many times the frame's size...
-pub const AMPLIFICATION: usize = 16;
-/// ...plus this much, so tiny frames are never refused for their fixed costs.
-pub const FLOOR: usize = 64 * 1024;
+/// Decoding a request and building its answer may reserve at most this many times the frame's
+/// size...
+pub const AMPLIFICATION: usize = 32;
+/// ...plus this much, so ordinary requests (describing a few thousand groups with short names)
+/// are never refused for their fixed costs.
+pub const FLOOR: usize = 1024 * 1024;
 
-/// The most the decode of a `frame_len`-byte frame is allowed to reserve.
+/// The most a `frame_len`-byte request may reserve to be decoded and answered.
 pub fn decode_limit(frame_len: usize) -> usize {
     FLOOR.saturating_add(AMPLIFICATION.saturating_mul(frame_len))
 }
@@ -96,7 +99,8 @@ pub enum WireError {
 pub struct Checked {
     pub api_key: i16,
     pub version: i16,
-    /// Upper bound of the bytes the crate's decode reserves.
+    /// Upper bound of the bytes the crate's decode reserves, plus what answering the request's
+    /// entries is expected to build.
     pub reserve: usize,
     /// Bytes of the frame the header and body occupy (the crate ignores any after them).
     pub consumed: usize,
@@ -240,12 +244,18 @@ impl Walker<'_> {
                 self.skip(n, "bytes")
             }
             Ty::Struct(l) => self.structure(l, version),
-            Ty::Array(elem) => self.array(elem, version, flexible),
-            Ty::Structs(l) => self.array(&Ty::Struct(l), version, flexible),
+            Ty::Array(elem, answer) => self.array(elem, *answer, version, flexible),
+            Ty::Structs(l) => self.array(&Ty::Struct(l), l.answer, version, flexible),
         }
     }
 
-    fn array(&mut self, elem: &Ty, version: i16, flexible: bool) -> Result<(), WireError> {
+    fn array(
+        &mut self,
+        elem: &Ty,
+        answer: usize,
+        version: i16,
+        flexible: bool,
+    ) -> Result<(), WireError> {
         let at = self.pos;
         let count = self.length(flexible, true, "array length")?;
         let min = min_size(elem, version, flexible);
@@ -259,7 +269,7 @@ impl Walker<'_> {
         }
         // Charged before the elements are walked, so a count of zero-sized elements cannot
         // make the walk itself long.
-        self.charge(count.saturating_mul(elem.mem() as u64), at)?;
+        self.charge(count.saturating_mul((elem.mem() + answer) as u64), at)?;
         for _ in 0..count {
             self.value(elem, version, flexible)?;
         }
@@ -336,7 +346,7 @@ fn min_size(ty: &Ty, version: i16, flexible: bool) -> usize {
                 2
             }
         }
-        Ty::Bytes | Ty::Array(_) | Ty::Structs(_) => {
+        Ty::Bytes | Ty::Array(..) | Ty::Structs(_) => {
             if flexible {
                 1
             } else {
