@@ -15,8 +15,10 @@ use axum::Router;
 use parking_lot::RwLock;
 use serde::Serialize;
 
+mod serve;
 mod view;
 
+pub use serve::HttpOptions;
 pub use view::*;
 
 /// Where the broker's view is installed once the broker is up, and removed when it stops.
@@ -45,6 +47,7 @@ impl ViewSlot {
 pub struct HttpServer {
     listener: tokio::net::TcpListener,
     pub local_addr: SocketAddr,
+    options: HttpOptions,
 }
 
 impl HttpServer {
@@ -56,7 +59,13 @@ impl HttpServer {
         Ok(HttpServer {
             listener,
             local_addr,
+            options: HttpOptions::default(),
         })
+    }
+
+    pub fn with_options(mut self, options: HttpOptions) -> HttpServer {
+        self.options = options;
+        self
     }
 
     /// Serves until `shutdown` completes.
@@ -65,10 +74,12 @@ impl HttpServer {
         slot: ViewSlot,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, router(slot))
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        Ok(())
+        let check = Arc::new(serve::HostCheck::new(&self.options.allowed_hosts));
+        let app = router(slot).layer(axum::middleware::from_fn_with_state(
+            check,
+            serve::check_host,
+        ));
+        serve::serve(self.listener, app, self.options, shutdown).await
     }
 }
 
