@@ -174,6 +174,17 @@ def test_idle_connections_are_closed(broker_factory):
     round_trip(b)
 
 
+def test_quiet_connection_is_not_cut_by_the_frame_bound(broker_factory):
+    """The frame bound starts with a frame's first byte: a connection that is merely quiet
+    between requests lives until connections.max.idle.ms."""
+    b = broker_factory({"num.partitions": 1, "cairn.request.read.timeout.ms": 1000})
+    c = connect(b)
+    api_versions_ok(c, 1)
+    assert no_answer_within(c, 2.5), "a quiet connection was closed by the 1 s frame bound"
+    api_versions_ok(c, 2)
+    c.close()
+
+
 # --------------------------------------------------------------------------
 # connection counts
 # --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use anyhow::Context;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use cairn_config::BrokerConfig;
 use cairn_log::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -316,6 +316,7 @@ async fn connection(
     let mut last_io = Instant::now();
     let far = || Instant::now() + Duration::from_secs(365 * 86_400);
     loop {
+        // A frame starts with its first byte; leftovers of a pipelined read start it now.
         let mut frame_start = (!rbuf.is_empty()).then(Instant::now);
         let frame = loop {
             let need = if rbuf.len() >= 4 {
@@ -335,29 +336,40 @@ async fn connection(
                 4
             };
             let idle_at = limits.idle.map(|d| last_io + d);
-            let deadline = match frame_start {
-                None => idle_at.unwrap_or_else(far),
-                Some(t) => (t + limits.frame_timeout).min(idle_at.unwrap_or_else(far)),
-            };
-            let stop = match frame_start {
-                Some(t) if deadline == t + limits.frame_timeout => Stop::SlowFrame,
-                _ => Stop::Idle,
+            let (deadline, stop) = match frame_start {
+                None => (idle_at.unwrap_or_else(far), Stop::Idle),
+                Some(t) => {
+                    let cut = t + limits.frame_timeout;
+                    match idle_at {
+                        Some(i) if i < cut => (i, Stop::Idle),
+                        _ => (cut, Stop::SlowFrame),
+                    }
+                }
             };
             let timer = tokio::time::sleep_until(deadline);
             tokio::pin!(timer);
-            // Nothing buffered: wait for bytes without holding memory or budget.
-            if rbuf.is_empty() {
-                let ready = tokio::select! {
-                    _ = shutdown.changed() => Err(Stop::Quiet),
-                    _ = &mut timer => Err(stop),
-                    r = sock.readable() => r.map_err(|_| Stop::Quiet),
+            let between_frames = rbuf.is_empty();
+            if between_frames {
+                // Between frames a connection holds neither budget nor (once it has to wait) a
+                // buffer, so idle connections cost no request memory.
+                let now_ready = tokio::select! {
+                    biased;
+                    r = sock.readable() => Some(r),
+                    _ = std::future::ready(()) => None,
+                };
+                let ready = match now_ready {
+                    Some(r) => r.map_err(|_| Stop::Quiet),
+                    None => {
+                        rbuf = BytesMut::new();
+                        tokio::select! {
+                            _ = shutdown.changed() => Err(Stop::Quiet),
+                            _ = &mut timer => Err(stop),
+                            r = sock.readable() => r.map_err(|_| Stop::Quiet),
+                        }
+                    }
                 };
                 if let Err(why) = ready {
                     return closing(peer, why, limits);
-                }
-                if frame_start.is_none() {
-                    frame_start = Some(Instant::now());
-                    continue;
                 }
             }
             // Grow by what may arrive: at least a chunk (which also reads ahead into pipelined
@@ -378,7 +390,7 @@ async fn connection(
                             );
                         }
                         let got = tokio::select! {
-                            _ = shutdown.changed(), if rbuf.is_empty() => Err(Stop::Quiet),
+                            _ = shutdown.changed(), if between_frames => Err(Stop::Quiet),
                             _ = &mut timer => Err(stop),
                             p = limits.queued.clone().acquire_many_owned(more) => p.map_err(|_| Stop::Quiet),
                         };
@@ -394,12 +406,21 @@ async fn connection(
                 }
             }
             rbuf.reserve(want);
-            let was_empty = rbuf.is_empty();
-            let mut limited = (&mut sock).take(want as u64);
-            let read = tokio::select! {
-                _ = shutdown.changed(), if was_empty => return,
-                _ = &mut timer => return closing(peer, stop, limits),
-                r = limited.read_buf(&mut rbuf) => r,
+            let read = if between_frames {
+                // Readiness can be stale: only bytes that really arrive start a frame.
+                match sock.try_read_buf(&mut (&mut rbuf).limit(want)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        release_beyond(&mut held, 0);
+                        continue;
+                    }
+                    r => r,
+                }
+            } else {
+                let mut limited = (&mut sock).take(want as u64);
+                tokio::select! {
+                    _ = &mut timer => return closing(peer, stop, limits),
+                    r = limited.read_buf(&mut rbuf) => r,
+                }
             };
             match read {
                 Ok(0) => {
@@ -408,7 +429,10 @@ async fn connection(
                     }
                     return;
                 }
-                Ok(_) => last_io = Instant::now(),
+                Ok(_) => {
+                    last_io = Instant::now();
+                    frame_start.get_or_insert(last_io);
+                }
                 Err(_) => return,
             }
         };
@@ -416,10 +440,6 @@ async fn connection(
         // The request's bytes go back to the budget once it is handled; what stays buffered (the
         // start of the next pipelined frame) stays counted.
         release_beyond(&mut held, rbuf.len());
-        if rbuf.is_empty() {
-            // An idle connection keeps no buffer.
-            rbuf = BytesMut::new();
-        }
         match handled {
             Ok(Some(resp)) => {
                 if sock.write_all(&resp).await.is_err() {
