@@ -48,6 +48,8 @@ pub struct HttpServer {
     listener: tokio::net::TcpListener,
     pub local_addr: SocketAddr,
     options: HttpOptions,
+    /// The host as given to `bind` (a name there is one clients will use in `Host`).
+    bound_host: String,
 }
 
 impl HttpServer {
@@ -60,6 +62,7 @@ impl HttpServer {
             listener,
             local_addr,
             options: HttpOptions::default(),
+            bound_host: addr.to_string(),
         })
     }
 
@@ -74,7 +77,9 @@ impl HttpServer {
         slot: ViewSlot,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let check = Arc::new(serve::HostCheck::new(&self.options.allowed_hosts));
+        let mut names = self.options.allowed_hosts.clone();
+        names.push(self.bound_host);
+        let check = Arc::new(serve::HostCheck::new(&names));
         let app = router(slot).layer(axum::middleware::from_fn_with_state(
             check,
             serve::check_host,

@@ -27,7 +27,8 @@ use tokio::time::Instant;
 /// How the listener guards itself.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
-    /// Host names answered besides `localhost` and IP literals; `*` answers any.
+    /// Host names answered besides `localhost`, IP literals and the host given to `bind`; `*`
+    /// answers any.
     pub allowed_hosts: Vec<String>,
     /// Request headers must be complete this long after the connection is ready for a request.
     pub read_timeout: Duration,
@@ -291,7 +292,12 @@ mod tests {
         ] {
             assert!(!c.allows(bad), "{bad}");
         }
-        let c = HostCheck::new(&["Broker.Example:9644".into(), " ".into()]);
+        // The listen address as given to bind is one of the names.
+        let c = HostCheck::new(&[
+            "Broker.Example:9644".into(),
+            " ".into(),
+            "0.0.0.0:9644".into(),
+        ]);
         assert!(c.allows("broker.example"));
         assert!(c.allows("broker.example:80"));
         assert!(!c.allows("other.example"));
