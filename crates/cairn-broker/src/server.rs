@@ -372,8 +372,9 @@ async fn connection(
                     return closing(peer, why, limits);
                 }
             }
-            // Grow by what may arrive: at least a chunk (which also reads ahead into pipelined
-            // frames), at most doubling what is already here, never past the frame.
+            // Grow by what may arrive: a chunk (which also reads ahead into pipelined frames), or
+            // up to doubling what is already here for a large frame, so a claimed size costs
+            // nothing until its bytes come.
             let remaining = need - rbuf.len();
             let want = remaining.min(rbuf.len()).max(READ_CHUNK);
             let have = held.as_ref().map_or(0, |p| p.num_permits());
