@@ -9,6 +9,7 @@ mod flusher;
 mod groups;
 mod handlers;
 mod lag;
+mod limits;
 mod metrics;
 mod server;
 mod state;

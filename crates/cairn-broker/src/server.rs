@@ -1,25 +1,32 @@
 //! Listener, connections and framing. A connection reads one size-prefixed frame at a time and
 //! answers it before reading the next, as Kafka does (a connection is muted while its request is
 //! in flight), which keeps per-partition ordering of pipelined produce requests trivially right.
+//!
+//! Bounds (see `limits.rs`): a frame's buffer grows with the bytes that arrive, never by the size
+//! its prefix claims; buffered bytes draw on the `queued.max.request.bytes` budget; a frame must
+//! arrive whole within `cairn.request.read.timeout.ms` of its first byte; a connection with no
+//! bytes in either direction for `connections.max.idle.ms` is closed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 use anyhow::Context;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use cairn_config::BrokerConfig;
 use cairn_log::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 
 use crate::flusher::Flusher;
 use crate::groups::Groups;
 use crate::handlers;
 use crate::lag::{LagEngine, SnapshotCell};
+use crate::limits::{Limits, READ_CHUNK};
 use crate::metrics::Metrics;
 use crate::state::{log_config_for, now_ms, BrokerState};
 use crate::view::View;
@@ -57,6 +64,7 @@ impl Broker {
         .await?
         .with_context(|| format!("cannot open data directory {}", opts.data_dir.display()))?;
 
+        let limits = Arc::new(Limits::from_config(&config).await?);
         let (adv_host, adv_port) = config
             .advertised_listener()
             .unwrap_or_else(|| (local_addr.ip().to_string(), local_addr.port()));
@@ -119,7 +127,7 @@ impl Broker {
         spawn_background(state.clone(), shutdown_rx.clone());
         tokio::spawn(state.groups.clone().run_timers(shutdown_rx.clone()));
         tokio::spawn(lag.run(shutdown_rx.clone()));
-        let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
+        let task = tokio::spawn(accept_loop(listener, state.clone(), limits, shutdown_rx));
         Ok(Broker {
             local_addr,
             shutdown,
@@ -208,30 +216,69 @@ fn spawn_background(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<BrokerState>,
+    limits: Arc<Limits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((sock, peer)) => {
-                    let _ = sock.set_nodelay(true);
-                    let guard = state.metrics.connection_opened();
-                    let (st, sd) = (state.clone(), shutdown.clone());
-                    conns.spawn(async move {
-                        connection(sock, peer, st, sd).await;
-                        drop(guard);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+    'accept: loop {
+        // At max.connections the acceptor waits for a slot, as Kafka's does; new connections
+        // wait in the kernel's backlog meanwhile.
+        if limits.total.available_permits() == 0 {
+            if let Some(held_back) = limits.log_total.check() {
+                tracing::warn!(
+                    max_connections = state.config.max_connections(),
+                    held_back,
+                    "max.connections reached; not accepting until a connection closes"
+                );
+            }
         }
+        let slot = loop {
+            tokio::select! {
+                _ = shutdown.changed() => break 'accept,
+                p = limits.total.clone().acquire_owned() => match p {
+                    Ok(p) => break p,
+                    Err(_) => break 'accept,
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        };
+        let (sock, peer) = loop {
+            tokio::select! {
+                _ = shutdown.changed() => break 'accept,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => break a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        };
+        // Over its IP's limit: closed at once, as Kafka does.
+        let ip_slot = match limits.admit(peer.ip()) {
+            Ok(s) => s,
+            Err(max) => {
+                if let Some(held_back) = limits.log_per_ip.check() {
+                    tracing::warn!(
+                        %peer,
+                        max,
+                        held_back,
+                        "connection refused: max.connections.per.ip reached for this address"
+                    );
+                }
+                drop(sock);
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let guard = state.metrics.connection_opened();
+        let (st, lim, sd) = (state.clone(), limits.clone(), shutdown.clone());
+        conns.spawn(async move {
+            connection(sock, peer, st, &lim, sd).await;
+            drop((guard, ip_slot, slot));
+        });
     }
     drop(listener);
     // Give in-flight requests a moment to be answered; then drop the rest.
@@ -244,19 +291,35 @@ async fn accept_loop(
     }
 }
 
+/// Why a connection stopped reading.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// The peer closed, the socket failed or the broker is shutting down.
+    Quiet,
+    Idle,
+    SlowFrame,
+}
+
 async fn connection(
     mut sock: TcpStream,
     peer: SocketAddr,
     state: Arc<BrokerState>,
+    limits: &Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max = state.config.socket_request_max_bytes();
-    // Frames are cut out of one growing read buffer: pipelined requests arrive in few reads and
-    // each frame is handed on without another copy.
-    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    // Frames are cut out of one read buffer: pipelined requests arrive in few reads and each frame
+    // is handed on without another copy. `held` is this connection's share of the
+    // queued.max.request.bytes budget, covering every byte the buffer may hold.
+    let mut rbuf = BytesMut::new();
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut last_io = Instant::now();
+    let far = || Instant::now() + Duration::from_secs(365 * 86_400);
     loop {
+        // A frame starts with its first byte; leftovers of a pipelined read start it now.
+        let mut frame_start = (!rbuf.is_empty()).then(Instant::now);
         let frame = loop {
-            if rbuf.len() >= 4 {
+            let need = if rbuf.len() >= 4 {
                 let size = i32::from_be_bytes([rbuf[0], rbuf[1], rbuf[2], rbuf[3]]);
                 if size < 0 || size as i64 > max {
                     tracing::warn!(%peer, size, max, "request frame size out of bounds; closing connection");
@@ -268,13 +331,97 @@ async fn connection(
                     f.advance(4);
                     break f.freeze();
                 }
-                rbuf.reserve(need - rbuf.len());
+                need
             } else {
-                rbuf.reserve(64 * 1024);
+                4
+            };
+            let idle_at = limits.idle.map(|d| last_io + d);
+            let (deadline, stop) = match frame_start {
+                None => (idle_at.unwrap_or_else(far), Stop::Idle),
+                Some(t) => {
+                    let cut = t + limits.frame_timeout;
+                    match idle_at {
+                        Some(i) if i < cut => (i, Stop::Idle),
+                        _ => (cut, Stop::SlowFrame),
+                    }
+                }
+            };
+            let timer = tokio::time::sleep_until(deadline);
+            tokio::pin!(timer);
+            let between_frames = rbuf.is_empty();
+            if between_frames {
+                // Between frames a connection holds neither budget nor (once it has to wait) a
+                // buffer, so idle connections cost no request memory.
+                let now_ready = tokio::select! {
+                    biased;
+                    r = sock.readable() => Some(r),
+                    _ = std::future::ready(()) => None,
+                };
+                let ready = match now_ready {
+                    Some(r) => r.map_err(|_| Stop::Quiet),
+                    None => {
+                        rbuf = BytesMut::new();
+                        tokio::select! {
+                            _ = shutdown.changed() => Err(Stop::Quiet),
+                            _ = &mut timer => Err(stop),
+                            r = sock.readable() => r.map_err(|_| Stop::Quiet),
+                        }
+                    }
+                };
+                if let Err(why) = ready {
+                    return closing(peer, why, limits);
+                }
             }
-            let read = tokio::select! {
-                _ = shutdown.changed(), if rbuf.is_empty() => return,
-                r = sock.read_buf(&mut rbuf) => r,
+            // Grow by what may arrive: a chunk (which also reads ahead into pipelined frames), or
+            // up to doubling what is already here for a large frame, so a claimed size costs
+            // nothing until its bytes come.
+            let remaining = need - rbuf.len();
+            let want = remaining.min(rbuf.len()).max(READ_CHUNK);
+            let have = held.as_ref().map_or(0, |p| p.num_permits());
+            if rbuf.len() + want > have {
+                let more = (rbuf.len() + want - have) as u32;
+                let permit = match limits.queued.clone().try_acquire_many_owned(more) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        if let Some(held_back) = limits.log_queued.check() {
+                            tracing::warn!(
+                                budget = limits.queued_budget,
+                                held_back,
+                                "queued.max.request.bytes reached; connections wait before reading more"
+                            );
+                        }
+                        let got = tokio::select! {
+                            _ = shutdown.changed(), if between_frames => Err(Stop::Quiet),
+                            _ = &mut timer => Err(stop),
+                            p = limits.queued.clone().acquire_many_owned(more) => p.map_err(|_| Stop::Quiet),
+                        };
+                        match got {
+                            Ok(p) => p,
+                            Err(why) => return closing(peer, why, limits),
+                        }
+                    }
+                };
+                match held.as_mut() {
+                    Some(h) => h.merge(permit),
+                    None => held = Some(permit),
+                }
+            }
+            rbuf.reserve(want);
+            let read = if between_frames {
+                // Readiness can be stale: only bytes that really arrive start a frame.
+                match sock.try_read_buf(&mut (&mut rbuf).limit(want)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        release_beyond(&mut held, 0);
+                        continue;
+                    }
+                    r => r,
+                }
+            } else {
+                let mut limited = (&mut sock).take(want as u64);
+                tokio::select! {
+                    _ = &mut timer => return closing(peer, stop, limits),
+                    r = limited.read_buf(&mut rbuf) => r,
+                }
             };
             match read {
                 Ok(0) => {
@@ -283,11 +430,18 @@ async fn connection(
                     }
                     return;
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    last_io = Instant::now();
+                    frame_start.get_or_insert(last_io);
+                }
                 Err(_) => return,
             }
         };
-        match handlers::handle(&state, frame, peer).await {
+        let handled = handlers::handle(&state, frame, peer).await;
+        // The request's bytes go back to the budget once it is handled; what stays buffered (the
+        // start of the next pipelined frame) stays counted.
+        release_beyond(&mut held, rbuf.len());
+        match handled {
             Ok(Some(resp)) => {
                 if sock.write_all(&resp).await.is_err() {
                     return;
@@ -297,6 +451,37 @@ async fn connection(
             Err(e) => {
                 tracing::warn!(%peer, "closing connection: {e:#}");
                 return;
+            }
+        }
+        last_io = Instant::now();
+    }
+}
+
+fn release_beyond(held: &mut Option<OwnedSemaphorePermit>, keep: usize) {
+    if let Some(h) = held.as_mut() {
+        let n = h.num_permits();
+        if n > keep {
+            drop(h.split(n - keep));
+        }
+        if keep == 0 {
+            *held = None;
+        }
+    }
+}
+
+fn closing(peer: SocketAddr, why: Stop, limits: &Limits) {
+    match why {
+        Stop::Quiet => {}
+        // Kafka closes idle connections silently too; clients reconnect when they need to.
+        Stop::Idle => tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)"),
+        Stop::SlowFrame => {
+            if let Some(held_back) = limits.log_slow.check() {
+                tracing::warn!(
+                    %peer,
+                    timeout_ms = limits.frame_timeout.as_millis() as u64,
+                    held_back,
+                    "request frame not complete in time (cairn.request.read.timeout.ms); closing connection"
+                );
             }
         }
     }

@@ -116,7 +116,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listen = args
         .listen
-        .or_else(|| config.listener().map(|(h, p)| format!("{h}:{p}")))
+        .or_else(|| config.listen_address())
         .unwrap_or_else(|| "127.0.0.1:9092".to_string());
     let data_dir = args
         .data_dir
@@ -124,7 +124,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("data"));
     // The HTTP listener comes up first so /health can answer 503 while the stores load.
     let slot = cairn_http::ViewSlot::new();
-    let (http_stop, http_task) = match start_http(args.http.as_deref(), &slot).await? {
+    let http_options = cairn_http::HttpOptions {
+        allowed_hosts: config.http_allowed_hosts(),
+        read_timeout: std::time::Duration::from_millis(config.http_read_timeout_ms()),
+        idle_timeout: std::time::Duration::from_millis(config.http_idle_timeout_ms()),
+    };
+    let (http_stop, http_task) = match start_http(args.http.as_deref(), &slot, http_options).await?
+    {
         Some((stop, task)) => (Some(stop), Some(task)),
         None => (None, None),
     };
@@ -156,6 +162,7 @@ type HttpHandle = (
 async fn start_http(
     arg: Option<&str>,
     slot: &cairn_http::ViewSlot,
+    options: cairn_http::HttpOptions,
 ) -> anyhow::Result<Option<HttpHandle>> {
     const DEFAULT: &str = "127.0.0.1:9644";
     let server = match arg {
@@ -169,6 +176,7 @@ async fn start_http(
             }
         },
     };
+    let server = server.with_options(options);
     tracing::info!(http = %server.local_addr, "HTTP listener: /metrics, /health, /api, dashboard");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.serve(slot.clone(), async {

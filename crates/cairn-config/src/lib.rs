@@ -144,7 +144,61 @@ impl BrokerConfig {
                 });
             }
         }
+        cfg.check_cross_keys()?;
         Ok(cfg)
+    }
+
+    /// Checks that need a whole value parsed or two keys together; the key named in the error is
+    /// the one to fix.
+    fn check_cross_keys(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: self.get(key).unwrap_or_default(),
+            reason,
+        };
+        if let Some(v) = self.explicit.get("listeners") {
+            parse_listeners(v).map_err(|r| bad("listeners", r))?;
+        }
+        if let Some(v) = self.explicit.get("advertised.listeners") {
+            let l = parse_listeners(v).map_err(|r| bad("advertised.listeners", r))?;
+            if l.host.is_empty() {
+                return Err(bad(
+                    "advertised.listeners",
+                    "needs a host clients can reach".into(),
+                ));
+            }
+            if l.host == "0.0.0.0" || l.host == "::" {
+                // Kafka refuses the meta-address too: clients cannot connect to it.
+                return Err(bad(
+                    "advertised.listeners",
+                    "cannot use the non-routable meta-address; give a routable host".into(),
+                ));
+            }
+            if l.port == 0 {
+                return Err(bad("advertised.listeners", "port must be 1-65535".into()));
+            }
+        }
+        // As Kafka: a single request must always fit in the buffered-request budget.
+        let queued = self.long("queued.max.request.bytes");
+        if queued > 0 && queued < self.socket_request_max_bytes() {
+            return Err(bad(
+                "queued.max.request.bytes",
+                "must be at least socket.request.max.bytes (or -1)".into(),
+            ));
+        }
+        let overrides = parse_ip_overrides(
+            &self
+                .get("max.connections.per.ip.overrides")
+                .unwrap_or_default(),
+        )
+        .map_err(|r| bad("max.connections.per.ip.overrides", r))?;
+        if self.long("max.connections.per.ip") == 0 && overrides.is_empty() {
+            return Err(bad(
+                "max.connections.per.ip",
+                "can be 0 only if max.connections.per.ip.overrides is set".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The effective string value of a broker key (explicit or default).
@@ -185,13 +239,77 @@ impl BrokerConfig {
             self.long("node.id") as i32
         }
     }
+    /// The first plaintext entry of `advertised.listeners` (validated on load).
     pub fn advertised_listener(&self) -> Option<(String, u16)> {
-        let v = self.get("advertised.listeners")?;
-        parse_listener(v.split(',').next()?)
+        let l = parse_listeners(&self.get("advertised.listeners")?).ok()?;
+        Some((l.host, l.port))
     }
+    /// The first plaintext entry of `listeners`; an empty host means every interface, as in Kafka.
     pub fn listener(&self) -> Option<(String, u16)> {
-        let v = self.get("listeners")?;
-        parse_listener(v.split(',').next()?)
+        let l = parse_listeners(&self.get("listeners")?).ok()?;
+        let host = if l.host.is_empty() {
+            "0.0.0.0".to_string()
+        } else {
+            l.host
+        };
+        Some((host, l.port))
+    }
+    /// `listener()` as an address to bind (IPv6 hosts in brackets).
+    pub fn listen_address(&self) -> Option<String> {
+        let (h, p) = self.listener()?;
+        Some(if h.contains(':') {
+            format!("[{h}]:{p}")
+        } else {
+            format!("{h}:{p}")
+        })
+    }
+    /// `None`: idle connections are never closed.
+    pub fn connections_max_idle_ms(&self) -> Option<u64> {
+        let v = self.long("connections.max.idle.ms");
+        (v >= 0).then_some(v as u64)
+    }
+    /// The budget for request bytes buffered across all connections. Kafka's default (-1) is
+    /// unbounded; Cairn keeps every valid request servable but caps memory at
+    /// max(256 MiB, socket.request.max.bytes).
+    pub fn queued_max_request_bytes(&self) -> u64 {
+        let v = self.long("queued.max.request.bytes");
+        if v > 0 {
+            v as u64
+        } else {
+            (256u64 << 20).max(self.socket_request_max_bytes().max(0) as u64)
+        }
+    }
+    pub fn max_connections(&self) -> usize {
+        self.long("max.connections").max(0) as usize
+    }
+    pub fn max_connections_per_ip(&self) -> u32 {
+        self.long("max.connections.per.ip").max(0) as u32
+    }
+    /// (host, limit) pairs; hosts are resolved by the broker.
+    pub fn max_connections_per_ip_overrides(&self) -> Vec<(String, u32)> {
+        parse_ip_overrides(
+            &self
+                .get("max.connections.per.ip.overrides")
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default()
+    }
+    pub fn request_read_timeout_ms(&self) -> u64 {
+        self.long("cairn.request.read.timeout.ms").max(1) as u64
+    }
+    pub fn http_allowed_hosts(&self) -> Vec<String> {
+        self.get("cairn.http.allowed.hosts")
+            .unwrap_or_default()
+            .split(',')
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
+    pub fn http_read_timeout_ms(&self) -> u64 {
+        self.long("cairn.http.read.timeout.ms").max(1) as u64
+    }
+    pub fn http_idle_timeout_ms(&self) -> u64 {
+        self.long("cairn.http.idle.timeout.ms").max(1) as u64
     }
     pub fn num_partitions(&self) -> i32 {
         self.long("num.partitions") as i32
@@ -382,13 +500,105 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
     Ok(())
 }
 
-/// `PLAINTEXT://host:port` or `host:port` to (host, port).
-pub fn parse_listener(s: &str) -> Option<(String, u16)> {
+/// One entry of `listeners` or `advertised.listeners`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// The listener name before `://`, if any (`PLAINTEXT`, or a custom name).
+    pub name: Option<String>,
+    /// Without brackets; empty means "every interface" in `listeners`.
+    pub host: String,
+    pub port: u16,
+}
+
+/// Security protocols Cairn does not speak: entries named after them are skipped.
+const UNSERVED_PROTOCOLS: &[&str] = &["SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// `NAME://host:port` (Kafka's form) or `host:port`; IPv6 hosts may be bracketed.
+pub fn parse_listener(s: &str) -> Result<Listener, String> {
     let s = s.trim();
-    let hostport = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
-    let (host, port) = hostport.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_string(), port.parse().ok()?))
+    if s.is_empty() {
+        return Err("empty listener entry".into());
+    }
+    let (name, hostport) = match s.split_once("://") {
+        Some((n, r)) => {
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(format!("bad listener name {n:?}"));
+            }
+            (Some(n.to_string()), r)
+        }
+        None => (None, s),
+    };
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{s:?}: unclosed '['"))?;
+        let p = after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("{s:?}: expected [host]:port"))?;
+        (h, p)
+    } else {
+        hostport
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: expected PLAINTEXT://host:port or host:port"))?
+    };
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._:%".contains(c))
+    {
+        return Err(format!("{s:?}: bad host {host:?}"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{s:?}: port must be a number 0-65535"))?;
+    Ok(Listener {
+        name,
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// A comma-separated listener list: every entry must parse; the first one Cairn can serve
+/// (unnamed, `PLAINTEXT` or a custom name; not SSL/SASL) is returned.
+pub fn parse_listeners(v: &str) -> Result<Listener, String> {
+    // Empty entries are dropped, as Kafka's CSV parsing does.
+    let all = v
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(parse_listener)
+        .collect::<Result<Vec<_>, _>>()?;
+    all.into_iter()
+        .find(|l| {
+            l.name
+                .as_deref()
+                .is_none_or(|n| !UNSERVED_PROTOCOLS.contains(&n.to_ascii_uppercase().as_str()))
+        })
+        .ok_or_else(|| "no PLAINTEXT listener (Cairn serves plaintext only)".to_string())
+}
+
+/// `host:count,host:count` (Kafka's `max.connections.per.ip.overrides`).
+fn parse_ip_overrides(v: &str) -> Result<Vec<(String, u32)>, String> {
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (host, n) = item
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{item:?}: expected host:count"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{item:?}: empty host"));
+        }
+        let n = n
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= i32::MAX as u32)
+            .ok_or_else(|| format!("{item:?}: count must be a whole number >= 0"))?;
+        out.push((host.to_string(), n));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -482,11 +692,92 @@ mod tests {
 
     #[test]
     fn listeners_parse() {
+        let hp = |v: &str| parse_listeners(v).map(|l| (l.host, l.port));
         assert_eq!(
-            parse_listener("PLAINTEXT://localhost:9093"),
-            Some(("localhost".into(), 9093))
+            hp("PLAINTEXT://localhost:9093"),
+            Ok(("localhost".into(), 9093))
         );
-        assert_eq!(parse_listener("1.2.3.4:1"), Some(("1.2.3.4".into(), 1)));
-        assert_eq!(parse_listener("nope"), None);
+        assert_eq!(hp("1.2.3.4:1"), Ok(("1.2.3.4".into(), 1)));
+        assert_eq!(hp("PLAINTEXT://[::1]:9092"), Ok(("::1".into(), 9092)));
+        assert_eq!(
+            hp("SSL://a:1,PLAINTEXT://b:2,PLAINTEXT://c:3"),
+            Ok(("b".into(), 2))
+        );
+        assert_eq!(hp("PLAINTEXT://:9092"), Ok(("".into(), 9092)));
+        assert_eq!(hp("a:1,"), Ok(("a".into(), 1)));
+        for bad in [
+            "nope",
+            "garbage",
+            "a:b",
+            "host:70000",
+            "SSL://a:1",
+            "",
+            " , ",
+            "x y:1",
+            "://a:1",
+        ] {
+            assert!(parse_listeners(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_listeners_stop_the_start_naming_the_key() {
+        for (k, v) in [
+            ("advertised.listeners", "garbage"),
+            ("advertised.listeners", "PLAINTEXT://0.0.0.0:9092"),
+            ("advertised.listeners", "PLAINTEXT://:9092"),
+            ("advertised.listeners", "SSL://h:9093"),
+            ("listeners", "garbage"),
+        ] {
+            let e = cfg(&[(k, v)]).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
+        let c = cfg(&[("listeners", "PLAINTEXT://:9093")]).unwrap();
+        assert_eq!(c.listen_address().as_deref(), Some("0.0.0.0:9093"));
+        let c = cfg(&[("listeners", "PLAINTEXT://[::1]:9093")]).unwrap();
+        assert_eq!(c.listen_address().as_deref(), Some("[::1]:9093"));
+        let c = cfg(&[("advertised.listeners", "broker.example:19092")]).unwrap();
+        assert_eq!(
+            c.advertised_listener(),
+            Some(("broker.example".into(), 19092))
+        );
+    }
+
+    #[test]
+    fn connection_limits_follow_kafka() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.connections_max_idle_ms(), Some(600_000));
+        assert_eq!(c.max_connections(), i32::MAX as usize);
+        assert_eq!(c.max_connections_per_ip(), i32::MAX as u32);
+        assert_eq!(c.queued_max_request_bytes(), 256 << 20);
+        let c = cfg(&[("socket.request.max.bytes", "536870912")]).unwrap();
+        assert_eq!(c.queued_max_request_bytes(), 512 << 20);
+        let c = cfg(&[("connections.max.idle.ms", "-1")]).unwrap();
+        assert_eq!(c.connections_max_idle_ms(), None);
+        // A request must always fit in the budget.
+        let e = cfg(&[("queued.max.request.bytes", "1000")]).unwrap_err();
+        assert!(e.to_string().contains("queued.max.request.bytes"), "{e}");
+        let c = cfg(&[
+            ("queued.max.request.bytes", "2000000"),
+            ("socket.request.max.bytes", "1000000"),
+        ])
+        .unwrap();
+        assert_eq!(c.queued_max_request_bytes(), 2_000_000);
+        let e = cfg(&[("max.connections.per.ip", "0")]).unwrap_err();
+        assert!(e.to_string().contains("max.connections.per.ip"), "{e}");
+        let c = cfg(&[
+            ("max.connections.per.ip", "0"),
+            ("max.connections.per.ip.overrides", "127.0.0.1:5, [::1]:2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.max_connections_per_ip_overrides(),
+            vec![("127.0.0.1".into(), 5), ("::1".into(), 2)]
+        );
+        let e = cfg(&[("max.connections.per.ip.overrides", "127.0.0.1")]).unwrap_err();
+        assert!(
+            e.to_string().contains("max.connections.per.ip.overrides"),
+            "{e}"
+        );
     }
 }

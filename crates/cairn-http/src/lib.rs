@@ -15,8 +15,10 @@ use axum::Router;
 use parking_lot::RwLock;
 use serde::Serialize;
 
+mod serve;
 mod view;
 
+pub use serve::HttpOptions;
 pub use view::*;
 
 /// Where the broker's view is installed once the broker is up, and removed when it stops.
@@ -45,6 +47,9 @@ impl ViewSlot {
 pub struct HttpServer {
     listener: tokio::net::TcpListener,
     pub local_addr: SocketAddr,
+    options: HttpOptions,
+    /// The host as given to `bind` (a name there is one clients will use in `Host`).
+    bound_host: String,
 }
 
 impl HttpServer {
@@ -56,7 +61,14 @@ impl HttpServer {
         Ok(HttpServer {
             listener,
             local_addr,
+            options: HttpOptions::default(),
+            bound_host: addr.to_string(),
         })
+    }
+
+    pub fn with_options(mut self, options: HttpOptions) -> HttpServer {
+        self.options = options;
+        self
     }
 
     /// Serves until `shutdown` completes.
@@ -65,10 +77,14 @@ impl HttpServer {
         slot: ViewSlot,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, router(slot))
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        Ok(())
+        let mut names = self.options.allowed_hosts.clone();
+        names.push(self.bound_host);
+        let check = Arc::new(serve::HostCheck::new(&names));
+        let app = router(slot).layer(axum::middleware::from_fn_with_state(
+            check,
+            serve::check_host,
+        ));
+        serve::serve(self.listener, app, self.options, shutdown).await
     }
 }
 
