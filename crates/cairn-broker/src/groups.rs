@@ -30,6 +30,19 @@ struct Inner {
     logs: Vec<Arc<PartitionLog>>,
 }
 
+impl Inner {
+    /// The coordinator, told the largest batch the offsets topic takes now (its
+    /// `max.message.bytes` may be altered at any time): it refuses a group state whose record
+    /// would not fit before adopting it, so nothing is kept that the log would refuse.
+    fn coord_for_write(&mut self) -> &mut GroupCoordinator {
+        if let Some(log) = self.logs.first() {
+            let max = log.config().max_message_bytes as usize;
+            self.coord.set_max_record_batch_bytes(max);
+        }
+        &mut self.coord
+    }
+}
+
 pub struct Groups {
     inner: Mutex<Inner>,
     store: Arc<Store>,
@@ -65,6 +78,8 @@ impl Groups {
             offsets_retention_ms: config.offsets_retention_ms(),
             offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms(),
             offset_metadata_max_bytes: config.offset_metadata_max_bytes().max(0) as usize,
+            // Until the offsets topic exists, the broker default its log will get.
+            max_record_batch_bytes: config.message_max_bytes().max(0) as usize,
             ..GroupConfig::default()
         };
         // A fresh seed per start: member ids must never repeat ones stored before a restart.
@@ -218,7 +233,7 @@ impl Groups {
         self.ready()?;
         let (out, pending) = {
             let mut inner = self.inner.lock();
-            let (out, fx) = f(&mut inner.coord, now_ms());
+            let (out, fx) = f(inner.coord_for_write(), now_ms());
             (out, self.write_locked(&mut inner, fx))
         };
         self.timer.notify_one();
@@ -247,7 +262,7 @@ impl Groups {
             inner.next_token += 1;
             let (tx, rx) = oneshot::channel();
             inner.waiters.insert(token, tx);
-            let fx = f(&mut inner.coord, now_ms(), token);
+            let fx = f(inner.coord_for_write(), now_ms(), token);
             (rx, self.write_locked(&mut inner, fx))
         };
         self.timer.notify_one();
@@ -320,8 +335,14 @@ impl Groups {
                         Ok(_) => pending.logs.push(log),
                         Err(e) => {
                             tracing::error!(partition = p, "cannot append to {OFFSETS_TOPIC}: {e}");
-                            // Kafka maps a failed coordinator write to NOT_COORDINATOR for storage faults.
-                            pending.error = Some(GroupError::NotCoordinator);
+                            // Kafka's mapping of a failed coordinator write: a batch too large
+                            // is UNKNOWN_SERVER_ERROR, a storage fault NOT_COORDINATOR.
+                            pending.error = Some(match e {
+                                cairn_log::LogError::MessageTooLarge { .. } => {
+                                    GroupError::UnknownServerError
+                                }
+                                _ => GroupError::NotCoordinator,
+                            });
                         }
                     }
                 }
@@ -353,7 +374,7 @@ impl Groups {
             }
             let pending = {
                 let mut inner = self.inner.lock();
-                let fx = inner.coord.tick(now_ms());
+                let fx = inner.coord_for_write().tick(now_ms());
                 self.write_locked(&mut inner, fx)
             };
             let _ = pending.finish(&self.flusher).await;
@@ -465,4 +486,33 @@ pub fn rebalance_history(groups: &Groups, group: &str) -> Vec<cairn_http::Rebala
             },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The coordinator sizes its records as this module writes them; the two must agree or a
+    /// record the coordinator thinks fits could still be refused by the log.
+    #[test]
+    fn coordinator_batch_size_matches_the_written_batch() {
+        let rec = |key: Vec<u8>, value: Option<Vec<u8>>| cairn_group::Record {
+            group_id: "g".into(),
+            key,
+            value,
+        };
+        let cases = vec![
+            vec![rec(vec![1; 10], Some(vec![2; 20]))],
+            vec![rec(vec![1; 10], None)],
+            vec![rec(vec![1; 300], Some(vec![2; 70_000]))],
+            (0..200)
+                .map(|i| rec(vec![i as u8; 40], (i % 3 != 0).then(|| vec![7; i * 5])))
+                .collect(),
+        ];
+        for recs in cases {
+            let refs: Vec<&cairn_group::Record> = recs.iter().collect();
+            let written = encode_batch(&refs, 1_700_000_000_000).len();
+            assert_eq!(cairn_group::records::batch_size(&recs), written);
+        }
+    }
 }

@@ -98,6 +98,25 @@ pub(crate) fn maybe_complete_join(g: &mut Group, now: i64, cx: &mut Cx<'_>, fx: 
     }
 }
 
+/// The leader's assignment cannot be stored because the group record would be larger than
+/// the offsets topic accepts. As Kafka does when storing it fails: every member parked in
+/// SyncGroup gets UNKNOWN_SERVER_ERROR with an empty assignment, and the group rebalances
+/// again; nothing of this generation's assignment is kept.
+fn fail_assignment(g: &mut Group, now: i64, cx: &mut Cx<'_>, fx: &mut Effects, size: usize) {
+    for m in &mut g.members {
+        m.assignment.clear();
+        if let Some(t) = m.sync_waiter.take() {
+            sync_err(fx, t, GroupError::UnknownServerError);
+            m.session_deadline = now + i64::from(m.session_timeout_ms);
+        }
+    }
+    let limit = cx.cfg.max_record_batch_bytes;
+    let cause = RebalanceCause::Other(format!(
+        "group record of {size} bytes exceeds the offsets topic's limit of {limit} bytes"
+    ));
+    prepare_rebalance(g, now, cx, fx, cause);
+}
+
 /// What a removal means for the group's state machine; `cause` names the rebalance it
 /// starts, if it starts one.
 pub(crate) fn after_member_removed(
@@ -306,9 +325,10 @@ impl GroupCoordinator {
     pub fn sync_group(&mut self, now: i64, token: ReplyToken, req: SyncGroup) -> Effects {
         self.arm_expiry(now);
         let mut fx = Effects::default();
+        let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         let result = match self.groups.get_mut(&req.group_id) {
             None => Err(GroupError::UnknownMemberId),
-            Some(g) => sync_group_in(g, now, token, &req, &mut fx),
+            Some(g) => sync_group_in(g, now, &mut cx, token, &req, &mut fx),
         };
         if let Err(e) = result {
             sync_err(&mut fx, token, e);
@@ -600,6 +620,14 @@ fn replace_static_member(
         .iter()
         .position(|m| m.id == old_id)
         .expect("mapped");
+    // In Stable the replacement is written at once; kept to undo it if the record won't fit.
+    let undo = (g.state == GroupState::Stable).then(|| {
+        (
+            g.members[pos].clone(),
+            g.leader.clone(),
+            g.pending_sync.clone(),
+        )
+    });
     let old = &mut g.members[pos];
     if let Some(t) = old.join_waiter.take() {
         join_err(fx, t, GroupError::FencedInstanceId);
@@ -621,7 +649,20 @@ fn replace_static_member(
         GroupState::Stable if g.select_protocol() == g.protocol_name => {
             // Same protocol: no rebalance. Persist the new identity and return the current
             // generation; a leader is told to skip computing a new assignment.
-            fx.records.push(g.metadata_record());
+            let record = match g.metadata_record_within(cx.cfg.max_record_batch_bytes) {
+                Ok(record) => record,
+                Err(_) => {
+                    // Kafka reverts the replacement when this write fails: the old member
+                    // stays, the new one is told why.
+                    let (old, leader, pending_sync) = undo.expect("taken in Stable");
+                    g.members[pos] = old;
+                    g.leader = leader;
+                    g.pending_sync = pending_sync;
+                    join_err(fx, token, GroupError::UnknownServerError);
+                    return;
+                }
+            };
+            fx.records.push(record);
             let mut resp = g.join_response(&new_id);
             resp.skip_assignment = g.is_leader(&new_id);
             fx.replies.push((token, Reply::Join(Ok(resp))));
@@ -643,6 +684,7 @@ fn replace_static_member(
 fn sync_group_in(
     g: &mut Group,
     now: i64,
+    cx: &mut Cx<'_>,
     token: ReplyToken,
     req: &SyncGroup,
     fx: &mut Effects,
@@ -700,9 +742,21 @@ fn sync_group_in(
                         .map(|(_, a)| a.clone())
                         .unwrap_or_default();
                 }
+                // The record is the Stable state's; it must fit the log before the group
+                // becomes Stable, or the group would report a generation never written.
+                let completing_since = g.state_timestamp;
+                g.state_timestamp = Some(now);
+                let record = match g.metadata_record_within(cx.cfg.max_record_batch_bytes) {
+                    Ok(record) => record,
+                    Err(size) => {
+                        g.state_timestamp = completing_since;
+                        fail_assignment(g, now, cx, fx, size);
+                        return Ok(());
+                    }
+                };
                 g.transition(GroupState::Stable, now);
                 history::became_stable(g, now, fx);
-                fx.records.push(g.metadata_record());
+                fx.records.push(record);
                 let parked: Vec<(ReplyToken, Vec<u8>)> = g
                     .members
                     .iter_mut()

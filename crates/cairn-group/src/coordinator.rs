@@ -57,6 +57,11 @@ impl GroupCoordinator {
         &self.config
     }
 
+    /// Follows a change of the offsets topic's `max.message.bytes`.
+    pub fn set_max_record_batch_bytes(&mut self, bytes: usize) {
+        self.config.max_record_batch_bytes = bytes;
+    }
+
     /// The group's recent rebalances, oldest first, the one in progress (if any) last; at
     /// most [`HISTORY_PER_GROUP`]. Empty for an unknown group.
     ///

@@ -4,6 +4,10 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupError {
+    /// Kafka's answer when a group's state could not be written because its record is larger
+    /// than the offsets topic accepts (`appendGroupMetadataErrorToResponseError` maps
+    /// MESSAGE_TOO_LARGE and RECORD_LIST_TOO_LARGE to it).
+    UnknownServerError,
     UnknownTopicOrPartition,
     OffsetMetadataTooLarge,
     CoordinatorLoadInProgress,
@@ -30,6 +34,7 @@ impl GroupError {
     /// The Kafka protocol error code for this error.
     pub fn kafka_code(&self) -> i16 {
         match self {
+            GroupError::UnknownServerError => -1,
             GroupError::UnknownTopicOrPartition => 3,
             GroupError::OffsetMetadataTooLarge => 12,
             GroupError::CoordinatorLoadInProgress => 14,
@@ -80,5 +85,6 @@ mod tests {
             79
         );
         assert_eq!(GroupError::GroupSubscribedToTopic.kafka_code(), 86);
+        assert_eq!(GroupError::UnknownServerError.kafka_code(), -1);
     }
 }

@@ -309,6 +309,18 @@ impl Group {
         }
     }
 
+    /// The group metadata record for the current state if the offsets topic will take it;
+    /// otherwise the size of the batch it would need.
+    pub fn metadata_record_within(&self, max_batch_bytes: usize) -> Result<Record, usize> {
+        let record = self.metadata_record();
+        let size = records::batch_size([&record]);
+        if size > max_batch_bytes {
+            Err(size)
+        } else {
+            Ok(record)
+        }
+    }
+
     pub fn tombstone_record(&self) -> Record {
         Record {
             group_id: self.id.clone(),

@@ -276,6 +276,40 @@ pub fn encode_offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
     w.buf
 }
 
+/// Bytes of a v2 record batch header: everything before the first record.
+const BATCH_HEADER_BYTES: usize = 61;
+
+/// Bytes of a zigzag varint (Kafka's varint and varlong encodings).
+fn varint_len(v: i64) -> usize {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    let mut n = 1;
+    while z >= 0x80 {
+        z >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// The size of `records` written as one uncompressed v2 batch, every record with the batch's
+/// timestamp and no headers: how the broker writes the coordinator's records. Lets the
+/// coordinator know, before changing any state, whether the log will take the record.
+pub fn batch_size<'a>(records: impl IntoIterator<Item = &'a crate::types::Record>) -> usize {
+    let mut total = BATCH_HEADER_BYTES;
+    for (i, r) in records.into_iter().enumerate() {
+        let value_len = r.value.as_ref().map_or(-1, |v| v.len() as i64);
+        let body = 1 // attributes
+            + varint_len(0) // timestamp delta
+            + varint_len(i as i64) // offset delta
+            + varint_len(r.key.len() as i64)
+            + r.key.len()
+            + varint_len(value_len)
+            + value_len.max(0) as usize
+            + varint_len(0); // header count
+        total += varint_len(body as i64) + body;
+    }
+    total
+}
+
 pub fn encode_group_key(group: &str) -> Vec<u8> {
     let mut w = Writer::default();
     w.i16(GROUP_KEY_TYPE);

@@ -23,6 +23,10 @@ pub struct GroupConfig {
     pub offset_metadata_max_bytes: usize,
     /// Kafka's internal guard for new members parked in a join.
     pub new_member_join_timeout_ms: i64,
+    /// The largest record batch `__consumer_offsets` accepts (its `max.message.bytes`). A
+    /// group record that would not fit is refused before the state it describes is adopted,
+    /// as Kafka's coordinator runtime checks a batch's size before replaying its records.
+    pub max_record_batch_bytes: usize,
 }
 
 impl Default for GroupConfig {
@@ -36,6 +40,7 @@ impl Default for GroupConfig {
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
             new_member_join_timeout_ms: 300_000,
+            max_record_batch_bytes: 1_048_588,
         }
     }
 }

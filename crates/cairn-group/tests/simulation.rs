@@ -1,7 +1,9 @@
 //! Seeded simulation: random schedules of joins, rejoins, leaves, crashes, slow members,
 //! commits (valid and stale), clock advances, topic growth and broker restarts, with the
 //! protocol invariants (and the rebalance history's: bounded, ordered seqs, ordered phase times,
-//! newer generations for finished rebalances, each end reported once) checked after every step. A failure names its seed; rerun one seed with
+//! newer generations for finished rebalances, each end reported once) checked after every step.
+//! Some members carry fat subscription metadata, so that some groups' records exceed the
+//! offsets topic's batch limit: no group may then report a state that was not written. A failure names its seed; rerun one seed with
 //! `SIM_SEED=<n> cargo test -p cairn-group --test simulation`; run more with `SIM_SEEDS=<count>`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -10,7 +12,7 @@ use cairn_group::consumer_protocol::{
     decode_assignment, decode_subscription, encode_assignment, encode_subscription, group_by_topic,
     Assignment, Subscription,
 };
-use cairn_group::records::{decode_group_value, decode_key, RecordKey};
+use cairn_group::records::{self, decode_group_value, decode_key, RecordKey};
 use cairn_group::*;
 
 const SESSION: i32 = 10_000;
@@ -19,6 +21,10 @@ const HEARTBEAT_EVERY: i64 = 3_000;
 const RETENTION: i64 = 120_000;
 const GROUPS: [&str; 2] = ["g0", "g1"];
 const SIMPLE: &str = "simple";
+/// The simulated offsets topic's `max.message.bytes`: two fat members fit, three do not.
+const MAX_BATCH: usize = 8_000;
+/// User data carried by a fat member's subscription.
+const FAT_USER_DATA: usize = 3_000;
 
 /// SplitMix64-based PRNG; tiny and reproducible.
 struct Rng(u64);
@@ -67,6 +73,8 @@ struct Client {
     assignment: Vec<(String, i32)>,
     last_heartbeat: i64,
     slow: bool,
+    /// Joins with `FAT_USER_DATA` bytes of subscription user data.
+    fat: bool,
     next_offset: i64,
 }
 
@@ -103,6 +111,10 @@ struct Stats {
     refused_commits: u64,
     restarts: u64,
     expirations: u64,
+    /// SyncGroup answers refused because the group record would not fit.
+    refused_too_large: u64,
+    /// Calls whose records the simulated log refused as too large.
+    log_refusals: u64,
     /// Ended rebalances by outcome, and by cause kind.
     rebalance_outcomes: BTreeMap<String, u64>,
     rebalance_causes: BTreeMap<&'static str, u64>,
@@ -113,6 +125,7 @@ fn config() -> GroupConfig {
         initial_rebalance_delay_ms: 3_000,
         offsets_retention_ms: RETENTION,
         offsets_retention_check_interval_ms: 10_000,
+        max_record_batch_bytes: MAX_BATCH,
         ..GroupConfig::default()
     }
 }
@@ -151,6 +164,7 @@ impl Sim {
                     assignment: Vec::new(),
                     last_heartbeat: 0,
                     slow: rng.chance(0.2),
+                    fat: rng.chance(0.3),
                     next_offset: 0,
                 });
             }
@@ -207,6 +221,20 @@ impl Sim {
                 .rebalance_causes
                 .entry(r.cause.kind())
                 .or_default() += 1;
+        }
+        // The broker writes one call's records as one batch (per offsets partition); the log
+        // refuses a batch over the limit, and then nothing is written and every reply of the
+        // call is an error. Invariant (7) catches a coordinator that kept such a state.
+        let mut fx = fx;
+        if records::batch_size(&fx.records) > MAX_BATCH {
+            self.stats.log_refusals += 1;
+            fx.records.clear();
+            for (_, reply) in &mut fx.replies {
+                *reply = match reply {
+                    Reply::Join(_) => Reply::Join(Err(GroupError::UnknownServerError)),
+                    Reply::Sync(_) => Reply::Sync(Err(GroupError::UnknownServerError)),
+                };
+            }
         }
         for rec in fx.records {
             self.shadow
@@ -326,7 +354,12 @@ impl Sim {
                 };
                 self.stats.stable_syncs += 1;
             }
-            Err(e) => self.on_error(ci, e),
+            Err(e) => {
+                if e == GroupError::UnknownServerError {
+                    self.stats.refused_too_large += 1;
+                }
+                self.on_error(ci, e)
+            }
         }
     }
 
@@ -338,6 +371,7 @@ impl Sim {
             version,
             topics: c.topics.clone(),
             generation_id: -1,
+            user_data: c.fat.then(|| vec![0x5a; FAT_USER_DATA]),
             ..Default::default()
         });
         let req = JoinGroup {
@@ -673,6 +707,39 @@ impl Sim {
     }
 
     fn check_invariants(&mut self) {
+        // (7) no state reported that was not written: a Stable or Empty group is exactly what
+        // the replay of the log holds (generation, members, assignments); other states are
+        // rebalances in progress, which Kafka never persists either.
+        for g in self.coord.list_groups() {
+            if !matches!(g.state, GroupState::Stable | GroupState::Empty) {
+                continue;
+            }
+            let live = self.coord.describe_group(&g.group_id).unwrap();
+            let Some(written) = self.shadow.describe_group(&g.group_id) else {
+                panic!(
+                    "seed {} (t={}): {} is {:?} but was never written",
+                    self.seed, self.now, g.group_id, g.state
+                );
+            };
+            let summary = |d: &GroupDescription| {
+                let mut m: Vec<(String, Vec<u8>)> = d
+                    .members
+                    .iter()
+                    .map(|m| (m.member_id.clone(), m.assignment.clone()))
+                    .collect();
+                m.sort();
+                (d.generation_id, d.leader.clone(), m)
+            };
+            check!(
+                self,
+                summary(&live) == summary(&written),
+                "{} is {:?} as {:?} but the log says {:?}",
+                g.group_id,
+                g.state,
+                summary(&live),
+                summary(&written)
+            );
+        }
         // (6) rebalance history: bounded, ordered, consistent with the group's state, and
         // dropped with the group.
         for id in GROUPS.iter().copied().chain([SIMPLE]) {
@@ -930,6 +997,8 @@ fn simulation() {
         total.stable_syncs += s.stable_syncs;
         total.acked_commits += s.acked_commits;
         total.refused_commits += s.refused_commits;
+        total.refused_too_large += s.refused_too_large;
+        total.log_refusals += s.log_refusals;
         total.restarts += s.restarts;
         total.expirations += s.expirations;
         for (k, v) in s.rebalance_outcomes {
@@ -945,6 +1014,11 @@ fn simulation() {
     assert!(total.acked_commits > 1_000, "{total:?}");
     assert!(total.refused_commits > 100, "{total:?}");
     assert!(total.expirations > 0, "{total:?}");
+    assert!(total.refused_too_large > 10, "{total:?}");
+    assert_eq!(
+        total.log_refusals, 0,
+        "a write the log refuses was asked for: {total:?}"
+    );
     for outcome in ["Stable", "Superseded", "Emptied"] {
         assert!(
             total
