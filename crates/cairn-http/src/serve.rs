@@ -266,6 +266,44 @@ impl AsyncWrite for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A client that asks for a large answer and stops reading: no bytes move, so the idle
+    /// timeout closes the connection before the answer is through.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        const BODY: usize = 64 << 20;
+        let app = Router::new().route("/big", axum::routing::get(|| async { vec![b'x'; BODY] }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let opts = HttpOptions {
+            idle_timeout: Duration::from_millis(300),
+            ..HttpOptions::default()
+        };
+        tokio::spawn(serve(listener, app, opts, std::future::pending()));
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        let read_all = async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read_all)
+            .await
+            .expect("the stalled connection was never closed");
+        assert!(
+            got < BODY,
+            "the whole answer arrived ({got} bytes): nothing was cut"
+        );
+    }
 
     #[test]
     fn host_check_answers_loopback_ips_and_configured_names() {
