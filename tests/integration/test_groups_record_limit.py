@@ -130,3 +130,41 @@ def test_group_whose_record_does_not_fit_fails_the_round_and_keeps_only_written_
     finally:
         watcher.close()
     assert "panicked" not in broker.log_text()
+
+
+ERR_OFFSET_METADATA_TOO_LARGE = 12
+ERR_INVALID_COMMIT_OFFSET_SIZE = 28
+
+
+def test_commit_whose_records_do_not_fit_is_refused_whole(broker_factory):
+    """260 partitions x 4 KB of metadata is a ~1.1 MB write: Kafka refuses it with
+    INVALID_COMMIT_OFFSET_SIZE; nothing of it may be served or survive a restart."""
+    import kutil
+
+    broker = broker_factory({"num.partitions": 1, "auto.create.topics.enable": "true"})
+    topic = kutil.create_topic(broker, kutil.unique_topic("wide"), partitions=260)
+    group = unique_group("wide")
+    c = RawGroupClient(broker, client_id="wide")
+    try:
+        assert c.find_coordinator(group).error_code == ERR_NONE
+        offsets = {(topic, p): (100 + p, "m" * 4000) for p in range(260)}
+        offsets[(topic, 0)] = (100, "m" * 5000)  # over offset.metadata.max.bytes on its own
+        res = c.commit(group, offsets)
+        assert res[(topic, 0)] == ERR_OFFSET_METADATA_TOO_LARGE
+        assert {e for tp, e in res.items() if tp != (topic, 0)} == {ERR_INVALID_COMMIT_OFFSET_SIZE}
+        fetched, err = c.fetch(group, [(topic, p) for p in range(260)])
+        assert err == ERR_NONE
+        assert {off for off, _m, _e in fetched.values()} == {-1}
+        # A commit that fits still works.
+        small = {(topic, p): (7, "") for p in range(3)}
+        assert set(c.commit(group, small).values()) == {ERR_NONE}
+    finally:
+        c.close()
+    broker.restart()
+    c = RawGroupClient(broker, client_id="wide-2")
+    try:
+        assert c.find_coordinator(group).error_code == ERR_NONE
+        fetched, _ = c.fetch(group, [(topic, p) for p in range(260)])
+        assert {tp for tp, (off, _m, _e) in fetched.items() if off != -1} == {(topic, p) for p in range(3)}
+    finally:
+        c.close()

@@ -15,6 +15,8 @@ pub enum GroupError {
     NotCoordinator,
     IllegalGeneration,
     InconsistentGroupProtocol,
+    /// An offset commit whose records are larger than the offsets topic accepts.
+    InvalidCommitOffsetSize,
     InvalidGroupId,
     UnknownMemberId,
     InvalidSessionTimeout,
@@ -42,6 +44,7 @@ impl GroupError {
             GroupError::NotCoordinator => 16,
             GroupError::IllegalGeneration => 22,
             GroupError::InconsistentGroupProtocol => 23,
+            GroupError::InvalidCommitOffsetSize => 28,
             GroupError::InvalidGroupId => 24,
             GroupError::UnknownMemberId => 25,
             GroupError::InvalidSessionTimeout => 26,

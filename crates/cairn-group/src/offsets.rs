@@ -6,8 +6,10 @@ use crate::coordinator::GroupCoordinator;
 use crate::error::GroupError;
 use crate::group::{Group, OffsetEntry};
 use crate::history::Cx;
+use crate::records;
 use crate::types::{
     CommitResult, Effects, FetchResult, FetchedOffset, GroupState, OffsetCommit, RebalanceCause,
+    Record,
 };
 
 /// Per-group outcome of a DeleteGroups.
@@ -102,6 +104,7 @@ impl GroupCoordinator {
             }
         }
         let mut result = CommitResult::default();
+        let mut accepted = Vec::new();
         for p in &req.partitions {
             let metadata = p.metadata.clone().unwrap_or_default();
             if utf16_len(&metadata) > max_meta {
@@ -127,12 +130,29 @@ impl GroupCoordinator {
                 commit_timestamp: now,
                 expire_timestamp,
             };
-            fx.records
-                .push(g.offset_record(&p.topic, p.partition, Some(&entry)));
-            g.offsets.insert((p.topic.clone(), p.partition), entry);
+            accepted.push((p.topic.clone(), p.partition, entry));
             result
                 .partitions
                 .push((p.topic.clone(), p.partition, Ok(())));
+        }
+        let commit_records: Vec<Record> = accepted
+            .iter()
+            .map(|(t, p, e)| g.offset_record(t, *p, Some(e)))
+            .collect();
+        let size = records::batch_size(fx.records.iter().chain(&commit_records));
+        if size > self.config.max_record_batch_bytes {
+            // The commit is one write: if it cannot be stored whole, nothing of it is kept.
+            // Kafka answers a commit whose write is too large with INVALID_COMMIT_OFFSET_SIZE.
+            for (_, _, r) in &mut result.partitions {
+                if r.is_ok() {
+                    *r = Err(GroupError::InvalidCommitOffsetSize);
+                }
+            }
+            return (result, fx);
+        }
+        fx.records.extend(commit_records);
+        for (t, p, entry) in accepted {
+            g.offsets.insert((t, p), entry);
         }
         (result, fx)
     }

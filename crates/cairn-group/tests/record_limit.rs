@@ -281,3 +281,44 @@ fn static_replacement_that_cannot_be_written_is_undone() {
     assert_ne!(j2.member_id, j.member_id);
     assert_eq!(fx.records.len(), 1);
 }
+
+#[test]
+fn commit_too_large_to_store_is_refused_whole() {
+    // 40 partitions with 1 KB of metadata each: ~45 KB of records against a 20 KB limit.
+    let mut c = GroupCoordinator::new(cfg(20_000));
+    let commit = |n: i32, meta: usize| OffsetCommit {
+        group_id: "s".into(),
+        member_id: String::new(),
+        group_instance_id: None,
+        generation_id: -1,
+        retention_time_ms: -1,
+        api_version: 8,
+        partitions: (0..n)
+            .map(|p| CommitPartition {
+                topic: "t".into(),
+                partition: p,
+                offset: 10 + i64::from(p),
+                leader_epoch: -1,
+                metadata: Some("m".repeat(meta)),
+            })
+            .collect(),
+    };
+    let mut big = commit(40, 1_000);
+    // One partition's metadata is over offset.metadata.max.bytes: that error is kept.
+    big.partitions[0].metadata = Some("m".repeat(5_000));
+    let (res, fx) = c.commit_offsets(0, big);
+    assert_eq!(res.error, None);
+    assert_eq!(res.partitions[0].2, Err(GroupError::OffsetMetadataTooLarge));
+    assert!(res.partitions[1..]
+        .iter()
+        .all(|(_, _, r)| *r == Err(GroupError::InvalidCommitOffsetSize)));
+    // Only the new simple group's own record is written, and no offset is kept.
+    assert_eq!(fx.records.len(), 1);
+    assert!(batch_size(&fx.records) <= 20_000);
+    assert!(c.fetch_offsets("s", None).partitions.is_empty());
+    // A commit that fits is stored as before.
+    let (res, fx) = c.commit_offsets(1, commit(10, 1_000));
+    assert!(res.partitions.iter().all(|(_, _, r)| r.is_ok()));
+    assert_eq!(fx.records.len(), 10);
+    assert_eq!(c.fetch_offsets("s", None).partitions.len(), 10);
+}
