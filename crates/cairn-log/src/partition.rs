@@ -1129,6 +1129,18 @@ impl PartitionLog {
 
     /// Whole batches from the one containing `offset`, up to `max_bytes` but at least one.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.read_limited(offset, max_bytes, true)
+    }
+
+    /// Like [`PartitionLog::read`], but the first batch is returned beyond `max_bytes` only when
+    /// `first_batch_always` (Kafka's `minOneMessage`, granted to the first partition of a fetch
+    /// that has data); otherwise a first batch larger than `max_bytes` gives empty data.
+    pub fn read_limited(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        first_batch_always: bool,
+    ) -> Result<ReadResult, LogError> {
         let (plan, hw) = self.plan_read(offset)?;
         let empty = |log: &Self| ReadResult {
             data: Bytes::new(),
@@ -1142,6 +1154,9 @@ impl PartitionLog {
             return Ok(empty(self));
         };
         let first_size = BatchView::new(&header[..])?.size() as u64;
+        if first_size > max_bytes as u64 && !first_batch_always {
+            return Ok(empty(self));
+        }
         let available = plan.limit - pos;
         let want = (max_bytes as u64).min(available).max(first_size);
         let mut data = vec![0u8; want as usize];
