@@ -1086,7 +1086,8 @@ impl RecordSpan {
 
 /// Like [`parse_records`] but also locating each record and its key.
 pub fn record_spans(data: &[u8], count: usize) -> Result<Vec<RecordSpan>, BatchError> {
-    let mut out = Vec::with_capacity(count.min(data.len()));
+    // Sized by the bytes present, never by the declared count alone.
+    let mut out = Vec::with_capacity(count.min(data.len() / MIN_RECORD_SIZE));
     let mut outer = Reader { buf: data, pos: 0 };
     for n in 0..count {
         let record_start = outer.pos;
