@@ -9,7 +9,11 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::CorruptBatch(_) => Code::CorruptMessage.code(),
         LogError::InvalidRecord(_) => Code::InvalidRecord.code(),
         LogError::UnsupportedMagic(_) => Code::UnsupportedForMessageFormat.code(),
-        LogError::MessageTooLarge { .. } => Code::MessageTooLarge.code(),
+        // Kafka's code for a batch over the size limit; Java producers answer it by splitting
+        // the batch and retrying, which is what a legitimate over-inflating batch needs.
+        LogError::MessageTooLarge { .. } | LogError::InflatesTooLarge { .. } => {
+            Code::MessageTooLarge.code()
+        }
         LogError::Io(_) => Code::KafkaStorageError.code(),
         LogError::OutOfOrderSequence { .. } => Code::OutOfOrderSequenceNumber.code(),
         LogError::InvalidProducerEpoch { .. } => Code::InvalidProducerEpoch.code(),

@@ -123,6 +123,7 @@ pub static BROKER_DEFS: &[ConfigDef] = &[
     def("auto.create.topics.enable", Boolean, Some("true"), None, "Create unknown topics on Metadata and Produce requests."),
     def("default.replication.factor", Short, Some("1"), Some(1), "Replication factor of new topics; a single broker only supports 1."),
     def("message.max.bytes", Int, Some("1048588"), Some(0), "Largest record batch the broker accepts."),
+    def("fetch.max.bytes", Int, Some("57671680"), Some(1024), "Most record bytes one Fetch response carries, whatever the request asks (the first batch may exceed it)."),
     def("socket.request.max.bytes", Int, Some("104857600"), Some(1), "Largest request frame; larger frames close the connection."),
     def("connections.max.idle.ms", Long, Some("600000"), Some(-1), "Close connections that have seen no bytes for this long (-1: never)."),
     def("queued.max.request.bytes", Long, Some("-1"), Some(-1), "Bytes of requests buffered across all connections before reads pause; -1 caps at max(256 MiB, socket.request.max.bytes)."),

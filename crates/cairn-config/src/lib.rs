@@ -323,6 +323,9 @@ impl BrokerConfig {
     pub fn message_max_bytes(&self) -> i64 {
         self.long("message.max.bytes")
     }
+    pub fn fetch_max_bytes(&self) -> i64 {
+        self.long("fetch.max.bytes")
+    }
     pub fn socket_request_max_bytes(&self) -> i64 {
         self.long("socket.request.max.bytes")
     }
@@ -615,6 +618,7 @@ mod tests {
         assert_eq!(c.num_partitions(), 1);
         assert!(c.auto_create_topics());
         assert_eq!(c.message_max_bytes(), 1_048_588);
+        assert_eq!(c.fetch_max_bytes(), 57_671_680);
         assert_eq!(c.log_retention_ms(), 168 * 3_600_000);
         assert_eq!(c.log_segment_bytes(), 1 << 30);
         assert_eq!(c.log_retention_bytes(), -1);

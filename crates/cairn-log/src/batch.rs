@@ -24,7 +24,8 @@
 //! offset and leader epoch can be rewritten without touching the checksum.
 
 use std::borrow::Cow;
-use std::ops::Range;
+use std::io::{self, Read};
+use std::ops::{ControlFlow, Range};
 
 use bytes::Bytes;
 
@@ -72,6 +73,8 @@ pub enum BatchError {
     Decompression(String),
     #[error("invalid records: {0}")]
     InvalidRecords(String),
+    #[error("records inflate to more than {limit} bytes")]
+    TooLarge { limit: usize },
 }
 
 /// Compression codec named by attribute bits 0-2.
@@ -308,43 +311,111 @@ impl<B: AsRef<[u8]>> BatchView<B> {
         &self.as_bytes()[HEADER_SIZE..end]
     }
 
-    /// The uncompressed records region: borrowed when the batch is not compressed.
-    pub fn decompressed_records(&self) -> Result<Cow<'_, [u8]>, BatchError> {
+    /// The uncompressed records region: borrowed when the batch is not compressed, otherwise
+    /// inflated in memory, refusing to grow past `limit` bytes. For callers that need the record
+    /// bytes themselves (compaction); validation streams instead, see [`BatchView::for_each_record`].
+    pub fn decompressed_records(&self, limit: usize) -> Result<Cow<'_, [u8]>, BatchError> {
         let region = self.records_region();
         let codec = self.compression()?;
         if codec == Compression::None {
             return Ok(Cow::Borrowed(region));
         }
-        decompress(codec, region).map(|b| Cow::Owned(Vec::from(b)))
+        self.check_count_fits(limit)?;
+        let mut out = Vec::with_capacity(region.len().saturating_mul(4).min(limit));
+        inflate(codec, region, limit)?
+            .read_to_end(&mut out)
+            .map_err(|e| io_error(codec, e))?;
+        Ok(Cow::Owned(out))
     }
 
-    /// Parses the records of a complete batch (decompressing if needed) and
-    /// checks that exactly `recordCount` well-formed records are present.
-    pub fn records(&self) -> Result<Vec<RecordInfo>, BatchError> {
-        let data = self.decompressed_records()?;
+    /// A record count that could not fit in `limit` uncompressed bytes is refused before
+    /// anything is inflated.
+    fn check_count_fits(&self, limit: usize) -> Result<usize, BatchError> {
         let count = self.record_count();
-        if count < 0 {
+        let Ok(count) = usize::try_from(count) else {
             return Err(BatchError::InvalidRecords(format!(
                 "negative record count {count}"
             )));
+        };
+        if count.saturating_mul(MIN_RECORD_SIZE) > limit {
+            return Err(BatchError::TooLarge { limit });
         }
-        parse_records(&data, count as usize)
+        Ok(count)
+    }
+
+    /// Parses the records of a complete batch one at a time, decompressing as it goes, and
+    /// checks that exactly `recordCount` well-formed records are present. Memory stays constant
+    /// whatever the records declare: keys, values and headers are skipped, never buffered.
+    /// A compressed batch whose records inflate past `limit` bytes is refused with
+    /// [`BatchError::TooLarge`]. `f` may stop the walk early (then trailing data is not checked).
+    ///
+    /// Returns how many uncompressed bytes were read.
+    pub fn for_each_record(
+        &self,
+        limit: usize,
+        f: impl FnMut(&RecordInfo) -> ControlFlow<()>,
+    ) -> Result<u64, BatchError> {
+        let region = self.records_region();
+        let codec = self.compression()?;
+        if codec == Compression::None {
+            let count = usize::try_from(self.record_count()).map_err(|_| {
+                BatchError::InvalidRecords(format!("negative record count {}", self.record_count()))
+            })?;
+            let mut input = SliceInput {
+                buf: region,
+                pos: 0,
+            };
+            walk_records(&mut input, count, f)?;
+            return Ok(input.position());
+        }
+        let count = self.check_count_fits(limit)?;
+        let mut input = ReadInput::new(inflate(codec, region, limit)?, codec);
+        walk_records(&mut input, count, f)?;
+        Ok(input.position())
+    }
+
+    /// Parses every record (see [`BatchView::for_each_record`]) into a list.
+    pub fn records(&self, limit: usize) -> Result<Vec<RecordInfo>, BatchError> {
+        let mut out = Vec::new();
+        self.for_each_record(limit, |r| {
+            out.push(r.clone());
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first record, in order, whose (offset, timestamp as a consumer sees it) satisfies
+    /// `pred`. For LogAppendTime batches every record carries the batch's max timestamp.
+    pub fn find_record(
+        &self,
+        limit: usize,
+        mut pred: impl FnMut(i64, i64) -> bool,
+    ) -> Result<Option<(i64, i64)>, BatchError> {
+        let base_offset = self.base_offset();
+        let base_ts = self.base_timestamp();
+        let append_time = self.is_log_append_time().then(|| self.max_timestamp());
+        let mut found = None;
+        self.for_each_record(limit, |r| {
+            let ts = append_time.unwrap_or(base_ts.wrapping_add(r.timestamp_delta));
+            let offset = base_offset + r.offset_delta as i64;
+            if pred(offset, ts) {
+                found = Some((offset, ts));
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(found)
     }
 
     /// Timestamp of each record as a consumer would see it: for LogAppendTime
     /// batches every record carries the batch's max timestamp.
-    pub fn record_timestamps(&self) -> Result<Vec<(i64, i64)>, BatchError> {
-        let records = self.records()?;
-        let base_offset = self.base_offset();
-        let base_ts = self.base_timestamp();
-        let append_time = self.is_log_append_time().then(|| self.max_timestamp());
-        Ok(records
-            .iter()
-            .map(|r| {
-                let ts = append_time.unwrap_or(base_ts.wrapping_add(r.timestamp_delta));
-                (base_offset + r.offset_delta as i64, ts)
-            })
-            .collect())
+    pub fn record_timestamps(&self, limit: usize) -> Result<Vec<(i64, i64)>, BatchError> {
+        let mut out = Vec::new();
+        self.find_record(limit, |o, t| {
+            out.push((o, t));
+            false
+        })?;
+        Ok(out)
     }
 }
 
@@ -495,18 +566,424 @@ fn split_one(rest: &[u8]) -> Result<BatchView<&[u8]>, BatchError> {
     BatchView::new_complete(&rest[..size])
 }
 
-fn decompress(codec: Compression, region: &[u8]) -> Result<Bytes, BatchError> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    let mut input = Bytes::copy_from_slice(region);
-    let take = |b: &mut Bytes| Ok(std::mem::take(b));
-    let out = match codec {
-        Compression::None => return Ok(input),
-        Compression::Gzip => Gzip::decompress(&mut input, take),
-        Compression::Snappy => Snappy::decompress(&mut input, take),
-        Compression::Lz4 => Lz4::decompress(&mut input, take),
-        Compression::Zstd => Zstd::decompress(&mut input, take),
+/// Smallest possible encoded record: length, attributes, timestamp delta, offset delta, key
+/// length, value length and header count, one byte each. A record count needing more bytes
+/// than a batch may hold is refused before anything is parsed.
+pub const MIN_RECORD_SIZE: usize = 7;
+
+/// How far the uncompressed records of one batch may exceed `max.message.bytes` (which Kafka
+/// applies to the batch as stored, i.e. compressed). Ordinary data compresses 2-20x; the factor
+/// leaves room for very repetitive payloads while bounding the work a small batch can ask for.
+pub const MAX_INFLATION: usize = 64;
+
+/// The most uncompressed record bytes one batch may carry under a `max.message.bytes` of
+/// `max_message_bytes`. Never below 64 MiB, so a topic with a tiny limit can still take a
+/// compressed record that is larger than that limit when inflated (Kafka accepts those).
+pub fn max_uncompressed_bytes(max_message_bytes: u32) -> usize {
+    (max_message_bytes as usize)
+        .max(1 << 20)
+        .saturating_mul(MAX_INFLATION)
+}
+
+/// The io error a [`Capped`] reader returns once its limit is passed.
+#[derive(Debug)]
+struct PastLimit(usize);
+
+impl std::fmt::Display for PastLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "more than {} uncompressed bytes", self.0)
+    }
+}
+
+impl std::error::Error for PastLimit {}
+
+fn io_error(codec: Compression, e: io::Error) -> BatchError {
+    if let Some(limit) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<PastLimit>())
+    {
+        return BatchError::TooLarge { limit: limit.0 };
+    }
+    BatchError::Decompression(format!("{codec:?}: {e}"))
+}
+
+/// Fails a read that would take the total output past `limit`.
+struct Capped<R> {
+    inner: R,
+    limit: usize,
+    left: usize,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > self.left {
+            return Err(io::Error::other(PastLimit(self.limit)));
+        }
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// A decompressing reader over a compressed records region, failing past `limit` output bytes.
+/// Gzip, zstd and lz4 decode as a stream (constant memory besides the codec's own window);
+/// snappy decodes one block at a time, each checked against the limit before it is allocated.
+fn inflate(
+    codec: Compression,
+    region: &[u8],
+    limit: usize,
+) -> Result<Box<dyn Read + '_>, BatchError> {
+    let fail = |e| io_error(codec, e);
+    let inner: Box<dyn Read + '_> = match codec {
+        Compression::None => Box::new(region),
+        // Like Java's GZIPInputStream, concatenated gzip members are one stream.
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(region)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(region).map_err(fail)?)
+        }
+        Compression::Lz4 => Box::new(lz4::Decoder::new(region).map_err(fail)?),
+        Compression::Snappy => Box::new(SnappyReader::new(region, limit)),
     };
-    out.map_err(|e| BatchError::Decompression(format!("{codec:?}: {e:#}")))
+    Ok(Box::new(Capped {
+        inner,
+        limit,
+        left: limit,
+    }))
+}
+
+/// The framing Kafka's Java clients write around snappy blocks (snappy-java's stream format):
+/// a 16-byte header, then blocks each prefixed by a big-endian u32 length. Other producers
+/// (librdkafka) send one raw snappy block.
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+const XERIAL_HEADER_SIZE: usize = 16;
+/// A snappy copy element emits at most 64 bytes for 3 input bytes; a block declaring more
+/// output than that is corrupt and must not size an allocation.
+fn snappy_max_output(compressed: usize) -> usize {
+    compressed.saturating_mul(64) / 3 + 64
+}
+
+struct SnappyReader<'a> {
+    rest: &'a [u8],
+    framed: bool,
+    block: Vec<u8>,
+    pos: usize,
+    left: usize,
+    limit: usize,
+}
+
+impl<'a> SnappyReader<'a> {
+    fn new(region: &'a [u8], limit: usize) -> SnappyReader<'a> {
+        let framed = region.len() >= XERIAL_HEADER_SIZE && region.starts_with(XERIAL_MAGIC);
+        SnappyReader {
+            rest: if framed {
+                &region[XERIAL_HEADER_SIZE..]
+            } else {
+                region
+            },
+            framed,
+            block: Vec::new(),
+            pos: 0,
+            left: limit,
+            limit,
+        }
+    }
+
+    /// Decodes the next block; false when there is none.
+    fn next_block(&mut self) -> io::Result<bool> {
+        let corrupt = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+        if self.rest.is_empty() {
+            return Ok(false);
+        }
+        let compressed = if self.framed {
+            let Some((len, tail)) = self.rest.split_first_chunk::<4>() else {
+                return Err(corrupt("truncated snappy block length".into()));
+            };
+            let len = u32::from_be_bytes(*len) as usize;
+            if tail.len() < len {
+                return Err(corrupt(format!("snappy block of {len} bytes truncated")));
+            }
+            let (block, tail) = tail.split_at(len);
+            self.rest = tail;
+            block
+        } else {
+            std::mem::take(&mut self.rest)
+        };
+        let out_len = snap::raw::decompress_len(compressed).map_err(|e| corrupt(e.to_string()))?;
+        if out_len > self.left {
+            return Err(io::Error::other(PastLimit(self.limit)));
+        }
+        if out_len > snappy_max_output(compressed.len()) {
+            return Err(corrupt(format!(
+                "snappy block of {} bytes declares {out_len} uncompressed",
+                compressed.len()
+            )));
+        }
+        self.left -= out_len;
+        self.block.clear();
+        self.block.resize(out_len, 0);
+        snap::raw::Decoder::new()
+            .decompress(compressed, &mut self.block)
+            .map_err(|e| corrupt(e.to_string()))?;
+        self.pos = 0;
+        Ok(true)
+    }
+}
+
+impl Read for SnappyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.block.len() {
+            if !self.next_block()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.pos);
+        buf[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Where [`walk_records`] reads from: a plain slice, or a decompressing stream.
+trait RecordInput {
+    /// The next byte, None at the end of the input.
+    fn byte(&mut self) -> Result<Option<u8>, BatchError>;
+    /// Skips `n` bytes; false if the input ended first.
+    fn skip(&mut self, n: usize) -> Result<bool, BatchError>;
+    /// Bytes consumed so far.
+    fn position(&self) -> u64;
+    fn at_end(&mut self) -> Result<bool, BatchError>;
+}
+
+struct SliceInput<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl RecordInput for SliceInput<'_> {
+    #[inline]
+    fn byte(&mut self) -> Result<Option<u8>, BatchError> {
+        let b = self.buf.get(self.pos).copied();
+        self.pos += b.is_some() as usize;
+        Ok(b)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<bool, BatchError> {
+        if self.buf.len() - self.pos < n {
+            self.pos = self.buf.len();
+            return Ok(false);
+        }
+        self.pos += n;
+        Ok(true)
+    }
+
+    fn position(&self) -> u64 {
+        self.pos as u64
+    }
+
+    fn at_end(&mut self) -> Result<bool, BatchError> {
+        Ok(self.pos == self.buf.len())
+    }
+}
+
+/// A small window over a decompressing reader, so records never need the whole output.
+struct ReadInput<R> {
+    inner: R,
+    codec: Compression,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    /// Bytes of the stream before `buf[0]`.
+    base: u64,
+}
+
+const READ_WINDOW: usize = 16 * 1024;
+
+impl<R: Read> ReadInput<R> {
+    fn new(inner: R, codec: Compression) -> ReadInput<R> {
+        ReadInput {
+            inner,
+            codec,
+            buf: vec![0u8; READ_WINDOW].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            base: 0,
+        }
+    }
+
+    /// Refills the window once it is used up; false at the end of the stream.
+    fn fill(&mut self) -> Result<bool, BatchError> {
+        if self.pos < self.len {
+            return Ok(true);
+        }
+        self.base += self.len as u64;
+        self.pos = 0;
+        self.len = 0;
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(n) => {
+                    self.len = n;
+                    return Ok(n > 0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(self.codec, e)),
+            }
+        }
+    }
+}
+
+impl<R: Read> RecordInput for ReadInput<R> {
+    #[inline]
+    fn byte(&mut self) -> Result<Option<u8>, BatchError> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(Some(b))
+    }
+
+    fn skip(&mut self, mut n: usize) -> Result<bool, BatchError> {
+        while n > 0 {
+            if !self.fill()? {
+                return Ok(false);
+            }
+            let step = n.min(self.len - self.pos);
+            self.pos += step;
+            n -= step;
+        }
+        Ok(true)
+    }
+
+    fn position(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    fn at_end(&mut self) -> Result<bool, BatchError> {
+        Ok(!self.fill()?)
+    }
+}
+
+/// Reads the fields of one record, never past its declared end.
+struct Fields<'a, I> {
+    input: &'a mut I,
+    end: u64,
+}
+
+impl<I: RecordInput> Fields<'_, I> {
+    fn fail(&self, what: &str) -> BatchError {
+        BatchError::InvalidRecords(format!("{what} at byte {}", self.input.position()))
+    }
+
+    fn byte(&mut self) -> Result<u8, BatchError> {
+        if self.input.position() >= self.end {
+            return Err(self.fail("field overruns record"));
+        }
+        self.input
+            .byte()?
+            .ok_or_else(|| self.fail("unexpected end"))
+    }
+
+    /// Zigzag varint of at most `max_bytes` bytes.
+    fn varlong(&mut self, max_bytes: usize) -> Result<i64, BatchError> {
+        let mut raw: u64 = 0;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            raw |= ((b & 0x7f) as u64) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        Err(self.fail("varint too long"))
+    }
+
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        let v = self.varlong(5)?;
+        i32::try_from(v).map_err(|_| self.fail("varint out of range"))
+    }
+
+    /// A length-prefixed field; -1 means null when `nullable`.
+    fn bytes_field(&mut self, nullable: bool) -> Result<i32, BatchError> {
+        let len = self.varint()?;
+        if len < 0 {
+            if len == -1 && nullable {
+                return Ok(len);
+            }
+            return Err(self.fail("negative length"));
+        }
+        if self.end - self.input.position() < len as u64 {
+            return Err(self.fail("field overruns record"));
+        }
+        if !self.input.skip(len as usize)? {
+            return Err(self.fail("unexpected end"));
+        }
+        Ok(len)
+    }
+}
+
+/// Parses exactly `count` records from `input`, calling `f` with each; rejects trailing bytes,
+/// overruns and malformed varints. Work and memory are bounded by the input's bytes: a record
+/// or header count can only make the loop run as long as there are bytes to consume.
+fn walk_records<I: RecordInput>(
+    input: &mut I,
+    count: usize,
+    mut f: impl FnMut(&RecordInfo) -> ControlFlow<()>,
+) -> Result<(), BatchError> {
+    for n in 0..count {
+        let len = {
+            let mut outer = Fields {
+                input: &mut *input,
+                end: u64::MAX,
+            };
+            outer.varint()?
+        };
+        if len <= 0 {
+            return Err(BatchError::InvalidRecords(format!(
+                "non-positive record length at byte {}",
+                input.position()
+            )));
+        }
+        let end = input.position() + len as u64;
+        let mut r = Fields { input, end };
+        let attributes = r.byte()? as i8;
+        let timestamp_delta = r.varlong(10)?;
+        let offset_delta = r.varint()?;
+        let key_len = r.bytes_field(true)?;
+        let value_len = r.bytes_field(true)?;
+        let header_count = r.varint()?;
+        if header_count < 0 {
+            return Err(r.fail("negative header count"));
+        }
+        // Each header takes at least two bytes of the record, so the loop ends with the record.
+        for _ in 0..header_count {
+            r.bytes_field(false)?;
+            r.bytes_field(true)?;
+        }
+        let at = r.input.position();
+        if at != end {
+            return Err(BatchError::InvalidRecords(format!(
+                "record {n} has {} trailing bytes",
+                end - at
+            )));
+        }
+        let info = RecordInfo {
+            attributes,
+            timestamp_delta,
+            offset_delta,
+            key_len,
+            value_len,
+            header_count,
+        };
+        if f(&info).is_break() {
+            return Ok(());
+        }
+    }
+    if !input.at_end()? {
+        return Err(BatchError::InvalidRecords(format!(
+            "bytes after the last of {count} records at byte {}",
+            input.position()
+        )));
+    }
+    Ok(())
 }
 
 /// The parts of a record this crate cares about.
@@ -582,10 +1059,12 @@ impl<'a> Reader<'a> {
 /// Parses exactly `count` records from an uncompressed records region,
 /// rejecting trailing bytes, overruns and malformed varints.
 pub fn parse_records(data: &[u8], count: usize) -> Result<Vec<RecordInfo>, BatchError> {
-    Ok(record_spans(data, count)?
-        .into_iter()
-        .map(|s| s.info)
-        .collect())
+    let mut out = Vec::new();
+    walk_records(&mut SliceInput { buf: data, pos: 0 }, count, |r| {
+        out.push(r.clone());
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
 }
 
 /// Where one record lies in an uncompressed records region.
@@ -607,7 +1086,8 @@ impl RecordSpan {
 
 /// Like [`parse_records`] but also locating each record and its key.
 pub fn record_spans(data: &[u8], count: usize) -> Result<Vec<RecordSpan>, BatchError> {
-    let mut out = Vec::with_capacity(count.min(data.len()));
+    // Sized by the bytes present, never by the declared count alone.
+    let mut out = Vec::with_capacity(count.min(data.len() / MIN_RECORD_SIZE));
     let mut outer = Reader { buf: data, pos: 0 };
     for n in 0..count {
         let record_start = outer.pos;
@@ -723,7 +1203,7 @@ mod tests {
         assert!(!v.is_log_append_time());
         assert_eq!(v.compression().unwrap(), Compression::None);
         assert!(v.verify_crc());
-        let ts = v.record_timestamps().unwrap();
+        let ts = v.record_timestamps(1 << 20).unwrap();
         assert_eq!(ts, vec![(0, 1000), (1, 1005), (2, 1003)]);
     }
 
@@ -738,7 +1218,7 @@ mod tests {
             let raw = encode(&[5, 6, 7, 8], -1, wire);
             let v = BatchView::new_complete(&raw[..]).unwrap();
             assert_eq!(v.compression().unwrap(), codec);
-            let records = v.records().unwrap();
+            let records = v.records(1 << 20).unwrap();
             assert_eq!(records.len(), 4);
             assert_eq!(records[3].offset_delta, 3);
             assert_eq!(records[3].value_len, 30);
@@ -760,7 +1240,7 @@ mod tests {
         assert_eq!(v.base_offset(), 1 << 40);
         assert_eq!(v.last_offset(), (1 << 40) + 1);
         assert_eq!(
-            v.record_timestamps().unwrap(),
+            v.record_timestamps(1 << 20).unwrap(),
             vec![(1 << 40, 77), ((1 << 40) + 1, 77)]
         );
         v.set_attributes(0);
@@ -860,7 +1340,7 @@ mod tests {
             RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
             let raw = buf.to_vec();
             let v = BatchView::new_complete(&raw[..]).unwrap();
-            let data = v.decompressed_records().unwrap();
+            let data = v.decompressed_records(1 << 20).unwrap();
             let spans = record_spans(&data, 4).unwrap();
             assert_eq!(spans[1].key, None);
             assert_eq!(&data[spans[0].key.clone().unwrap()], b"key0");
@@ -892,6 +1372,241 @@ mod tests {
             );
             assert_eq!(set.records[1].headers.len(), 1);
         }
+    }
+
+    /// One raw record (length prefix included) with a null key, `value_len` zero bytes and
+    /// `headers` empty headers.
+    fn raw_record(offset_delta: i64, value_len: usize, headers: usize) -> Vec<u8> {
+        fn varint(v: i64, out: &mut Vec<u8>) {
+            let mut z = ((v << 1) ^ (v >> 63)) as u64;
+            loop {
+                let b = (z & 0x7f) as u8;
+                z >>= 7;
+                if z == 0 {
+                    out.push(b);
+                    return;
+                }
+                out.push(b | 0x80);
+            }
+        }
+        let mut body = vec![0u8]; // attributes
+        varint(0, &mut body); // timestamp delta
+        varint(offset_delta, &mut body);
+        varint(-1, &mut body); // null key
+        varint(value_len as i64, &mut body);
+        body.resize(body.len() + value_len, 0);
+        varint(headers as i64, &mut body);
+        for _ in 0..headers {
+            varint(0, &mut body); // empty key
+            varint(-1, &mut body); // null value
+        }
+        let mut out = Vec::new();
+        varint(body.len() as i64, &mut out);
+        out.extend(body);
+        out
+    }
+
+    fn compress(codec: Compression, data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        match codec {
+            Compression::None => data.to_vec(),
+            Compression::Gzip => {
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            Compression::Zstd => zstd::stream::encode_all(data, 3).unwrap(),
+            Compression::Lz4 => {
+                let mut e = lz4::EncoderBuilder::new().build(Vec::new()).unwrap();
+                e.write_all(data).unwrap();
+                let (out, r) = e.finish();
+                r.unwrap();
+                out
+            }
+            Compression::Snappy => snap::raw::Encoder::new().compress_vec(data).unwrap(),
+        }
+    }
+
+    /// A v2 batch around an already encoded records region, with a valid CRC.
+    fn batch_around(codec: Compression, count: i32, region: &[u8]) -> Vec<u8> {
+        let attributes: i16 = match codec {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        };
+        let mut out = vec![0u8; HEADER_SIZE];
+        out[LENGTH..LENGTH + 4]
+            .copy_from_slice(&((HEADER_SIZE - LOG_OVERHEAD + region.len()) as i32).to_be_bytes());
+        out[MAGIC] = 2;
+        out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        out[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&(count - 1).to_be_bytes());
+        out[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
+        out[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&count.to_be_bytes());
+        out.extend_from_slice(region);
+        BatchView::new(&mut out[..]).unwrap().update_crc();
+        out
+    }
+
+    const CODECS: [Compression; 4] = [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    #[test]
+    fn compressed_batches_inflating_past_the_limit_are_refused() {
+        let limit = 1 << 20;
+        // One record of 4 MiB of zeros: a few KB compressed, four times the limit inflated.
+        let plain = raw_record(0, 4 << 20, 0);
+        for codec in CODECS {
+            let raw = batch_around(codec, 1, &compress(codec, &plain));
+            assert!(raw.len() < 256 << 10, "{codec:?}: {} bytes", raw.len());
+            let v = BatchView::new_complete(&raw[..]).unwrap();
+            assert_eq!(
+                v.for_each_record(limit, |_| ControlFlow::Continue(())),
+                Err(BatchError::TooLarge { limit }),
+                "{codec:?}"
+            );
+            assert_eq!(
+                v.decompressed_records(limit).map(|d| d.len()),
+                Err(BatchError::TooLarge { limit }),
+                "{codec:?}"
+            );
+            // The same batch is fine under a limit that holds it.
+            let inflated = v.for_each_record(8 << 20, |_| ControlFlow::Continue(()));
+            assert_eq!(inflated, Ok(plain.len() as u64), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn many_records_inflating_past_the_limit_are_refused() {
+        let limit = 1 << 20;
+        let plain: Vec<u8> = (0..2000).flat_map(|i| raw_record(i, 1000, 0)).collect();
+        for codec in CODECS {
+            let raw = batch_around(codec, 2000, &compress(codec, &plain));
+            let v = BatchView::new_complete(&raw[..]).unwrap();
+            assert_eq!(
+                v.records(limit).map(|r| r.len()),
+                Err(BatchError::TooLarge { limit }),
+                "{codec:?}"
+            );
+            assert_eq!(v.records(4 << 20).unwrap().len(), 2000, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn record_count_that_cannot_fit_is_refused_before_inflating() {
+        let limit = 1 << 20;
+        let plain = raw_record(0, 10, 0);
+        let count = (limit / MIN_RECORD_SIZE + 1) as i32;
+        for codec in CODECS {
+            let raw = batch_around(codec, count, &compress(codec, &plain));
+            let v = BatchView::new_complete(&raw[..]).unwrap();
+            assert_eq!(
+                v.for_each_record(limit, |_| ControlFlow::Continue(())),
+                Err(BatchError::TooLarge { limit })
+            );
+        }
+        // Uncompressed, a count beyond the bytes present is simply invalid, and cheap to find.
+        let raw = batch_around(Compression::None, i32::MAX, &plain);
+        let v = BatchView::new_complete(&raw[..]).unwrap();
+        assert!(matches!(
+            v.records(limit),
+            Err(BatchError::InvalidRecords(_))
+        ));
+    }
+
+    #[test]
+    fn declared_counts_and_lengths_do_not_drive_allocation() {
+        // A header count of 2^31-1 in a 20-byte record fails within the record's bytes.
+        let mut rec = raw_record(0, 3, 0);
+        let last = rec.len() - 1;
+        rec[last] = 0xfe; // zigzag varint 2^31-1 ...
+        rec.extend_from_slice(&[0xff, 0xff, 0xff, 0x0f]);
+        rec[0] += 4;
+        let raw = batch_around(Compression::None, 1, &rec);
+        let v = BatchView::new_complete(&raw[..]).unwrap();
+        assert!(matches!(
+            v.records(1 << 20),
+            Err(BatchError::InvalidRecords(_))
+        ));
+        // A record declaring a 2 GB value in a small compressed batch ends at the stream's end.
+        let mut rec = raw_record(0, 0, 0);
+        rec.truncate(rec.len() - 2);
+        rec[0] = 0xfe; // record length varint: far more than present
+        let region = compress(Compression::Zstd, &rec);
+        let raw = batch_around(Compression::Zstd, 1, &region);
+        let v = BatchView::new_complete(&raw[..]).unwrap();
+        assert!(v.records(1 << 20).is_err());
+    }
+
+    #[test]
+    fn snappy_block_declaring_more_than_it_can_hold_is_corrupt() {
+        // A raw snappy block whose length header claims 1 GiB but holds 3 literal bytes.
+        let mut block = Vec::new();
+        let mut n: u32 = 1 << 30;
+        while n >= 0x80 {
+            block.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        block.push(n as u8);
+        block.extend_from_slice(&[0x08, b'a', b'b', b'c']);
+        let raw = batch_around(Compression::Snappy, 1, &block);
+        let v = BatchView::new_complete(&raw[..]).unwrap();
+        // Past the limit: refused as too large before any allocation.
+        assert_eq!(
+            v.records(1 << 20),
+            Err(BatchError::TooLarge { limit: 1 << 20 })
+        );
+        // Within a huge limit: refused as corrupt, still before allocating.
+        assert!(matches!(
+            v.records(usize::MAX),
+            Err(BatchError::Decompression(_))
+        ));
+    }
+
+    #[test]
+    fn java_framed_snappy_is_read_block_by_block() {
+        let plain: Vec<u8> = (0..100).flat_map(|i| raw_record(i, 1000, 1)).collect();
+        let mut region = XERIAL_MAGIC.to_vec();
+        region.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        for chunk in plain.chunks(32 * 1024) {
+            let block = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
+            region.extend_from_slice(&(block.len() as u32).to_be_bytes());
+            region.extend_from_slice(&block);
+        }
+        let raw = batch_around(Compression::Snappy, 100, &region);
+        let v = BatchView::new_complete(&raw[..]).unwrap();
+        let records = v.records(1 << 20).unwrap();
+        assert_eq!(records.len(), 100);
+        assert_eq!(records[99].header_count, 1);
+        assert_eq!(v.decompressed_records(1 << 20).unwrap().len(), plain.len());
+        assert!(v.records(plain.len() - 1).is_err());
+    }
+
+    #[test]
+    fn find_record_stops_early() {
+        let raw = encode(&[10, 20, 30, 40], -1, WireCompression::Zstd);
+        let v = BatchView::new_complete(&raw[..]).unwrap();
+        assert_eq!(
+            v.find_record(1 << 20, |_, t| t >= 25).unwrap(),
+            Some((2, 30))
+        );
+        assert_eq!(v.find_record(1 << 20, |o, _| o >= 9).unwrap(), None);
+    }
+
+    #[test]
+    fn limit_derives_from_max_message_bytes() {
+        assert_eq!(max_uncompressed_bytes(1_048_588), 1_048_588 * MAX_INFLATION);
+        assert_eq!(max_uncompressed_bytes(100), (1 << 20) * MAX_INFLATION);
+        assert_eq!(
+            max_uncompressed_bytes(u32::MAX),
+            u32::MAX as usize * MAX_INFLATION
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -81,6 +82,13 @@ impl Default for LogConfig {
     }
 }
 
+impl LogConfig {
+    /// The most uncompressed record bytes one batch (or one append) may inflate to.
+    pub fn max_uncompressed_bytes(&self) -> usize {
+        batch::max_uncompressed_bytes(self.max_message_bytes)
+    }
+}
+
 /// Outcome of a successful append.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -119,6 +127,9 @@ pub enum LogError {
     UnsupportedMagic(i8),
     #[error("batch of {size} bytes exceeds the maximum of {max}")]
     MessageTooLarge { size: usize, max: u32 },
+    /// Compressed records that inflate past the bound derived from `max.message.bytes`.
+    #[error("records inflate to more than {limit} bytes")]
+    InflatesTooLarge { limit: usize },
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
     #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
@@ -145,6 +156,7 @@ impl From<BatchError> for LogError {
             | BatchError::CrcMismatch { .. }
             | BatchError::UnknownCompression(_)
             | BatchError::Decompression(_) => LogError::CorruptBatch(e.to_string()),
+            BatchError::TooLarge { limit } => LogError::InflatesTooLarge { limit },
         }
     }
 }
@@ -824,8 +836,13 @@ impl PartitionLog {
     }
 
     /// Validates one producer batch, returning its offset count, record count
-    /// and the true max record timestamp.
-    fn validate(view: &BatchView<&[u8]>, max_bytes: u32) -> Result<(i64, u32, i64), LogError> {
+    /// and the true max record timestamp. `inflate_budget` is what compressed batches of this
+    /// append may still inflate to; a compressed batch's uncompressed size is taken from it.
+    fn validate(
+        view: &BatchView<&[u8]>,
+        max_bytes: u32,
+        inflate_budget: &mut usize,
+    ) -> Result<(i64, u32, i64), LogError> {
         if view.size() > max_bytes as usize {
             return Err(LogError::MessageTooLarge {
                 size: view.size(),
@@ -847,16 +864,26 @@ impl PartitionLog {
         }
         // Parsing (and for compressed batches, decompressing) every record is what
         // makes the per-record offset and timestamp lookups trustworthy later.
-        let records = view.records()?;
+        let base_ts = view.base_timestamp();
         let mut max_ts = -1i64;
-        for (i, r) in records.iter().enumerate() {
-            if r.offset_delta as usize != i {
-                return Err(LogError::InvalidRecord(format!(
-                    "record {i} has offset delta {}",
-                    r.offset_delta
-                )));
+        let mut next = 0i32;
+        let mut bad_delta = None;
+        let inflated = view.for_each_record(*inflate_budget, |r| {
+            if r.offset_delta != next {
+                bad_delta = Some((next, r.offset_delta));
+                return ControlFlow::Break(());
             }
-            max_ts = max_ts.max(view.base_timestamp().wrapping_add(r.timestamp_delta));
+            next += 1;
+            max_ts = max_ts.max(base_ts.wrapping_add(r.timestamp_delta));
+            ControlFlow::Continue(())
+        })?;
+        if let Some((i, delta)) = bad_delta {
+            return Err(LogError::InvalidRecord(format!(
+                "record {i} has offset delta {delta}"
+            )));
+        }
+        if view.compression()? != batch::Compression::None {
+            *inflate_budget = inflate_budget.saturating_sub(inflated as usize);
         }
         Ok((count as i64, count as u32, max_ts))
     }
@@ -873,11 +900,15 @@ impl PartitionLog {
         let mut pending = Vec::new();
         let mut fixes = Vec::new();
         let mut iter = batch::batches(batches);
+        // Shared by the append's batches, so many small bombs in one request cannot each
+        // inflate to the limit.
+        let mut inflate_budget = config.max_uncompressed_bytes();
         loop {
             let pos = iter.position();
             let Some(view) = iter.next() else { break };
             let view = view?;
-            let (offsets, records, max_ts) = Self::validate(&view, config.max_message_bytes)?;
+            let (offsets, records, max_ts) =
+                Self::validate(&view, config.max_message_bytes, &mut inflate_budget)?;
             let producer = producers::Incoming::of(&view);
             if let Some(b) = &producer {
                 // Kafka refuses these too: an idempotent batch without a sequence cannot be checked.
@@ -1098,6 +1129,18 @@ impl PartitionLog {
 
     /// Whole batches from the one containing `offset`, up to `max_bytes` but at least one.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.read_limited(offset, max_bytes, true)
+    }
+
+    /// Like [`PartitionLog::read`], but the first batch is returned beyond `max_bytes` only when
+    /// `first_batch_always` (Kafka's `minOneMessage`, granted to the first partition of a fetch
+    /// that has data); otherwise a first batch larger than `max_bytes` gives empty data.
+    pub fn read_limited(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        first_batch_always: bool,
+    ) -> Result<ReadResult, LogError> {
         let (plan, hw) = self.plan_read(offset)?;
         let empty = |log: &Self| ReadResult {
             data: Bytes::new(),
@@ -1111,6 +1154,9 @@ impl PartitionLog {
             return Ok(empty(self));
         };
         let first_size = BatchView::new(&header[..])?.size() as u64;
+        if first_size > max_bytes as u64 && !first_batch_always {
+            return Ok(empty(self));
+        }
         let available = plan.limit - pos;
         let want = (max_bytes as u64).min(available).max(first_size);
         let mut data = vec![0u8; want as usize];
@@ -1162,11 +1208,8 @@ impl PartitionLog {
             if view.is_log_append_time() {
                 return Ok(Some(view.max_timestamp()));
             }
-            if let Some((_, ts)) = view
-                .record_timestamps()?
-                .into_iter()
-                .find(|&(o, _)| o >= offset)
-            {
+            let limit = self.config().max_uncompressed_bytes();
+            if let Some((_, ts)) = view.find_record(limit, |o, _| o >= offset)? {
                 return Ok(Some(ts));
             }
             offset = view.next_offset();
@@ -1214,10 +1257,8 @@ impl PartitionLog {
             return Ok(None);
         };
         let view = BatchView::new_complete(&data[..])?;
-        let found = view
-            .record_timestamps()?
-            .into_iter()
-            .find(|&(_, t)| t >= ts);
+        let limit = self.config().max_uncompressed_bytes();
+        let found = view.find_record(limit, |_, t| t >= ts)?;
         Ok(found)
     }
 
@@ -1250,10 +1291,9 @@ impl PartitionLog {
             return Ok(None);
         };
         let view = BatchView::new_complete(&data[..])?;
+        let limit = self.config().max_uncompressed_bytes();
         let found = view
-            .record_timestamps()?
-            .into_iter()
-            .find(|&(_, t)| t == max_ts)
+            .find_record(limit, |_, t| t == max_ts)?
             .unwrap_or((view.base_offset(), max_ts));
         Ok(Some(found))
     }

@@ -755,3 +755,56 @@ fn timestamp_at_uses_log_append_time_and_follows_retention() {
     assert!(first.is_some());
     assert_eq!(log.timestamp_at(0).unwrap(), first);
 }
+
+/// One zstd batch holding a single record of `value_len` zero bytes: tiny on the wire.
+fn zero_bomb(value_len: usize) -> Vec<u8> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: 1,
+        key: None,
+        value: Some(bytes::Bytes::from(vec![0u8; value_len])),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::Zstd,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+    buf.to_vec()
+}
+
+#[test]
+fn inflation_is_bounded_per_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+    let limit = LogConfig::default().max_uncompressed_bytes();
+    let bomb = zero_bomb(limit + 1);
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    assert!(matches!(
+        log.append(&bomb, 0),
+        Err(LogError::InflatesTooLarge { limit: l }) if l == limit
+    ));
+    // Two batches that each fit, but not together: the append shares one budget.
+    let half = zero_bomb(limit / 2 + 1);
+    assert_eq!(log.append(&half, 0).unwrap().record_count, 1);
+    let mut two = half.clone();
+    two.extend_from_slice(&half);
+    assert!(matches!(
+        log.append(&two, 0),
+        Err(LogError::InflatesTooLarge { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 1, "a refused append writes nothing");
+    // Reads of what was accepted still work under the same bound.
+    assert_eq!(log.timestamp_at(0).unwrap(), Some(1));
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1)));
+}

@@ -1,21 +1,88 @@
-//! Fetch: read whole batches, honour the soft byte limits, and long-poll until `min_bytes` have
-//! arrived or `max_wait_ms` has passed. Fetch sessions are declined (session id 0), so every
-//! response lists every requested partition.
+//! Fetch: read whole batches, honour the byte limits as Kafka does (KIP-74), and long-poll until
+//! `min_bytes` have arrived or `max_wait_ms` has passed. Fetch sessions are declined (session id
+//! 0), so every response lists every requested partition, once.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use uuid::Uuid;
 
 use super::Ctx;
 use crate::errors::{log_error_code, Code};
 use cairn_log::LogError;
 
-struct Wanted {
+/// One topic of the request, as Kafka keys it: by id from v13, by name before.
+struct Topic {
     name: Option<String>,
-    topic: FetchableTopicResponse,
-    parts: Vec<(i32, i64, i32, i32)>, // partition, offset, partition_max_bytes, leader epoch
+    resp: FetchableTopicResponse,
+}
+
+/// One partition to read; a partition listed twice keeps its first place and its last values.
+struct Part {
+    topic: usize,
+    partition: i32,
+    offset: i64,
+    max_bytes: i32,
+    leader_epoch: i32,
+}
+
+/// The request's partitions without duplicates, in order. Kafka collects them into a map keyed by
+/// topic and partition (later entries overwrite earlier ones, in place), so a partition listed many
+/// times is read once and answered once.
+fn wanted(ctx: &Ctx, req: &FetchRequest) -> (Vec<Topic>, Vec<Part>) {
+    let st = &ctx.state;
+    let mut topics: Vec<Topic> = Vec::new();
+    let mut topic_index: HashMap<TopicKey, usize> = HashMap::new();
+    let mut parts: Vec<Part> = Vec::new();
+    let mut part_index: HashMap<(usize, i32), usize> = HashMap::new();
+    for t in &req.topics {
+        let key = if ctx.version >= 13 {
+            TopicKey::Id(t.topic_id)
+        } else {
+            TopicKey::Name(t.topic.0.to_string())
+        };
+        let topic = *topic_index.entry(key).or_insert_with_key(|key| {
+            let (name, resp) = match key {
+                TopicKey::Id(id) => (
+                    st.store.topic_by_id(*id).map(|m| m.name),
+                    FetchableTopicResponse::default().with_topic_id(*id),
+                ),
+                TopicKey::Name(name) => (
+                    Some(name.clone()),
+                    FetchableTopicResponse::default().with_topic(TopicName(t.topic.0.clone())),
+                ),
+            };
+            topics.push(Topic { name, resp });
+            topics.len() - 1
+        });
+        for p in &t.partitions {
+            let part = Part {
+                topic,
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+                leader_epoch: p.current_leader_epoch,
+            };
+            match part_index.entry((topic, p.partition)) {
+                Entry::Occupied(e) => parts[*e.get()] = part,
+                Entry::Vacant(e) => {
+                    e.insert(parts.len());
+                    parts.push(part);
+                }
+            }
+        }
+    }
+    (topics, parts)
+}
+
+#[derive(PartialEq, Eq, Hash)]
+enum TopicKey {
+    Id(Uuid),
+    Name(String),
 }
 
 pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
@@ -26,54 +93,26 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         st.metrics.fetch_error(Code::FetchSessionIdNotFound.code());
         return FetchResponse::default().with_error_code(Code::FetchSessionIdNotFound.code());
     }
-    let wanted: Vec<Wanted> = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let (name, resp) = if ctx.version >= 13 {
-                let name = st.store.topic_by_id(t.topic_id).map(|m| m.name);
-                (
-                    name,
-                    FetchableTopicResponse::default().with_topic_id(t.topic_id),
-                )
-            } else {
-                let name = t.topic.0.to_string();
-                (
-                    Some(name),
-                    FetchableTopicResponse::default().with_topic(TopicName(t.topic.0.clone())),
-                )
-            };
-            Wanted {
-                name,
-                topic: resp,
-                parts: t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.partition,
-                            p.fetch_offset,
-                            p.partition_max_bytes,
-                            p.current_leader_epoch,
-                        )
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
+    let (topics, parts) = wanted(ctx, &req);
+    // Kafka (KIP-541) caps what a request may ask with the broker's fetch.max.bytes. Kafka fails
+    // the read for a negative max_bytes; we read it as 0, which still returns one batch.
+    let max_bytes = (req.max_bytes as i64)
+        .min(st.config.fetch_max_bytes())
+        .max(0) as usize;
+    let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
 
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appended = st.appended.subscribe();
     loop {
         appended.borrow_and_update();
-        let (resp, bytes, errors) = read_all(ctx, &wanted, req.max_bytes);
+        let (resp, bytes, errors) = read_all(ctx, &topics, &parts, max_bytes);
         let done = req.max_wait_ms <= 0
-            || bytes >= req.min_bytes.max(0) as usize
+            || bytes >= min_bytes
             || errors
             || tokio::time::Instant::now() >= deadline;
         if done || appended.has_changed().is_err() {
-            count(ctx, &wanted, &resp);
+            count(ctx, &topics, &parts, &resp);
             return resp;
         }
         tokio::select! {
@@ -84,110 +123,116 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
 }
 
 /// Bytes out and errors of the response actually sent (a long poll reads more than once).
-fn count(ctx: &Ctx, wanted: &[Wanted], resp: &FetchResponse) {
+fn count(ctx: &Ctx, topics: &[Topic], parts: &[Part], resp: &FetchResponse) {
     let m = &ctx.state.metrics;
     if resp.error_code != 0 {
         m.fetch_error(resp.error_code);
     }
-    for (w, t) in wanted.iter().zip(&resp.responses) {
-        let mut bytes = 0;
-        for p in &t.partitions {
-            bytes += p.records.as_ref().map_or(0, |r| r.len());
-            if p.error_code != 0 {
-                m.fetch_error(p.error_code);
-            }
+    let answered = resp.responses.iter().flat_map(|t| &t.partitions);
+    for (part, p) in parts.iter().zip(answered) {
+        if p.error_code != 0 {
+            m.fetch_error(p.error_code);
         }
-        if let Some(name) = &w.name {
-            m.bytes_out(name, bytes);
+        if let Some(name) = &topics[part.topic].name {
+            m.bytes_out(name, p.records.as_ref().map_or(0, |r| r.len()));
         }
     }
 }
 
-fn read_all(ctx: &Ctx, wanted: &[Wanted], max_bytes: i32) -> (FetchResponse, usize, bool) {
+/// Reads every partition in order under KIP-74's rules: `max_bytes` bounds the whole response and
+/// each partition's `partition_max_bytes` its own part, except that the first partition with data
+/// returns its first batch whatever its size, so a consumer always makes progress.
+fn read_all(
+    ctx: &Ctx,
+    topics: &[Topic],
+    parts: &[Part],
+    max_bytes: usize,
+) -> (FetchResponse, usize, bool) {
     let st = &ctx.state;
-    let mut remaining = if max_bytes <= 0 {
-        usize::MAX
-    } else {
-        max_bytes as usize
-    };
+    let mut remaining = max_bytes;
+    let mut first_batch_always = true;
     let mut total = 0usize;
     let mut any_error = false;
-    let mut topics = Vec::with_capacity(wanted.len());
-    for w in wanted {
-        let mut topic = w.topic.clone();
-        for &(p, offset, part_max, epoch) in &w.parts {
-            let mut pd = PartitionData::default()
-                .with_partition_index(p)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_records(Some(Bytes::new()));
-            let log = w.name.as_ref().and_then(|n| st.store.partition(n, p));
-            let Some(log) = log else {
-                any_error = true;
-                let code = if ctx.version >= 13 && w.name.is_none() {
-                    Code::UnknownTopicId.code()
-                } else {
-                    Code::UnknownTopicOrPartition.code()
-                };
-                topic.partitions.push(pd.with_error_code(code));
-                continue;
-            };
-            // Our single replica is always at leader epoch 0.
-            if epoch > 0 {
-                any_error = true;
-                topic
-                    .partitions
-                    .push(pd.with_error_code(Code::UnknownLeaderEpoch.code()));
-                continue;
-            }
-            // KIP-74: the first non-empty partition gets at least one whole batch.
-            let limit = if total == 0 {
-                (part_max.max(0) as usize).min(remaining).max(1)
-            } else {
-                (part_max.max(0) as usize).min(remaining)
-            };
-            let result = if limit == 0 {
-                Ok(None)
-            } else {
-                log.read(offset, limit).map(Some)
-            };
-            match result {
-                Ok(Some(r)) => {
-                    total += r.data.len();
-                    remaining = remaining.saturating_sub(r.data.len());
-                    pd = pd
-                        .with_high_watermark(r.high_watermark)
-                        .with_last_stable_offset(r.high_watermark)
-                        .with_log_start_offset(r.log_start_offset)
-                        .with_records(Some(r.data));
-                }
-                Ok(None) => {
-                    let hw = log.log_end_offset();
-                    pd = pd
-                        .with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
-                        .with_log_start_offset(log.log_start_offset());
-                }
-                Err(e) => {
-                    any_error = true;
-                    if !matches!(e, LogError::OffsetOutOfRange { .. }) {
-                        tracing::warn!(peer = %ctx.peer, partition = p, "fetch failed: {e}");
-                    }
-                    let hw = log.log_end_offset();
-                    pd = pd
-                        .with_error_code(log_error_code(&e))
-                        .with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
-                        .with_log_start_offset(log.log_start_offset());
-                }
-            }
-            topic.partitions.push(pd);
+    let mut out: Vec<FetchableTopicResponse> = Vec::new();
+    let mut last_topic = None;
+    for part in parts {
+        // Consecutive partitions of one topic share a topic entry, as in Kafka's responses.
+        if last_topic != Some(part.topic) {
+            out.push(topics[part.topic].resp.clone());
+            last_topic = Some(part.topic);
         }
-        topics.push(topic);
+        let topic = out.last_mut().expect("pushed above");
+        let name = &topics[part.topic].name;
+        let p = part.partition;
+        let mut pd = PartitionData::default()
+            .with_partition_index(p)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_records(Some(Bytes::new()));
+        let log = name.as_ref().and_then(|n| st.store.partition(n, p));
+        let Some(log) = log else {
+            any_error = true;
+            let code = if ctx.version >= 13 && name.is_none() {
+                Code::UnknownTopicId.code()
+            } else {
+                Code::UnknownTopicOrPartition.code()
+            };
+            topic.partitions.push(pd.with_error_code(code));
+            continue;
+        };
+        // Our single replica is always at leader epoch 0.
+        if part.leader_epoch > 0 {
+            any_error = true;
+            topic
+                .partitions
+                .push(pd.with_error_code(Code::UnknownLeaderEpoch.code()));
+            continue;
+        }
+        let limit = (part.max_bytes.max(0) as usize).min(remaining);
+        let result = if limit == 0 && !first_batch_always {
+            Ok(None)
+        } else {
+            log.read_limited(part.offset, limit, first_batch_always)
+                .map(Some)
+        };
+        match result {
+            Ok(Some(r)) => {
+                if !r.data.is_empty() {
+                    first_batch_always = false;
+                }
+                total += r.data.len();
+                remaining = remaining.saturating_sub(r.data.len());
+                pd = pd
+                    .with_high_watermark(r.high_watermark)
+                    .with_last_stable_offset(r.high_watermark)
+                    .with_log_start_offset(r.log_start_offset)
+                    .with_records(Some(r.data));
+            }
+            Ok(None) => {
+                let hw = log.log_end_offset();
+                pd = pd
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(log.log_start_offset());
+            }
+            Err(e) => {
+                any_error = true;
+                if !matches!(e, LogError::OffsetOutOfRange { .. }) {
+                    tracing::warn!(peer = %ctx.peer, partition = p, "fetch failed: {e}");
+                }
+                let hw = log.log_end_offset();
+                pd = pd
+                    .with_error_code(log_error_code(&e))
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(log.log_start_offset());
+            }
+        }
+        topic.partitions.push(pd);
     }
     (
-        FetchResponse::default().with_responses(topics),
+        FetchResponse::default().with_responses(out),
         total,
         any_error,
     )

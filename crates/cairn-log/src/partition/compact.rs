@@ -108,14 +108,15 @@ fn record_count(view: &BatchView<&[u8]>) -> Result<usize, LogError> {
 }
 
 /// Newest offset of every key in the given segments (control batches aside).
-fn latest_offsets(segments: &[Snapshot]) -> Result<HashMap<Vec<u8>, i64>, LogError> {
+/// `limit` bounds each batch's inflated records (`LogConfig::max_uncompressed_bytes`).
+fn latest_offsets(segments: &[Snapshot], limit: usize) -> Result<HashMap<Vec<u8>, i64>, LogError> {
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
     for seg in segments {
         for_each_batch(&seg.file, seg.size, |view| {
             if view.is_control() {
                 return Ok(());
             }
-            let data = view.decompressed_records()?;
+            let data = view.decompressed_records(limit)?;
             for span in batch::record_spans(&data, record_count(view)?)? {
                 let Some(key) = span.key else { continue };
                 let offset = view.base_offset() + span.info.offset_delta as i64;
@@ -137,6 +138,8 @@ struct Filter<'a> {
     latest: &'a HashMap<Vec<u8>, i64>,
     now_ms: i64,
     delete_retention_ms: i64,
+    /// Bound on each batch's inflated records.
+    inflate_limit: usize,
 }
 
 impl Filter<'_> {
@@ -154,7 +157,7 @@ impl Filter<'_> {
         }
         let tombstones_expired = self.delete_retention_ms >= 0
             && self.now_ms.saturating_sub(view.max_timestamp()) > self.delete_retention_ms;
-        let data = view.decompressed_records()?;
+        let data = view.decompressed_records(self.inflate_limit)?;
         let spans = batch::record_spans(&data, record_count(view)?)?;
         let mut kept = Vec::with_capacity(spans.len());
         for span in &spans {
@@ -235,11 +238,13 @@ impl PartitionLog {
         stats.segments_before = dirty.len();
         stats.bytes_before = dirty.iter().map(|s| s.size).sum();
 
-        let latest = latest_offsets(&snapshot)?;
+        let inflate_limit = config.max_uncompressed_bytes();
+        let latest = latest_offsets(&snapshot, inflate_limit)?;
         let filter = Filter {
             latest: &latest,
             now_ms,
             delete_retention_ms: config.delete_retention_ms,
+            inflate_limit,
         };
         let interval = config.index_interval_bytes;
         let mut group: Option<Group> = None;
