@@ -10,6 +10,7 @@ mod partition;
 mod store;
 
 pub use partition::{
-    AppendInfo, CompactStats, LogConfig, LogError, PartitionLog, ReadResult, TimestampType,
+    AppendInfo, CompactStats, Damage, LogConfig, LogError, PartitionCheck, PartitionLog,
+    ReadResult, SegmentReport, TimestampType,
 };
 pub use store::{LogConfigFn, Store, StoreError, TopicMeta};

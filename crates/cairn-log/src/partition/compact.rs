@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use tracing::{debug, info};
 
+use super::scan::skip_holes;
 use super::{
     segment_path, sync_dir, Indexes, LogError, PartitionLog, Segment, INDEX_SUFFIX, LOG_SUFFIX,
     MAX_RELATIVE, TIME_INDEX_SUFFIX,
@@ -58,6 +59,7 @@ struct Snapshot {
     file: Arc<File>,
     size: u64,
     next_offset: i64,
+    holes: Vec<(u64, u64)>,
 }
 
 /// Calls `f` with every batch of `file` below `size`, CRC-checked, reading in
@@ -65,6 +67,7 @@ struct Snapshot {
 fn for_each_batch(
     file: &File,
     size: u64,
+    holes: &[(u64, u64)],
     mut f: impl FnMut(&BatchView<&[u8]>) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
     const CHUNK: u64 = 1 << 20;
@@ -81,7 +84,13 @@ fn for_each_batch(
         Ok(())
     };
     let corrupt = |pos: u64, what: &str| LogError::CorruptBatch(format!("{what} at {pos}"));
-    while pos < size {
+    loop {
+        // Damaged ranges found on open are skipped: the rewritten segment keeps the intact
+        // batches with their offsets, and the damage (logged at open) becomes a plain gap.
+        pos = skip_holes(holes, pos);
+        if pos >= size {
+            break;
+        }
         if size - pos < HEADER_SIZE as u64 {
             return Err(corrupt(pos, "torn header"));
         }
@@ -111,7 +120,7 @@ fn record_count(view: &BatchView<&[u8]>) -> Result<usize, LogError> {
 fn latest_offsets(segments: &[Snapshot]) -> Result<HashMap<Vec<u8>, i64>, LogError> {
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
     for seg in segments {
-        for_each_batch(&seg.file, seg.size, |view| {
+        for_each_batch(&seg.file, seg.size, &seg.holes, |view| {
             if view.is_control() {
                 return Ok(());
             }
@@ -223,6 +232,7 @@ impl PartitionLog {
                     file: s.log.clone(),
                     size: s.size,
                     next_offset: s.next_offset,
+                    holes: s.holes.clone(),
                 })
                 .collect()
         };
@@ -252,7 +262,7 @@ impl PartitionLog {
         for seg in dirty {
             out.clear();
             let mut changed = false;
-            for_each_batch(&seg.file, seg.size, |view| {
+            for_each_batch(&seg.file, seg.size, &seg.holes, |view| {
                 changed |= filter.batch(view, &mut out, &mut stats)?;
                 Ok(())
             })?;
@@ -418,6 +428,7 @@ impl PartitionLog {
             times_written: 0,
             first_batch_ts: None,
             created_ms: None,
+            holes: Vec::new(),
         };
         seg.write_new_index_entries()?;
         seg.index_file.sync_data()?;
