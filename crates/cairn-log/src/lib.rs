@@ -13,4 +13,6 @@ pub use partition::{
     AppendInfo, CompactStats, Damage, LogConfig, LogError, PartitionCheck, PartitionLog,
     ReadResult, SegmentReport, TimestampType,
 };
-pub use store::{LogConfigFn, Store, StoreError, TopicMeta};
+pub use store::{
+    check_data_dir, DataDirCheck, LogConfigFn, PartitionReport, Store, StoreError, TopicMeta,
+};

@@ -1230,12 +1230,27 @@ impl PartitionLog {
         // Waits for a running compaction so the clean marker covers its last swap.
         let _cleaner = self.cleaner.lock();
         let mut inner = self.inner.lock();
-        inner.active().sync_all_files()?;
+        let seg = inner.active();
+        // Index files are a cache rebuilt on open: a full disk must not keep the log from
+        // closing cleanly, as long as the data itself is durable.
+        if let Err(e) = seg.write_new_index_entries() {
+            warn!(dir = %self.dir.display(), error = %e, "cannot write index entries at close");
+        }
+        seg.log.sync_data()?;
+        let _ = seg.index_file.sync_data();
+        let _ = seg.time_file.sync_data();
         if !inner.marker_present {
-            let marker = File::create(self.dir.join(CLEAN_MARKER))?;
-            marker.sync_all()?;
-            sync_dir(&self.dir)?;
-            inner.marker_present = true;
+            // Without the marker the next open only logs a cut tail as a crash leftover rather
+            // than as damage; every segment is checked either way, so failing here is harmless.
+            let written = File::create(self.dir.join(CLEAN_MARKER))
+                .and_then(|m| m.sync_all())
+                .and_then(|()| sync_dir(&self.dir));
+            match written {
+                Ok(()) => inner.marker_present = true,
+                Err(e) => {
+                    warn!(dir = %self.dir.display(), error = %e, "cannot write the clean-shutdown marker")
+                }
+            }
         }
         Ok(())
     }
