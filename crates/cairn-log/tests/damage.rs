@@ -239,3 +239,19 @@ fn clean_log_checks_clean() {
     assert_eq!(check.log_end, 120);
     assert_eq!(check.segments.iter().map(|s| s.batches).sum::<u64>(), 60);
 }
+
+#[test]
+fn a_segment_moved_out_by_an_operator_leaves_a_gap_and_keeps_later_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = fill(dir.path(), false);
+    for ext in ["log", "index", "timeindex"] {
+        fs::remove_file(dir.path().join(format!("{:020}.{ext}", bases[1]))).unwrap();
+    }
+    let check = PartitionLog::check(dir.path(), false, 256).unwrap();
+    assert!(check.damage.is_empty(), "{:?}", check.damage);
+    let log = PartitionLog::open(dir.path(), config(false)).unwrap();
+    assert!(log.damage().is_empty());
+    assert_eq!(log.log_end_offset(), 120);
+    assert_eq!(consume(&log), expected_without(bases[1]..bases[2]));
+    assert_eq!(log.append(&batch_n(1, 0), 0).unwrap().base_offset, 120);
+}
