@@ -447,6 +447,38 @@ fn recover_segment(
     Ok((seg, scan.damage))
 }
 
+/// The log end written into the clean-shutdown marker (empty in markers of older versions).
+fn recorded_end(marker: &Path) -> Option<i64> {
+    let text = fs::read_to_string(marker).ok()?;
+    text.trim().strip_prefix("log_end=")?.parse().ok()
+}
+
+/// After a clean shutdown the log must end where the marker says. If the last segment ends
+/// earlier, its end was lost to damage: the damage found there (or a new entry if the file was
+/// simply cut short) is completed with the offsets lost, and the recorded end is returned.
+fn lost_end(
+    base: i64,
+    size: u64,
+    end: i64,
+    recorded: Option<i64>,
+    damage: &mut Vec<Damage>,
+) -> Option<i64> {
+    let recorded = recorded.filter(|&r| r > end)?;
+    match damage.iter_mut().rev().find(|d| d.truncated && d.segment == base) {
+        Some(d) => d.end_offset = Some(recorded),
+        None => damage.push(Damage {
+            segment: base,
+            start_pos: size,
+            end_pos: size,
+            first_offset: end,
+            end_offset: Some(recorded),
+            reason: format!("the segment ends at offset {end}, but the log ended at {recorded} at the clean shutdown"),
+            truncated: true,
+        }),
+    }
+    Some(recorded)
+}
+
 /// Logs one line per damaged range, loudly: a range that lost acknowledged data is an error.
 fn report_damage(dir: &Path, damage: &[Damage], clean: bool) {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?");
@@ -596,6 +628,7 @@ impl PartitionLog {
         fs::create_dir_all(dir)?;
         let marker = dir.join(CLEAN_MARKER);
         let clean = marker.exists();
+        let clean_end = if clean { recorded_end(&marker) } else { None };
 
         let mut bases = Vec::new();
         let mut index_files = Vec::new();
@@ -668,7 +701,6 @@ impl PartitionLog {
                         "offsets missing between segments");
                 }
             }
-            report_damage(dir, &found, clean);
             damage.extend(found);
             segments.push(seg);
         }
@@ -676,6 +708,23 @@ impl PartitionLog {
             segments.push(Segment::create(dir, 0)?);
             sync_dir(dir)?;
         }
+        let last = segments.last().expect("non-empty");
+        if let Some(lost) = lost_end(
+            last.base,
+            last.size,
+            last.next_offset,
+            clean_end,
+            &mut damage,
+        ) {
+            // The offsets the lost tail held must never be handed out again: appends continue
+            // in a new segment at the end recorded at the clean shutdown.
+            match Segment::create(dir, lost).and_then(|s| sync_dir(dir).map(|()| s)) {
+                Ok(seg) => segments.push(seg),
+                Err(e) => error!(dir = %dir.display(), error = %e,
+                    "cannot start a segment at the recorded log end; new records will reuse lost offsets"),
+            }
+        }
+        report_damage(dir, &damage, clean);
         if clean {
             // A crash from here on must be detected, so the removal has to be durable.
             fs::remove_file(&marker)?;
@@ -1242,8 +1291,13 @@ impl PartitionLog {
         if !inner.marker_present {
             // Without the marker the next open only logs a cut tail as a crash leftover rather
             // than as damage; every segment is checked either way, so failing here is harmless.
+            // The log end goes into the marker so the next open can tell if damage cut it short.
+            let end = inner.segments.last().expect("non-empty").next_offset;
             let written = File::create(self.dir.join(CLEAN_MARKER))
-                .and_then(|m| m.sync_all())
+                .and_then(|mut m| {
+                    io::Write::write_all(&mut m, format!("log_end={end}\n").as_bytes())?;
+                    m.sync_all()
+                })
                 .and_then(|()| sync_dir(&self.dir));
             match written {
                 Ok(()) => inner.marker_present = true,
@@ -1352,6 +1406,22 @@ impl PartitionLog {
             }
             prev_end = Some(scan.next_offset);
             out.log_end = scan.next_offset;
+            if last {
+                let clean_end = if clean {
+                    recorded_end(&dir.join(CLEAN_MARKER))
+                } else {
+                    None
+                };
+                if let Some(end) = lost_end(
+                    base,
+                    scan.valid_end,
+                    scan.next_offset,
+                    clean_end,
+                    &mut out.damage,
+                ) {
+                    out.log_end = end;
+                }
+            }
         }
         Ok(out)
     }

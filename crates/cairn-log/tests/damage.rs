@@ -255,3 +255,44 @@ fn a_segment_moved_out_by_an_operator_leaves_a_gap_and_keeps_later_offsets() {
     assert_eq!(consume(&log), expected_without(bases[1]..bases[2]));
     assert_eq!(log.append(&batch_n(1, 0), 0).unwrap().base_offset, 120);
 }
+
+#[test]
+fn damaged_end_after_a_clean_shutdown_never_reuses_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = fill(dir.path(), false);
+    let active = *bases.last().unwrap();
+    let path = seg_file(dir.path(), active);
+    let (pos, base) = *batch_positions(&path).last().unwrap();
+    patch(&path, pos + 70, &[0xee]);
+    let check = PartitionLog::check(dir.path(), false, 256).unwrap();
+    assert_eq!(check.damage.len(), 1);
+    assert_eq!(check.damage[0].end_offset, Some(120));
+    assert_eq!(check.log_end, 120);
+    {
+        let log = PartitionLog::open(dir.path(), config(false)).unwrap();
+        let d = log.damage();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].first_offset, d[0].end_offset), (base, Some(120)));
+        assert!(d[0].truncated);
+        // The end recorded at the clean shutdown holds; the next record is not given 118 again.
+        assert_eq!(log.log_end_offset(), 120);
+        assert_eq!(log.append(&batch_n(1, 0), 0).unwrap().base_offset, 120);
+        let got = consume(&log);
+        assert_eq!(got.last(), Some(&120));
+        assert!(!got.contains(&base));
+    }
+    // A log cut short with no damaged bytes at all (a truncated file) is caught the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let bases = fill(dir.path(), false);
+    let path = seg_file(dir.path(), *bases.last().unwrap());
+    let (pos, base) = *batch_positions(&path).last().unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(pos as u64)
+        .unwrap();
+    let log = PartitionLog::open(dir.path(), config(false)).unwrap();
+    assert_eq!(log.damage()[0].first_offset, base);
+    assert_eq!(log.log_end_offset(), 120);
+}
