@@ -223,6 +223,35 @@ def test_truncated_and_garbage_index_files(broker_factory):
     assert run_check(broker.data_dir).returncode == 0
 
 
+def test_damaged_end_after_a_clean_shutdown_does_not_reuse_offsets(broker_factory):
+    broker = broker_factory(dict(OPTIONS))
+    topic = kutil.unique_topic("dmg-end")
+    written = write_topic(broker, topic)
+
+    def damage(part_dir):
+        seg = segments(part_dir)[-1]
+        pos, base, nxt, size = batches(seg)[-1]
+        patch(seg, pos + size - 2, b"\x00\x00")
+        return range(base, nxt)
+
+    lost = damage_and_restart(broker, topic, damage)
+    assert f"offsets_lost={lost.start}..{lost.stop}" in broker.log_text()
+    assert kutil.watermarks(broker, topic, 0) == (0, RECORDS)
+    want = {o: v for o, v in written.items() if o not in lost}
+    assert read_confluent(broker, topic, len(want)) == want
+    # The next record gets the next offset, not one a consumer may already have seen.
+    p = kutil.producer(broker)
+    log = kutil.produce_all(p, topic, [(None, b"after", 0, None)])
+    kutil.assert_no_delivery_errors(log)
+    assert log.acked[0][1] == RECORDS
+    c = kutil.consumer(broker)
+    try:
+        m = kutil.consume_exact(c, [TopicPartition(topic, 0, lost.start)], 1)[0]
+        assert (m.offset(), m.value()) == (RECORDS, b"after")
+    finally:
+        c.close()
+
+
 def commit(broker, group, topic, offset):
     c = kutil.consumer(broker, **{"group.id": group})
     try:
