@@ -489,7 +489,7 @@ fn report_damage(dir: &Path, damage: &[Damage], clean: bool) {
             None => format!("{}..(unknown)", d.first_offset),
         };
         if d.truncated && !clean {
-            // The expected leftover of a crash mid-write: never acknowledged as durable.
+            // The expected leftover of a crash mid-write, cut as Kafka's recovery cuts it.
             warn!(
                 topic,
                 partition,

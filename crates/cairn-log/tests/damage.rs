@@ -296,3 +296,62 @@ fn damaged_end_after_a_clean_shutdown_never_reuses_offsets() {
     assert_eq!(log.damage()[0].first_offset, base);
     assert_eq!(log.log_end_offset(), 120);
 }
+
+/// One batch of `n` records with `size`-byte values.
+fn big_batch(n: usize, size: usize) -> Vec<u8> {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: 1,
+            key: None,
+            value: Some(bytes::Bytes::from(vec![b'a' + i as u8; size])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.to_vec()
+}
+
+#[test]
+fn batches_larger_than_the_scan_chunk_are_checked_in_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        max_message_bytes: 16 << 20,
+        ..LogConfig::default()
+    };
+    {
+        let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        log.append(&big_batch(6, 1 << 20), 0).unwrap();
+        log.append(&big_batch(2, 10), 0).unwrap();
+        log.close().unwrap();
+    }
+    let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    assert!(log.damage().is_empty());
+    assert_eq!(log.log_end_offset(), 8);
+    drop(log);
+    // One flipped byte in the last megabyte of the big batch.
+    let path = seg_file(dir.path(), 0);
+    patch(&path, (5 << 20) + 100, &[0x00]);
+    let log = PartitionLog::open(dir.path(), cfg).unwrap();
+    let d = log.damage();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].first_offset, d[0].end_offset), (0, Some(6)));
+    assert!(d[0].reason.contains("crc mismatch"), "{}", d[0].reason);
+    assert_eq!(consume(&log), vec![6, 7]);
+}
