@@ -213,12 +213,41 @@ impl PartitionLog {
     /// `delete_retention_ms`, and merges small neighbours. Offsets, the log start
     /// and the log end never change. A no-op for logs that are not compacted.
     pub fn compact(&self, now_ms: i64) -> Result<CompactStats, LogError> {
+        let mut cleaner = self.cleaner.lock();
+        let result = self.compact_pass(now_ms, &mut cleaner);
+        if result.is_err() {
+            // A pass that failed (a full disk, typically) must not keep holding the space of
+            // its half-written file until the next open sweeps it.
+            self.remove_cleaner_files();
+        }
+        result
+    }
+
+    fn remove_cleaner_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(CLEANED_SUFFIX)
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn compact_pass(
+        &self,
+        now_ms: i64,
+        cleaner: &mut CleanerState,
+    ) -> Result<CompactStats, LogError> {
         let config = self.config();
         let mut stats = CompactStats::default();
         if !config.cleanup_compact {
             return Ok(stats);
         }
-        let mut cleaner = self.cleaner.lock();
         if cleaner.clean == Some((self.log_end_offset(), config.delete_retention_ms)) {
             return Ok(stats);
         }
