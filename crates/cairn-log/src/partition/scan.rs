@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 
 use serde::Serialize;
 
-use super::Indexes;
+use super::{Indexes, MAX_RELATIVE};
 use crate::batch::{BatchView, HEADER_SIZE};
 
 /// A damaged byte range of one segment.
@@ -254,6 +254,13 @@ impl Scanner<'_> {
                 c.base,
                 c.next,
                 self.b.limit()
+            )));
+        }
+        // Positions in a segment are relative to its base and stored as 32 bits.
+        if c.base.saturating_sub(self.b.base) > MAX_RELATIVE {
+            return Ok(Err(format!(
+                "base offset {} is too far past the segment's base {}",
+                c.base, self.b.base
             )));
         }
         let gap = c.base > expected && !after_damage;
