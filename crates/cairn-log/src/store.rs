@@ -614,12 +614,9 @@ const DEFAULT_INDEX_INTERVAL: u32 = 4096;
 /// Checks every partition the registry lists, reading only: nothing in the directory changes,
 /// and a running broker is not disturbed (its lock is only probed).
 pub fn check_data_dir(data_dir: &Path) -> Result<DataDirCheck, StoreError> {
-    let raw = fs::read(data_dir.join(REGISTRY_FILE)).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "{}: cannot read {REGISTRY_FILE}: {e}",
-            data_dir.display()
-        ))
-    })?;
+    let path = data_dir.join(REGISTRY_FILE);
+    let raw = fs::read(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     let registry: Registry = serde_json::from_slice(&raw)
         .map_err(|e| StoreError::Corrupt(format!("{REGISTRY_FILE}: {e}")))?;
     let broker_running = match File::open(data_dir.join(LOCK_FILE)) {
