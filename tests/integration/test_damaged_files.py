@@ -157,6 +157,24 @@ def test_corrupt_length_in_an_older_segment(broker_factory):
     assert_damage_logged(broker, lost)
     assert_served_without(broker, topic, written, lost)
     assert_check_reports(broker.data_dir, lost)
+    # A consumer positioned inside the hole gets the next intact record, at its own offset.
+    c = kutil.consumer(broker)
+    try:
+        m = kutil.consume_exact(c, [TopicPartition(topic, 0, lost.start + 1)], 1)[0]
+        assert (m.offset(), m.value()) == (lost.stop, written[lost.stop])
+    finally:
+        c.close()
+    from kafka import TopicPartition as KTP
+
+    kc = kutil.kp_consumer(broker)
+    try:
+        tp = KTP(topic, 0)
+        kc.assign([tp])
+        kc.seek(tp, lost.start)
+        r = next(iter(kc))
+        assert (r.offset, r.value) == (lost.stop, written[lost.stop])
+    finally:
+        kc.close()
     # The partition keeps taking writes after the hole.
     p = kutil.producer(broker)
     log = kutil.produce_all(p, topic, [(None, b"after", 0, None)])
