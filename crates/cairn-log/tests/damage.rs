@@ -355,3 +355,18 @@ fn batches_larger_than_the_scan_chunk_are_checked_in_pieces() {
     assert!(d[0].reason.contains("crc mismatch"), "{}", d[0].reason);
     assert_eq!(consume(&log), vec![6, 7]);
 }
+
+#[test]
+fn a_base_offset_damaged_downward_costs_only_its_own_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = fill(dir.path(), false);
+    let path = seg_file(dir.path(), bases[1]);
+    let (pos, base) = batch_positions(&path)[3];
+    // One below its true base: it now overlaps the intact batch before it.
+    patch(&path, pos, &(base - 1).to_be_bytes());
+    let log = PartitionLog::open(dir.path(), config(false)).unwrap();
+    let d = log.damage();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].first_offset, d[0].end_offset), (base, Some(base + 2)));
+    assert_eq!(consume(&log), expected_without(base..base + 2));
+}

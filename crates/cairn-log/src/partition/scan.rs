@@ -5,10 +5,10 @@
 //! What counts as intact:
 //! - the batch parses (magic 2, plausible length), fits in the file and its CRC matches;
 //! - its offsets come after the previous intact batch and before the next segment's base;
-//! - its base offset, which the CRC does not cover, agrees with its neighbours: the following
-//!   batch must not start inside it, and where the log has no legitimate gaps (the active segment
-//!   always, every segment of a log that is not compacted) a gap after an intact batch must be
-//!   confirmed by the next batch starting exactly where this one ends.
+//! - its base offset, which the CRC does not cover, agrees with its neighbours: it starts where
+//!   the previous intact batch ended (or at the segment's base), or else the next batch confirms
+//!   it: by starting exactly where it ends where offsets are dense (the active segment always,
+//!   every segment of a log that is not compacted), by not starting inside it in a compacted log.
 //!
 //! Anything else is a damaged range: its bytes are kept on disk, reads skip them, and the offsets
 //! between the last intact batch and the next one are reported as lost. Offsets are never changed.
@@ -263,9 +263,17 @@ impl Scanner<'_> {
                 c.base, self.b.base
             )));
         }
-        let gap = c.base > expected && !after_damage;
-        // Gaps are legal only where compaction made them, and never in the active segment.
-        let strict = gap && (self.b.dense || self.b.active());
+        // A batch starting exactly where the previous intact one ended (or at the segment's
+        // base) has its base offset confirmed by that neighbour: if the next batch disagrees,
+        // the next one is the damaged one, and is judged so in its turn.
+        if c.base == expected && !after_damage {
+            return Ok(Ok(c));
+        }
+        // Otherwise the base offset needs the other neighbour. Where offsets are dense (the
+        // active segment always, a log that is not compacted everywhere) the next batch must
+        // start exactly where this one ends; in a compacted log it must at least not start
+        // inside it.
+        let dense = self.b.dense || self.b.active();
         let after = pos + c.size;
         if after < self.size {
             match self.probe(after)? {
@@ -275,14 +283,16 @@ impl Scanner<'_> {
                         c.base, n.base
                     )))
                 }
-                Ok(n) if strict && n.base != c.next => {
+                Ok(n) if dense && n.base != c.next => {
                     return Ok(Err(format!(
-                        "unconfirmed offset gap {expected}..{} before base offset {}",
-                        c.base, c.base
+                        "base offset {} is not confirmed by the next batch, which starts at {}",
+                        c.base, n.base
                     )))
                 }
                 Ok(_) => {}
-                Err(_) if strict => {
+                // Damage on both sides: a gap cannot be confirmed, but after damage a gap is
+                // what the lost offsets look like.
+                Err(_) if dense && !after_damage => {
                     return Ok(Err(format!(
                         "unconfirmed offset gap {expected}..{} before base offset {} (next batch damaged)",
                         c.base, c.base
@@ -290,11 +300,22 @@ impl Scanner<'_> {
                 }
                 Err(_) => {}
             }
-        } else if strict && self.b.next_base != Some(c.next) {
-            return Ok(Err(format!(
-                "unconfirmed offset gap {expected}..{} before the last batch, base offset {}",
-                c.base, c.base
-            )));
+        } else if dense {
+            match self.b.next_base {
+                Some(next_base) if next_base != c.next => {
+                    return Ok(Err(format!(
+                        "base offset {} of the segment's last batch is not confirmed by the next segment's base {next_base}",
+                        c.base
+                    )))
+                }
+                None if !after_damage => {
+                    return Ok(Err(format!(
+                        "unconfirmed offset gap {expected}..{} before the last batch, base offset {}",
+                        c.base, c.base
+                    )))
+                }
+                _ => {}
+            }
         }
         Ok(Ok(c))
     }
