@@ -667,21 +667,7 @@ impl PartitionLog {
         let mut damage = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            let next_base = bases.get(i + 1).copied();
-            // An interrupted compaction can leave segments starting inside a merged one (removed
-            // below), so in compacted logs only the active segment's base bounds older ones.
-            let upper = match (last, dense) {
-                (true, _) => None,
-                (false, true) => next_base,
-                (false, false) => bases.last().copied(),
-            };
-            let bounds = Bounds {
-                base,
-                upper,
-                next_base,
-                dense,
-            };
-            let (seg, found) = recover_segment(dir, bounds, interval)?;
+            let (seg, found) = recover_segment(dir, Bounds::of(&bases, i, dense), interval)?;
             // Compaction merges segments by renaming the merged file over the first one and
             // then deleting the rest; a crash in between leaves those rest behind, starting
             // inside the merged segment's range. Their surviving records are in it already.
@@ -1367,17 +1353,7 @@ impl PartitionLog {
         let mut prev_end: Option<i64> = None;
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            let next_base = bases.get(i + 1).copied();
-            let bounds = Bounds {
-                base,
-                upper: match (last, dense) {
-                    (true, _) => None,
-                    (false, true) => next_base,
-                    (false, false) => bases.last().copied(),
-                },
-                next_base,
-                dense,
-            };
+            let bounds = Bounds::of(&bases, i, dense);
             let file = File::open(segment_path(dir, base, LOG_SUFFIX))?;
             let size = file.metadata()?.len();
             // Left behind by an interrupted compaction; the broker removes it on start.

@@ -127,6 +127,24 @@ pub(super) struct Bounds {
 }
 
 impl Bounds {
+    /// Bounds of segment `i` of a log whose segments start at `bases` (sorted).
+    pub fn of(bases: &[i64], i: usize, dense: bool) -> Bounds {
+        let next_base = bases.get(i + 1).copied();
+        // An interrupted compaction can leave segments starting inside a merged one (open
+        // removes them), so in compacted logs only the active segment's base bounds older ones.
+        let upper = match (next_base, dense) {
+            (None, _) => None,
+            (Some(_), true) => next_base,
+            (Some(_), false) => bases.last().copied(),
+        };
+        Bounds {
+            base: bases[i],
+            upper,
+            next_base,
+            dense,
+        }
+    }
+
     fn active(&self) -> bool {
         self.upper.is_none()
     }
