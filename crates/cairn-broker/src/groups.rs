@@ -57,12 +57,6 @@ pub struct Groups {
     metrics: Arc<Metrics>,
 }
 
-#[derive(thiserror::Error, Debug)]
-pub enum LoadError {
-    #[error("cannot read {OFFSETS_TOPIC} partition {partition}: {reason}")]
-    Read { partition: i32, reason: String },
-}
-
 impl Groups {
     pub fn new(
         config: &BrokerConfig,
@@ -101,36 +95,63 @@ impl Groups {
         }
     }
 
-    /// Replays an existing offsets topic. Called once at start, before serving.
-    pub fn load(&self) -> Result<usize, LoadError> {
+    /// Replays an existing offsets topic. Called once at start, before serving. Damage never
+    /// stops the start: the log skips damaged ranges (and reports them), a batch that cannot
+    /// be decoded is skipped, and each loss is logged with the offsets and partition it hit.
+    pub fn load(&self) -> usize {
         let Some(meta) = self.store.topic(OFFSETS_TOPIC) else {
-            return Ok(0);
+            return 0;
         };
         let logs = self.adopt(&meta);
         let now = now_ms();
         let mut inner = self.inner.lock();
         let mut count = 0usize;
         for (p, log) in logs.iter().enumerate() {
+            for d in log.damage() {
+                let lost = d.end_offset.map_or_else(
+                    || format!("{}..", d.first_offset),
+                    |e| format!("{}..{}", d.first_offset, e),
+                );
+                tracing::error!(
+                    partition = p,
+                    offsets_lost = %lost,
+                    "{OFFSETS_TOPIC} is damaged: group metadata and committed offsets stored in \
+                     those records are lost (earlier records of the same groups still apply)"
+                );
+            }
             let mut offset = log.log_start_offset();
             let end = log.log_end_offset();
             while offset < end {
-                let read = log.read(offset, 5 << 20).map_err(|e| LoadError::Read {
-                    partition: p as i32,
-                    reason: e.to_string(),
-                })?;
-                let mut data = read.data;
+                let read = match log.read(offset, 5 << 20) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(partition = p, offsets_lost = %format!("{offset}..{end}"),
+                            "cannot read {OFFSETS_TOPIC}, skipping the rest of the partition: {e}");
+                        break;
+                    }
+                };
+                let data = read.data;
                 if data.is_empty() {
                     break;
                 }
                 let mut last = offset;
-                while !data.is_empty() {
-                    let set =
-                        RecordBatchDecoder::decode(&mut data).map_err(|e| LoadError::Read {
-                            partition: p as i32,
-                            reason: e.to_string(),
-                        })?;
+                let mut pos = 0;
+                for view in cairn_log::batch::batches(&data) {
+                    let Ok(view) = view else { break };
+                    let size = view.size();
+                    let (first, next) = (view.base_offset(), view.next_offset());
+                    last = last.max(next);
+                    let mut one = data.slice(pos..pos + size);
+                    pos += size;
+                    let set = match RecordBatchDecoder::decode(&mut one) {
+                        Ok(set) => set,
+                        Err(e) => {
+                            tracing::error!(partition = p, offsets_lost = %format!("{first}..{next}"),
+                                "skipping undecodable batch in {OFFSETS_TOPIC}: {e}");
+                            continue;
+                        }
+                    };
                     for r in set.records {
-                        last = last.max(r.offset + 1);
                         if r.offset < offset || r.control {
                             continue;
                         }
@@ -165,7 +186,7 @@ impl Groups {
         if !fx.is_empty() {
             let _ = self.apply_sync(fx);
         }
-        Ok(count)
+        count
     }
 
     /// Creates the offsets topic on first use, as Kafka does on the first FindCoordinator.

@@ -79,7 +79,7 @@ impl Broker {
             metrics.clone(),
         ));
         let started = std::time::Instant::now();
-        let loaded = groups.load()?;
+        let loaded = groups.load();
         if loaded > 0 {
             tracing::info!(
                 records = loaded,

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_groups;
+mod check;
 mod common;
 mod groups;
 mod history;
@@ -43,6 +44,9 @@ enum Command {
     Produce(quick::ProduceArgs),
     /// Print records of a topic, directly or as a member of a consumer group.
     Consume(quick::ConsumeArgs),
+    /// Check every segment of a data directory, read-only: exit 0 if intact, 1 if damage was
+    /// found, 2 if the directory cannot be checked.
+    Check(check::CheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -74,6 +78,16 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Offline and synchronous: no runtime needed, and its exit code tells scripts what it found.
+    if let Command::Check(args) = cli.command {
+        return match check::run(args) {
+            Ok(code) => std::process::ExitCode::from(code),
+            Err(e) => {
+                eprintln!("cairn: {e:#}");
+                std::process::ExitCode::from(check::EXIT_UNREADABLE)
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,6 +106,7 @@ fn main() -> std::process::ExitCode {
             Command::Groups(args) => groups::run(args).await,
             Command::Produce(args) => quick::produce(args).await,
             Command::Consume(args) => quick::consume(args).await,
+            Command::Check(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -10,6 +10,9 @@ mod partition;
 mod store;
 
 pub use partition::{
-    AppendInfo, CompactStats, LogConfig, LogError, PartitionLog, ReadResult, TimestampType,
+    AppendInfo, CompactStats, Damage, LogConfig, LogError, PartitionCheck, PartitionLog,
+    ReadResult, SegmentReport, TimestampType,
 };
-pub use store::{LogConfigFn, Store, StoreError, TopicMeta};
+pub use store::{
+    check_data_dir, DataDirCheck, LogConfigFn, PartitionReport, Store, StoreError, TopicMeta,
+};

@@ -8,7 +8,7 @@
 //!   cache that open() validates and rebuilds when in doubt.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -18,15 +18,18 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::batch::{self, BatchError, BatchView, HEADER_SIZE};
 
 mod compact;
 mod producers;
+mod scan;
 use compact::CleanerState;
 pub use compact::CompactStats;
 use producers::{ProducerStates, Staged, Verdict};
+pub use scan::Damage;
+use scan::{readable_until, scan_segment, skip_holes, Bounds};
 
 const LOG_SUFFIX: &str = "log";
 const INDEX_SUFFIX: &str = "index";
@@ -182,13 +185,17 @@ struct Indexes {
 
 impl Indexes {
     fn track(&mut self, base: i64, pos: u64, view: &BatchView<impl AsRef<[u8]>>, interval: u32) {
-        let rel = (view.base_offset() - base) as u32;
+        let (offset, size, ts) = (view.base_offset(), view.size() as u64, view.max_timestamp());
+        self.track_raw(base, pos, offset, size, ts, interval);
+    }
+
+    fn track_raw(&mut self, base: i64, pos: u64, offset: i64, size: u64, ts: i64, interval: u32) {
+        let rel = (offset - base) as u32;
         if self.bytes_since_entry >= interval as u64 {
             self.offsets.push((rel, pos as u32));
             self.bytes_since_entry = 0;
         }
-        self.bytes_since_entry += view.size() as u64;
-        let ts = view.max_timestamp();
+        self.bytes_since_entry += size;
         if ts > self.times.last().map_or(-1, |e| e.0) {
             self.times.push((ts, rel));
         }
@@ -225,6 +232,8 @@ struct Segment {
     /// Broker clock at the first append seen by this process; the fallback
     /// reference when batches carry no timestamps.
     created_ms: Option<i64>,
+    /// Damaged byte ranges found on open; reads and scans jump over them.
+    holes: Vec<(u64, u64)>,
 }
 
 impl Segment {
@@ -258,6 +267,7 @@ impl Segment {
             times_written: 0,
             first_batch_ts: None,
             created_ms: None,
+            holes: Vec::new(),
         })
     }
 
@@ -335,76 +345,6 @@ impl Segment {
     }
 }
 
-/// Result of walking batches in a segment file.
-struct ScanEnd {
-    /// Position just past the last good batch.
-    valid_end: u64,
-    next_offset: i64,
-    /// Why the scan stopped before the end of the file, if it did.
-    problem: Option<String>,
-}
-
-/// Walks batches from `start` up to `size`, checking framing and offset order
-/// (and CRCs when `verify`), calling `on_batch` with each batch's header.
-fn scan_batches(
-    file: &File,
-    start: u64,
-    size: u64,
-    first_offset: i64,
-    verify: bool,
-    mut on_batch: impl FnMut(u64, &BatchView<&[u8]>),
-) -> io::Result<ScanEnd> {
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    reader.seek(SeekFrom::Start(start))?;
-    let mut pos = start;
-    let mut next = first_offset;
-    let mut body = Vec::new();
-    let stop = |pos, next, why: String| ScanEnd {
-        valid_end: pos,
-        next_offset: next,
-        problem: Some(why),
-    };
-    while pos < size {
-        if size - pos < HEADER_SIZE as u64 {
-            return Ok(stop(pos, next, format!("torn header at {pos}")));
-        }
-        let mut header = [0u8; HEADER_SIZE];
-        reader.read_exact(&mut header)?;
-        let view = match BatchView::new(&header[..]) {
-            Ok(v) => v,
-            Err(e) => return Ok(stop(pos, next, format!("bad header at {pos}: {e}"))),
-        };
-        let batch_size = view.size() as u64;
-        if size - pos < batch_size {
-            return Ok(stop(pos, next, format!("torn batch at {pos}")));
-        }
-        if view.base_offset() < next || view.last_offset_delta() < 0 {
-            return Ok(stop(pos, next, format!("offsets out of order at {pos}")));
-        }
-        let rest = batch_size as usize - HEADER_SIZE;
-        if verify {
-            body.clear();
-            body.extend_from_slice(&header);
-            body.resize(batch_size as usize, 0);
-            reader.read_exact(&mut body[HEADER_SIZE..])?;
-            let full = BatchView::new(&body[..]).expect("header already checked");
-            if let Err(e) = full.check_crc() {
-                return Ok(stop(pos, next, format!("batch at {pos}: {e}")));
-            }
-        } else {
-            reader.seek_relative(rest as i64)?;
-        }
-        on_batch(pos, &view);
-        next = view.next_offset();
-        pos += batch_size;
-    }
-    Ok(ScanEnd {
-        valid_end: pos,
-        next_offset: next,
-        problem: None,
-    })
-}
-
 fn read_file_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match fs::read(path) {
         Ok(b) => Ok(Some(b)),
@@ -464,113 +404,23 @@ fn read_header(file: &File, pos: u64) -> io::Result<[u8; HEADER_SIZE]> {
     Ok(header)
 }
 
-/// Whether loaded indexes agree with the log at the spots we can check cheaply.
-fn indexes_plausible(file: &File, base: i64, size: u64, idx: &Indexes) -> io::Result<bool> {
-    if size == 0 {
-        return Ok(idx.offsets.is_empty() && idx.times.is_empty());
-    }
-    if size < HEADER_SIZE as u64 {
-        return Ok(false);
-    }
-    let first = read_header(file, 0)?;
-    let Ok(first) = BatchView::new(&first[..]) else {
-        return Ok(false);
-    };
-    // Compaction can remove the records a segment started with, so the first batch
-    // may begin after the segment's base.
-    let first_rel = first.base_offset() - base;
-    if !(0..=MAX_RELATIVE).contains(&first_rel) {
-        return Ok(false);
-    }
-    // The first batch always sets the first time entry when it has a timestamp.
-    if first.max_timestamp() >= 0
-        && idx.times.first() != Some(&(first.max_timestamp(), first_rel as u32))
-    {
-        return Ok(false);
-    }
-    if let Some(&(rel, pos)) = idx.offsets.last() {
-        if pos as u64 + HEADER_SIZE as u64 > size {
-            return Ok(false);
-        }
-        let h = read_header(file, pos as u64)?;
-        match BatchView::new(&h[..]) {
-            Ok(v) if v.base_offset() == base + rel as i64 => {}
-            _ => return Ok(false),
-        }
-    }
-    Ok(true)
-}
-
-/// Opens one segment. `verify_all` requests a full CRC scan from the start
-/// (the unsynced tail after a crash); otherwise the index files are trusted if
-/// plausible and only the bytes after the last index entry are walked.
+/// Opens one segment and checks every batch in it (see `scan`). The indexes come from that
+/// scan; the index files are rewritten when they differ, and failing to write them (a full disk)
+/// costs only a warning: they are a cache rebuilt on every open. Returns the damage found.
 fn recover_segment(
     dir: &Path,
-    base: i64,
+    bounds: Bounds,
     interval: u32,
-    verify_all: bool,
-) -> Result<Segment, LogError> {
+) -> Result<(Segment, Vec<Damage>), LogError> {
+    let base = bounds.base;
     let (log, index_file, time_file) = Segment::open_files(dir, base, false)?;
     let file_size = log.metadata()?.len();
-    let loaded = if verify_all {
-        None
-    } else {
-        match load_indexes(dir, base, file_size)? {
-            Some(idx) if indexes_plausible(&log, base, file_size, &idx)? => Some(idx),
-            Some(_) => {
-                info!(segment = base, dir = %dir.display(), "index inconsistent with log, rebuilding");
-                None
-            }
-            None => {
-                info!(segment = base, dir = %dir.display(), "index missing or unreadable, rebuilding");
-                None
-            }
-        }
-    };
-    let rebuilt = loaded.is_none();
-    let original = loaded.clone();
-
-    // Resume tracking at the last offset-index entry: entries before it stay,
-    // everything from that batch on is replayed through `Indexes::track`.
-    let (mut idx, start_pos, start_rel) = match loaded {
-        Some(mut idx) => match idx.offsets.pop() {
-            Some((rel, pos)) => {
-                idx.times.retain(|e| e.1 < rel);
-                // Forces the replay to re-create the entry just popped.
-                idx.bytes_since_entry = u64::MAX / 2;
-                (idx, pos as u64, rel as i64)
-            }
-            None => (Indexes::default(), 0, 0),
-        },
-        None => (Indexes::default(), 0, 0),
-    };
-    let mut first_ts = None;
-    let end = scan_batches(
-        &log,
-        start_pos,
-        file_size,
-        base + start_rel,
-        verify_all,
-        |pos, v| {
-            if pos == 0 {
-                first_ts = Some(v.max_timestamp());
-            }
-            idx.track(base, pos, v, interval);
-        },
-    )?;
-    if idx.bytes_since_entry >= u64::MAX / 4 {
-        // No batch after the popped entry (cannot happen with a plausible index); keep counts sane.
-        idx.bytes_since_entry = 0;
-    }
-    if let Some(problem) = &end.problem {
-        warn!(
-            segment = base,
-            dir = %dir.display(),
-            truncate_to = end.valid_end,
-            discarded_bytes = file_size - end.valid_end,
-            "{problem}; truncating segment"
-        );
-        log.set_len(end.valid_end)?;
+    let scan = scan_segment(&log, file_size, bounds, interval)?;
+    let holes = scan.holes();
+    if scan.valid_end < file_size {
+        // Only the active segment's damaged tail is cut, as Kafka's recovery does: appends
+        // continue where the intact data ends. Shrinking a file needs no free space.
+        log.set_len(scan.valid_end)?;
         log.sync_all()?;
     }
     let mut seg = Segment {
@@ -578,37 +428,99 @@ fn recover_segment(
         log: Arc::new(log),
         index_file,
         time_file,
-        size: end.valid_end,
-        next_offset: end.next_offset,
-        idx,
+        size: scan.valid_end,
+        next_offset: scan.next_offset,
+        idx: scan.idx,
         offsets_written: 0,
         times_written: 0,
-        first_batch_ts: None,
+        first_batch_ts: scan.first_ts.filter(|&ts| ts >= 0),
         created_ms: None,
+        holes,
     };
-    if seg.size > 0 {
-        let ts = match first_ts {
-            Some(ts) => ts,
-            None => BatchView::new(&read_header(&seg.log, 0)?[..])?.max_timestamp(),
-        };
-        seg.first_batch_ts = (ts >= 0).then_some(ts);
-    }
-    if rebuilt
-        || original.as_ref()
-            != Some(&Indexes {
-                bytes_since_entry: 0,
-                ..seg.idx.clone()
-            })
-    {
-        debug!(segment = base, "writing index files");
-        seg.rewrite_index_files()?;
-        seg.index_file.sync_data()?;
-        seg.time_file.sync_data()?;
-    } else {
+    let on_disk = load_indexes(dir, base, file_size).ok().flatten();
+    let current = Indexes {
+        bytes_since_entry: 0,
+        ..seg.idx.clone()
+    };
+    if on_disk.as_ref() == Some(&current) {
         seg.offsets_written = seg.idx.offsets.len();
         seg.times_written = seg.idx.times.len();
+    } else {
+        debug!(segment = base, dir = %dir.display(), "writing index files");
+        let written = seg
+            .rewrite_index_files()
+            .and_then(|()| seg.index_file.sync_data())
+            .and_then(|()| seg.time_file.sync_data());
+        if let Err(e) = written {
+            warn!(segment = base, dir = %dir.display(), error = %e,
+                "cannot write index files; serving from the in-memory index");
+        }
     }
-    Ok(seg)
+    Ok((seg, scan.damage))
+}
+
+/// The log end written into the clean-shutdown marker (empty in markers of older versions).
+fn recorded_end(marker: &Path) -> Option<i64> {
+    let text = fs::read_to_string(marker).ok()?;
+    text.trim().strip_prefix("log_end=")?.parse().ok()
+}
+
+/// After a clean shutdown the log must end where the marker says. If the last segment ends
+/// earlier, its end was lost to damage: the damage found there (or a new entry if the file was
+/// simply cut short) is completed with the offsets lost, and the recorded end is returned.
+fn lost_end(
+    base: i64,
+    size: u64,
+    end: i64,
+    recorded: Option<i64>,
+    damage: &mut Vec<Damage>,
+) -> Option<i64> {
+    let recorded = recorded.filter(|&r| r > end)?;
+    match damage.iter_mut().rev().find(|d| d.truncated && d.segment == base) {
+        Some(d) => d.end_offset = Some(recorded),
+        None => damage.push(Damage {
+            segment: base,
+            start_pos: size,
+            end_pos: size,
+            first_offset: end,
+            end_offset: Some(recorded),
+            reason: format!("the segment ends at offset {end}, but the log ended at {recorded} at the clean shutdown"),
+            truncated: true,
+        }),
+    }
+    Some(recorded)
+}
+
+/// Logs one line per damaged range, loudly: a range that lost acknowledged data is an error.
+fn report_damage(dir: &Path, damage: &[Damage], clean: bool) {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+    let (topic, partition) = name.rsplit_once('-').unwrap_or((name, "?"));
+    for d in damage {
+        let lost = match d.end_offset {
+            Some(end) => format!("{}..{}", d.first_offset, end),
+            None => format!("{}..(unknown)", d.first_offset),
+        };
+        if d.truncated && !clean {
+            // The expected leftover of a crash mid-write, cut as Kafka's recovery cuts it.
+            warn!(
+                topic,
+                partition,
+                segment = d.segment,
+                position = d.start_pos,
+                bytes = d.end_pos - d.start_pos,
+                "{}; cut the torn tail of the active segment",
+                d.reason
+            );
+        } else if d.truncated {
+            error!(topic, partition, segment = d.segment, position = d.start_pos,
+                bytes = d.end_pos - d.start_pos, offsets_lost = %lost,
+                "damaged data at the end of the active segment after a clean shutdown: {}; cut it off", d.reason);
+        } else {
+            error!(topic, partition, segment = d.segment, position = d.start_pos,
+                bytes = d.end_pos - d.start_pos, offsets_lost = %lost,
+                "damaged data in segment: {}; reads skip to the next intact batch", d.reason);
+        }
+    }
 }
 
 /// How much of the log's tail is scanned on open to rebuild producer state. Retries come within
@@ -644,14 +556,14 @@ fn rebuild_producers(segments: &[Segment], compacted: bool) -> Result<ProducerSt
     }
     // Oldest first, so newer batches and epochs win.
     for (seg, start) in chosen.into_iter().rev() {
-        let mut pos = start;
+        let mut pos = skip_holes(&seg.holes, start);
         while pos + HEADER_SIZE as u64 <= seg.size {
             let header = read_header(&seg.log, pos)?;
             let Ok(view) = BatchView::new(&header[..]) else {
                 break;
             };
             states.replay(&view, now_ms);
-            pos += view.size() as u64;
+            pos = skip_holes(&seg.holes, pos + view.size() as u64);
         }
     }
     Ok(states)
@@ -686,6 +598,8 @@ struct ReadPlan {
     file: Arc<File>,
     start_pos: u64,
     limit: u64,
+    /// The segment's damaged ranges, never read.
+    holes: Vec<(u64, u64)>,
 }
 
 /// The durable log of one partition. Cheap reads, serialized appends.
@@ -698,6 +612,8 @@ pub struct PartitionLog {
     cleaner: Mutex<CleanerState>,
     start: AtomicI64,
     end: AtomicI64,
+    /// What open() found damaged, for the start-up report.
+    damage: Vec<Damage>,
 }
 
 /// What an append is about to add, for the roll decision.
@@ -724,6 +640,7 @@ impl PartitionLog {
         fs::create_dir_all(dir)?;
         let marker = dir.join(CLEAN_MARKER);
         let clean = marker.exists();
+        let clean_end = if clean { recorded_end(&marker) } else { None };
 
         let mut bases = Vec::new();
         let mut index_files = Vec::new();
@@ -752,15 +669,17 @@ impl PartitionLog {
         for (base, path) in index_files {
             if bases.binary_search(&base).is_err() {
                 debug!(path = %path.display(), "removing orphan index file");
-                fs::remove_file(&path)?;
+                let _ = fs::remove_file(&path);
             }
         }
 
         let interval = config.index_interval_bytes;
+        let dense = !config.cleanup_compact;
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        let mut damage = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            let seg = recover_segment(dir, base, interval, last && !clean)?;
+            let (seg, found) = recover_segment(dir, Bounds::of(&bases, i, dense), interval)?;
             // Compaction merges segments by renaming the merged file over the first one and
             // then deleting the rest; a crash in between leaves those rest behind, starting
             // inside the merged segment's range. Their surviving records are in it already.
@@ -775,13 +694,35 @@ impl PartitionLog {
                     seg.delete_files(dir);
                     continue;
                 }
+                if dense && seg.base > prev.next_offset && prev.holes.is_empty() {
+                    warn!(dir = %dir.display(), segment = base, missing = %format!("{}..{}", prev.next_offset, seg.base),
+                        "offsets missing between segments");
+                }
             }
+            damage.extend(found);
             segments.push(seg);
         }
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0)?);
             sync_dir(dir)?;
         }
+        let last = segments.last().expect("non-empty");
+        if let Some(lost) = lost_end(
+            last.base,
+            last.size,
+            last.next_offset,
+            clean_end,
+            &mut damage,
+        ) {
+            // The offsets the lost tail held must never be handed out again: appends continue
+            // in a new segment at the end recorded at the clean shutdown.
+            match Segment::create(dir, lost).and_then(|s| sync_dir(dir).map(|()| s)) {
+                Ok(seg) => segments.push(seg),
+                Err(e) => error!(dir = %dir.display(), error = %e,
+                    "cannot start a segment at the recorded log end; new records will reuse lost offsets"),
+            }
+        }
+        report_damage(dir, &damage, clean);
         if clean {
             // A crash from here on must be detected, so the removal has to be durable.
             fs::remove_file(&marker)?;
@@ -803,7 +744,13 @@ impl PartitionLog {
             cleaner: Mutex::new(CleanerState::default()),
             start: AtomicI64::new(start),
             end: AtomicI64::new(end),
+            damage,
         })
+    }
+
+    /// Damaged ranges found when the log was opened (see [`Damage`]).
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
     }
 
     pub fn dir(&self) -> &Path {
@@ -1104,6 +1051,7 @@ impl PartitionLog {
                 file: seg.log.clone(),
                 start_pos: seg.idx.position_for(rel),
                 limit: seg.size,
+                holes: seg.holes.clone(),
             }),
             end,
         ))
@@ -1115,14 +1063,16 @@ impl PartitionLog {
         plan: &ReadPlan,
         offset: i64,
     ) -> Result<Option<(u64, [u8; HEADER_SIZE])>, LogError> {
-        let mut pos = plan.start_pos;
+        // Index positions and batch ends are intact batch boundaries, and damaged ranges start
+        // at such boundaries, so hopping over them keeps the walk on intact batches.
+        let mut pos = skip_holes(&plan.holes, plan.start_pos);
         while pos + HEADER_SIZE as u64 <= plan.limit {
             let header = read_header(&plan.file, pos)?;
             let view = BatchView::new(&header[..])?;
             if view.last_offset() >= offset {
                 return Ok(Some((pos, header)));
             }
-            pos += view.size() as u64;
+            pos = skip_holes(&plan.holes, pos + view.size() as u64);
         }
         Ok(None)
     }
@@ -1157,7 +1107,8 @@ impl PartitionLog {
         if first_size > max_bytes as u64 && !first_batch_always {
             return Ok(empty(self));
         }
-        let available = plan.limit - pos;
+        // Never past the next damaged range: a read ends at it, the next one starts after it.
+        let available = readable_until(&plan.holes, pos, plan.limit) - pos;
         let want = (max_bytes as u64).min(available).max(first_size);
         let mut data = vec![0u8; want as usize];
         plan.file.read_exact_at(&mut data, pos)?;
@@ -1243,6 +1194,7 @@ impl PartitionLog {
                         file: seg.log.clone(),
                         start_pos: seg.idx.position_for(rel),
                         limit: seg.size,
+                        holes: seg.holes.clone(),
                     };
                     found = Some((plan, seg.base + rel as i64));
                     break;
@@ -1280,6 +1232,7 @@ impl PartitionLog {
                     file: seg.log.clone(),
                     start_pos: seg.idx.position_for((off - seg.base) as u32),
                     limit: seg.size,
+                    holes: seg.holes.clone(),
                 };
                 (plan, off, ts)
             })
@@ -1352,13 +1305,140 @@ impl PartitionLog {
         // Waits for a running compaction so the clean marker covers its last swap.
         let _cleaner = self.cleaner.lock();
         let mut inner = self.inner.lock();
-        inner.active().sync_all_files()?;
+        let seg = inner.active();
+        // Index files are a cache rebuilt on open: a full disk must not keep the log from
+        // closing cleanly, as long as the data itself is durable.
+        if let Err(e) = seg.write_new_index_entries() {
+            warn!(dir = %self.dir.display(), error = %e, "cannot write index entries at close");
+        }
+        seg.log.sync_data()?;
+        let _ = seg.index_file.sync_data();
+        let _ = seg.time_file.sync_data();
         if !inner.marker_present {
-            let marker = File::create(self.dir.join(CLEAN_MARKER))?;
-            marker.sync_all()?;
-            sync_dir(&self.dir)?;
-            inner.marker_present = true;
+            // Without the marker the next open only logs a cut tail as a crash leftover rather
+            // than as damage; every segment is checked either way, so failing here is harmless.
+            // The log end goes into the marker so the next open can tell if damage cut it short.
+            let end = inner.segments.last().expect("non-empty").next_offset;
+            let written = File::create(self.dir.join(CLEAN_MARKER))
+                .and_then(|mut m| {
+                    io::Write::write_all(&mut m, format!("log_end={end}\n").as_bytes())?;
+                    m.sync_all()
+                })
+                .and_then(|()| sync_dir(&self.dir));
+            match written {
+                Ok(()) => inner.marker_present = true,
+                Err(e) => {
+                    warn!(dir = %self.dir.display(), error = %e, "cannot write the clean-shutdown marker")
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// One segment as `cairn check` saw it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SegmentReport {
+    pub base: i64,
+    pub bytes: u64,
+    pub batches: u64,
+    /// Offset after the segment's last intact batch.
+    pub next_offset: i64,
+    /// The index files differ from the batches (missing, torn or stale); the broker rebuilds
+    /// them on start, so this is not damage.
+    pub index_rebuild: bool,
+}
+
+/// The read-only check of one partition directory: the same scan the broker runs on open.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PartitionCheck {
+    pub clean_shutdown: bool,
+    pub segments: Vec<SegmentReport>,
+    pub log_start: i64,
+    pub log_end: i64,
+    /// Damaged ranges: data that was written and cannot be served.
+    pub damage: Vec<Damage>,
+    /// A torn tail of the active segment without a clean shutdown: the normal leftover of a crash
+    /// mid-write, which the broker cuts on start.
+    pub torn_tail: Option<Damage>,
+}
+
+impl PartitionLog {
+    /// Checks a partition directory without changing anything in it. `compacted`: the topic's
+    /// `cleanup.policy` includes `compact` (gaps between batches are then legal).
+    pub fn check(dir: &Path, compacted: bool, interval: u32) -> io::Result<PartitionCheck> {
+        let clean = dir.join(CLEAN_MARKER).exists();
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+                continue;
+            };
+            if stem.len() == 20 {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            }
+        }
+        bases.sort_unstable();
+        let dense = !compacted;
+        let mut out = PartitionCheck {
+            clean_shutdown: clean,
+            segments: Vec::new(),
+            log_start: bases.first().copied().unwrap_or(0),
+            log_end: 0,
+            damage: Vec::new(),
+            torn_tail: None,
+        };
+        let mut prev_end: Option<i64> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let bounds = Bounds::of(&bases, i, dense);
+            let file = File::open(segment_path(dir, base, LOG_SUFFIX))?;
+            let size = file.metadata()?.len();
+            // Left behind by an interrupted compaction; the broker removes it on start.
+            if !last && prev_end.is_some_and(|end| base < end) {
+                continue;
+            }
+            let scan = scan_segment(&file, size, bounds, interval)?;
+            let on_disk = load_indexes(dir, base, size).ok().flatten();
+            let current = Indexes {
+                bytes_since_entry: 0,
+                ..scan.idx.clone()
+            };
+            out.segments.push(SegmentReport {
+                base,
+                bytes: size,
+                batches: scan.batches,
+                next_offset: scan.next_offset,
+                index_rebuild: on_disk.as_ref() != Some(&current),
+            });
+            for d in scan.damage {
+                if d.truncated && !clean {
+                    out.torn_tail = Some(d);
+                } else {
+                    out.damage.push(d);
+                }
+            }
+            prev_end = Some(scan.next_offset);
+            out.log_end = scan.next_offset;
+            if last {
+                let clean_end = if clean {
+                    recorded_end(&dir.join(CLEAN_MARKER))
+                } else {
+                    None
+                };
+                if let Some(end) = lost_end(
+                    base,
+                    scan.valid_end,
+                    scan.next_offset,
+                    clean_end,
+                    &mut out.damage,
+                ) {
+                    out.log_end = end;
+                }
+            }
+        }
+        Ok(out)
     }
 }

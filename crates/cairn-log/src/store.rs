@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::partition::{LogConfig, LogError, PartitionLog};
+use crate::partition::{LogConfig, LogError, PartitionCheck, PartitionLog};
 
 const REGISTRY_FILE: &str = "topics.json";
 const REGISTRY_TMP: &str = "topics.json.tmp";
@@ -574,4 +574,90 @@ fn remove_leftover_dirs(data_dir: &Path, wanted: &BTreeMap<&str, u32>) -> io::Re
         }
     }
     Ok(())
+}
+
+/// One partition of a data directory check.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionReport {
+    pub topic: String,
+    pub partition: u32,
+    /// The scan, unless the directory could not be read (then `error` says why).
+    pub check: Option<PartitionCheck>,
+    pub error: Option<String>,
+}
+
+impl PartitionReport {
+    pub fn damaged(&self) -> bool {
+        self.error.is_some() || self.check.as_ref().is_some_and(|c| !c.damage.is_empty())
+    }
+}
+
+/// What `cairn check` reports for a data directory.
+#[derive(Clone, Debug, Serialize)]
+pub struct DataDirCheck {
+    pub cluster_id: String,
+    /// A broker holds the directory's lock: the active segments may be growing while we read,
+    /// so a torn tail there is expected.
+    pub broker_running: bool,
+    pub partitions: Vec<PartitionReport>,
+}
+
+impl DataDirCheck {
+    pub fn damaged(&self) -> bool {
+        self.partitions.iter().any(PartitionReport::damaged)
+    }
+}
+
+/// Kafka's default `index.interval.bytes`, for telling whether index files are current.
+const DEFAULT_INDEX_INTERVAL: u32 = 4096;
+
+/// Checks every partition the registry lists, reading only: nothing in the directory changes,
+/// and a running broker is not disturbed (its lock is only probed).
+pub fn check_data_dir(data_dir: &Path) -> Result<DataDirCheck, StoreError> {
+    let path = data_dir.join(REGISTRY_FILE);
+    let raw = fs::read(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let registry: Registry = serde_json::from_slice(&raw)
+        .map_err(|e| StoreError::Corrupt(format!("{REGISTRY_FILE}: {e}")))?;
+    let broker_running = match File::open(data_dir.join(LOCK_FILE)) {
+        Ok(f) => matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    };
+    let mut partitions = Vec::new();
+    for meta in &registry.topics {
+        let compacted = meta
+            .configs
+            .get("cleanup.policy")
+            .is_some_and(|p| p.split(',').any(|v| v.trim() == "compact"));
+        let interval = meta
+            .configs
+            .get("index.interval.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_INDEX_INTERVAL);
+        for p in 0..meta.partitions {
+            let dir = partition_dir(data_dir, &meta.name, p);
+            let (check, error) = if dir.is_dir() {
+                match PartitionLog::check(&dir, compacted, interval) {
+                    Ok(c) => (Some(c), None),
+                    Err(e) => (None, Some(format!("cannot read {}: {e}", dir.display()))),
+                }
+            } else {
+                (
+                    None,
+                    Some(format!("partition directory {} is missing", dir.display())),
+                )
+            };
+            partitions.push(PartitionReport {
+                topic: meta.name.clone(),
+                partition: p,
+                check,
+                error,
+            });
+        }
+    }
+    Ok(DataDirCheck {
+        cluster_id: registry.cluster_id,
+        broker_running,
+        partitions,
+    })
 }

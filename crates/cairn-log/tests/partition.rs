@@ -438,7 +438,7 @@ fn torn_tail_is_truncated_on_reopen() {
 }
 
 #[test]
-fn corrupted_byte_in_tail_is_cut_off() {
+fn corrupted_batch_in_the_active_segment_becomes_a_gap() {
     let dir = tempfile::tempdir().unwrap();
     let first_len = batch_n(3, 1).len();
     {
@@ -453,7 +453,37 @@ fn corrupted_byte_in_tail_is_cut_off() {
     bytes[first_len + 70] ^= 0xFF;
     fs::write(&path, &bytes).unwrap();
     let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+    // The intact third batch keeps its offsets; the damaged one is a gap reads step over.
+    assert_eq!(log.log_end_offset(), 9);
+    let d = log.damage();
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].first_offset, d[0].end_offset), (3, Some(6)));
+    assert_eq!(d[0].start_pos, first_len as u64);
+    let r = log.read(3, 1).unwrap();
+    assert_eq!(BatchView::new(&r.data[..]).unwrap().base_offset(), 6);
+    // A read from the start stops before the damage instead of serving it.
+    let r = log.read(0, 1 << 20).unwrap();
+    assert_eq!(r.data.len(), first_len);
+    assert_eq!(log.append(&batch_n(1, 4), 0).unwrap().base_offset, 9);
+}
+
+#[test]
+fn damaged_tail_of_the_active_segment_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_len = batch_n(3, 1).len();
+    {
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(&batch_n(3, 1), 0).unwrap();
+        log.append(&batch_n(3, 2), 0).unwrap();
+    }
+    let path = seg_file(dir.path(), 0, "log");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[first_len + 70] ^= 0xFF;
+    fs::write(&path, &bytes).unwrap();
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(fs::metadata(&path).unwrap().len(), first_len as u64);
+    assert!(log.damage()[0].truncated);
     assert_eq!(log.append(&batch_n(1, 4), 0).unwrap().base_offset, 3);
 }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use tracing::{debug, info};
 
+use super::scan::skip_holes;
 use super::{
     segment_path, sync_dir, Indexes, LogError, PartitionLog, Segment, INDEX_SUFFIX, LOG_SUFFIX,
     MAX_RELATIVE, TIME_INDEX_SUFFIX,
@@ -58,6 +59,7 @@ struct Snapshot {
     file: Arc<File>,
     size: u64,
     next_offset: i64,
+    holes: Vec<(u64, u64)>,
 }
 
 /// Calls `f` with every batch of `file` below `size`, CRC-checked, reading in
@@ -65,6 +67,7 @@ struct Snapshot {
 fn for_each_batch(
     file: &File,
     size: u64,
+    holes: &[(u64, u64)],
     mut f: impl FnMut(&BatchView<&[u8]>) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
     const CHUNK: u64 = 1 << 20;
@@ -81,7 +84,13 @@ fn for_each_batch(
         Ok(())
     };
     let corrupt = |pos: u64, what: &str| LogError::CorruptBatch(format!("{what} at {pos}"));
-    while pos < size {
+    loop {
+        // Damaged ranges found on open are skipped: the rewritten segment keeps the intact
+        // batches with their offsets, and the damage (logged at open) becomes a plain gap.
+        pos = skip_holes(holes, pos);
+        if pos >= size {
+            break;
+        }
         if size - pos < HEADER_SIZE as u64 {
             return Err(corrupt(pos, "torn header"));
         }
@@ -112,7 +121,7 @@ fn record_count(view: &BatchView<&[u8]>) -> Result<usize, LogError> {
 fn latest_offsets(segments: &[Snapshot], limit: usize) -> Result<HashMap<Vec<u8>, i64>, LogError> {
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
     for seg in segments {
-        for_each_batch(&seg.file, seg.size, |view| {
+        for_each_batch(&seg.file, seg.size, &seg.holes, |view| {
             if view.is_control() {
                 return Ok(());
             }
@@ -207,12 +216,41 @@ impl PartitionLog {
     /// `delete_retention_ms`, and merges small neighbours. Offsets, the log start
     /// and the log end never change. A no-op for logs that are not compacted.
     pub fn compact(&self, now_ms: i64) -> Result<CompactStats, LogError> {
+        let mut cleaner = self.cleaner.lock();
+        let result = self.compact_pass(now_ms, &mut cleaner);
+        if result.is_err() {
+            // A pass that failed (a full disk, typically) must not keep holding the space of
+            // its half-written file until the next open sweeps it.
+            self.remove_cleaner_files();
+        }
+        result
+    }
+
+    fn remove_cleaner_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(CLEANED_SUFFIX)
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn compact_pass(
+        &self,
+        now_ms: i64,
+        cleaner: &mut CleanerState,
+    ) -> Result<CompactStats, LogError> {
         let config = self.config();
         let mut stats = CompactStats::default();
         if !config.cleanup_compact {
             return Ok(stats);
         }
-        let mut cleaner = self.cleaner.lock();
         if cleaner.clean == Some((self.log_end_offset(), config.delete_retention_ms)) {
             return Ok(stats);
         }
@@ -226,6 +264,7 @@ impl PartitionLog {
                     file: s.log.clone(),
                     size: s.size,
                     next_offset: s.next_offset,
+                    holes: s.holes.clone(),
                 })
                 .collect()
         };
@@ -257,7 +296,7 @@ impl PartitionLog {
         for seg in dirty {
             out.clear();
             let mut changed = false;
-            for_each_batch(&seg.file, seg.size, |view| {
+            for_each_batch(&seg.file, seg.size, &seg.holes, |view| {
                 changed |= filter.batch(view, &mut out, &mut stats)?;
                 Ok(())
             })?;
@@ -423,6 +462,7 @@ impl PartitionLog {
             times_written: 0,
             first_batch_ts: None,
             created_ms: None,
+            holes: Vec::new(),
         };
         seg.write_new_index_entries()?;
         seg.index_file.sync_data()?;
