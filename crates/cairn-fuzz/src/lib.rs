@@ -23,11 +23,12 @@ pub mod alloc;
 #[global_allocator]
 static COUNTING: alloc::Counting = alloc::Counting;
 
-/// Bytes that decoding one input may hold at once: `K` per input byte plus `C`. 16 covers the
-/// widest in-memory form of a decoded field (a 1-byte empty compact string becomes a 32-byte
-/// string handle, a 3-byte struct a ~90-byte one) once counts are bounded by the bytes left;
-/// 64 KiB covers the fixed cost of the first allocations of any decode.
-pub const K: usize = 16;
+/// Bytes that decoding one input may hold at once: `K` per input byte plus `C`. Once counts are
+/// bounded by the bytes left, the widest decoded form per encoded byte is a flexible-version
+/// struct of empty fields: a JoinGroup protocol is 3 bytes on the wire and 88 in memory (two
+/// 32-byte byte handles and a tagged-field map), so 16 per byte is too tight and 32 is the
+/// smallest power of two above it. 64 KiB covers the fixed first allocations of any decode.
+pub const K: usize = 32;
 pub const C: usize = 64 * 1024;
 
 /// The default `message.max.bytes`: decompressed bytes up to this much count as received bytes,

@@ -57,28 +57,37 @@ fn segment_recovery_regressions() {
 /// breaks would be the wrong property, not a finding.
 #[test]
 fn request_frame_corpus_within_bound() {
-    replay_corpus("request_frame", |d| {
-        cairn_fuzz::request_frame(d);
-    });
+    replay_corpus("request_frame", cairn_fuzz::request_frame);
 }
 
 #[test]
 fn record_batch_corpus_within_bound() {
-    replay_corpus("record_batch", |d| {
-        cairn_fuzz::record_batch(d);
-    });
+    replay_corpus("record_batch", cairn_fuzz::record_batch);
 }
 
-fn replay_corpus(target: &str, run: impl Fn(&[u8])) {
+fn replay_corpus(target: &str, run: impl Fn(&[u8]) -> cairn_fuzz::alloc::Usage) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../fuzz/corpus")
         .join(target);
     let mut n = 0;
+    let mut widest = (0.0f64, 0, PathBuf::new());
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
         eprintln!("replaying {}", path.display());
-        run(&std::fs::read(&path).unwrap());
+        let data = std::fs::read(&path).unwrap();
+        let usage = run(&data);
+        let ratio = usage.peak as f64 / data.len().max(1) as f64;
+        if ratio > widest.0 {
+            widest = (ratio, usage.peak, path);
+        }
         n += 1;
     }
     assert!(n > 0, "empty corpus for {target}");
+    // Run with --nocapture to see how close real traffic comes to the bound.
+    println!(
+        "{target}: {n} inputs, at most {:.1} bytes held per input byte ({} bytes, {})",
+        widest.0,
+        widest.1,
+        widest.2.display()
+    );
 }
