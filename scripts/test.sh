@@ -40,7 +40,7 @@ while [[ $# -gt 0 ]]; do
         --no-fuzz) run_fuzz=0 ;;
         --fast) fast=1 ;;
         --) shift; pytest_args=("$@"); break ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
