@@ -294,6 +294,32 @@ mod tests {
         assert_eq!(usage.peak, 4000);
     }
 
+    /// The bound must stop a hostile reservation before the system allocator sees it: the child
+    /// asks for 1 TiB under a 1 MiB bound and must die with our message, not the runtime's.
+    #[test]
+    fn an_oversized_request_is_stopped_before_it_is_made() {
+        const NAME: &str = "tests::an_oversized_request_is_stopped_before_it_is_made";
+        if std::env::var_os("CAIRN_FUZZ_BOUND_CHILD").is_some() {
+            let (v, _) = alloc::measure(0, 1 << 20, || vec![0u8; 1 << 40]);
+            drop(v);
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env("CAIRN_FUZZ_BOUND_CHILD", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        use std::os::unix::process::ExitStatusExt;
+        const SIGABRT: i32 = 6;
+        assert_eq!(out.status.signal(), Some(SIGABRT), "{stderr}");
+        assert!(
+            stderr.contains("a request for 1099511627776 bytes")
+                && stderr.contains("over the bound of 1048576 bytes"),
+            "{stderr}"
+        );
+    }
+
     #[test]
     fn every_served_api_has_a_decoder() {
         for &(key, lo, hi) in cairn_broker::SUPPORTED {
