@@ -6,15 +6,17 @@
 # cargo test, the release build of `cairn`, the Python integration suite
 # (pytest, tests/integration), the kafkajs suite (node --test, tests/js) and
 # the dashboard in headless Chromium (node --test, tests/browser; installs
-# Debian's chromium when missing and running as root).
+# Debian's chromium when missing and running as root), and a short run of each fuzz target
+# (scripts/fuzz.sh; FUZZ_SECONDS per target).
 # Every stage runs even if an earlier one failed (the integration suites need
 # the release build, though); the exit status is non-zero if any stage failed.
 #
-# Usage: scripts/test.sh [--no-cargo] [--no-python] [--no-js] [--no-browser] [--fast] [-- PYTEST_ARGS...]
+# Usage: scripts/test.sh [--no-cargo] [--no-python] [--no-js] [--no-browser] [--no-fuzz] [--fast] [-- PYTEST_ARGS...]
 #   --no-cargo   skip fmt/clippy/cargo test (still builds the release binary)
 #   --no-python  skip the pytest suite
 #   --no-js      skip the kafkajs suite
 #   --no-browser skip the dashboard browser test
+#   --no-fuzz    skip the short fuzz run
 #   --fast       skip the slow crash/recovery tests (pytest -m "not slow")
 # Environment: PYTHON (default python3), CAIRN_BIN (default target/release/cairn).
 set -euo pipefail
@@ -26,6 +28,7 @@ run_cargo=1
 run_python=1
 run_js=1
 run_browser=1
+run_fuzz=1
 fast=0
 pytest_args=()
 while [[ $# -gt 0 ]]; do
@@ -34,6 +37,7 @@ while [[ $# -gt 0 ]]; do
         --no-python) run_python=0 ;;
         --no-js) run_js=0 ;;
         --no-browser) run_browser=0 ;;
+        --no-fuzz) run_fuzz=0 ;;
         --fast) fast=1 ;;
         --) shift; pytest_args=("$@"); break ;;
         -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
@@ -168,6 +172,7 @@ if [[ $run_cargo -eq 1 ]]; then
     record "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
     record "cargo test" timeout 2400 cargo test --workspace
 fi
+if [[ $run_fuzz -eq 1 ]]; then record "fuzz (scripts/fuzz.sh)" timeout 3600 scripts/fuzz.sh; fi
 
 build_ok=1
 if [[ -z "${CAIRN_BIN:-}" ]]; then
