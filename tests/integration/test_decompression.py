@@ -111,7 +111,7 @@ def test_decompression_bombs_are_refused_with_bounded_memory(broker):
         err, _base = produce_raw(broker, topic, b, 2 + i)
         assert err == MESSAGE_TOO_LARGE, codec
 
-    # Two batches that each fit the bound but not together, in one append.
+    # Two batches that each fit the bound but not together, in one append (and one request).
     half = bomb("zstd", 40, MIB)
     err, _base = produce_raw(broker, topic, half + half, 5)
     assert err == MESSAGE_TOO_LARGE
@@ -123,6 +123,30 @@ def test_decompression_bombs_are_refused_with_bounded_memory(broker):
     assert rss < PEAK_RSS_LIMIT, f"peak RSS {rss / MIB:.0f} MiB after the bombs"
     assert broker.is_running()
     assert kutil.watermarks(broker, topic, 0) == (0, 40), "refused batches must write nothing"
+
+
+def test_inflation_budget_is_shared_by_a_requests_partitions(broker):
+    topic = kutil.create_topic(broker, kutil.unique_topic("spread"), partitions=3)
+    half = bomb("zstd", 40, MIB)  # 40 MiB inflated: under the bound alone
+    plain = kproto.record_batch([(None, b"plain")])
+    body = (
+        kproto.string(None)
+        + kproto.i16(1)
+        + kproto.i32(30000)
+        + kproto.array(
+            [kproto.string(topic) + kproto.array([kproto.i32(p) + kproto.nbytes(b) for p, b in [(0, half), (1, half), (2, plain)]])]
+        )
+    )
+    c = kproto.Conn(broker.host, broker.port, timeout=60)
+    try:
+        c.send(kproto.request(kproto.API_PRODUCE, 3, 7, body))
+        _cid, parts = kproto.parse_produce_v3(c.read_frame())
+    finally:
+        c.close()
+    # The request is a few KB, so it may inflate to the floor of 64 MiB in all: the second bomb
+    # finds the budget spent; the uncompressed batch never draws on it.
+    assert parts == {(topic, 0): (0, 0), (topic, 1): (MESSAGE_TOO_LARGE, -1), (topic, 2): (0, 0)}
+    assert peak_rss(broker) < PEAK_RSS_LIMIT
 
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]

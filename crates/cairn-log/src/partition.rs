@@ -625,6 +625,9 @@ struct Incoming {
 }
 
 /// Per-batch facts gathered during validation, before taking the lock.
+/// An append's validated batches and the max timestamps to rewrite (batch index, true value).
+type Validated = (Vec<Pending>, Vec<(usize, i64)>);
+
 struct Pending {
     pos: usize,
     max_ts: i64,
@@ -815,7 +818,8 @@ impl PartitionLog {
         let mut max_ts = -1i64;
         let mut next = 0i32;
         let mut bad_delta = None;
-        let inflated = view.for_each_record(*inflate_budget, |r| {
+        let compressed = view.compression()? != batch::Compression::None;
+        let walked = view.for_each_record(*inflate_budget, |r| {
             if r.offset_delta != next {
                 bad_delta = Some((next, r.offset_delta));
                 return ControlFlow::Break(());
@@ -823,39 +827,45 @@ impl PartitionLog {
             next += 1;
             max_ts = max_ts.max(base_ts.wrapping_add(r.timestamp_delta));
             ControlFlow::Continue(())
-        })?;
+        });
+        let inflated = match walked {
+            Ok(n) => n,
+            Err(e) => {
+                // How far it got is unknown; count the worst case, what it was allowed.
+                if compressed {
+                    *inflate_budget = 0;
+                }
+                return Err(e.into());
+            }
+        };
+        if compressed {
+            *inflate_budget = inflate_budget.saturating_sub(inflated as usize);
+        }
         if let Some((i, delta)) = bad_delta {
             return Err(LogError::InvalidRecord(format!(
                 "record {i} has offset delta {delta}"
             )));
         }
-        if view.compression()? != batch::Compression::None {
-            *inflate_budget = inflate_budget.saturating_sub(inflated as usize);
-        }
         Ok((count as i64, count as u32, max_ts))
     }
 
-    /// Validates, assigns offsets and writes `batches` as one unit.
-    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
-        if batches.is_empty() {
-            return Err(LogError::InvalidRecord("empty record set".into()));
-        }
-        let config = self.config();
+    /// Validates every batch of an append; `inflate_budget` is shared by the compressed batches.
+    fn validate_all(
+        batches: &[u8],
+        config: &LogConfig,
+        now_ms: i64,
+        inflate_budget: &mut usize,
+    ) -> Result<Validated, LogError> {
         let append_time = config.timestamp_type == TimestampType::LogAppendTime;
-
-        // Validation runs before taking the lock so reads are not held up by decompression.
         let mut pending = Vec::new();
         let mut fixes = Vec::new();
         let mut iter = batch::batches(batches);
-        // Shared by the append's batches, so many small bombs in one request cannot each
-        // inflate to the limit.
-        let mut inflate_budget = config.max_uncompressed_bytes();
         loop {
             let pos = iter.position();
             let Some(view) = iter.next() else { break };
             let view = view?;
             let (offsets, records, max_ts) =
-                Self::validate(&view, config.max_message_bytes, &mut inflate_budget)?;
+                Self::validate(&view, config.max_message_bytes, inflate_budget)?;
             let producer = producers::Incoming::of(&view);
             if let Some(b) = &producer {
                 // Kafka refuses these too: an idempotent batch without a sequence cannot be checked.
@@ -879,6 +889,38 @@ impl PartitionLog {
                 producer,
             });
         }
+        Ok((pending, fixes))
+    }
+
+    /// Validates, assigns offsets and writes `batches` as one unit.
+    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let mut unlimited = usize::MAX;
+        self.append_within(batches, now_ms, &mut unlimited)
+    }
+
+    /// Like [`PartitionLog::append`], but the compressed batches may inflate to no more than
+    /// `inflate_budget` bytes in all (besides the topic's own bound); what they inflated is taken
+    /// from it, and a compressed batch refused while inflating uses up the whole allowance. The
+    /// broker shares one budget across a produce request's partitions, so small bombs spread
+    /// over many partitions cannot add up.
+    pub fn append_within(
+        &self,
+        batches: &[u8],
+        now_ms: i64,
+        inflate_budget: &mut usize,
+    ) -> Result<AppendInfo, LogError> {
+        if batches.is_empty() {
+            return Err(LogError::InvalidRecord("empty record set".into()));
+        }
+        let config = self.config();
+        let append_time = config.timestamp_type == TimestampType::LogAppendTime;
+
+        // Validation runs before taking the lock so reads are not held up by decompression.
+        let allowance = config.max_uncompressed_bytes().min(*inflate_budget);
+        let mut left = allowance;
+        let validated = Self::validate_all(batches, &config, now_ms, &mut left);
+        *inflate_budget -= allowance - left;
+        let (pending, fixes) = validated?;
         let mut buf = batches.to_vec();
         for (i, max_ts) in fixes {
             let p = &pending[i];

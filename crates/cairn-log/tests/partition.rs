@@ -838,3 +838,30 @@ fn inflation_is_bounded_per_append() {
     assert_eq!(log.timestamp_at(0).unwrap(), Some(1));
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1)));
 }
+
+#[test]
+fn a_shared_budget_bounds_inflation_across_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = PartitionLog::open(&dir.path().join("a"), LogConfig::default()).unwrap();
+    let b = PartitionLog::open(&dir.path().join("b"), LogConfig::default()).unwrap();
+    let limit = LogConfig::default().max_uncompressed_bytes();
+    let half = zero_bomb(limit / 2 + 1);
+    let mut budget = limit;
+    a.append_within(&half, 0, &mut budget).unwrap();
+    assert!(
+        budget < limit / 2,
+        "what the batch inflated is taken: {budget} left"
+    );
+    // Another partition of the same request gets only what is left.
+    assert!(matches!(
+        b.append_within(&half, 0, &mut budget),
+        Err(LogError::InflatesTooLarge { .. })
+    ));
+    assert_eq!(
+        budget, 0,
+        "a refused compressed batch uses up its allowance"
+    );
+    // Uncompressed batches never draw on the budget.
+    b.append_within(&batch_n(3, 1), 0, &mut budget).unwrap();
+    assert_eq!(b.log_end_offset(), 3);
+}

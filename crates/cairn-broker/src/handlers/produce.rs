@@ -13,6 +13,16 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
     let mut pending_syncs = Vec::new();
     let mut appended_any = false;
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    // One inflation budget for the request, scaled by its size like each topic's bound is by
+    // max.message.bytes, so small compressed bombs spread over many partitions cannot add up.
+    let request_bytes: usize = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
+    let mut inflate_budget =
+        cairn_log::batch::max_uncompressed_bytes(u32::try_from(request_bytes).unwrap_or(u32::MAX));
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let meta = st.store.topic(&name);
@@ -43,7 +53,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                 parts.push(r.with_error_code(Code::InvalidRecord.code()));
                 continue;
             };
-            match log.append(&records, now_ms()) {
+            match log.append_within(&records, now_ms(), &mut inflate_budget) {
                 Ok(info) => {
                     if info.duplicate {
                         // A retry after a lost acknowledgement: the original offsets, nothing new.
