@@ -16,7 +16,6 @@ use bytes::Bytes;
 use cairn_log::batch::{self, BatchView, PlainRecord};
 use cairn_log::{LogConfig, PartitionLog};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::Decodable;
 
 pub mod alloc;
 
@@ -70,87 +69,17 @@ pub fn install_panic_hook() {
 // ---------------------------------------------------------------------------------------------
 // request_frame
 
-/// The versions served for `key`: the broker's advertised table, with Produce decodable from v3
-/// (v0-2 are advertised but refused on use).
-fn served(key: ApiKey) -> Option<(i16, i16)> {
-    cairn_broker::SUPPORTED
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|&(k, lo, hi)| {
-            if k == ApiKey::Produce {
-                (3, hi)
-            } else {
-                (lo, hi)
-            }
-        })
-}
-
-/// The broker's decode path for one request frame (the bytes after the size prefix). Returns the
-/// API key of a decoded request, `None` when the broker answers without decoding the body.
-///
-/// FIXME(decode_request): stands in for the broker's own bounded decode function until it is
-/// public; then this body becomes one call to it. It follows the broker's request routing today:
-/// header peek, served-version check, header decode, body decode, panics contained.
-pub fn decode_request(frame: Bytes) -> Result<Option<ApiKey>, String> {
-    if frame.len() < 8 {
-        return Err("frame too short for a header".into());
-    }
-    let key_raw = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let key = ApiKey::try_from(key_raw).map_err(|_| format!("unknown API key {key_raw}"))?;
-    let (lo, hi) = served(key).ok_or("API not served")?;
-    if key == ApiKey::ApiVersions && version > hi {
-        // Answered without decoding the body.
-        return Ok(None);
-    }
-    if version < lo || version > hi {
-        return Err("version not served".into());
-    }
-    let mut buf = frame;
-    let header: RequestHeader = decode(&mut buf, key.request_header_version(version))?;
-    drop(header);
-    macro_rules! body {
-        ($($k:ident => $t:ty),* $(,)?) => {
-            match key {
-                $(ApiKey::$k => drop(decode::<$t>(&mut buf, version)?),)*
-                other => return Err(format!("{other:?} has no decoder here")),
-            }
-        };
-    }
-    // Every API in the broker's version table.
-    body! {
-        Produce => ProduceRequest,
-        Fetch => FetchRequest,
-        ListOffsets => ListOffsetsRequest,
-        Metadata => MetadataRequest,
-        ApiVersions => ApiVersionsRequest,
-        CreateTopics => CreateTopicsRequest,
-        DeleteTopics => DeleteTopicsRequest,
-        DescribeConfigs => DescribeConfigsRequest,
-        CreatePartitions => CreatePartitionsRequest,
-        DescribeCluster => DescribeClusterRequest,
-        FindCoordinator => FindCoordinatorRequest,
-        JoinGroup => JoinGroupRequest,
-        SyncGroup => SyncGroupRequest,
-        Heartbeat => HeartbeatRequest,
-        LeaveGroup => LeaveGroupRequest,
-        OffsetCommit => OffsetCommitRequest,
-        OffsetFetch => OffsetFetchRequest,
-        ListGroups => ListGroupsRequest,
-        DescribeGroups => DescribeGroupsRequest,
-        DeleteGroups => DeleteGroupsRequest,
-        OffsetDelete => OffsetDeleteRequest,
-        InitProducerId => InitProducerIdRequest,
-    }
-    Ok(Some(key))
-}
-
-fn decode<T: Decodable>(buf: &mut Bytes, version: i16) -> Result<T, String> {
-    contained(|| T::decode(buf, version))?.map_err(|e| e.to_string())
+/// The broker's decode path for one request frame (the bytes after the size prefix): the layout
+/// walk, then the protocol crate's decode. Returns the API key of a decoded request.
+pub fn decode_request(frame: Bytes) -> Result<ApiKey, String> {
+    contained(|| cairn_broker::wire::decode_request(frame))?
+        .map(|d| d.key)
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Fuzz target `request_frame`: decodes `data` as a request frame, aborting if decoding holds
-/// more than [`bound`] bytes at once.
+/// more than [`bound`] bytes at once (stricter than the broker's own limit, which also counts
+/// what answering will build).
 pub fn request_frame(data: &[u8]) -> alloc::Usage {
     let frame = Bytes::copy_from_slice(data);
     let (_, usage) = alloc::measure(data.len(), bound(data.len()), || {
@@ -185,35 +114,14 @@ pub fn fix_crcs(buf: &mut [u8]) {
     }
 }
 
-/// Validates the records of one produce partition as the log does before appending them: every
-/// batch whole, within `message.max.bytes`, CRC intact, record count and offset deltas agreeing
-/// with the (decompressed) records. Returns the number of records.
-///
-/// FIXME(validate): mirrors the log's private per-batch validation using the public batch API;
-/// once the log exposes its validation (with the decompression cap), call that instead.
-pub fn validate_records(buf: &[u8], max_message_bytes: usize) -> Result<usize, String> {
-    let mut total = 0;
-    for view in batch::batches(buf) {
-        let view = view.map_err(|e| e.to_string())?;
-        if view.size() > max_message_bytes {
-            return Err("batch too large".into());
-        }
-        view.check_crc().map_err(|e| e.to_string())?;
-        let count = view.record_count();
-        if count <= 0 || view.last_offset_delta() != count - 1 {
-            return Err("record count".into());
-        }
-        let records = view.records().map_err(|e| e.to_string())?;
-        if records
-            .iter()
-            .enumerate()
-            .any(|(i, r)| r.offset_delta as usize != i)
-        {
-            return Err("offset delta".into());
-        }
-        total += records.len();
-    }
-    Ok(total)
+/// Validates the records of one produce partition with the log's own check (every batch whole,
+/// within `message.max.bytes`, CRC intact, records parsed as a stream under the inflation cap).
+pub fn validate_records(buf: &[u8], max_message_bytes: u32) -> Result<(), String> {
+    let config = LogConfig {
+        max_message_bytes,
+        ..LogConfig::default()
+    };
+    PartitionLog::validate_batches(buf, &config).map_err(|e| e.to_string())
 }
 
 /// Fuzz target `record_batch`: `data` as the records of a produce partition (CRCs fixed first),
@@ -349,6 +257,6 @@ mod tests {
         raw[17] ^= 0xff; // part of the CRC
         assert!(validate_records(&raw, 1 << 20).is_err());
         fix_crcs(&mut raw);
-        assert_eq!(validate_records(&raw, 1 << 20), Ok(2));
+        assert_eq!(validate_records(&raw, 1 << 20), Ok(()));
     }
 }

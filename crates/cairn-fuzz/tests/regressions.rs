@@ -30,11 +30,9 @@ fn replay(target: &str, run: impl Fn(&[u8])) {
 }
 
 // An input over the allocation bound aborts the process (the harness stops it before the
-// allocation is made), which is why these are ignored until the broker bounds its decoding. Run
-// them with `cargo test -p cairn-fuzz --test regressions -- --ignored`.
+// allocation is made), so a regression here fails the whole test binary loudly.
 
 #[test]
-#[ignore = "enabled once the pre-check lands: huge array counts abort the process today"]
 fn request_frame_regressions() {
     replay("request_frame", |d| {
         cairn_fuzz::request_frame(d);
@@ -42,7 +40,6 @@ fn request_frame_regressions() {
 }
 
 #[test]
-#[ignore = "enabled once the decompression cap lands: bombs exceed the allocation bound today"]
 fn record_batch_regressions() {
     replay("record_batch", |d| {
         cairn_fuzz::record_batch(d);
@@ -50,7 +47,6 @@ fn record_batch_regressions() {
 }
 
 #[test]
-#[ignore = "enabled once open checks every batch: a base offset near i64::MAX overflows today"]
 fn segment_recovery_regressions() {
     replay("segment_recovery", cairn_fuzz::segment_recovery);
 }

@@ -892,6 +892,13 @@ impl PartitionLog {
         Ok((pending, fixes))
     }
 
+    /// Checks `batches` exactly as [`PartitionLog::append`] would under `config`, writing
+    /// nothing: the fuzzer holds this path to its memory bound without a partition on disk.
+    pub fn validate_batches(batches: &[u8], config: &LogConfig) -> Result<(), LogError> {
+        let mut budget = config.max_uncompressed_bytes();
+        Self::validate_all(batches, config, 0, &mut budget).map(|_| ())
+    }
+
     /// Validates, assigns offsets and writes `batches` as one unit.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let mut unlimited = usize::MAX;
