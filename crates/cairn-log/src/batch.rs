@@ -353,8 +353,9 @@ impl<B: AsRef<[u8]>> BatchView<B> {
     pub fn for_each_record(
         &self,
         limit: usize,
-        f: impl FnMut(&RecordInfo) -> ControlFlow<()>,
+        mut f: impl FnMut(&RecordInfo) -> ControlFlow<()>,
     ) -> Result<u64, BatchError> {
+        let mut f = |r: &RecordInfo, _: &Placement| f(r);
         let region = self.records_region();
         let codec = self.compression()?;
         if codec == Compression::None {
@@ -365,12 +366,12 @@ impl<B: AsRef<[u8]>> BatchView<B> {
                 buf: region,
                 pos: 0,
             };
-            walk_records(&mut input, count, f)?;
+            walk_records(&mut input, count, &mut f)?;
             return Ok(input.position());
         }
         let count = self.check_count_fits(limit)?;
         let mut input = ReadInput::new(inflate(codec, region, limit)?, codec);
-        walk_records(&mut input, count, f)?;
+        walk_records(&mut input, count, &mut f)?;
         Ok(input.position())
     }
 
@@ -926,9 +927,10 @@ impl<I: RecordInput> Fields<'_, I> {
 fn walk_records<I: RecordInput>(
     input: &mut I,
     count: usize,
-    mut f: impl FnMut(&RecordInfo) -> ControlFlow<()>,
+    mut f: impl FnMut(&RecordInfo, &Placement) -> ControlFlow<()>,
 ) -> Result<(), BatchError> {
     for n in 0..count {
+        let record_start = input.position();
         let len = {
             let mut outer = Fields {
                 input: &mut *input,
@@ -948,6 +950,7 @@ fn walk_records<I: RecordInput>(
         let timestamp_delta = r.varlong(10)?;
         let offset_delta = r.varint()?;
         let key_len = r.bytes_field(true)?;
+        let key_end = r.input.position();
         let value_len = r.bytes_field(true)?;
         let header_count = r.varint()?;
         if header_count < 0 {
@@ -973,7 +976,11 @@ fn walk_records<I: RecordInput>(
             value_len,
             header_count,
         };
-        if f(&info).is_break() {
+        let placed = Placement {
+            record: record_start..end,
+            key_end,
+        };
+        if f(&info, &placed).is_break() {
             return Ok(());
         }
     }
@@ -984,6 +991,14 @@ fn walk_records<I: RecordInput>(
         )));
     }
     Ok(())
+}
+
+/// Where a record lies in its (uncompressed) records region.
+struct Placement {
+    /// The whole record, its length prefix included.
+    record: Range<u64>,
+    /// Where its key field ends.
+    key_end: u64,
 }
 
 /// The parts of a record this crate cares about.
@@ -997,70 +1012,11 @@ pub struct RecordInfo {
     pub header_count: i32,
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn fail(&self, what: &str) -> BatchError {
-        BatchError::InvalidRecords(format!("{what} at byte {}", self.pos))
-    }
-
-    fn byte(&mut self) -> Result<u8, BatchError> {
-        let b = *self
-            .buf
-            .get(self.pos)
-            .ok_or_else(|| self.fail("unexpected end"))?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn varlong(&mut self, max_bytes: usize) -> Result<i64, BatchError> {
-        let mut raw: u64 = 0;
-        for i in 0..max_bytes {
-            let b = self.byte()?;
-            raw |= ((b & 0x7f) as u64) << (7 * i);
-            if b & 0x80 == 0 {
-                // Zigzag decoding.
-                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
-            }
-        }
-        Err(self.fail("varint too long"))
-    }
-
-    fn varint(&mut self) -> Result<i32, BatchError> {
-        let v = self.varlong(5)?;
-        i32::try_from(v).map_err(|_| self.fail("varint out of range"))
-    }
-
-    fn skip(&mut self, n: usize) -> Result<(), BatchError> {
-        if self.buf.len() - self.pos < n {
-            return Err(self.fail("field overruns record"));
-        }
-        self.pos += n;
-        Ok(())
-    }
-
-    /// A length-prefixed field; -1 means null when `nullable`.
-    fn bytes_field(&mut self, nullable: bool) -> Result<i32, BatchError> {
-        let len = self.varint()?;
-        if len < 0 {
-            if len == -1 && nullable {
-                return Ok(len);
-            }
-            return Err(self.fail("negative length"));
-        }
-        self.skip(len as usize)?;
-        Ok(len)
-    }
-}
-
 /// Parses exactly `count` records from an uncompressed records region,
 /// rejecting trailing bytes, overruns and malformed varints.
 pub fn parse_records(data: &[u8], count: usize) -> Result<Vec<RecordInfo>, BatchError> {
     let mut out = Vec::new();
-    walk_records(&mut SliceInput { buf: data, pos: 0 }, count, |r| {
+    walk_records(&mut SliceInput { buf: data, pos: 0 }, count, |r, _| {
         out.push(r.clone());
         ControlFlow::Continue(())
     })?;
@@ -1088,58 +1044,15 @@ impl RecordSpan {
 pub fn record_spans(data: &[u8], count: usize) -> Result<Vec<RecordSpan>, BatchError> {
     // Sized by the bytes present, never by the declared count alone.
     let mut out = Vec::with_capacity(count.min(data.len() / MIN_RECORD_SIZE));
-    let mut outer = Reader { buf: data, pos: 0 };
-    for n in 0..count {
-        let record_start = outer.pos;
-        let len = outer.varint()?;
-        if len <= 0 {
-            return Err(outer.fail("non-positive record length"));
-        }
-        let start = outer.pos;
-        outer.skip(len as usize)?;
-        let mut r = Reader {
-            buf: &data[start..start + len as usize],
-            pos: 0,
-        };
-        let attributes = r.byte()? as i8;
-        let timestamp_delta = r.varlong(10)?;
-        let offset_delta = r.varint()?;
-        let key_len = r.bytes_field(true)?;
-        let key = (key_len >= 0).then(|| start + r.pos - key_len as usize..start + r.pos);
-        let value_len = r.bytes_field(true)?;
-        let header_count = r.varint()?;
-        if header_count < 0 {
-            return Err(r.fail("negative header count"));
-        }
-        for _ in 0..header_count {
-            r.bytes_field(false)?;
-            r.bytes_field(true)?;
-        }
-        if r.pos != r.buf.len() {
-            return Err(BatchError::InvalidRecords(format!(
-                "record {n} has {} trailing bytes",
-                r.buf.len() - r.pos
-            )));
-        }
+    walk_records(&mut SliceInput { buf: data, pos: 0 }, count, |info, at| {
+        let key_end = at.key_end as usize;
         out.push(RecordSpan {
-            info: RecordInfo {
-                attributes,
-                timestamp_delta,
-                offset_delta,
-                key_len,
-                value_len,
-                header_count,
-            },
-            range: record_start..start + len as usize,
-            key,
+            info: info.clone(),
+            range: at.record.start as usize..at.record.end as usize,
+            key: (info.key_len >= 0).then(|| key_end - info.key_len as usize..key_end),
         });
-    }
-    if outer.pos != data.len() {
-        return Err(BatchError::InvalidRecords(format!(
-            "{} bytes after the last of {count} records",
-            data.len() - outer.pos
-        )));
-    }
+        ControlFlow::Continue(())
+    })?;
     Ok(out)
 }
 
