@@ -1,5 +1,5 @@
 //! The classic group protocol: JoinGroup, SyncGroup, Heartbeat, LeaveGroup and the timers
-//! that drive rebalances (notes §3).
+//! that drive rebalances, following Kafka's classic group coordinator.
 
 use crate::coordinator::GroupCoordinator;
 use crate::error::GroupError;

@@ -180,7 +180,8 @@ impl GroupCoordinator {
         best
     }
 
-    /// Applies one `__consumer_offsets` record while loading (notes §6, Load).
+    /// Applies one `__consumer_offsets` record while loading: offsets and group state replace what
+    /// was there, tombstones remove it.
     pub fn replay(
         &mut self,
         now: i64,

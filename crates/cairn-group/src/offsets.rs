@@ -1,5 +1,5 @@
 //! Committed offsets: OffsetCommit validation, OffsetFetch, retention, and the deletions
-//! (DeleteGroups, OffsetDelete, deleted topics) of notes §5.
+//! (DeleteGroups, OffsetDelete, deleted topics), with Kafka's rules for each.
 
 use crate::classic::{prepare_rebalance, validate_member};
 use crate::coordinator::GroupCoordinator;
@@ -22,7 +22,8 @@ fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
-/// Group-level OffsetCommit validation, in Kafka's order (notes §5, steps 2–6).
+/// Group-level OffsetCommit validation, in Kafka's order: a dead group, a simple commit to a
+/// group with members, an unknown member, a stale generation, a rebalance in progress.
 fn validate_commit(g: &Group, req: &OffsetCommit) -> Result<(), GroupError> {
     if g.state == GroupState::Dead {
         return Err(GroupError::CoordinatorNotAvailable);
@@ -44,7 +45,10 @@ fn validate_commit(g: &Group, req: &OffsetCommit) -> Result<(), GroupError> {
     Ok(())
 }
 
-/// When (if ever) an offset of this group becomes eligible for expiry (notes §5, Retention).
+/// When (if ever) an offset of this group becomes eligible for expiry, by Kafka's retention rule:
+/// an explicit expire timestamp wins; otherwise retention counts from the commit in a simple
+/// group, from the moment an Empty group became empty, and from the commit for topics no member
+/// of a Stable consumer group subscribes to; never in the other cases.
 fn is_expired(g: &Group, topic: &str, e: &OffsetEntry, now: i64, retention: i64) -> bool {
     let base = match g.protocol_type.as_deref() {
         // Simple group: retention counts from the commit.
