@@ -272,10 +272,12 @@ fn add_member_and_rebalance(
 impl GroupCoordinator {
     pub fn join_group(&mut self, now: i64, token: ReplyToken, req: JoinGroup) -> Effects {
         self.arm_expiry(now);
+        self.save(&req.group_id);
         let mut fx = Effects::default();
         if let Err(e) = self.join_inner(now, token, &req, &mut fx) {
             join_err(&mut fx, token, e);
         }
+        self.apply(now, &fx);
         fx
     }
 
@@ -324,6 +326,7 @@ impl GroupCoordinator {
 
     pub fn sync_group(&mut self, now: i64, token: ReplyToken, req: SyncGroup) -> Effects {
         self.arm_expiry(now);
+        self.save(&req.group_id);
         let mut fx = Effects::default();
         let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         let result = match self.groups.get_mut(&req.group_id) {
@@ -333,11 +336,13 @@ impl GroupCoordinator {
         if let Err(e) = result {
             sync_err(&mut fx, token, e);
         }
+        self.apply(now, &fx);
         fx
     }
 
     pub fn heartbeat(&mut self, now: i64, req: Heartbeat) -> Result<(), GroupError> {
         self.arm_expiry(now);
+        self.save(&req.group_id);
         let g = self
             .groups
             .get_mut(&req.group_id)
@@ -366,6 +371,7 @@ impl GroupCoordinator {
 
     pub fn leave_group(&mut self, now: i64, req: LeaveGroup) -> (LeaveResult, Effects) {
         self.arm_expiry(now);
+        self.save(&req.group_id);
         let mut fx = Effects::default();
         let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         let Some(g) = self.groups.get_mut(&req.group_id) else {
@@ -419,6 +425,7 @@ impl GroupCoordinator {
         } else if removed_pending {
             maybe_complete_join(g, now, &mut cx, &mut fx);
         }
+        self.apply(now, &fx);
         (result, fx)
     }
 

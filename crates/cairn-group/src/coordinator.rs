@@ -1,6 +1,8 @@
 //! The façade the broker calls: every group of this broker, timers and replay.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use cairn_runtime::{Seq, Token};
 
 use crate::classic::prepare_rebalance;
 use crate::error::GroupError;
@@ -22,6 +24,40 @@ pub struct GroupCoordinator {
     next_expiry_check: Option<i64>,
     /// The `seq` of the next rebalance record.
     pub(crate) rebalance_seq: u64,
+    /// How to undo what requests not yet durable changed, oldest first (see [`Undo`]).
+    undo: VecDeque<Undo>,
+    /// The request whose changes are being recorded in `undo`, if any.
+    scope: Option<Seq>,
+    /// Groups already saved in `undo` for the current scope.
+    saved: BTreeSet<String>,
+}
+
+/// One step back. A request saves a group the first time it touches it (everything but its
+/// offsets, which are saved key by key as records replace them), so reverting restores the
+/// group and its session state (parked requests, timers, history) exactly.
+#[derive(Debug)]
+enum Undo {
+    Group {
+        seq: Seq,
+        id: String,
+        /// `None`: the group did not exist.
+        before: Option<Box<Group>>,
+    },
+    Offset {
+        seq: Seq,
+        group: String,
+        topic: String,
+        partition: i32,
+        before: Option<OffsetEntry>,
+    },
+}
+
+impl Undo {
+    fn seq(&self) -> Seq {
+        match self {
+            Undo::Group { seq, .. } | Undo::Offset { seq, .. } => *seq,
+        }
+    }
 }
 
 /// SplitMix64: a bijective mixer, so distinct inputs give distinct outputs.
@@ -43,7 +79,150 @@ impl GroupCoordinator {
             id_counter: 0,
             next_expiry_check: None,
             rebalance_seq: 0,
+            undo: VecDeque::new(),
+            scope: None,
+            saved: BTreeSet::new(),
         }
+    }
+
+    /// Remembers `id` as it is now, once per request, so the request can be undone.
+    pub(crate) fn save(&mut self, id: &str) {
+        let Some(seq) = self.scope else { return };
+        if self.saved.contains(id) {
+            return;
+        }
+        self.saved.insert(id.to_string());
+        let before = self
+            .groups
+            .get_mut(id)
+            .map(|g| Box::new(g.clone_without_offsets()));
+        self.undo.push_back(Undo::Group {
+            seq,
+            id: id.to_string(),
+            before,
+        });
+    }
+
+    /// Applies a handler's records through [`Self::replay`]: the one way recorded state
+    /// changes, the same path a load takes.
+    pub(crate) fn apply(&mut self, now: i64, fx: &Effects) {
+        for r in &fx.records {
+            let replayed = self.replay(now, &r.key, r.value.as_deref());
+            debug_assert!(replayed.is_ok(), "own record must replay: {replayed:?}");
+        }
+    }
+
+    /// The group as the durable records leave it: before the first request not yet durable
+    /// touched it.
+    pub(crate) fn committed_group(&self, id: &str) -> Option<&Group> {
+        for u in &self.undo {
+            if let Undo::Group {
+                id: gid, before, ..
+            } = u
+            {
+                if gid == id {
+                    return before.as_deref();
+                }
+            }
+        }
+        self.groups.get(id)
+    }
+
+    /// A committed offset as the durable records leave it.
+    pub(crate) fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&OffsetEntry> {
+        for u in &self.undo {
+            if let Undo::Offset {
+                group: g,
+                topic: t,
+                partition: p,
+                before,
+                ..
+            } = u
+            {
+                if g == group && t == topic && *p == partition {
+                    return before.as_ref();
+                }
+            }
+        }
+        self.groups
+            .get(group)?
+            .offsets
+            .get(&(topic.to_string(), partition))
+    }
+
+    /// Every committed offset of a group as the durable records leave it.
+    pub(crate) fn committed_offsets(&self, group: &str) -> BTreeMap<(String, i32), OffsetEntry> {
+        let mut out = self
+            .groups
+            .get(group)
+            .map(|g| g.offsets.clone())
+            .unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        for u in &self.undo {
+            if let Undo::Offset {
+                group: g,
+                topic,
+                partition,
+                before,
+                ..
+            } = u
+            {
+                if g == group && seen.insert((topic.clone(), *partition)) {
+                    let key = (topic.clone(), *partition);
+                    match before {
+                        Some(e) => {
+                            out.insert(key, e.clone());
+                        }
+                        None => {
+                            out.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Ids of every group that exists now or in the durable view.
+    fn all_group_ids(&self) -> BTreeSet<&str> {
+        let mut ids: BTreeSet<&str> = self.groups.keys().map(String::as_str).collect();
+        for u in &self.undo {
+            if let Undo::Group { id, .. } = u {
+                ids.insert(id);
+            }
+        }
+        ids
+    }
+
+    /// Requests handled but not yet durable leave undo entries; tests use this to check that
+    /// a durable state has none.
+    pub fn undo_len(&self) -> usize {
+        self.undo.len()
+    }
+
+    /// The parts of the state that records describe, per group: the last metadata record and
+    /// the committed offsets. Two coordinators that replayed the same records agree on it.
+    pub fn recorded_state(&self) -> BTreeMap<String, RecordedGroup> {
+        self.groups
+            .iter()
+            .map(|(id, g)| {
+                let offsets = g
+                    .offsets
+                    .iter()
+                    .map(|((t, p), e)| ((t.clone(), *p), e.to_value()))
+                    .collect();
+                let rec = RecordedGroup {
+                    metadata: g.stored.clone(),
+                    offsets,
+                };
+                (id.clone(), rec)
+            })
+            .collect()
     }
 
     pub fn new(config: GroupConfig) -> Self {
@@ -97,9 +276,12 @@ impl GroupCoordinator {
         }
     }
 
+    /// Every group as durable records leave it (a group whose creation is not yet durable is
+    /// not listed; one whose deletion is not yet durable still is).
     pub fn list_groups(&self) -> Vec<GroupListing> {
-        self.groups
-            .values()
+        self.all_group_ids()
+            .into_iter()
+            .filter_map(|id| self.committed_group(id))
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
                 state: g.state,
@@ -108,8 +290,11 @@ impl GroupCoordinator {
             .collect()
     }
 
+    /// The group as it was before the first request not yet durable touched it. A Stable or
+    /// Empty group is therefore always one whose record is durable; a rebalance in progress
+    /// (which Kafka never writes) shows the generation it is completing.
     pub fn describe_group(&self, id: &str) -> Option<GroupDescription> {
-        let g = self.groups.get(id)?;
+        let g = self.committed_group(id)?;
         let stable = g.state == GroupState::Stable;
         let proto = g.protocol_name.clone().unwrap_or_default();
         Some(GroupDescription {
@@ -142,46 +327,88 @@ impl GroupCoordinator {
         })
     }
 
+    /// The group as its last metadata record describes it: what a load would show (Stable
+    /// with the recorded members, or Empty). `None` if no group of that id is known.
+    pub fn describe_recorded(&self, id: &str) -> Option<GroupDescription> {
+        let g = self.groups.get(id)?;
+        let Some(v) = &g.stored else {
+            return Some(GroupDescription {
+                group_id: g.id.clone(),
+                state: GroupState::Empty,
+                protocol_type: String::new(),
+                protocol: String::new(),
+                generation_id: 0,
+                leader: None,
+                members: Vec::new(),
+            });
+        };
+        let stable = !v.members.is_empty();
+        Some(GroupDescription {
+            group_id: g.id.clone(),
+            state: if stable {
+                GroupState::Stable
+            } else {
+                GroupState::Empty
+            },
+            protocol_type: v.protocol_type.clone(),
+            protocol: if stable {
+                v.protocol.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            generation_id: v.generation,
+            leader: v.leader.clone(),
+            members: v
+                .members
+                .iter()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: m.subscription.clone(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
     /// Fires every timer due at `now`.
     pub fn tick(&mut self, now: i64) -> Effects {
         self.arm_expiry(now);
         let mut fx = Effects::default();
-        let ids: Vec<String> = self.groups.keys().cloned().collect();
-        for id in ids {
+        let due: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| group_deadline(g).is_some_and(|d| d <= now))
+            .map(|g| g.id.clone())
+            .collect();
+        for id in due {
+            self.save(&id);
             self.fire_group_timers(&id, now, &mut fx);
         }
         if self.next_expiry_check.is_some_and(|t| t <= now) {
             self.next_expiry_check = Some(now + self.config.offsets_retention_check_interval_ms);
             self.expire_offsets(now, &mut fx);
         }
+        self.apply(now, &fx);
         fx
     }
 
     /// The earliest time at which `tick` has something to do.
     pub fn next_deadline(&self) -> Option<i64> {
         let mut best = self.next_expiry_check;
-        let mut consider = |t: Option<i64>| {
-            if let Some(t) = t {
-                best = Some(best.map_or(t, |b| b.min(t)));
-            }
-        };
-        for g in self.groups.values() {
-            consider(g.pending.values().min().copied());
-            consider(g.join_deadline);
-            consider(g.sync_deadline);
-            for m in &g.members {
-                if m.join_waiter.is_some() {
-                    consider(m.new_member_deadline);
-                } else if m.sync_waiter.is_none() {
-                    consider(Some(m.session_deadline));
-                }
-            }
+        for t in self.groups.values().filter_map(group_deadline) {
+            best = Some(best.map_or(t, |b| b.min(t)));
         }
         best
     }
 
-    /// Applies one `__consumer_offsets` record while loading: offsets and group state replace what
-    /// was there, tombstones remove it.
+    /// Applies one `__consumer_offsets` record: offsets and the group's metadata record
+    /// replace what was there, tombstones remove it. The only way recorded state changes:
+    /// loading calls it for every stored record, and every handler's records go through it.
+    /// Session state (members parked in a rebalance, timers) is not recorded; a load rebuilds
+    /// it from the last metadata record in [`Self::finish_load`].
     pub fn replay(
         &mut self,
         now: i64,
@@ -196,25 +423,35 @@ impl GroupCoordinator {
                 partition,
                 ..
             } => {
-                match value {
-                    Some(v) => {
-                        let entry = OffsetEntry::from_value(records::decode_offset_value(v)?);
-                        // Offsets of an unknown group make it a simple group.
-                        let g = self
-                            .groups
-                            .entry(group.clone())
-                            .or_insert_with(|| Group::new(&group, now));
-                        g.offsets.insert((topic, partition), entry);
-                    }
-                    None => {
-                        if let Some(g) = self.groups.get_mut(&group) {
-                            g.offsets.remove(&(topic, partition));
-                        }
-                    }
+                let entry = value
+                    .map(|v| records::decode_offset_value(v).map(OffsetEntry::from_value))
+                    .transpose()?;
+                if entry.is_some() && !self.groups.contains_key(&group) {
+                    // Offsets of an unknown group make it a simple group.
+                    self.save(&group);
+                    self.groups.insert(group.clone(), Group::new(&group, now));
+                }
+                let Some(g) = self.groups.get_mut(&group) else {
+                    return Ok(Replayed::Offset);
+                };
+                let key = (topic, partition);
+                let before = match entry {
+                    Some(e) => g.offsets.insert(key.clone(), e),
+                    None => g.offsets.remove(&key),
+                };
+                if let Some(seq) = self.scope {
+                    self.undo.push_back(Undo::Offset {
+                        seq,
+                        group,
+                        topic: key.0,
+                        partition: key.1,
+                        before,
+                    });
                 }
                 Ok(Replayed::Offset)
             }
             RecordKey::Group { group } => {
+                self.save(&group);
                 match value {
                     Some(v) => {
                         let gv = records::decode_group_value(v)?;
@@ -222,10 +459,13 @@ impl GroupCoordinator {
                             .groups
                             .entry(group.clone())
                             .or_insert_with(|| Group::new(&group, now));
-                        load_group_value(g, gv);
+                        g.stored = Some(gv);
                     }
                     None => {
-                        let keep_offsets = self.groups.get(&group).map(|g| g.offsets.clone());
+                        let keep_offsets = self
+                            .groups
+                            .get_mut(&group)
+                            .map(|g| std::mem::take(&mut g.offsets));
                         self.groups.remove(&group);
                         if let Some(offsets) = keep_offsets.filter(|o| !o.is_empty()) {
                             // Offsets outlive a group tombstone only if written out of
@@ -247,6 +487,9 @@ impl GroupCoordinator {
         let mut fx = Effects::default();
         let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         for g in self.groups.values_mut() {
+            if let Some(gv) = g.stored.clone() {
+                load_group_value(g, gv);
+            }
             for m in &mut g.members {
                 m.session_deadline = now + i64::from(m.session_timeout_ms);
             }
@@ -261,6 +504,7 @@ impl GroupCoordinator {
                 prepare_rebalance(g, now, &mut cx, &mut fx, RebalanceCause::GroupLoaded);
             }
         }
+        self.apply(now, &fx);
         fx
     }
 
@@ -287,6 +531,27 @@ impl GroupCoordinator {
         self.next_expiry_check = None;
         fx
     }
+}
+
+/// The earliest time at which one of the group's timers fires.
+fn group_deadline(g: &Group) -> Option<i64> {
+    let mut best: Option<i64> = None;
+    let mut consider = |t: Option<i64>| {
+        if let Some(t) = t {
+            best = Some(best.map_or(t, |b| b.min(t)));
+        }
+    };
+    consider(g.pending.values().min().copied());
+    consider(g.join_deadline);
+    consider(g.sync_deadline);
+    for m in &g.members {
+        if m.join_waiter.is_some() {
+            consider(m.new_member_deadline);
+        } else if m.sync_waiter.is_none() {
+            consider(Some(m.session_deadline));
+        }
+    }
+    best
 }
 
 fn load_group_value(g: &mut Group, gv: records::GroupValue) {
@@ -330,4 +595,78 @@ fn load_group_value(g: &mut Group, gv: records::GroupValue) {
     g.initial_delay = None;
     g.sync_deadline = None;
     g.subscribed = g.compute_subscribed();
+}
+
+/// What records say of one group (see [`GroupCoordinator::recorded_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedGroup {
+    pub metadata: Option<records::GroupValue>,
+    pub offsets: BTreeMap<(String, i32), records::OffsetValue>,
+}
+
+impl cairn_runtime::Coordinator for GroupCoordinator {
+    type Reply = Reply;
+    type ReplayError = RecordError;
+
+    fn replay(&mut self, now_ms: i64, key: &[u8], value: Option<&[u8]>) -> Result<(), RecordError> {
+        GroupCoordinator::replay(self, now_ms, key, value).map(|_| ())
+    }
+
+    fn begin(&mut self, seq: Seq) {
+        self.scope = Some(seq);
+        self.saved.clear();
+    }
+
+    fn forget_through(&mut self, seq: Seq) {
+        while self.undo.front().is_some_and(|u| u.seq() <= seq) {
+            self.undo.pop_front();
+        }
+    }
+
+    fn revert_from(&mut self, seq: Seq) {
+        while self.undo.back().is_some_and(|u| u.seq() >= seq) {
+            match self.undo.pop_back().expect("back") {
+                Undo::Offset {
+                    group,
+                    topic,
+                    partition,
+                    before,
+                    ..
+                } => {
+                    let key = (topic, partition);
+                    match (self.groups.get_mut(&group), before) {
+                        (Some(g), Some(e)) => {
+                            g.offsets.insert(key, e);
+                        }
+                        (Some(g), None) => {
+                            g.offsets.remove(&key);
+                        }
+                        (None, Some(e)) => {
+                            // The group was removed later in the same request; its saved
+                            // copy (restored next) takes these offsets back.
+                            let mut g = Group::new(&group, 0);
+                            g.offsets.insert(key, e);
+                            self.groups.insert(group, g);
+                        }
+                        (None, None) => {}
+                    }
+                }
+                Undo::Group { id, before, .. } => {
+                    let offsets = self.groups.remove(&id).map(|g| g.offsets);
+                    if let Some(mut g) = before {
+                        g.offsets = offsets.unwrap_or_default();
+                        self.groups.insert(id, *g);
+                    } else {
+                        debug_assert!(offsets.is_none_or(|o| o.is_empty()));
+                    }
+                }
+            }
+        }
+        self.scope = None;
+        self.saved.clear();
+    }
+
+    fn is_parked(&self, token: Token) -> bool {
+        self.groups.values().any(|g| g.parks(token))
+    }
 }

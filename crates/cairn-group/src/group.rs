@@ -107,6 +107,9 @@ pub(crate) struct Group {
     /// Partition owners of the last Stable assignment (empty once the group empties);
     /// `None` when it could not be decoded or the protocol type is not "consumer".
     pub stable_owners: Option<Owners>,
+    /// The group's last metadata record, as replayed: what a restart would load. Changed
+    /// only by replay.
+    pub stored: Option<GroupValue>,
 }
 
 impl Group {
@@ -130,7 +133,23 @@ impl Group {
             history: VecDeque::new(),
             generation_members: 0,
             stable_owners: Some(Owners::new()),
+            stored: None,
         }
+    }
+
+    /// A copy of everything but the committed offsets (which are undone key by key).
+    pub fn clone_without_offsets(&mut self) -> Group {
+        let offsets = std::mem::take(&mut self.offsets);
+        let copy = self.clone();
+        self.offsets = offsets;
+        copy
+    }
+
+    /// Whether `token` is parked in one of this group's members.
+    pub fn parks(&self, token: ReplyToken) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.join_waiter == Some(token) || m.sync_waiter == Some(token))
     }
 
     pub fn member(&self, id: &str) -> Option<&Member> {

@@ -17,7 +17,7 @@ mod history;
 pub mod offsets;
 pub mod types;
 
-pub use coordinator::GroupCoordinator;
+pub use coordinator::{GroupCoordinator, RecordedGroup};
 pub use error::GroupError;
 pub use history::HISTORY_PER_GROUP;
 pub use offsets::{DeleteGroupsResult, DeleteOffsetsResult};

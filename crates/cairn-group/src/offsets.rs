@@ -71,6 +71,13 @@ fn is_expired(g: &Group, topic: &str, e: &OffsetEntry, now: i64, retention: i64)
 impl GroupCoordinator {
     pub fn commit_offsets(&mut self, now: i64, req: OffsetCommit) -> (CommitResult, Effects) {
         self.arm_expiry(now);
+        self.save(&req.group_id);
+        let (result, fx) = self.decide_commit(now, &req);
+        self.apply(now, &fx);
+        (result, fx)
+    }
+
+    fn decide_commit(&mut self, now: i64, req: &OffsetCommit) -> (CommitResult, Effects) {
         let mut fx = Effects::default();
         let fail = |e: GroupError| CommitResult {
             error: Some(e.clone()),
@@ -83,23 +90,26 @@ impl GroupCoordinator {
         if req.group_id.is_empty() {
             return (fail(GroupError::InvalidGroupId), fx);
         }
-        if !self.groups.contains_key(&req.group_id) {
-            if req.generation_id >= 0 {
-                let e = if req.api_version >= 9 {
-                    GroupError::GroupIdNotFound
-                } else {
-                    GroupError::IllegalGeneration
-                };
-                return (fail(e), fx);
+        let mut fresh;
+        let g = match self.groups.get_mut(&req.group_id) {
+            Some(g) => g,
+            None => {
+                if req.generation_id >= 0 {
+                    let e = if req.api_version >= 9 {
+                        GroupError::GroupIdNotFound
+                    } else {
+                        GroupError::IllegalGeneration
+                    };
+                    return (fail(e), fx);
+                }
+                // Admin tools and manual-assignment consumers commit into a "simple" group,
+                // created by its record like everything else.
+                fresh = Group::new(&req.group_id, now);
+                fx.records.push(fresh.metadata_record());
+                &mut fresh
             }
-            // Admin tools and manual-assignment consumers commit into a "simple" group.
-            let g = Group::new(&req.group_id, now);
-            fx.records.push(g.metadata_record());
-            self.groups.insert(req.group_id.clone(), g);
-        }
-        let max_meta = self.config.offset_metadata_max_bytes;
-        let g = self.groups.get_mut(&req.group_id).expect("present");
-        if let Err(e) = validate_commit(g, &req) {
+        };
+        if let Err(e) = validate_commit(g, req) {
             return (fail(e), fx);
         }
         if matches!(g.state, GroupState::Stable | GroupState::PreparingRebalance) {
@@ -107,8 +117,9 @@ impl GroupCoordinator {
                 m.session_deadline = now + i64::from(m.session_timeout_ms);
             }
         }
+        let max_meta = self.config.offset_metadata_max_bytes;
         let mut result = CommitResult::default();
-        let mut accepted = Vec::new();
+        let mut commit_records: Vec<Record> = Vec::new();
         for p in &req.partitions {
             let metadata = p.metadata.clone().unwrap_or_default();
             if utf16_len(&metadata) > max_meta {
@@ -123,8 +134,7 @@ impl GroupCoordinator {
                 (req.retention_time_ms >= 0).then(|| now + req.retention_time_ms);
             let entry = OffsetEntry {
                 offset: p.offset,
-                // The v1 value that keeps an explicit expiry cannot hold an epoch; keep memory
-                // identical to what a replay of the record would produce.
+                // The v1 value that keeps an explicit expiry cannot hold an epoch.
                 leader_epoch: if expire_timestamp.is_some() {
                     -1
                 } else {
@@ -134,15 +144,11 @@ impl GroupCoordinator {
                 commit_timestamp: now,
                 expire_timestamp,
             };
-            accepted.push((p.topic.clone(), p.partition, entry));
+            commit_records.push(g.offset_record(&p.topic, p.partition, Some(&entry)));
             result
                 .partitions
                 .push((p.topic.clone(), p.partition, Ok(())));
         }
-        let commit_records: Vec<Record> = accepted
-            .iter()
-            .map(|(t, p, e)| g.offset_record(t, *p, Some(e)))
-            .collect();
         let size = records::batch_size(fx.records.iter().chain(&commit_records));
         if size > self.config.max_record_batch_bytes {
             // The commit is one write: if it cannot be stored whole, nothing of it is kept.
@@ -155,17 +161,15 @@ impl GroupCoordinator {
             return (result, fx);
         }
         fx.records.extend(commit_records);
-        for (t, p, entry) in accepted {
-            g.offsets.insert((t, p), entry);
-        }
         (result, fx)
     }
 
     /// Committed offsets; `partitions = None` means every committed partition of the group.
+    /// Committed offsets as the durable records leave them (a commit whose records are not yet
+    /// durable is not seen); `partitions = None` means every committed partition of the group.
     pub fn fetch_offsets(&self, group: &str, partitions: Option<&[(String, i32)]>) -> FetchResult {
         let g = self
-            .groups
-            .get(group)
+            .committed_group(group)
             .filter(|g| g.state != GroupState::Dead);
         let fetched = |t: &str, p: i32, e: Option<&OffsetEntry>| match e {
             Some(e) => FetchedOffset {
@@ -187,18 +191,18 @@ impl GroupCoordinator {
             Some(ps) => ps
                 .iter()
                 .map(|(t, p)| {
-                    let e = g.and_then(|g| g.offsets.get(&(t.clone(), *p)));
+                    let e = g.and_then(|_| self.committed_offset(group, t, *p));
                     fetched(t, *p, e)
                 })
                 .collect(),
-            None => g
-                .map(|g| {
-                    g.offsets
-                        .iter()
-                        .map(|((t, p), e)| fetched(t, *p, Some(e)))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            None => match g {
+                Some(_) => self
+                    .committed_offsets(group)
+                    .iter()
+                    .map(|((t, p), e)| fetched(t, *p, Some(e)))
+                    .collect(),
+                None => Vec::new(),
+            },
         };
         FetchResult { partitions }
     }
@@ -207,20 +211,26 @@ impl GroupCoordinator {
         self.arm_expiry(now);
         let mut fx = Effects::default();
         let mut out = Vec::new();
+        let mut deleted = std::collections::BTreeSet::new();
         for id in ids {
             let r = match self.groups.get(id) {
                 _ if id.is_empty() => Err(GroupError::InvalidGroupId),
                 None => Err(GroupError::GroupIdNotFound),
+                Some(_) if deleted.contains(id) => Err(GroupError::GroupIdNotFound),
                 Some(g) if g.state == GroupState::Dead => Err(GroupError::GroupIdNotFound),
                 Some(g) if g.state != GroupState::Empty => Err(GroupError::NonEmptyGroup),
-                Some(_) => {
-                    let g = self.groups.remove(id).expect("present");
-                    delete_group_records(&g, &mut fx);
+                Some(g) => {
+                    delete_group_records(g, &mut fx);
+                    deleted.insert(id.clone());
                     Ok(())
                 }
             };
             out.push((id.clone(), r));
         }
+        for id in &deleted {
+            self.save(id);
+        }
+        self.apply(now, &fx);
         (out, fx)
     }
 
@@ -234,7 +244,7 @@ impl GroupCoordinator {
         let mut fx = Effects::default();
         let Some(g) = self
             .groups
-            .get_mut(group)
+            .get(group)
             .filter(|g| g.state != GroupState::Dead)
         else {
             return (Err(GroupError::GroupIdNotFound), fx);
@@ -243,17 +253,21 @@ impl GroupCoordinator {
             return (Err(GroupError::NonEmptyGroup), fx);
         }
         let mut out = Vec::new();
+        let mut tombstoned = std::collections::BTreeSet::new();
         for (t, p) in parts {
             let r = if g.is_subscribed(t) {
                 Err(GroupError::GroupSubscribedToTopic)
             } else {
-                if g.offsets.remove(&(t.clone(), *p)).is_some() {
+                let key = (t.clone(), *p);
+                if g.offsets.contains_key(&key) && !tombstoned.contains(&key) {
                     fx.records.push(g.offset_record(t, *p, None));
+                    tombstoned.insert(key);
                 }
                 Ok(())
             };
             out.push((t.clone(), *p, r));
         }
+        self.apply(now, &fx);
         (Ok(out), fx)
     }
 
@@ -262,19 +276,30 @@ impl GroupCoordinator {
     pub fn on_topic_partitions_changed(&mut self, now: i64, topic: &str) -> Effects {
         self.arm_expiry(now);
         let mut fx = Effects::default();
+        let touched: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| {
+                matches!(
+                    g.state,
+                    GroupState::Stable | GroupState::CompletingRebalance
+                ) && g.is_subscribed(topic)
+            })
+            .map(|g| g.id.clone())
+            .collect();
+        for id in &touched {
+            self.save(id);
+        }
         let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         for g in self.groups.values_mut() {
-            if matches!(
-                g.state,
-                GroupState::Stable | GroupState::CompletingRebalance
-            ) && g.is_subscribed(topic)
-            {
+            if touched.contains(&g.id) {
                 let cause = RebalanceCause::PartitionsAdded {
                     topic: topic.to_string(),
                 };
                 prepare_rebalance(g, now, &mut cx, &mut fx, cause);
             }
         }
+        self.apply(now, &fx);
         fx
     }
 
@@ -282,44 +307,30 @@ impl GroupCoordinator {
     pub fn on_topic_deleted(&mut self, now: i64, topic: &str) -> Effects {
         self.arm_expiry(now);
         let mut fx = Effects::default();
-        for g in self.groups.values_mut() {
-            let gone: Vec<(String, i32)> = g
-                .offsets
-                .keys()
-                .filter(|(t, _)| t == topic)
-                .cloned()
-                .collect();
-            for (t, p) in gone {
-                g.offsets.remove(&(t.clone(), p));
-                fx.records.push(g.offset_record(&t, p, None));
+        for g in self.groups.values() {
+            for (t, p) in g.offsets.keys().filter(|(t, _)| t == topic) {
+                fx.records.push(g.offset_record(t, *p, None));
             }
         }
+        self.apply(now, &fx);
         fx
     }
 
     /// The periodic retention sweep.
     pub(crate) fn expire_offsets(&mut self, now: i64, fx: &mut Effects) {
         let retention = self.config.offsets_retention_ms;
-        let mut dead = Vec::new();
-        for g in self.groups.values_mut() {
-            let expired: Vec<(String, i32)> = g
-                .offsets
-                .iter()
-                .filter(|((t, _), e)| is_expired(g, t, e, now, retention))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for (t, p) in expired {
-                g.offsets.remove(&(t.clone(), p));
-                fx.records.push(g.offset_record(&t, p, None));
+        for g in self.groups.values() {
+            let mut expired = 0;
+            for ((t, p), e) in &g.offsets {
+                if is_expired(g, t, e, now, retention) {
+                    fx.records.push(g.offset_record(t, *p, None));
+                    expired += 1;
+                }
             }
             // An Empty group with nothing left to remember is deleted.
-            if g.state == GroupState::Empty && g.offsets.is_empty() && g.pending.is_empty() {
-                dead.push(g.id.clone());
+            if g.state == GroupState::Empty && g.offsets.len() == expired && g.pending.is_empty() {
+                fx.records.push(g.tombstone_record());
             }
-        }
-        for id in dead {
-            let g = self.groups.remove(&id).expect("present");
-            fx.records.push(g.tombstone_record());
         }
     }
 }

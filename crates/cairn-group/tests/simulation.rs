@@ -715,7 +715,7 @@ impl Sim {
                 continue;
             }
             let live = self.coord.describe_group(&g.group_id).unwrap();
-            let Some(written) = self.shadow.describe_group(&g.group_id) else {
+            let Some(written) = self.shadow.describe_recorded(&g.group_id) else {
                 panic!(
                     "seed {} (t={}): {} is {:?} but was never written",
                     self.seed, self.now, g.group_id, g.state

@@ -1,0 +1,73 @@
+use std::fmt;
+
+/// One record a coordinator stores: a key and a value (`None` is a tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Why a write did not become durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFault {
+    /// One request's records would not fit one batch of the log (`max.message.bytes`).
+    TooLarge { size: usize, max: usize },
+    /// The storage failed (a full disk, an I/O error, a failed sync).
+    Storage(String),
+    /// Another owner took the log over (a store shared by several brokers fences every write
+    /// with the owner's lease epoch): this shard must stop serving.
+    Fenced(String),
+}
+
+impl fmt::Display for LogFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogFault::TooLarge { size, max } => {
+                write!(
+                    f,
+                    "a batch of {size} bytes exceeds the log's limit of {max} bytes"
+                )
+            }
+            LogFault::Storage(e) => write!(f, "storage failed: {e}"),
+            LogFault::Fenced(e) => write!(f, "fenced by a newer owner: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LogFault {}
+
+/// What loading a log found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Records handed to the callback.
+    pub records: u64,
+    /// Offset ranges that could not be read (logged by the implementation; reads step over).
+    pub lost: Vec<(i64, Option<i64>)>,
+}
+
+/// The narrow interface a coordinator shard needs from its storage.
+///
+/// `cairn-log`'s partitions implement it for the embedded store; tests implement it with
+/// faults. An implementation over an external transactional store fits the same shape: each
+/// `append` is one transaction that also checks the writer's lease epoch (a stale owner gets
+/// [`LogFault::Fenced`]), `sync` has nothing left to do, and `truncate` removes rows past an
+/// offset. Offsets are the store's: dense per shard, assigned by `append`.
+pub trait RecordLog: Send + Sync {
+    /// Appends `batches` in order, each as one atomic batch, with one write. On error nothing
+    /// of them may remain readable. Returns the offset after the last record.
+    fn append(&self, batches: &[Vec<LogRecord>], now_ms: i64) -> Result<i64, LogFault>;
+
+    /// Makes everything appended so far durable.
+    fn sync(&self) -> Result<(), LogFault>;
+
+    /// Removes every record at or after `offset` (the tail of an append whose sync failed), so
+    /// that the log again holds exactly what the coordinator's state describes.
+    fn truncate(&self, offset: i64) -> Result<(), LogFault>;
+
+    /// The offset the next appended record gets.
+    fn end_offset(&self) -> i64;
+
+    /// Calls `f(offset, key, value)` for every record from the log's start, in order. Damage
+    /// is stepped over and reported in the stats, never fatal.
+    fn load(&self, f: &mut dyn FnMut(i64, &[u8], Option<&[u8]>)) -> Result<LoadStats, LogFault>;
+}
