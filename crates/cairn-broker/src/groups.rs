@@ -1,68 +1,186 @@
-//! Drives the sans-IO group coordinator: feeds it requests with the current time, writes the
-//! records it emits to `__consumer_offsets` (and fsyncs them in that mode) before any reply
-//! leaves, fires its timers, and rebuilds it from the log on start.
+//! The driver of the group coordinator's shards: one shard per `__consumer_offsets`
+//! partition, each a `cairn_runtime::Shard` over its own `GroupCoordinator` and partition log.
+//!
+//! A request is routed to its group's shard and run there under that shard's lock only, so
+//! groups on different partitions never wait for each other. Each shard has one task that
+//! performs its writes (all records handled since the last write, one append and, in the fsync
+//! mode, one fsync, on a blocking thread) and fires its timers. Replies are released by the
+//! shard once what they depend on is durable; a failed write is undone by the shard and its
+//! requests answered with Kafka's error for it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use cairn_config::BrokerConfig;
-use cairn_group::{Effects, GroupConfig, GroupCoordinator, GroupError, Reply, ReplyToken};
-use cairn_log::batch::{encode_plain, PlainRecord};
+use cairn_group::{
+    DeleteGroupsResult, Effects, GroupConfig, GroupCoordinator, GroupError, RebalanceRecord,
+    Replayed, Reply,
+};
 use cairn_log::{PartitionLog, Store, TopicMeta};
-use kafka_protocol::records::RecordBatchDecoder;
-use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use tokio::sync::{oneshot, Notify};
+use cairn_runtime::{
+    Clock, Delivery, LogFault, LogRecord, Output, RecordLog, Seq, Shard, SystemClock, Token, Write,
+    WriteResult,
+};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{oneshot, watch, Notify};
 
-use crate::flusher::Flusher;
 use crate::metrics::Metrics;
-use crate::state::now_ms;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-struct Inner {
-    coord: GroupCoordinator,
-    waiters: HashMap<ReplyToken, oneshot::Sender<Reply>>,
-    next_token: ReplyToken,
-    /// Partitions of the offsets topic, once it exists.
-    logs: Vec<Arc<PartitionLog>>,
+/// Who waits for a request's outcome.
+enum Waiter {
+    /// A call whose answer the caller holds until the request is final.
+    Call(oneshot::Sender<Result<(), LogFault>>),
+    /// A parked JoinGroup/SyncGroup: answered through its token.
+    Parked(Token),
 }
 
-impl Inner {
-    /// The coordinator, told the largest batch the offsets topic takes now (its
-    /// `max.message.bytes` may be altered at any time): it refuses a group state whose record
-    /// would not fit before adopting it, so nothing is kept that the log would refuse.
-    fn coord_for_write(&mut self) -> &mut GroupCoordinator {
-        if let Some(log) = self.logs.first() {
-            let max = log.config().max_message_bytes as usize;
-            self.coord.set_max_record_batch_bytes(max);
+struct ShardState {
+    shard: Shard<GroupCoordinator>,
+    waiters: HashMap<Seq, Waiter>,
+    /// Parked requests: whether it is a SyncGroup (for the shape of an error reply), and where
+    /// its reply goes.
+    parked: HashMap<Token, (bool, oneshot::Sender<Reply>)>,
+    /// Rebalances that ended in a request, reported once the request is final.
+    rebalances: HashMap<Seq, Vec<RebalanceRecord>>,
+}
+
+/// A reply to send once the shard's lock is released.
+enum Send {
+    Call(oneshot::Sender<Result<(), LogFault>>, Result<(), LogFault>),
+    Reply(oneshot::Sender<Reply>, Reply),
+}
+
+fn failure(is_sync: bool, e: GroupError) -> Reply {
+    if is_sync {
+        Reply::Sync(Err(e))
+    } else {
+        Reply::Join(Err(e))
+    }
+}
+
+/// Kafka's mapping of a failed coordinator write: a batch too large is UNKNOWN_SERVER_ERROR,
+/// a storage fault (or a lost lease) NOT_COORDINATOR, so the client looks for the coordinator
+/// again and retries.
+pub fn write_error(f: &LogFault) -> GroupError {
+    match f {
+        LogFault::TooLarge { .. } => GroupError::UnknownServerError,
+        LogFault::Storage(_) | LogFault::Fenced(_) => GroupError::NotCoordinator,
+    }
+}
+
+impl ShardState {
+    fn dispatch(&mut self, deliveries: Vec<Delivery<Reply>>, metrics: &Metrics) -> Vec<Send> {
+        let mut out = Vec::new();
+        for d in deliveries {
+            match d {
+                Delivery::Done(seq) => {
+                    for r in self.rebalances.remove(&seq).unwrap_or_default() {
+                        metrics.rebalance_ended(&r);
+                    }
+                    if let Some(Waiter::Call(tx)) = self.waiters.remove(&seq) {
+                        out.push(Send::Call(tx, Ok(())));
+                    }
+                }
+                Delivery::Failed(seq, fault) => {
+                    self.rebalances.remove(&seq);
+                    match self.waiters.remove(&seq) {
+                        Some(Waiter::Call(tx)) => out.push(Send::Call(tx, Err(fault))),
+                        Some(Waiter::Parked(token)) => {
+                            if let Some((sync, tx)) = self.parked.remove(&token) {
+                                out.push(Send::Reply(tx, failure(sync, write_error(&fault))));
+                            }
+                        }
+                        None => {}
+                    }
+                }
+                Delivery::Reply(token, reply) => {
+                    if let Some((_, tx)) = self.parked.remove(&token) {
+                        out.push(Send::Reply(tx, reply));
+                    }
+                }
+                Delivery::Orphaned(token, fault) => {
+                    if let Some((sync, tx)) = self.parked.remove(&token) {
+                        out.push(Send::Reply(tx, failure(sync, write_error(&fault))));
+                    }
+                }
+            }
         }
-        &mut self.coord
+        out
+    }
+}
+
+fn deliver(sends: Vec<Send>) {
+    for s in sends {
+        match s {
+            Send::Call(tx, r) => {
+                let _ = tx.send(r);
+            }
+            Send::Reply(tx, r) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+struct ShardCell {
+    partition: i32,
+    log: Arc<PartitionLog>,
+    state: Mutex<ShardState>,
+    /// Wakes the shard's task: records to write, or timers changed.
+    wake: Notify,
+}
+
+fn to_output(fx: Effects, rebalances: &mut Vec<RebalanceRecord>) -> Output<Reply> {
+    rebalances.extend(fx.rebalances);
+    Output {
+        records: fx
+            .records
+            .into_iter()
+            .map(|r| LogRecord {
+                key: r.key,
+                value: r.value,
+            })
+            .collect(),
+        replies: fx.replies,
     }
 }
 
 pub struct Groups {
-    inner: Mutex<Inner>,
+    config: GroupConfig,
     store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    /// One per offsets partition, once the topic exists.
+    shards: RwLock<Arc<Vec<Arc<ShardCell>>>>,
+    /// Answers reads while the offsets topic does not exist yet.
+    empty: GroupCoordinator,
     /// Set once shutdown begins: parked requests are released and no new ones are parked.
     stopping: AtomicBool,
+    stop: watch::Sender<bool>,
     /// The offsets topic's real partition count once it exists; the setting only applies when
     /// the topic is created (changing it later would move groups to other partitions).
     num_partitions: AtomicI32,
     segment_bytes: i64,
-    flusher: Option<Flusher>,
-    timer: Notify,
+    /// `log.flush.interval.messages=1`: a write is durable once fsynced.
+    sync: bool,
+    next_token: AtomicU64,
+    id_seed: u64,
     metrics: Arc<Metrics>,
 }
 
 impl Groups {
-    pub fn new(
+    pub fn new(config: &BrokerConfig, store: Arc<Store>, metrics: Arc<Metrics>) -> Groups {
+        Self::with_clock(config, store, metrics, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(
         config: &BrokerConfig,
         store: Arc<Store>,
-        flusher: Option<Flusher>,
         metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
     ) -> Groups {
         let gc = GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms(),
@@ -76,124 +194,150 @@ impl Groups {
             max_record_batch_bytes: config.message_max_bytes().max(0) as usize,
             ..GroupConfig::default()
         };
-        // A fresh seed per start: member ids must never repeat ones stored before a restart.
-        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         Groups {
-            inner: Mutex::new(Inner {
-                coord: GroupCoordinator::with_id_seed(gc, seed),
-                waiters: HashMap::new(),
-                next_token: 1,
-                logs: Vec::new(),
-            }),
+            empty: GroupCoordinator::new(gc.clone()),
+            config: gc,
             store,
+            clock,
+            shards: RwLock::new(Arc::new(Vec::new())),
             stopping: AtomicBool::new(false),
+            stop: watch::channel(false).0,
             num_partitions: AtomicI32::new(config.offsets_topic_num_partitions().max(1)),
             segment_bytes: config.offsets_topic_segment_bytes(),
-            flusher,
-            timer: Notify::new(),
+            sync: config.log_flush_interval_messages() <= 1,
+            next_token: AtomicU64::new(1),
+            // A fresh seed per start: member ids must never repeat ones stored before a restart.
+            id_seed: uuid::Uuid::new_v4().as_u64_pair().0,
             metrics,
         }
     }
 
-    /// Replays an existing offsets topic. Called once at start, before serving. Damage never
-    /// stops the start: the log skips damaged ranges (and reports them), a batch that cannot
-    /// be decoded is skipped, and each loss is logged with the offsets and partition it hit.
-    pub fn load(&self) -> usize {
+    fn shards(&self) -> Arc<Vec<Arc<ShardCell>>> {
+        self.shards.read().clone()
+    }
+
+    /// A shard's coordinator, rebuilt by replaying its partition.
+    fn build(&self, partition: i32, log: &PartitionLog) -> (GroupCoordinator, usize) {
+        let seed = self
+            .id_seed
+            .wrapping_add((partition as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut coord = GroupCoordinator::with_id_seed(self.config.clone(), seed);
+        let now = self.clock.now_ms();
+        let mut count = 0usize;
+        let loaded = log.load(
+            &mut |offset, key, value| match coord.replay(now, key, value) {
+                Ok(Replayed::Unknown(t)) => tracing::warn!(
+                    partition,
+                    offset,
+                    record_type = t,
+                    "skipping unknown record type in {OFFSETS_TOPIC}"
+                ),
+                Ok(_) => count += 1,
+                Err(e) => tracing::warn!(
+                    partition,
+                    offset,
+                    "skipping unreadable record in {OFFSETS_TOPIC}: {e}"
+                ),
+            },
+        );
+        match loaded {
+            Ok(stats) => {
+                for (first, end) in stats.lost {
+                    let lost =
+                        end.map_or_else(|| format!("{first}.."), |e| format!("{first}..{e}"));
+                    tracing::error!(
+                        partition,
+                        offsets_lost = %lost,
+                        "{OFFSETS_TOPIC} is damaged: group metadata and committed offsets stored \
+                         in those records are lost (earlier records of the same groups still apply)"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(partition, "cannot load {OFFSETS_TOPIC}: {e}"),
+        }
+        (coord, count)
+    }
+
+    /// Makes shards for the topic's partitions, each loaded from its log, and starts their
+    /// tasks. Called once, at start or when the topic is first created.
+    fn install(self: &Arc<Self>, meta: &TopicMeta) -> usize {
+        let logs = self.adopt(meta);
+        let mut total = 0;
+        let mut cells = Vec::with_capacity(logs.len());
+        for (p, log) in logs.into_iter().enumerate() {
+            let (mut coord, count) = self.build(p as i32, &log);
+            total += count;
+            coord.set_max_record_batch_bytes(log.config().max_message_bytes as usize);
+            let shard = Shard::new(coord, self.sync);
+            cells.push(Arc::new(ShardCell {
+                partition: p as i32,
+                log,
+                state: Mutex::new(ShardState {
+                    shard,
+                    waiters: HashMap::new(),
+                    parked: HashMap::new(),
+                    rebalances: HashMap::new(),
+                }),
+                wake: Notify::new(),
+            }));
+        }
+        let cells = Arc::new(cells);
+        {
+            let mut shards = self.shards.write();
+            if !shards.is_empty() {
+                return 0;
+            }
+            *shards = cells.clone();
+        }
+        for cell in cells.iter() {
+            // Loading restarts timers; records it emits are written like any others.
+            self.finish_load(cell);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(drive(self.stop.subscribe(), cell.clone(), self.clone()));
+            }
+        }
+        total
+    }
+
+    fn finish_load(&self, cell: &ShardCell) {
+        let sends = {
+            let mut st = cell.state.lock();
+            let now = self.clock.now_ms();
+            let mut rebalances = Vec::new();
+            let (seq, d) = st
+                .shard
+                .handle(now, |c| to_output(c.finish_load(now), &mut rebalances));
+            if !rebalances.is_empty() {
+                st.rebalances.insert(seq, rebalances);
+            }
+            st.dispatch(d, &self.metrics)
+        };
+        deliver(sends);
+    }
+
+    /// Replays an existing offsets topic into one shard per partition. Called once at start,
+    /// before serving. Damage never stops the start: damaged ranges are skipped and each loss
+    /// is logged with the offsets and partition it hit. Returns the records replayed.
+    pub fn load(self: &Arc<Self>) -> usize {
         let Some(meta) = self.store.topic(OFFSETS_TOPIC) else {
             return 0;
         };
-        let logs = self.adopt(&meta);
-        let now = now_ms();
-        let mut inner = self.inner.lock();
-        let mut count = 0usize;
-        for (p, log) in logs.iter().enumerate() {
-            for d in log.damage() {
-                let lost = d.end_offset.map_or_else(
-                    || format!("{}..", d.first_offset),
-                    |e| format!("{}..{}", d.first_offset, e),
-                );
-                tracing::error!(
-                    partition = p,
-                    offsets_lost = %lost,
-                    "{OFFSETS_TOPIC} is damaged: group metadata and committed offsets stored in \
-                     those records are lost (earlier records of the same groups still apply)"
-                );
-            }
-            let mut offset = log.log_start_offset();
-            let end = log.log_end_offset();
-            while offset < end {
-                let read = match log.read(offset, 5 << 20) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(partition = p, offsets_lost = %format!("{offset}..{end}"),
-                            "cannot read {OFFSETS_TOPIC}, skipping the rest of the partition: {e}");
-                        break;
-                    }
-                };
-                let data = read.data;
-                if data.is_empty() {
-                    break;
-                }
-                let mut last = offset;
-                let mut pos = 0;
-                for view in cairn_log::batch::batches(&data) {
-                    let Ok(view) = view else { break };
-                    let size = view.size();
-                    let (first, next) = (view.base_offset(), view.next_offset());
-                    last = last.max(next);
-                    let mut one = data.slice(pos..pos + size);
-                    pos += size;
-                    let set = match RecordBatchDecoder::decode(&mut one) {
-                        Ok(set) => set,
-                        Err(e) => {
-                            tracing::error!(partition = p, offsets_lost = %format!("{first}..{next}"),
-                                "skipping undecodable batch in {OFFSETS_TOPIC}: {e}");
-                            continue;
-                        }
-                    };
-                    for r in set.records {
-                        if r.offset < offset || r.control {
-                            continue;
-                        }
-                        let Some(key) = r.key else { continue };
-                        match inner.coord.replay(now, &key, r.value.as_deref()) {
-                            Ok(cairn_group::Replayed::Unknown(t)) => {
-                                tracing::warn!(
-                                    partition = p,
-                                    record_type = t,
-                                    "skipping unknown record type in {OFFSETS_TOPIC}"
-                                );
-                            }
-                            Ok(_) => count += 1,
-                            Err(e) => tracing::warn!(
-                                partition = p,
-                                offset = r.offset,
-                                "skipping unreadable record in {OFFSETS_TOPIC}: {e}"
-                            ),
-                        }
-                    }
-                }
-                if last <= offset {
-                    break;
-                }
-                offset = last;
-            }
-        }
-        inner.logs = logs;
-        let fx = inner.coord.finish_load(now);
-        // Loading only restarts timers; records it might emit are written like any others.
-        drop(inner);
-        if !fx.is_empty() {
-            let _ = self.apply_sync(fx);
-        }
-        count
+        self.install(&meta)
     }
 
-    /// Creates the offsets topic on first use, as Kafka does on the first FindCoordinator.
-    pub fn ensure_topic(&self) -> Result<(), String> {
-        if !self.inner.lock().logs.is_empty() {
+    /// Creates the offsets topic on first use, as Kafka does on the first FindCoordinator. The
+    /// file work runs on a blocking thread.
+    pub async fn ensure_topic(self: &Arc<Self>) -> Result<(), String> {
+        if !self.shards.read().is_empty() {
             return Ok(());
         }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.ensure_topic_blocking())
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    fn ensure_topic_blocking(self: &Arc<Self>) -> Result<(), String> {
         let store = &*self.store;
         let meta = match store.topic(OFFSETS_TOPIC) {
             Some(m) => m,
@@ -218,10 +362,8 @@ impl Groups {
                 }
             }
         };
-        let logs = self.adopt(&meta);
-        let mut inner = self.inner.lock();
-        if inner.logs.is_empty() {
-            inner.logs = logs;
+        if self.shards.read().is_empty() {
+            self.install(&meta);
         }
         Ok(())
     }
@@ -238,282 +380,366 @@ impl Groups {
                 "offsets.topic.num.partitions differs from the existing {OFFSETS_TOPIC}; keeping the existing count"
             );
         }
-        partitions(&self.store, meta)
+        (0..meta.partitions as i32)
+            .filter_map(|p| self.store.partition(&meta.name, p))
+            .collect()
     }
 
     pub fn partition_for(&self, group: &str) -> i32 {
         cairn_group::hash::partition_for(group, self.num_partitions.load(Ordering::Acquire))
     }
 
-    /// Runs `f` against the coordinator and writes what it emitted; the result is released only
-    /// once those records are appended (and fsynced in that mode).
-    pub async fn call<T>(
-        &self,
-        f: impl FnOnce(&mut GroupCoordinator, i64) -> (T, Effects),
-    ) -> Result<T, GroupError> {
-        self.ready()?;
-        let (out, pending) = {
-            let mut inner = self.inner.lock();
-            let (out, fx) = f(inner.coord_for_write(), now_ms());
-            (out, self.write_locked(&mut inner, fx))
-        };
-        self.timer.notify_one();
-        pending.finish(&self.flusher).await.map(|()| out)
+    fn shard_for(&self, group: &str) -> Option<Arc<ShardCell>> {
+        let shards = self.shards();
+        shards.get(self.partition_for(group) as usize).cloned()
     }
 
-    /// Like [`Groups::call`] for requests that may be parked (JoinGroup, SyncGroup).
-    pub async fn call_parked(
-        &self,
-        is_sync: bool,
-        f: impl FnOnce(&mut GroupCoordinator, i64, ReplyToken) -> Effects,
-    ) -> Reply {
-        let failed = |e: GroupError| {
-            if is_sync {
-                Reply::Sync(Err(e))
-            } else {
-                Reply::Join(Err(e))
-            }
-        };
-        if let Err(e) = self.ready() {
-            return failed(e);
-        }
-        let (rx, pending) = {
-            let mut inner = self.inner.lock();
-            let token = inner.next_token;
-            inner.next_token += 1;
-            let (tx, rx) = oneshot::channel();
-            inner.waiters.insert(token, tx);
-            let fx = f(inner.coord_for_write(), now_ms(), token);
-            (rx, self.write_locked(&mut inner, fx))
-        };
-        self.timer.notify_one();
-        if let Err(e) = pending.finish(&self.flusher).await {
-            // The records behind this reply did not reach the log; nothing may be acknowledged.
-            return failed(e);
-        }
-        rx.await
-            .unwrap_or_else(|_| failed(GroupError::CoordinatorNotAvailable))
-    }
-
-    /// Whether state may change now: the offsets topic must exist first, so that no change is
-    /// made in memory that cannot be written (a client that skipped FindCoordinator gets it
-    /// created here), and nothing new is parked once shutdown has begun.
-    fn ready(&self) -> Result<(), GroupError> {
+    /// Whether state may change now: the offsets topic must exist first (a client that skipped
+    /// FindCoordinator gets it created here), and nothing new is parked once shutdown began.
+    async fn ready(self: &Arc<Self>) -> Result<(), GroupError> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(GroupError::NotCoordinator);
         }
-        self.ensure_topic().map_err(|e| {
+        self.ensure_topic().await.map_err(|e| {
             tracing::error!("cannot create {OFFSETS_TOPIC}: {e}");
             GroupError::CoordinatorNotAvailable
         })
     }
 
-    /// Answers every parked JoinGroup/SyncGroup with NOT_COORDINATOR so shutdown is not held up
-    /// by rebalances in flight; the clients will look for the coordinator again.
-    fn release_parked(&self) {
-        self.stopping.store(true, Ordering::Release);
-        let waiters: Vec<_> = self.inner.lock().waiters.drain().collect();
-        for (_, tx) in waiters {
-            let _ = tx.send(Reply::Join(Err(GroupError::NotCoordinator)));
+    /// Runs `f` on the group's shard; its result is released once what it depends on is
+    /// durable, or replaced by the error for a failed write (then nothing of it was kept).
+    pub async fn call<T>(
+        self: &Arc<Self>,
+        group: &str,
+        f: impl FnOnce(&mut GroupCoordinator, i64) -> (T, Effects),
+    ) -> Result<T, GroupError> {
+        self.ready().await?;
+        let cell = self.shard_for(group).ok_or(GroupError::NotCoordinator)?;
+        self.call_on(&cell, f).await
+    }
+
+    async fn call_on<T>(
+        &self,
+        cell: &ShardCell,
+        f: impl FnOnce(&mut GroupCoordinator, i64) -> (T, Effects),
+    ) -> Result<T, GroupError> {
+        let (tx, rx) = oneshot::channel();
+        let mut out = None;
+        let sends = {
+            let mut st = cell.state.lock();
+            let st = &mut *st;
+            self.follow_limit(cell, st);
+            let now = self.clock.now_ms();
+            let mut rebalances = Vec::new();
+            let (seq, d) = st.shard.handle(now, |c| {
+                let (t, fx) = f(c, now);
+                out = Some(t);
+                to_output(fx, &mut rebalances)
+            });
+            st.waiters.insert(seq, Waiter::Call(tx));
+            if !rebalances.is_empty() {
+                st.rebalances.insert(seq, rebalances);
+            }
+            st.dispatch(d, &self.metrics)
+        };
+        deliver(sends);
+        cell.wake.notify_one();
+        match rx.await {
+            Ok(Ok(())) => out.ok_or(GroupError::NotCoordinator),
+            Ok(Err(fault)) => Err(write_error(&fault)),
+            Err(_) => Err(GroupError::NotCoordinator),
         }
     }
 
-    /// Read-only questions need no log write.
-    pub fn read<T>(&self, f: impl FnOnce(&GroupCoordinator) -> T) -> T {
-        f(&self.inner.lock().coord)
-    }
-
-    fn apply_sync(&self, fx: Effects) -> Result<(), GroupError> {
-        let mut inner = self.inner.lock();
-        let pending = self.write_locked(&mut inner, fx);
-        pending.error.map_or(Ok(()), Err)
-    }
-
-    /// Appends the records (grouped per offsets partition, one batch each) under the lock so the
-    /// log order is the state order, and hands the replies out once the write is durable.
-    fn write_locked(&self, inner: &mut Inner, fx: Effects) -> Pending {
-        let mut pending = Pending::default();
-        for r in &fx.rebalances {
-            self.metrics.rebalance_ended(r);
+    /// Like [`Groups::call`] for requests that may be parked (JoinGroup, SyncGroup).
+    pub async fn call_parked(
+        self: &Arc<Self>,
+        group: &str,
+        is_sync: bool,
+        f: impl FnOnce(&mut GroupCoordinator, i64, Token) -> Effects,
+    ) -> Reply {
+        if let Err(e) = self.ready().await {
+            return failure(is_sync, e);
         }
-        if !fx.records.is_empty() {
-            if inner.logs.is_empty() {
-                tracing::error!("group records emitted before {OFFSETS_TOPIC} exists");
-                pending.error = Some(GroupError::CoordinatorNotAvailable);
-            } else {
-                let mut by_part: HashMap<i32, Vec<&cairn_group::Record>> = HashMap::new();
-                for r in &fx.records {
-                    by_part
-                        .entry(self.partition_for(&r.group_id))
-                        .or_default()
-                        .push(r);
+        let Some(cell) = self.shard_for(group) else {
+            return failure(is_sync, GroupError::NotCoordinator);
+        };
+        let (tx, rx) = oneshot::channel();
+        let sends = {
+            let mut st = cell.state.lock();
+            let st = &mut *st;
+            if self.stopping.load(Ordering::Acquire) {
+                return failure(is_sync, GroupError::NotCoordinator);
+            }
+            self.follow_limit(&cell, st);
+            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            st.parked.insert(token, (is_sync, tx));
+            let now = self.clock.now_ms();
+            let mut rebalances = Vec::new();
+            let (seq, d) = st
+                .shard
+                .handle(now, |c| to_output(f(c, now, token), &mut rebalances));
+            st.waiters.insert(seq, Waiter::Parked(token));
+            if !rebalances.is_empty() {
+                st.rebalances.insert(seq, rebalances);
+            }
+            st.dispatch(d, &self.metrics)
+        };
+        deliver(sends);
+        cell.wake.notify_one();
+        rx.await
+            .unwrap_or_else(|_| failure(is_sync, GroupError::CoordinatorNotAvailable))
+    }
+
+    /// The coordinator is told the largest batch the offsets topic takes now (its
+    /// `max.message.bytes` may be altered at any time): it refuses a group state whose record
+    /// would not fit before adopting it.
+    fn follow_limit(&self, cell: &ShardCell, st: &mut ShardState) {
+        let max = cell.log.config().max_message_bytes as usize;
+        st.shard.coord_mut().set_max_record_batch_bytes(max);
+    }
+
+    /// A read about one group, from the durable view of its shard.
+    pub fn read_group<T>(&self, group: &str, f: impl FnOnce(&GroupCoordinator) -> T) -> T {
+        match self.shard_for(group) {
+            Some(cell) => f(cell.state.lock().shard.coord()),
+            None => f(&self.empty),
+        }
+    }
+
+    /// A read over every shard (each under its own lock, one after another), concatenated.
+    pub fn read_all<T>(&self, mut f: impl FnMut(&GroupCoordinator) -> Vec<T>) -> Vec<T> {
+        let shards = self.shards();
+        if shards.is_empty() {
+            return f(&self.empty);
+        }
+        let mut out = Vec::new();
+        for cell in shards.iter() {
+            out.extend(f(cell.state.lock().shard.coord()));
+        }
+        out
+    }
+
+    /// DeleteGroups: each group on its own shard; results in the request's order.
+    pub async fn delete_groups(self: &Arc<Self>, ids: Vec<String>) -> DeleteGroupsResult {
+        if let Err(e) = self.ready().await {
+            return ids.into_iter().map(|id| (id, Err(e.clone()))).collect();
+        }
+        let mut by_shard: HashMap<i32, Vec<String>> = HashMap::new();
+        for id in &ids {
+            by_shard
+                .entry(self.partition_for(id))
+                .or_default()
+                .push(id.clone());
+        }
+        let mut answers: HashMap<String, Vec<Result<(), GroupError>>> = HashMap::new();
+        for (p, part_ids) in by_shard {
+            let Some(cell) = self.shards().get(p as usize).cloned() else {
+                continue;
+            };
+            let res = self
+                .call_on(&cell, |c, now| c.delete_groups(now, &part_ids))
+                .await;
+            match res {
+                Ok(rs) => {
+                    for (id, r) in rs {
+                        answers.entry(id).or_default().push(r);
+                    }
                 }
-                let now = now_ms();
-                for (p, recs) in by_part {
-                    let log = inner.logs[p as usize].clone();
-                    let batch = encode_batch(&recs, now);
-                    match log.append(&batch, now) {
-                        Ok(_) => pending.logs.push(log),
-                        Err(e) => {
-                            tracing::error!(partition = p, "cannot append to {OFFSETS_TOPIC}: {e}");
-                            // Kafka's mapping of a failed coordinator write: a batch too large
-                            // is UNKNOWN_SERVER_ERROR, a storage fault NOT_COORDINATOR.
-                            pending.error = Some(match e {
-                                cairn_log::LogError::MessageTooLarge { .. } => {
-                                    GroupError::UnknownServerError
-                                }
-                                _ => GroupError::NotCoordinator,
-                            });
-                        }
+                Err(e) => {
+                    for id in part_ids {
+                        answers.entry(id).or_default().push(Err(e.clone()));
                     }
                 }
             }
         }
-        for (token, reply) in fx.replies {
-            if let Some(tx) = inner.waiters.remove(&token) {
-                pending.replies.push((tx, reply));
-            }
-        }
-        pending
+        ids.into_iter()
+            .map(|id| {
+                let r = answers
+                    .get_mut(&id)
+                    .and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
+                    .unwrap_or(Err(GroupError::NotCoordinator));
+                (id, r)
+            })
+            .collect()
     }
 
-    /// Fires due timers until stopped. One task per broker.
-    pub async fn run_timers(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let deadline = self.inner.lock().coord.next_deadline();
-            let wait = match deadline {
-                Some(d) => Duration::from_millis((d - now_ms()).clamp(0, 60_000) as u64),
-                None => Duration::from_secs(60),
-            };
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    self.release_parked();
-                    return;
-                }
-                _ = self.timer.notified() => continue,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            let pending = {
-                let mut inner = self.inner.lock();
-                let fx = inner.coord_for_write().tick(now_ms());
-                self.write_locked(&mut inner, fx)
-            };
-            let _ = pending.finish(&self.flusher).await;
+    /// Runs `f` on every shard (a topic changed: every group may care).
+    async fn call_all(&self, f: impl Fn(&mut GroupCoordinator, i64) -> Effects) {
+        for cell in self.shards().iter() {
+            let _ = self.call_on(cell, |c, now| ((), f(c, now))).await;
         }
     }
 
     pub async fn topic_changed(&self, topic: &str) {
-        let t = topic.to_string();
-        let _ = self
-            .call(|c, now| ((), c.on_topic_partitions_changed(now, &t)))
+        self.call_all(|c, now| c.on_topic_partitions_changed(now, topic))
             .await;
     }
 
     pub async fn topic_deleted(&self, topic: &str) {
-        let t = topic.to_string();
-        let _ = self.call(|c, now| ((), c.on_topic_deleted(now, &t))).await;
+        self.call_all(|c, now| c.on_topic_deleted(now, topic)).await;
     }
-}
 
-#[derive(Default)]
-struct Pending {
-    logs: Vec<Arc<PartitionLog>>,
-    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
-    error: Option<GroupError>,
-}
-
-impl Pending {
-    async fn finish(self, flusher: &Option<Flusher>) -> Result<(), GroupError> {
-        let mut error = self.error;
-        if let Some(f) = flusher {
-            let waits: Vec<_> = self.logs.into_iter().map(|l| f.flush(l)).collect();
-            for w in waits {
-                if let Err(e) = w.await {
-                    tracing::error!("fsync of {OFFSETS_TOPIC} failed: {e}");
-                    error = Some(GroupError::NotCoordinator);
-                }
+    /// Waits for shutdown, then answers every parked JoinGroup/SyncGroup with NOT_COORDINATOR
+    /// so shutdown is not held up by rebalances in flight (the clients will look for the
+    /// coordinator again), and stops the shards' tasks.
+    pub async fn run_timers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
             }
         }
-        for (tx, reply) in self.replies {
-            let reply = match (&error, reply) {
-                (Some(e), Reply::Join(_)) => Reply::Join(Err(e.clone())),
-                (Some(e), Reply::Sync(_)) => Reply::Sync(Err(e.clone())),
-                (None, r) => r,
-            };
-            let _ = tx.send(reply);
+        self.stopping.store(true, Ordering::Release);
+        for cell in self.shards().iter() {
+            let parked: Vec<_> = cell.state.lock().parked.drain().collect();
+            for (_, (sync, tx)) in parked {
+                let _ = tx.send(failure(sync, GroupError::NotCoordinator));
+            }
         }
-        error.map_or(Ok(()), Err)
+        let _ = self.stop.send(true);
     }
 }
 
-fn partitions(store: &Store, meta: &TopicMeta) -> Vec<Arc<PartitionLog>> {
-    (0..meta.partitions as i32)
-        .filter_map(|p| store.partition(&meta.name, p))
-        .collect()
+/// A shard's task: performs its writes in order and fires its timers. After shutdown it only
+/// finishes the writes already queued, so every request handled gets its answer.
+async fn drive(mut stop: watch::Receiver<bool>, cell: Arc<ShardCell>, groups: Arc<Groups>) {
+    loop {
+        let write = cell.state.lock().shard.next_write();
+        if let Some(w) = write {
+            groups.perform(&cell, w).await;
+            continue;
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let (offline, deadline) = {
+            let st = cell.state.lock();
+            (
+                st.shard.offline().is_some(),
+                st.shard.coord().next_deadline(),
+            )
+        };
+        if offline {
+            groups.reload(&cell).await;
+            continue;
+        }
+        let now = groups.clock.now_ms();
+        if deadline.is_some_and(|d| d <= now) {
+            groups.tick(&cell, now);
+            continue;
+        }
+        let wait = deadline.map_or(Duration::from_secs(60), |d| {
+            Duration::from_millis((d - now).clamp(1, 60_000) as u64)
+        });
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = cell.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
-pub(crate) fn encode_batch(recs: &[&cairn_group::Record], now: i64) -> BytesMut {
-    let plain: Vec<PlainRecord> = recs
-        .iter()
-        .map(|r| PlainRecord {
-            key: Some(&r.key),
-            value: r.value.as_deref(),
-            timestamp: now,
-        })
-        .collect();
-    encode_plain(&plain)
-}
+impl Groups {
+    fn tick(&self, cell: &ShardCell, now: i64) {
+        let sends = {
+            let mut st = cell.state.lock();
+            let st = &mut *st;
+            self.follow_limit(cell, st);
+            let mut rebalances = Vec::new();
+            let (seq, d) = st
+                .shard
+                .handle(now, |c| to_output(c.tick(now), &mut rebalances));
+            if !rebalances.is_empty() {
+                st.rebalances.insert(seq, rebalances);
+            }
+            st.dispatch(d, &self.metrics)
+        };
+        deliver(sends);
+    }
 
-/// A group's rebalance history in the HTTP API's shape, oldest first.
-pub fn rebalance_history(groups: &Groups, group: &str) -> Vec<cairn_http::Rebalance> {
-    use cairn_group::{RebalanceCause as C, RebalanceOutcome as O};
-    groups
-        .read(|c| c.rebalance_history(group))
-        .into_iter()
-        .map(|r| cairn_http::Rebalance {
-            seq: r.seq,
-            cause: r.cause.kind(),
-            cause_detail: match &r.cause {
-                C::MemberJoined { member_id }
-                | C::MemberRejoinedWithNewMetadata { member_id }
-                | C::LeaderRejoined { member_id }
-                | C::MemberLeft { member_id }
-                | C::SessionTimeout { member_id } => Some(member_id.clone()),
-                C::RebalanceTimeout { member_ids } | C::SyncTimeout { member_ids } => {
-                    Some(member_ids.join(","))
-                }
-                C::StaticMemberReplaced { instance_id } => Some(instance_id.clone()),
-                C::PartitionsAdded { topic } | C::TopicDeleted { topic } => Some(topic.clone()),
-                C::Other(s) => Some(s.clone()),
-                C::GroupLoaded => None,
-            },
-            from_generation: r.from_generation,
-            generation: r.generation,
-            started_ms: r.started_ms,
-            join_completed_ms: r.join_completed_ms,
-            completed_ms: r.completed_ms,
-            preparing_ms: r.preparing_ms(),
-            completing_ms: r.completing_ms(),
-            total_ms: r.total_ms(),
-            members_before: r.members_before,
-            members_after: r.members_after,
-            partitions_moved: r.partitions_moved,
-            outcome: match r.outcome {
-                O::InProgress => "in_progress",
-                O::Stable => "stable",
-                O::Superseded => "superseded",
-                O::Emptied => "emptied",
-                O::Unloaded => "unloaded",
-            },
+    /// One write of the shard: on a blocking thread, so file I/O never holds up the async
+    /// workers; the shard keeps handling requests meanwhile (they join the next write).
+    async fn perform(&self, cell: &Arc<ShardCell>, write: Write) {
+        let log = cell.log.clone();
+        let now = self.clock.now_ms();
+        let partition = cell.partition;
+        let (write, result) = match tokio::task::spawn_blocking(move || {
+            let result = write.perform(&*log as &dyn RecordLog, now);
+            (write, result)
         })
-        .collect()
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // The write's thread died; what it did is unknown, so the shard must be
+                // rebuilt from the log. The write itself is lost with the thread, so fail the
+                // shard's requests through a close and reload.
+                tracing::error!(partition, "write to {OFFSETS_TOPIC} panicked: {e}");
+                let sends = {
+                    let mut st = cell.state.lock();
+                    let d = st
+                        .shard
+                        .close(LogFault::Storage(format!("write panicked: {e}")));
+                    st.dispatch(d, &self.metrics)
+                };
+                deliver(sends);
+                return;
+            }
+        };
+        match &result {
+            WriteResult::Durable => {}
+            WriteResult::Failed(f) => tracing::error!(
+                partition,
+                records = write.records(),
+                "cannot write to {OFFSETS_TOPIC}; the requests are undone and answered with an error: {f}"
+            ),
+            WriteResult::FailedUncertain(f) => tracing::error!(
+                partition,
+                records = write.records(),
+                "cannot write to {OFFSETS_TOPIC} and cannot remove the partial write; the \
+                 shard stops serving until it is reloaded from its log: {f}"
+            ),
+        }
+        let sends = {
+            let mut st = cell.state.lock();
+            let d = st.shard.write_done(write, result);
+            st.dispatch(d, &self.metrics)
+        };
+        deliver(sends);
+    }
+
+    /// Rebuilds an offline shard from its log: the state becomes exactly what a restart would
+    /// load.
+    async fn reload(self: &Arc<Self>, cell: &Arc<ShardCell>) {
+        // Not in a tight loop against a failing disk.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (me, c) = (self.clone(), cell.clone());
+        let Ok((coord, count)) =
+            tokio::task::spawn_blocking(move || me.build(c.partition, &c.log)).await
+        else {
+            return;
+        };
+        {
+            let mut st = cell.state.lock();
+            // Requests still parked were parked in the state being replaced.
+            for (_, (sync, tx)) in st.parked.drain() {
+                let _ = tx.send(failure(sync, GroupError::NotCoordinator));
+            }
+            st.waiters.clear();
+            st.shard.reload(coord);
+        }
+        self.finish_load(cell);
+        tracing::warn!(
+            partition = cell.partition,
+            records = count,
+            "reloaded {OFFSETS_TOPIC} partition from its log"
+        );
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// The coordinator sizes its records as this module writes them; the two must agree or a
+    /// The coordinator sizes its records as the log writes them; the two must agree or a
     /// record the coordinator thinks fits could still be refused by the log.
     #[test]
     fn coordinator_batch_size_matches_the_written_batch() {
@@ -531,8 +757,14 @@ mod tests {
                 .collect(),
         ];
         for recs in cases {
-            let refs: Vec<&cairn_group::Record> = recs.iter().collect();
-            let written = encode_batch(&refs, 1_700_000_000_000).len();
+            let log: Vec<cairn_runtime::LogRecord> = recs
+                .iter()
+                .map(|r| cairn_runtime::LogRecord {
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                })
+                .collect();
+            let written = cairn_log::encode_records(&log, 1_700_000_000_000).len();
             assert_eq!(cairn_group::records::batch_size(&recs), written);
         }
     }

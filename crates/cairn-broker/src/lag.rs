@@ -251,7 +251,7 @@ impl LagEngine {
         let started = Instant::now();
         let now = now_ms();
         // Only cheap copies under the coordinator lock; log reads happen after it is released.
-        let raw: Vec<(GroupDescription, Vec<FetchedOffset>)> = self.groups.read(|c| {
+        let raw: Vec<(GroupDescription, Vec<FetchedOffset>)> = self.groups.read_all(|c| {
             c.list_groups()
                 .into_iter()
                 .filter_map(|l| {
@@ -725,25 +725,23 @@ mod tests {
             .create_topic("t", parts, Default::default(), false)
             .unwrap();
         for p in 0..parts as i32 {
-            let recs: Vec<cairn_group::Record> = (0..records)
-                .map(|i| cairn_group::Record {
-                    group_id: String::new(),
+            let recs: Vec<cairn_runtime::LogRecord> = (0..records)
+                .map(|i| cairn_runtime::LogRecord {
                     key: format!("k{i}").into_bytes(),
                     value: Some(b"v".to_vec()),
                 })
                 .collect();
-            let refs: Vec<&cairn_group::Record> = recs.iter().collect();
-            let batch = crate::groups::encode_batch(&refs, ts);
+            let batch = cairn_log::encode_records(&recs, ts);
             store.partition("t", p).unwrap().append(&batch, ts).unwrap();
         }
         let cell = Arc::new(SnapshotCell::default());
         let metrics = Arc::new(crate::metrics::Metrics::new(cell.clone()));
-        let groups = Arc::new(Groups::new(&cfg, store.clone(), None, metrics));
+        let groups = Arc::new(Groups::new(&cfg, store.clone(), metrics));
         let engine = LagEngine::new(store, groups.clone(), cell, 5000, 3);
         (dir, groups, engine)
     }
 
-    async fn commit(groups: &Groups, group: &str, offsets: &[(i32, i64)]) {
+    async fn commit(groups: &Arc<Groups>, group: &str, offsets: &[(i32, i64)]) {
         let req = cairn_group::OffsetCommit {
             group_id: group.to_string(),
             member_id: String::new(),
@@ -763,7 +761,7 @@ mod tests {
                 .collect(),
         };
         let r = groups
-            .call(move |c, now| c.commit_offsets(now, req))
+            .call(group, move |c, now| c.commit_offsets(now, req))
             .await
             .unwrap();
         assert!(r.error.is_none(), "{r:?}");

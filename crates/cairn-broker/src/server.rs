@@ -72,14 +72,10 @@ impl Broker {
         let store = Arc::new(store);
         let snapshots = Arc::new(SnapshotCell::default());
         let metrics = Arc::new(Metrics::new(snapshots.clone()));
-        let groups = Arc::new(Groups::new(
-            &config,
-            store.clone(),
-            flusher.clone(),
-            metrics.clone(),
-        ));
+        let groups = Arc::new(Groups::new(&config, store.clone(), metrics.clone()));
         let started = std::time::Instant::now();
-        let loaded = groups.load();
+        let loader = groups.clone();
+        let loaded = tokio::task::spawn_blocking(move || loader.load()).await?;
         if loaded > 0 {
             tracing::info!(
                 records = loaded,

@@ -37,7 +37,7 @@ fn overview(g: &GroupLag) -> http::GroupOverview {
 
 impl View {
     fn rebalance_history(&self, group: &str) -> Vec<http::Rebalance> {
-        crate::groups::rebalance_history(&self.state.groups, group)
+        rebalance_history(&self.state.groups, group)
     }
 
     fn known(&self, group: &str) -> bool {
@@ -45,7 +45,7 @@ impl View {
             || self
                 .state
                 .groups
-                .read(|c| c.describe_group(group).is_some())
+                .read_group(group, |c| c.describe_group(group).is_some())
     }
 }
 
@@ -148,4 +148,49 @@ impl http::BrokerView for View {
     fn metrics(&self) -> String {
         self.metrics.render()
     }
+}
+
+/// A group's rebalance history in the HTTP API's shape, oldest first.
+fn rebalance_history(groups: &crate::groups::Groups, group: &str) -> Vec<cairn_http::Rebalance> {
+    use cairn_group::{RebalanceCause as C, RebalanceOutcome as O};
+    groups
+        .read_group(group, |c| c.rebalance_history(group))
+        .into_iter()
+        .map(|r| cairn_http::Rebalance {
+            seq: r.seq,
+            cause: r.cause.kind(),
+            cause_detail: match &r.cause {
+                C::MemberJoined { member_id }
+                | C::MemberRejoinedWithNewMetadata { member_id }
+                | C::LeaderRejoined { member_id }
+                | C::MemberLeft { member_id }
+                | C::SessionTimeout { member_id } => Some(member_id.clone()),
+                C::RebalanceTimeout { member_ids } | C::SyncTimeout { member_ids } => {
+                    Some(member_ids.join(","))
+                }
+                C::StaticMemberReplaced { instance_id } => Some(instance_id.clone()),
+                C::PartitionsAdded { topic } | C::TopicDeleted { topic } => Some(topic.clone()),
+                C::Other(s) => Some(s.clone()),
+                C::GroupLoaded => None,
+            },
+            from_generation: r.from_generation,
+            generation: r.generation,
+            started_ms: r.started_ms,
+            join_completed_ms: r.join_completed_ms,
+            completed_ms: r.completed_ms,
+            preparing_ms: r.preparing_ms(),
+            completing_ms: r.completing_ms(),
+            total_ms: r.total_ms(),
+            members_before: r.members_before,
+            members_after: r.members_after,
+            partitions_moved: r.partitions_moved,
+            outcome: match r.outcome {
+                O::InProgress => "in_progress",
+                O::Stable => "stable",
+                O::Superseded => "superseded",
+                O::Emptied => "emptied",
+                O::Unloaded => "unloaded",
+            },
+        })
+        .collect()
 }

@@ -952,6 +952,7 @@ fn walk_records<I: RecordInput>(
         let key_len = r.bytes_field(true)?;
         let key_end = r.input.position();
         let value_len = r.bytes_field(true)?;
+        let value_end = r.input.position();
         let header_count = r.varint()?;
         if header_count < 0 {
             return Err(r.fail("negative header count"));
@@ -979,6 +980,7 @@ fn walk_records<I: RecordInput>(
         let placed = Placement {
             record: record_start..end,
             key_end,
+            value_end,
         };
         if f(&info, &placed).is_break() {
             return Ok(());
@@ -999,6 +1001,8 @@ struct Placement {
     record: Range<u64>,
     /// Where its key field ends.
     key_end: u64,
+    /// Where its value field ends.
+    value_end: u64,
 }
 
 /// The parts of a record this crate cares about.
@@ -1054,6 +1058,30 @@ pub fn record_spans(data: &[u8], count: usize) -> Result<Vec<RecordSpan>, BatchE
         ControlFlow::Continue(())
     })?;
     Ok(out)
+}
+
+/// Calls `f(offset, key, value)` for every record of a complete batch, with the key and value
+/// borrowed from the (decompressed) records; a compressed batch is inflated once, refusing to
+/// grow past `limit` bytes. For internal readers of their own logs (coordinator loading).
+pub fn for_each_key_value<B: AsRef<[u8]>>(
+    view: &BatchView<B>,
+    limit: usize,
+    mut f: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
+) -> Result<(), BatchError> {
+    let data = view.decompressed_records(limit)?;
+    let count = usize::try_from(view.record_count()).map_err(|_| {
+        BatchError::InvalidRecords(format!("negative record count {}", view.record_count()))
+    })?;
+    let base = view.base_offset();
+    let data: &[u8] = &data;
+    walk_records(&mut SliceInput { buf: data, pos: 0 }, count, |info, at| {
+        let (key_end, value_end) = (at.key_end as usize, at.value_end as usize);
+        let key = (info.key_len >= 0).then(|| &data[key_end - info.key_len as usize..key_end]);
+        let value =
+            (info.value_len >= 0).then(|| &data[value_end - info.value_len as usize..value_end]);
+        f(base + i64::from(info.offset_delta), key, value);
+        ControlFlow::Continue(())
+    })
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@
 
 pub mod batch;
 mod partition;
+mod record_log;
 mod store;
 
 pub use partition::{
     AppendInfo, CompactStats, Damage, LogConfig, LogError, PartitionCheck, PartitionLog,
     ReadResult, SegmentReport, TimestampType,
 };
+pub use record_log::encode_records;
 pub use store::{
     check_data_dir, DataDirCheck, LogConfigFn, PartitionReport, Store, StoreError, TopicMeta,
 };

@@ -1337,6 +1337,59 @@ impl PartitionLog {
         Ok(doomed)
     }
 
+    /// Removes the active segment's records from `offset` on: the tail of an append whose
+    /// sync failed, so that the log again holds only what its writer acknowledged. `offset`
+    /// must be a batch boundary inside the active segment (a writer truncates right after its
+    /// own append, which never spans segments). Producer state is not rewound: the internal
+    /// writers that use this write without producer ids.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        let seg = inner.active();
+        if offset == seg.next_offset {
+            return Ok(());
+        }
+        if offset < seg.base || offset > seg.next_offset {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start: seg.base,
+                end: seg.next_offset,
+            });
+        }
+        let rel = (offset - seg.base) as u32;
+        let mut pos = seg.idx.position_for(rel);
+        loop {
+            if pos + HEADER_SIZE as u64 > seg.size {
+                return Err(LogError::InvalidRecord(format!(
+                    "no batch starts at offset {offset}"
+                )));
+            }
+            let header = read_header(&seg.log, pos)?;
+            let view = BatchView::new(&header[..])?;
+            if view.base_offset() == offset {
+                break;
+            }
+            if view.base_offset() > offset {
+                return Err(LogError::InvalidRecord(format!(
+                    "offset {offset} is inside a batch"
+                )));
+            }
+            pos += view.size() as u64;
+        }
+        seg.log.set_len(pos)?;
+        seg.log.sync_data()?;
+        seg.size = pos;
+        seg.next_offset = offset;
+        seg.idx.offsets.retain(|e| (e.1 as u64) < pos);
+        seg.idx.times.retain(|e| e.1 < rel);
+        seg.offsets_written = seg.offsets_written.min(seg.idx.offsets.len());
+        seg.times_written = seg.times_written.min(seg.idx.times.len());
+        if pos == 0 {
+            seg.first_batch_ts = None;
+        }
+        self.end.store(offset, Ordering::Release);
+        Ok(())
+    }
+
     /// Makes everything appended so far durable; returns the durable end offset.
     pub fn sync(&self) -> Result<i64, LogError> {
         // Older segments were synced when they were rolled, so the active file is enough.

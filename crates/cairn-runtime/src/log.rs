@@ -36,6 +36,9 @@ impl fmt::Display for LogFault {
 
 impl std::error::Error for LogFault {}
 
+/// Receives each record while loading: `(offset, key, value)`.
+pub type RecordSink<'a> = dyn FnMut(i64, &[u8], Option<&[u8]>) + 'a;
+
 /// What loading a log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadStats {
@@ -69,5 +72,5 @@ pub trait RecordLog: Send + Sync {
 
     /// Calls `f(offset, key, value)` for every record from the log's start, in order. Damage
     /// is stepped over and reported in the stats, never fatal.
-    fn load(&self, f: &mut dyn FnMut(i64, &[u8], Option<&[u8]>)) -> Result<LoadStats, LogFault>;
+    fn load(&self, f: &mut RecordSink<'_>) -> Result<LoadStats, LogFault>;
 }

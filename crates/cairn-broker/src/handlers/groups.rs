@@ -48,6 +48,12 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
     } else {
         vec![req.key.clone()]
     };
+    // Group keys need the offsets topic: created (on a blocking thread) before answering.
+    let topic = if req.key_type == 0 {
+        st.groups.ensure_topic().await
+    } else {
+        Ok(())
+    };
     let answer = |key: &StrBytes| -> (i16, Option<String>) {
         match req.key_type {
             0 => {}
@@ -71,11 +77,11 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
         if key.is_empty() {
             return (Code::InvalidRequest.code(), Some("empty group id".into()));
         }
-        match st.groups.ensure_topic() {
+        match &topic {
             Ok(()) => (0, None),
             Err(e) => {
                 tracing::error!("cannot create the offsets topic: {e}");
-                (Code::CoordinatorNotAvailable.code(), Some(e))
+                (Code::CoordinatorNotAvailable.code(), Some(e.clone()))
             }
         }
     };
@@ -162,9 +168,12 @@ pub async fn join_group(ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
             .with_error_code(Code::InvalidRequest.code())
             .with_generation_id(-1);
     }
+    let group = join.group_id.clone();
     let reply = st
         .groups
-        .call_parked(false, move |c, now, token| c.join_group(now, token, join))
+        .call_parked(&group, false, move |c, now, token| {
+            c.join_group(now, token, join)
+        })
         .await;
     let empty_name = |n: Option<String>| -> Option<StrBytes> {
         // Below v7 a missing protocol name is written as "", from v7 as null.
@@ -238,9 +247,12 @@ pub async fn sync_group(ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
             .map(|a| (a.member_id.to_string(), a.assignment.to_vec()))
             .collect(),
     };
+    let group = sync.group_id.clone();
     let reply = st
         .groups
-        .call_parked(true, move |c, now, token| c.sync_group(now, token, sync))
+        .call_parked(&group, true, move |c, now, token| {
+            c.sync_group(now, token, sync)
+        })
         .await;
     match reply {
         g::Reply::Sync(Ok(r)) => {
@@ -268,10 +280,13 @@ pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
         group_instance_id: opt(&req.group_instance_id),
         generation_id: req.generation_id,
     };
+    let group = hb.group_id.clone();
     let r = ctx
         .state
         .groups
-        .call(move |c, now| (c.heartbeat(now, hb), g::Effects::default()))
+        .call(&group, move |c, now| {
+            (c.heartbeat(now, hb), g::Effects::default())
+        })
         .await
         .and_then(|r| r);
     HeartbeatResponse::default().with_error_code(code(&r))
@@ -296,10 +311,11 @@ pub async fn leave_group(ctx: &Ctx, req: LeaveGroupRequest) -> LeaveGroupRespons
         group_id: req.group_id.0.to_string(),
         members,
     };
+    let group = leave.group_id.clone();
     let r = ctx
         .state
         .groups
-        .call(move |c, now| c.leave_group(now, leave))
+        .call(&group, move |c, now| c.leave_group(now, leave))
         .await;
     let result = match r {
         Ok(r) => r,
@@ -382,8 +398,9 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
     } else if commit.partitions.is_empty() {
         Ok(g::CommitResult::default())
     } else {
+        let group = commit.group_id.clone();
         st.groups
-            .call(move |c, now| c.commit_offsets(now, commit))
+            .call(&group, move |c, now| c.commit_offsets(now, commit))
             .await
     };
     let mut out: Vec<OffsetCommitResponseTopic> = Vec::new();
@@ -447,7 +464,7 @@ fn fetch_one(
     let fetched = ctx
         .state
         .groups
-        .read(|c| c.fetch_offsets(group, wanted.as_deref()));
+        .read_group(group, |c| c.fetch_offsets(group, wanted.as_deref()));
     let mut by_topic: Vec<(String, Vec<g::FetchedOffset>)> = Vec::new();
     for f in fetched.partitions {
         match by_topic.iter_mut().find(|(t, _)| *t == f.topic) {
@@ -543,7 +560,7 @@ pub async fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> ListGroupsRespons
     let groups = ctx
         .state
         .groups
-        .read(|c| c.list_groups())
+        .read_all(|c| c.list_groups())
         .into_iter()
         .filter(|l| states.is_empty() || states.contains(&l.state.name().to_ascii_lowercase()))
         // Every group here speaks the classic protocol.
@@ -569,7 +586,10 @@ pub async fn describe_groups(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeG
         .groups
         .into_iter()
         .map(|id| {
-            let d = ctx.state.groups.read(|c| c.describe_group(&id.0));
+            let d = ctx
+                .state
+                .groups
+                .read_group(&id.0, |c| c.describe_group(&id.0));
             match d {
                 Some(d) if d.state != g::GroupState::Dead => {
                     let stable = d.state == g::GroupState::Stable;
@@ -624,33 +644,21 @@ pub async fn describe_groups(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeG
 
 pub async fn delete_groups(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
-    let res = ctx
+    let results = ctx
         .state
         .groups
-        .call(move |c, now| c.delete_groups(now, &ids))
-        .await;
-    let results = match res {
-        Ok(r) => r
-            .into_iter()
-            .map(|(id, r)| {
-                if r.is_ok() {
-                    tracing::info!(group = %id, client = %ctx.client_id, "deleted group");
-                }
-                kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
-                    .with_group_id(GroupId(sb(id)))
-                    .with_error_code(code(&r))
-            })
-            .collect(),
-        Err(e) => req
-            .groups_names
-            .into_iter()
-            .map(|id| {
-                kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
-                    .with_group_id(id)
-                    .with_error_code(e.kafka_code())
-            })
-            .collect(),
-    };
+        .delete_groups(ids)
+        .await
+        .into_iter()
+        .map(|(id, r)| {
+            if r.is_ok() {
+                tracing::info!(group = %id, client = %ctx.client_id, "deleted group");
+            }
+            kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
+                .with_group_id(GroupId(sb(id)))
+                .with_error_code(code(&r))
+        })
+        .collect();
     DeleteGroupsResponse::default().with_results(results)
 }
 
@@ -674,7 +682,9 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
     let group = req.group_id.0.to_string();
     let res = st
         .groups
-        .call(move |c, now| c.delete_offsets(now, &group, &wanted))
+        .call(&group.clone(), move |c, now| {
+            c.delete_offsets(now, &group, &wanted)
+        })
         .await;
     let parts = match res {
         Ok(Ok(parts)) => parts,

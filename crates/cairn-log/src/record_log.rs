@@ -1,0 +1,113 @@
+//! A partition as a coordinator's record log (`cairn_runtime::RecordLog`): the embedded
+//! store behind the group coordinator's shards.
+
+use bytes::BytesMut;
+use cairn_runtime::{LoadStats, LogFault, LogRecord, RecordLog, RecordSink};
+
+use crate::batch::{self, encode_plain, PlainRecord};
+use crate::{LogError, PartitionLog};
+
+/// How much one read takes while loading.
+const LOAD_READ_BYTES: usize = 8 << 20;
+
+fn fault(e: LogError) -> LogFault {
+    match e {
+        LogError::MessageTooLarge { size, max } => LogFault::TooLarge {
+            size,
+            max: max as usize,
+        },
+        e => LogFault::Storage(e.to_string()),
+    }
+}
+
+/// One request's records as one uncompressed batch, stamped `now_ms`.
+pub fn encode_records(records: &[LogRecord], now_ms: i64) -> BytesMut {
+    let plain: Vec<PlainRecord> = records
+        .iter()
+        .map(|r| PlainRecord {
+            key: Some(&r.key),
+            value: r.value.as_deref(),
+            timestamp: now_ms,
+        })
+        .collect();
+    encode_plain(&plain)
+}
+
+impl RecordLog for PartitionLog {
+    fn append(&self, batches: &[Vec<LogRecord>], now_ms: i64) -> Result<i64, LogFault> {
+        let mut buf = BytesMut::new();
+        for b in batches.iter().filter(|b| !b.is_empty()) {
+            buf.extend_from_slice(&encode_records(b, now_ms));
+        }
+        if buf.is_empty() {
+            return Ok(self.log_end_offset());
+        }
+        // All batches in one append: one write, validated and placed as a whole.
+        let info = PartitionLog::append(self, &buf, now_ms).map_err(fault)?;
+        Ok(info.last_offset + 1)
+    }
+
+    fn sync(&self) -> Result<(), LogFault> {
+        PartitionLog::sync(self).map(|_| ()).map_err(fault)
+    }
+
+    fn truncate(&self, offset: i64) -> Result<(), LogFault> {
+        self.truncate_to(offset).map_err(fault)
+    }
+
+    fn end_offset(&self) -> i64 {
+        self.log_end_offset()
+    }
+
+    fn load(&self, f: &mut RecordSink<'_>) -> Result<LoadStats, LogFault> {
+        let mut stats = LoadStats::default();
+        for d in self.damage() {
+            stats.lost.push((d.first_offset, d.end_offset));
+        }
+        let limit = self.config().max_uncompressed_bytes();
+        let end = self.log_end_offset();
+        let mut offset = self.log_start_offset();
+        while offset < end {
+            let read = match self.read(offset, LOAD_READ_BYTES) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(dir = %self.dir().display(), offsets_lost = %format!("{offset}..{end}"),
+                        "cannot read, skipping the rest of the log: {e}");
+                    stats.lost.push((offset, Some(end)));
+                    break;
+                }
+            };
+            let data = read.data;
+            if data.is_empty() {
+                break;
+            }
+            let mut next = offset;
+            for view in batch::batches(&data) {
+                let Ok(view) = view else { break };
+                let (first, after) = (view.base_offset(), view.next_offset());
+                next = next.max(after);
+                if view.is_control() {
+                    continue;
+                }
+                let walked = batch::for_each_key_value(&view, limit, |o, key, value| {
+                    if o >= offset {
+                        if let Some(key) = key {
+                            f(o, key, value);
+                            stats.records += 1;
+                        }
+                    }
+                });
+                if let Err(e) = walked {
+                    tracing::error!(dir = %self.dir().display(), offsets_lost = %format!("{first}..{after}"),
+                        "skipping an unreadable batch: {e}");
+                    stats.lost.push((first, Some(after)));
+                }
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+        Ok(stats)
+    }
+}
