@@ -3,6 +3,8 @@
 use cairn_log::{LogError, StoreError};
 pub use kafka_protocol::ResponseError as Code;
 
+use crate::internal_topics::{Change, Refused};
+
 pub fn log_error_code(e: &LogError) -> i16 {
     match e {
         LogError::OffsetOutOfRange { .. } => Code::OffsetOutOfRange.code(),
@@ -28,6 +30,20 @@ pub fn store_error_code(e: &StoreError) -> i16 {
         StoreError::Log(l) => log_error_code(l),
         StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Locked(_) => {
             Code::KafkaStorageError.code()
+        }
+    }
+}
+
+/// Kafka answers a client's writes to an internal topic with INVALID_TOPIC_EXCEPTION ("Cannot
+/// append to internal topic"; likewise for DeleteRecords), and its creation of a reserved one with
+/// INVALID_REQUEST ("Creation of internal topic ... is prohibited"). Kafka leaves growing,
+/// deleting and reconfiguring them to ACLs, which this broker does not have; those refusals take
+/// the same code as appends, the one clients already treat as final for internal topics.
+pub fn internal_topic_code(e: &Refused) -> i16 {
+    match e.change {
+        Change::Create => Code::InvalidRequest.code(),
+        Change::Append | Change::AddPartitions | Change::Delete | Change::AlterConfigs => {
+            Code::InvalidTopicException.code()
         }
     }
 }

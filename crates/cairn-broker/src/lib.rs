@@ -8,6 +8,7 @@ mod errors;
 mod flusher;
 mod groups;
 mod handlers;
+mod internal_topics;
 mod lag;
 mod limits;
 mod metrics;

@@ -128,7 +128,7 @@ impl http::BrokerView for View {
             .into_iter()
             .map(|t| http::TopicInfo {
                 id: t.id.to_string(),
-                internal: t.internal,
+                internal: crate::internal_topics::is_internal(&t.name),
                 partitions: (0..t.partitions as i32)
                     .filter_map(|p| {
                         let log = store.partition(&t.name, p)?;

@@ -15,18 +15,32 @@ use kafka_protocol::messages::{
 };
 
 use super::{sb, Ctx};
-use crate::errors::{store_error_code, validate_topic_name, Code};
+use crate::errors::{internal_topic_code, store_error_code, validate_topic_name, Code};
+use crate::internal_topics;
 
 /// The most partitions one request may create, as Kafka's controller allows: every partition is a
 /// directory and open files, so a 40-byte request must not ask for two billion of them.
 pub const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
 const TOO_MANY_PARTITIONS: &str = "Excessively large number of partitions per request.";
 
-/// Creates `name` with the broker's defaults, as Metadata does for unknown topics.
+/// Creates `name` with the broker's defaults, as Metadata does for unknown topics. An internal
+/// topic is created by its owner with its own settings (as Kafka's auto-creation does), never
+/// with `num.partitions`: its partition count decides where groups live.
 pub fn auto_create(ctx: &Ctx, name: &str) -> Result<TopicMeta, i16> {
     if let Err(why) = validate_topic_name(name) {
         tracing::info!(peer = %ctx.peer, "refusing to auto-create topic: {why}");
         return Err(Code::InvalidTopicException.code());
+    }
+    if internal_topics::is_internal(name) {
+        if let Err(e) = ctx.state.groups.ensure_topic() {
+            tracing::error!(topic = name, "cannot create the offsets topic: {e}");
+            return Err(Code::LeaderNotAvailable.code());
+        }
+        return ctx
+            .state
+            .store
+            .topic(name)
+            .ok_or(Code::LeaderNotAvailable.code());
     }
     let parts = ctx.state.config.num_partitions().max(1) as u32;
     match ctx
@@ -96,6 +110,7 @@ pub async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsR
                 if st.store.topic(&name).is_some() {
                     return Err(Refused(Code::TopicAlreadyExists.code(), format!("topic '{name}' already exists")));
                 }
+                internal_topics::check_create(&name).map_err(|e| Refused(internal_topic_code(&e), e.to_string()))?;
                 let rf = if t.replication_factor == -1 { st.config.default_replication_factor() } else { t.replication_factor };
                 if rf != 1 {
                     return Err(Refused(Code::InvalidReplicationFactor.code(),
@@ -217,10 +232,11 @@ pub async fn delete_topics(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsR
             res = res
                 .with_name(Some(TopicName(sb(meta.name.clone()))))
                 .with_topic_id(meta.id);
-            if meta.internal {
+            if let Err(e) = internal_topics::check_delete(&meta.name) {
+                tracing::info!(topic = %meta.name, client = %ctx.client_id, "DeleteTopics refused: {e}");
                 return res
-                    .with_error_code(Code::InvalidTopicException.code())
-                    .with_error_message(Some(sb("internal topics cannot be deleted")));
+                    .with_error_code(internal_topic_code(&e))
+                    .with_error_message(Some(sb(e.to_string())));
             }
             match st.store.delete_topic(&meta.name) {
                 Ok(_) => {
@@ -289,6 +305,9 @@ pub async fn create_partitions(
                     format!("topic {} does not exist", t.name.0.as_str()),
                 );
             };
+            if let Err(e) = internal_topics::check_add_partitions(&meta.name) {
+                return refuse(internal_topic_code(&e), e.to_string());
+            }
             if t.count <= meta.partitions as i32 {
                 return refuse(
                     Code::InvalidPartitions.code(),

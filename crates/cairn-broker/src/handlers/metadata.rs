@@ -8,6 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{admin, sb, Ctx};
 use crate::errors::Code;
+use crate::internal_topics::is_internal;
 use cairn_log::TopicMeta;
 
 pub fn topic_entry(ctx: &Ctx, t: &TopicMeta) -> MetadataResponseTopic {
@@ -15,7 +16,7 @@ pub fn topic_entry(ctx: &Ctx, t: &TopicMeta) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(sb(t.name.clone()))))
         .with_topic_id(t.id)
-        .with_is_internal(t.internal)
+        .with_is_internal(is_internal(&t.name))
         .with_partitions(
             (0..t.partitions as i32)
                 .map(|p| {
@@ -31,8 +32,11 @@ pub fn topic_entry(ctx: &Ctx, t: &TopicMeta) -> MetadataResponseTopic {
 }
 
 fn error_entry(name: Option<StrBytes>, code: i16) -> MetadataResponseTopic {
+    // Kafka flags an internal name as internal even while it does not exist.
+    let internal = name.as_deref().is_some_and(is_internal);
     MetadataResponseTopic::default()
         .with_name(name.map(TopicName))
+        .with_is_internal(internal)
         .with_error_code(code)
 }
 

@@ -4,7 +4,8 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{sb, Ctx};
-use crate::errors::{log_error_code, Code};
+use crate::errors::{internal_topic_code, log_error_code, Code};
+use crate::internal_topics;
 use crate::state::now_ms;
 
 pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
@@ -37,13 +38,20 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                 parts.push(r.with_error_code(Code::InvalidRequiredAcks.code()));
                 continue;
             }
+            // As in Kafka: an unknown partition first, then the internal-topic refusal. The group
+            // coordinator writes its records to the log directly, never through here.
             let log = match (&meta, st.store.partition(&name, pd.index)) {
-                (Some(m), Some(log)) if !m.internal => log,
-                (Some(_), Some(_)) => {
-                    tracing::warn!(peer = %ctx.peer, topic = %name, "produce to an internal topic refused");
-                    parts.push(r.with_error_code(Code::InvalidTopicException.code()));
-                    continue;
-                }
+                (Some(_), Some(log)) => match internal_topics::check_append(&name) {
+                    Ok(()) => log,
+                    Err(e) => {
+                        tracing::warn!(peer = %ctx.peer, client = %ctx.client_id, "produce refused: {e}");
+                        parts.push(
+                            r.with_error_code(internal_topic_code(&e))
+                                .with_error_message(Some(sb(e.to_string()))),
+                        );
+                        continue;
+                    }
+                },
                 _ => {
                     parts.push(r.with_error_code(Code::UnknownTopicOrPartition.code()));
                     continue;
