@@ -49,6 +49,17 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
         Some(t) => Some(t),
     };
     let allow_create = ctx.version < 4 || req.allow_auto_topic_creation;
+    // The offsets topic is created by the group coordinator (on a blocking thread), before the
+    // answer is built.
+    let wants_internal = requested.as_ref().is_some_and(|l| {
+        l.iter()
+            .any(|rt| rt.name.as_ref().is_some_and(|n| is_internal(n)))
+    });
+    if wants_internal && allow_create && st.config.auto_create_topics() {
+        if let Err(e) = st.groups.ensure_topic().await {
+            tracing::error!("cannot create the offsets topic: {e}");
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     let mut created: u64 = 0;
     let topics = match requested {
