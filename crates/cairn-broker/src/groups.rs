@@ -128,7 +128,8 @@ fn deliver(sends: Vec<Send>) {
 
 struct ShardCell {
     partition: i32,
-    log: Arc<PartitionLog>,
+    /// The shard's storage, through the narrow interface only.
+    log: Arc<dyn RecordLog>,
     state: Mutex<ShardState>,
     /// Wakes the shard's task: records to write, or timers changed.
     wake: Notify,
@@ -226,7 +227,7 @@ impl Groups {
     }
 
     /// A shard's coordinator, rebuilt by replaying its partition.
-    fn build(&self, partition: i32, log: &PartitionLog) -> (GroupCoordinator, usize) {
+    fn build(&self, partition: i32, log: &dyn RecordLog) -> (GroupCoordinator, usize) {
         let seed = self
             .id_seed
             .wrapping_add((partition as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -274,9 +275,10 @@ impl Groups {
         let mut total = 0;
         let mut cells = Vec::with_capacity(logs.len());
         for (p, log) in logs.into_iter().enumerate() {
-            let (mut coord, count) = self.build(p as i32, &log);
+            let log: Arc<dyn RecordLog> = log;
+            let (mut coord, count) = self.build(p as i32, &*log);
             total += count;
-            coord.set_max_record_batch_bytes(log.config().max_message_bytes as usize);
+            coord.set_max_record_batch_bytes(log.max_batch_bytes());
             let shard = Shard::new(coord, self.sync);
             cells.push(Arc::new(ShardCell {
                 partition: p as i32,
@@ -517,7 +519,7 @@ impl Groups {
     /// `max.message.bytes` may be altered at any time): it refuses a group state whose record
     /// would not fit before adopting it.
     fn follow_limit(&self, cell: &ShardCell, st: &mut ShardState) {
-        let max = cell.log.config().max_message_bytes as usize;
+        let max = cell.log.max_batch_bytes();
         st.shard.coord_mut().set_max_record_batch_bytes(max);
     }
 
@@ -718,7 +720,7 @@ impl Groups {
             // A panic in the write is a bug; what it left in the log is unknown, so the shard
             // is rebuilt from the log rather than left waiting for a write that never ends.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                write.perform(&*cell.log as &dyn RecordLog, now)
+                write.perform(&*cell.log, now)
             }))
             .unwrap_or_else(|_| {
                 WriteResult::FailedUncertain(LogFault::Storage("the write panicked".into()))
@@ -763,7 +765,7 @@ impl Groups {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (me, c) = (self.clone(), cell.clone());
         let Ok((coord, count)) =
-            tokio::task::spawn_blocking(move || me.build(c.partition, &c.log)).await
+            tokio::task::spawn_blocking(move || me.build(c.partition, &*c.log)).await
         else {
             return;
         };

@@ -59,6 +59,10 @@ impl RecordLog for PartitionLog {
         self.log_end_offset()
     }
 
+    fn max_batch_bytes(&self) -> usize {
+        self.config().max_message_bytes as usize
+    }
+
     fn load(&self, f: &mut RecordSink<'_>) -> Result<LoadStats, LogFault> {
         let mut stats = LoadStats::default();
         for d in self.damage() {

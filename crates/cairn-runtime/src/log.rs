@@ -70,6 +70,10 @@ pub trait RecordLog: Send + Sync {
     /// The offset the next appended record gets.
     fn end_offset(&self) -> i64;
 
+    /// The largest batch `append` accepts now (a log's limit may change at run time); the
+    /// coordinator refuses a state whose record would not fit before adopting it.
+    fn max_batch_bytes(&self) -> usize;
+
     /// Calls `f(offset, key, value)` for every record from the log's start, in order. Damage
     /// is stepped over and reported in the stats, never fatal.
     fn load(&self, f: &mut RecordSink<'_>) -> Result<LoadStats, LogFault>;

@@ -136,6 +136,14 @@ impl RecordLog for MemLog {
         self.inner.lock().expect("lock").records.len() as i64
     }
 
+    fn max_batch_bytes(&self) -> usize {
+        self.inner
+            .lock()
+            .expect("lock")
+            .max_batch_bytes
+            .unwrap_or(usize::MAX)
+    }
+
     fn load(&self, f: &mut RecordSink<'_>) -> Result<LoadStats, LogFault> {
         let records = self.records();
         for (o, r) in &records {
