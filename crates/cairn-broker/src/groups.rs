@@ -317,7 +317,7 @@ impl Groups {
             let mut rebalances = Vec::new();
             let (seq, d) = st
                 .shard
-                .handle(now, |c| to_output(c.finish_load(now), &mut rebalances));
+                .handle(|c| to_output(c.finish_load(now), &mut rebalances));
             if !rebalances.is_empty() {
                 st.rebalances.insert(seq, rebalances);
             }
@@ -445,7 +445,7 @@ impl Groups {
             let now = self.clock.now_ms();
             let mut rebalances = Vec::new();
             let before = st.shard.coord().next_deadline();
-            let (seq, d) = st.shard.handle(now, |c| {
+            let (seq, d) = st.shard.handle(|c| {
                 let (t, fx) = f(c, now);
                 out = Some(t);
                 to_output(fx, &mut rebalances)
@@ -498,7 +498,7 @@ impl Groups {
             let before = st.shard.coord().next_deadline();
             let (seq, d) = st
                 .shard
-                .handle(now, |c| to_output(f(c, now, token), &mut rebalances));
+                .handle(|c| to_output(f(c, now, token), &mut rebalances));
             wake = sooner(st.shard.coord().next_deadline(), before);
             st.waiters.insert(seq, Waiter::Parked(token));
             if !rebalances.is_empty() {
@@ -665,9 +665,7 @@ impl Groups {
             let st = &mut *st;
             self.follow_limit(cell, st);
             let mut rebalances = Vec::new();
-            let (seq, d) = st
-                .shard
-                .handle(now, |c| to_output(c.tick(now), &mut rebalances));
+            let (seq, d) = st.shard.handle(|c| to_output(c.tick(now), &mut rebalances));
             if !rebalances.is_empty() {
                 st.rebalances.insert(seq, rebalances);
             }
