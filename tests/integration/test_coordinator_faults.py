@@ -3,16 +3,21 @@
 The data directory is a small tmpfs that a producer fills. Commits then fail with Kafka's answer
 to a failed coordinator write (NOT_COORDINATOR), and every read keeps answering the last durable
 state: OffsetFetch the last acknowledged offset, ListGroups no group the failed write would have
-created, DescribeGroups no generation whose record was never written. A restart on the still full
-disk loads the same state; once DeleteTopics has given the filler's space back, commits and
-rebalances work again and survive a restart.
+created, DescribeGroups and the lag snapshot (HTTP API) no commit and no generation whose record
+was never written. A restart on the still full disk loads the same state; once DeleteTopics has
+given the filler's space back, commits and rebalances work again and survive a restart. Run in
+both durability modes.
 
 Mounting the tmpfs needs root (CI runs as root); the test is skipped otherwise.
 """
 
+import json
 import os
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -20,6 +25,8 @@ from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse, 
 
 import kproto
 import kutil
+from cairn_harness import Broker, free_port
+from conftest import OUTPUT_DIR, _safe_name
 from groups_util import ERR_NONE, RawGroupClient, consumer_assignment, unique_group
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,11 +43,12 @@ API_LIST_GROUPS = 16
 # would be one more group write, on a full disk.
 SESSION_MS = 60_000
 REBALANCE_MS = 60_000
+LAG_REFRESH_MS = 200
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """tmp_path/data0 (the first broker's data dir) as a small tmpfs, unmounted at the end."""
+    """tmp_path/data0 as a small tmpfs (the broker's data dir), unmounted at the end."""
     mnt = tmp_path / "data0"
     mnt.mkdir()
     r = subprocess.run(
@@ -55,6 +63,63 @@ def small_disk(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+class HttpBroker(Broker):
+    """A harness broker that also serves its HTTP API (the lag snapshot) on a free port."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.http_port = free_port()
+
+    def argv(self):
+        return super().argv() + ["--http", f"127.0.0.1:{self.http_port}"]
+
+    def get_json(self, path):
+        """(status, decoded body or None); status None if the listener does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, None
+        except OSError:
+            return None, None
+
+
+@pytest.fixture
+def disk_broker(request, small_disk):
+    """Starts the one broker of the test on the small tmpfs; stops it at the end (before the
+    unmount) and prints its log if the test failed."""
+    brokers = []
+
+    def start(options):
+        log_path = OUTPUT_DIR / f"{_safe_name(request.node.nodeid)}.log"
+        if log_path.exists():
+            log_path.unlink()
+        b = HttpBroker(data_dir=small_disk, log_path=log_path, options=options)
+        brokers.append(b)
+        return b.start()
+
+    yield start
+    failed = any(getattr(request.node, "rep_" + w, None) is not None and getattr(request.node, "rep_" + w).failed
+                 for w in ("setup", "call"))
+    for b in brokers:
+        code = b.stop()
+        if failed or code not in (None, 0, -15):
+            sys.stderr.write(f"\n----- cairn stderr ({b.log_path}, exit {code}) -----\n{b.log_tail()}\n")
+
+
+def lag_view(broker, group, after_ms, timeout=10):
+    """/api/groups/{group} from a lag snapshot taken after `after_ms`: (status, detail or None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _status, health = broker.get_json("/health")
+        if health and (health.get("lag_snapshot_ms") or 0) > after_ms:
+            status, detail = broker.get_json(f"/api/groups/{group}")
+            if detail is None or (detail.get("snapshot_ms") or 0) > after_ms:
+                return status, detail
+        assert time.monotonic() < deadline, f"no lag snapshot taken after {after_ms} within {timeout}s"
+        time.sleep(0.05)
 
 
 def free_bytes(path):
@@ -110,6 +175,13 @@ def listed(client):
     r = client.call(API_LIST_GROUPS, 0, ListGroupsRequest[0](), ListGroupsResponse[0])
     assert r.error_code == ERR_NONE, r
     return {g[0] for g in r.groups}
+
+
+def lag_committed(view, tp):
+    status, detail = view
+    assert status == 200, view
+    got = [p["committed_offset"] for p in detail["partition_list"] if (p["topic"], p["partition"]) == tp]
+    return got[0] if got else None
 
 
 def fetched(client, group, tp):
@@ -170,19 +242,20 @@ def fill(broker, topic, mnt, deadline_s=30):
 # the test
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("flush", ["default", "fsync"])
-def test_failed_coordinator_writes_change_nothing(small_disk, broker_factory, flush):
+def test_failed_coordinator_writes_change_nothing(small_disk, disk_broker, flush):
     options = {
         "num.partitions": 1,
         "auto.create.topics.enable": "false",
         # One offsets partition: every group's records share the page the commits fill up.
         "offsets.topic.num.partitions": 1,
         "group.initial.rebalance.delay.ms": 0,
+        "cairn.lag.refresh.ms": LAG_REFRESH_MS,
     }
     if flush == "fsync":
         options["log.flush.interval.messages"] = 1
     reserve = small_disk / "reserve"
     reserve.write_bytes(b"\0" * RESERVE_BYTES)
-    broker = broker_factory(options)
+    broker = disk_broker(options)
     topic = kutil.create_topic(broker, kutil.unique_topic("committed"), 1)
     filler = kutil.create_topic(broker, kutil.unique_topic("filler"), 1)
     tp = (topic, 0)
@@ -243,8 +316,12 @@ def test_failed_coordinator_writes_change_nothing(small_disk, broker_factory, fl
         s2 = c.sync(member_group, j2.generation_id, member, {member: {topic: [0], "never-written": [0]}})
         assert s2.error_code == ERR_NOT_COORDINATOR, s2
 
-        # Reads see only what is durable.
+        # Reads see only what is durable: the Kafka API and the lag snapshot (HTTP API).
+        failed_by_ms = int(time.time() * 1000)
         state, assignments = describe(c, member_group)
+        lag_simple = lag_view(broker, simple, failed_by_ms)
+        lag_member = lag_view(broker, member_group, failed_by_ms)
+        lag_fresh = lag_view(broker, fresh, failed_by_ms)
         seen = {
             "OffsetFetch simple, right after its failed commit B": after_b,
             "OffsetFetch simple": fetched(c, simple, tp),
@@ -254,6 +331,11 @@ def test_failed_coordinator_writes_change_nothing(small_disk, broker_factory, fl
             "ListGroups shows fresh group": fresh in listed(c),
             "DescribeGroups Stable with the unwritten assignment":
                 state == "Stable" and x2 in assignments.values(),
+            "lag snapshot: simple committed": lag_committed(lag_simple, tp),
+            "lag snapshot: member group committed": lag_committed(lag_member, tp),
+            "lag snapshot: member group Stable at the unwritten generation":
+                (lag_member[1]["state"], lag_member[1]["generation"]) == ("Stable", gen1 + 1),
+            "lag snapshot: fresh group": lag_fresh[0],
         }
         assert seen == {
             "OffsetFetch simple, right after its failed commit B": a,
@@ -263,6 +345,10 @@ def test_failed_coordinator_writes_change_nothing(small_disk, broker_factory, fl
             "OffsetFetch fresh group": -1,
             "ListGroups shows fresh group": False,
             "DescribeGroups Stable with the unwritten assignment": False,
+            "lag snapshot: simple committed": a,
+            "lag snapshot: member group committed": member_a,
+            "lag snapshot: member group Stable at the unwritten generation": False,
+            "lag snapshot: fresh group": 404,
         }, f"last durable commit A={a}, failed commit B={b}; member group now {state} {assignments}"
 
         # The broker keeps serving: metadata, reads of the filler; produce is still refused.
