@@ -124,14 +124,37 @@ pub fn validate_records(buf: &[u8], max_message_bytes: u32) -> Result<(), String
     PartitionLog::validate_batches(buf, &config).map_err(|e| e.to_string())
 }
 
+/// Reads every record of `buf` the way a log's loader does (the group coordinator replaying
+/// its partitions), inflating at most `inflate_limit` bytes per batch. Returns how many records
+/// were handed out; checks that each one lies within what was read.
+pub fn read_records(buf: &[u8], inflate_limit: usize) -> usize {
+    let mut records = 0;
+    batch::RecordReader::new(inflate_limit).read(
+        buf,
+        |r| {
+            let field = r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len);
+            assert!(
+                field <= inflate_limit.max(buf.len()),
+                "record larger than its input"
+            );
+            records += 1;
+            std::ops::ControlFlow::Continue(())
+        },
+        |_, _| {},
+    );
+    records
+}
+
 /// Fuzz target `record_batch`: `data` as the records of a produce partition (CRCs fixed first),
-/// validated under the bound for `data.len()` received bytes plus the decompression allowance.
+/// validated, then read record by record as a loader would, under the bound for `data.len()`
+/// received bytes plus the decompression allowance.
 pub fn record_batch(data: &[u8]) -> alloc::Usage {
     let mut buf = data.to_vec();
     fix_crcs(&mut buf);
     let limit = K * (data.len() + DECOMPRESSED_ALLOWANCE) + C;
     let (_, usage) = alloc::measure(data.len(), limit, || {
         drop(validate_records(&buf, 1_048_588));
+        read_records(&buf, DECOMPRESSED_ALLOWANCE);
     });
     usage
 }

@@ -1,6 +1,8 @@
 //! A partition as a coordinator's record log (`cairn_runtime::RecordLog`): the embedded
 //! store behind the group coordinator's shards.
 
+use std::ops::ControlFlow;
+
 use bytes::BytesMut;
 use cairn_runtime::{LoadStats, LogFault, LogRecord, RecordLog, RecordSink};
 
@@ -68,7 +70,7 @@ impl RecordLog for PartitionLog {
         for d in self.damage() {
             stats.lost.push((d.first_offset, d.end_offset));
         }
-        let limit = self.config().max_uncompressed_bytes();
+        let mut reader = batch::RecordReader::new(self.config().max_uncompressed_bytes());
         let end = self.log_end_offset();
         let mut offset = self.log_start_offset();
         while offset < end {
@@ -81,36 +83,35 @@ impl RecordLog for PartitionLog {
                     break;
                 }
             };
-            let data = read.data;
-            if data.is_empty() {
+            if read.data.is_empty() {
                 break;
             }
-            let mut next = offset;
-            for view in batch::batches(&data) {
-                let Ok(view) = view else { break };
-                let (first, after) = (view.base_offset(), view.next_offset());
-                next = next.max(after);
-                if view.is_control() {
-                    continue;
-                }
-                let walked = batch::for_each_key_value(&view, limit, |o, key, value| {
-                    if o >= offset {
-                        if let Some(key) = key {
-                            f(o, key, value);
-                            stats.records += 1;
+            let from = offset;
+            let records = &mut stats.records;
+            let mut lost = Vec::new();
+            let walked = reader.read(
+                &read.data,
+                |r| {
+                    if r.offset >= from && !r.control {
+                        if let Some(key) = r.key {
+                            f(r.offset, key, r.value);
+                            *records += 1;
                         }
                     }
-                });
-                if let Err(e) = walked {
+                    ControlFlow::Continue(())
+                },
+                |view, e| {
+                    let (first, after) = (view.base_offset(), view.next_offset());
                     tracing::error!(dir = %self.dir().display(), offsets_lost = %format!("{first}..{after}"),
                         "skipping an unreadable batch: {e}");
-                    stats.lost.push((first, Some(after)));
-                }
+                    lost.push((first, Some(after)));
+                },
+            );
+            stats.lost.extend(lost);
+            match walked.next_offset {
+                Some(next) if next > offset => offset = next,
+                _ => break,
             }
-            if next <= offset {
-                break;
-            }
-            offset = next;
         }
         Ok(stats)
     }
