@@ -58,6 +58,46 @@ pub enum RecordKey {
     },
 }
 
+/// A key decoded without copying: its strings borrow from the record (for replay, where most
+/// keys name a group and partition already in memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    Offset {
+        key_type: i16,
+        group: &'a str,
+        topic: &'a str,
+        partition: i32,
+    },
+    Group {
+        group: &'a str,
+    },
+    Unknown {
+        key_type: i16,
+    },
+}
+
+impl KeyRef<'_> {
+    pub fn to_owned_key(&self) -> RecordKey {
+        match *self {
+            KeyRef::Offset {
+                key_type,
+                group,
+                topic,
+                partition,
+            } => RecordKey::Offset {
+                key_type,
+                group: group.to_owned(),
+                topic: topic.to_owned(),
+                partition,
+            },
+            KeyRef::Group { group } => RecordKey::Group {
+                group: group.to_owned(),
+            },
+            KeyRef::Unknown { key_type } => RecordKey::Unknown { key_type },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetValue {
     pub offset: i64,
@@ -78,6 +118,30 @@ impl OffsetValue {
             OFFSET_VALUE_VERSION_WITH_EXPIRY
         } else {
             OFFSET_VALUE_VERSION
+        }
+    }
+}
+
+/// An offset value decoded without copying: the metadata borrows from the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetValueRef<'a> {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: &'a str,
+    pub commit_timestamp: i64,
+    pub expire_timestamp: Option<i64>,
+    pub topic_id: Option<[u8; 16]>,
+}
+
+impl OffsetValueRef<'_> {
+    pub fn to_owned_value(&self) -> OffsetValue {
+        OffsetValue {
+            offset: self.offset,
+            leader_epoch: self.leader_epoch,
+            metadata: self.metadata.to_owned(),
+            commit_timestamp: self.commit_timestamp,
+            expire_timestamp: self.expire_timestamp,
+            topic_id: self.topic_id,
         }
     }
 }
@@ -224,20 +288,23 @@ impl<'a> Reader<'a> {
         }
         Ok(Some(n))
     }
-    fn nullable_string(&mut self, flexible: bool) -> Result<Option<String>, RecordError> {
+    fn nullable_str(&mut self, flexible: bool) -> Result<Option<&'a str>, RecordError> {
         match self.len(flexible, false)? {
             None => Ok(None),
-            Some(n) => {
-                let raw = self.take(n)?;
-                String::from_utf8(raw.to_vec())
-                    .map(Some)
-                    .map_err(|_| RecordError::InvalidString)
-            }
+            Some(n) => std::str::from_utf8(self.take(n)?)
+                .map(Some)
+                .map_err(|_| RecordError::InvalidString),
         }
     }
-    fn string(&mut self, flexible: bool) -> Result<String, RecordError> {
-        self.nullable_string(flexible)?
+    fn str(&mut self, flexible: bool) -> Result<&'a str, RecordError> {
+        self.nullable_str(flexible)?
             .ok_or(RecordError::NegativeLength)
+    }
+    fn nullable_string(&mut self, flexible: bool) -> Result<Option<String>, RecordError> {
+        Ok(self.nullable_str(flexible)?.map(str::to_owned))
+    }
+    fn string(&mut self, flexible: bool) -> Result<String, RecordError> {
+        self.str(flexible).map(str::to_owned)
     }
     fn bytes(&mut self, flexible: bool) -> Result<Vec<u8>, RecordError> {
         match self.len(flexible, true)? {
@@ -318,19 +385,24 @@ pub fn encode_group_key(group: &str) -> Vec<u8> {
 }
 
 pub fn decode_key(bytes: &[u8]) -> Result<RecordKey, RecordError> {
+    decode_key_ref(bytes).map(|k| k.to_owned_key())
+}
+
+/// Like [`decode_key`] but borrowing the strings from `bytes`.
+pub fn decode_key_ref(bytes: &[u8]) -> Result<KeyRef<'_>, RecordError> {
     let mut r = Reader::new(bytes);
     let key_type = r.i16()?;
     let key = match key_type {
-        0 | 1 => RecordKey::Offset {
+        0 | 1 => KeyRef::Offset {
             key_type,
-            group: r.string(false)?,
-            topic: r.string(false)?,
+            group: r.str(false)?,
+            topic: r.str(false)?,
             partition: r.i32()?,
         },
-        2 => RecordKey::Group {
-            group: r.string(false)?,
+        2 => KeyRef::Group {
+            group: r.str(false)?,
         },
-        other => return Ok(RecordKey::Unknown { key_type: other }),
+        other => return Ok(KeyRef::Unknown { key_type: other }),
     };
     // A key with bytes left over is not one we wrote; reading it as a shorter key could make it
     // stand for another group's record.
@@ -385,12 +457,17 @@ pub fn encode_offset_value(v: &OffsetValue, version: i16) -> Result<Vec<u8>, Rec
 }
 
 pub fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordError> {
+    decode_offset_value_ref(bytes).map(|v| v.to_owned_value())
+}
+
+/// Like [`decode_offset_value`] but borrowing the metadata from `bytes`.
+pub fn decode_offset_value_ref(bytes: &[u8]) -> Result<OffsetValueRef<'_>, RecordError> {
     let mut r = Reader::new(bytes);
     let version = r.i16()?;
-    let mut v = OffsetValue {
+    let mut v = OffsetValueRef {
         offset: 0,
         leader_epoch: -1,
-        metadata: String::new(),
+        metadata: "",
         commit_timestamp: -1,
         expire_timestamp: None,
         topic_id: None,
@@ -398,7 +475,7 @@ pub fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordError> {
     match version {
         0..=2 => {
             v.offset = r.i64()?;
-            v.metadata = r.string(false)?;
+            v.metadata = r.str(false)?;
             v.commit_timestamp = r.i64()?;
             if version == 1 {
                 let e = r.i64()?;
@@ -410,7 +487,7 @@ pub fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordError> {
             let flexible = version == 4;
             v.offset = r.i64()?;
             v.leader_epoch = r.i32()?;
-            v.metadata = r.string(flexible)?;
+            v.metadata = r.str(flexible)?;
             v.commit_timestamp = r.i64()?;
             if flexible {
                 let mut topic_id = None;
@@ -771,6 +848,104 @@ mod tests {
         assert_eq!(g.current_state_timestamp, -1);
         assert_eq!(g.members[0].rebalance_timeout, 10_000);
         assert_eq!(g.members[0].member_id, "m");
+    }
+
+    #[test]
+    fn borrowed_key_round_trips_and_points_into_the_record() {
+        let k = encode_offset_key("grp-é", "topic", 17);
+        let r = decode_key_ref(&k).unwrap();
+        assert_eq!(
+            r,
+            KeyRef::Offset {
+                key_type: 1,
+                group: "grp-é",
+                topic: "topic",
+                partition: 17
+            }
+        );
+        let KeyRef::Offset { group, topic, .. } = r else {
+            unreachable!()
+        };
+        let range = k.as_ptr_range();
+        assert!(range.contains(&group.as_ptr()) && range.contains(&topic.as_ptr()));
+        assert_eq!(r.to_owned_key(), decode_key(&k).unwrap());
+
+        let g = encode_group_key("grp");
+        assert_eq!(decode_key_ref(&g).unwrap(), KeyRef::Group { group: "grp" });
+        assert_eq!(
+            decode_key_ref(&[0, 7, 1, 2]).unwrap(),
+            KeyRef::Unknown { key_type: 7 }
+        );
+    }
+
+    #[test]
+    fn borrowed_offset_value_round_trips_every_version() {
+        for version in 0..=4 {
+            let mut v = offset_value();
+            if version < 3 {
+                v.leader_epoch = -1;
+            }
+            if version == 1 {
+                v.expire_timestamp = Some(9_000);
+            }
+            if version == 4 {
+                v.topic_id = Some([7; 16]);
+            }
+            let b = encode_offset_value(&v, version).unwrap();
+            let r = decode_offset_value_ref(&b).unwrap();
+            assert_eq!(r.to_owned_value(), v, "version {version}");
+            assert_eq!(decode_offset_value(&b).unwrap(), v, "version {version}");
+            assert!(b.as_ptr_range().contains(&r.metadata.as_ptr()));
+        }
+    }
+
+    #[test]
+    fn borrowed_decoders_refuse_hostile_bytes_like_the_owned_ones() {
+        let key = encode_offset_key("g", "t", 3);
+        let value = encode_offset_value(&offset_value(), 4).unwrap();
+        // Every strict prefix is an error, never a panic, and owned and borrowed agree.
+        for cut in 0..key.len() {
+            let (r, o) = (decode_key_ref(&key[..cut]), decode_key(&key[..cut]));
+            assert!(r.is_err(), "key prefix {cut}");
+            assert_eq!(r.map(|k| k.to_owned_key()), o);
+        }
+        for cut in 0..value.len() {
+            let (r, o) = (
+                decode_offset_value_ref(&value[..cut]),
+                decode_offset_value(&value[..cut]),
+            );
+            assert!(r.is_err(), "value prefix {cut}");
+            assert_eq!(r.map(|v| v.to_owned_value()), o);
+        }
+        // Lengths beyond the record, invalid UTF-8, trailing bytes after a key.
+        assert_eq!(
+            decode_key_ref(&[0, 1, 0x7f, 0xff, b'g']),
+            Err(RecordError::Truncated)
+        );
+        assert_eq!(
+            decode_key_ref(&[0, 2, 0, 2, 0xc3, 0x28]),
+            Err(RecordError::InvalidString)
+        );
+        assert_eq!(
+            decode_key_ref(&[0, 2, 0, 1, b'g', 0]),
+            Err(RecordError::Malformed("trailing bytes after the key"))
+        );
+        assert_eq!(
+            decode_key_ref(&[0, 1, 0xff, 0xff, 0, 1, b't', 0, 0, 0, 0]),
+            Err(RecordError::NegativeLength)
+        );
+        let mut v4 = value.clone();
+        v4[14] = 0xff; // compact metadata length: a varint running past the record
+        assert!(decode_offset_value_ref(&v4).is_err());
+        // Every single-byte change is decoded or refused, never a panic.
+        for at in 0..value.len() {
+            let mut bad = value.clone();
+            bad[at] ^= 0xa5;
+            assert_eq!(
+                decode_offset_value_ref(&bad).map(|v| v.to_owned_value()),
+                decode_offset_value(&bad)
+            );
+        }
     }
 
     #[test]
