@@ -36,6 +36,9 @@ impl fmt::Display for LogFault {
 
 impl std::error::Error for LogFault {}
 
+/// Receives each record while loading: `(offset, key, value)`.
+pub type RecordSink<'a> = dyn FnMut(i64, &[u8], Option<&[u8]>) + 'a;
+
 /// What loading a log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadStats {
@@ -67,7 +70,11 @@ pub trait RecordLog: Send + Sync {
     /// The offset the next appended record gets.
     fn end_offset(&self) -> i64;
 
+    /// The largest batch `append` accepts now (a log's limit may change at run time); the
+    /// coordinator refuses a state whose record would not fit before adopting it.
+    fn max_batch_bytes(&self) -> usize;
+
     /// Calls `f(offset, key, value)` for every record from the log's start, in order. Damage
     /// is stepped over and reported in the stats, never fatal.
-    fn load(&self, f: &mut dyn FnMut(i64, &[u8], Option<&[u8]>)) -> Result<LoadStats, LogFault>;
+    fn load(&self, f: &mut RecordSink<'_>) -> Result<LoadStats, LogFault>;
 }

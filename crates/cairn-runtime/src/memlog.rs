@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use crate::log::{LoadStats, LogFault, LogRecord, RecordLog};
+use crate::log::{LoadStats, LogFault, LogRecord, RecordLog, RecordSink};
 
 /// A fault to inject into the next operation of its kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,15 @@ impl RecordLog for MemLog {
         self.inner.lock().expect("lock").records.len() as i64
     }
 
-    fn load(&self, f: &mut dyn FnMut(i64, &[u8], Option<&[u8]>)) -> Result<LoadStats, LogFault> {
+    fn max_batch_bytes(&self) -> usize {
+        self.inner
+            .lock()
+            .expect("lock")
+            .max_batch_bytes
+            .unwrap_or(usize::MAX)
+    }
+
+    fn load(&self, f: &mut RecordSink<'_>) -> Result<LoadStats, LogFault> {
         let records = self.records();
         for (o, r) in &records {
             f(*o, &r.key, r.value.as_deref());
