@@ -378,3 +378,24 @@ fn a_record_replay_refuses_fails_only_its_request() {
     assert!(shard.next_write().is_none());
     assert_eq!(shard.pending(), 0);
 }
+
+#[test]
+fn closing_answers_every_request_even_with_a_write_in_flight() {
+    let log = MemLog::new();
+    let mut shard = Shard::new(Toy::default(), true);
+    let (s1, _) = shard.handle(0, req(vec![rec("a", "1")], None, None));
+    let w = shard.next_write().unwrap();
+    let (s2, _) = shard.handle(0, req(vec![rec("b", "1")], None, None));
+    let fault = LogFault::Fenced("taken over".into());
+    let d = shard.close(fault.clone());
+    assert!(
+        d.is_empty(),
+        "the write in flight decides its requests: {d:?}"
+    );
+    let r = w.perform(&log, 0);
+    let d = shard.write_done(w, r);
+    assert_eq!(d, vec![Delivery::Done(s1), Delivery::Failed(s2, fault)]);
+    assert_eq!(shard.pending(), 0);
+    assert_eq!(shard.coord().get("b"), None);
+    assert!(shard.next_write().is_none());
+}
