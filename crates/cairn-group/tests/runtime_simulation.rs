@@ -2,9 +2,9 @@
 //! `cairn_runtime::Shard`, writing to an in-memory log that fails, stalls and crashes.
 //!
 //! The client population is the one of `simulation.rs` (members joining, syncing, heartbeating,
-//! leaving and crashing, member and simple commits, clock advances, topic growth), but every
-//! request goes through `Shard::handle`, and answers reach a client only when the shard
-//! releases them. Writes are performed by this driver against a `MemLog`, in both durability
+//! leaving and crashing, member and simple commits, clock advances, topic growth; here also
+//! DeleteGroups and topic deletion), but every request goes through `Shard::handle`, and
+//! answers reach a client only when the shard releases them. Writes are performed by this driver against a `MemLog`, in both durability
 //! modes, with injected storage faults: failed appends, failed syncs, failed syncs whose tail
 //! cannot be removed (the shard goes offline and is rebuilt from its log), slow writes (more
 //! requests are handled while one is in flight; in the fsync mode, records that are appended
@@ -210,6 +210,7 @@ struct Stats {
     refused_commits: u64,
     stable_syncs: u64,
     expirations: u64,
+    groups_deleted: u64,
 }
 
 impl Stats {
@@ -235,6 +236,7 @@ impl Stats {
         self.refused_commits += o.refused_commits;
         self.stable_syncs += o.stable_syncs;
         self.expirations += o.expirations;
+        self.groups_deleted += o.groups_deleted;
     }
 }
 
@@ -504,6 +506,7 @@ impl Sim {
         for r in &p.records {
             if let (Ok(RecordKey::Group { group }), None) = (decode_key(&r.key), &r.value) {
                 // A deleted group starts its generations again.
+                self.stats.groups_deleted += 1;
                 self.generations.remove(&group);
                 self.memberships.retain(|(g, _), _| *g != group);
             }
@@ -1235,6 +1238,26 @@ impl Sim {
                 let ms = 5_000 + self.rng.below(40_000) as i64;
                 self.advance(ms);
             }
+            85..=86 => {
+                // Mostly the simple group; a consumer group only goes when it is Empty.
+                let id = if self.rng.chance(0.7) {
+                    SIMPLE
+                } else {
+                    GROUPS[self.rng.below(2) as usize]
+                };
+                let now = self.now;
+                self.submit(Kind::Other, false, |c| {
+                    let (_, fx) = c.delete_groups(now, &[id.to_string()]);
+                    (fx, Stash::None)
+                });
+            }
+            87 => {
+                // The topic is deleted (and at once recreated, as the clients keep using it).
+                let now = self.now;
+                self.submit(Kind::Other, false, |c| {
+                    (c.on_topic_deleted(now, "t1"), Stash::None)
+                });
+            }
             _ => {}
         }
         self.pump();
@@ -1542,4 +1565,5 @@ fn runtime_simulation() {
     assert!(totals[1].lost_unacked_records > 0, "{:?}", totals[1]);
     assert!(totals[1].kept_uncertain > 0, "{:?}", totals[1]);
     assert!(all.expirations > 0, "{all:?}");
+    assert!(all.groups_deleted > 10, "{all:?}");
 }
