@@ -606,11 +606,6 @@ pub struct RecordedGroup {
 
 impl cairn_runtime::Coordinator for GroupCoordinator {
     type Reply = Reply;
-    type ReplayError = RecordError;
-
-    fn replay(&mut self, now_ms: i64, key: &[u8], value: Option<&[u8]>) -> Result<(), RecordError> {
-        GroupCoordinator::replay(self, now_ms, key, value).map(|_| ())
-    }
 
     fn begin(&mut self, seq: Seq) {
         self.scope = Some(seq);

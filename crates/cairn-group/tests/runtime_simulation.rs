@@ -399,7 +399,7 @@ impl Sim {
         let mut records = Vec::new();
         let mut stash = Stash::None;
         let mut tokens = Vec::new();
-        let (seq, d) = self.shard.handle(now, |c| {
+        let (seq, d) = self.shard.handle(|c| {
             let (fx, s) = f(c);
             stash = s;
             records = to_log(&fx.records);

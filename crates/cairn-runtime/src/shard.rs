@@ -1,5 +1,4 @@
 use std::collections::VecDeque;
-use std::fmt::Display;
 
 use crate::log::{LogFault, LogRecord, RecordLog};
 
@@ -31,17 +30,6 @@ impl<R> Default for Output<R> {
 pub trait Coordinator {
     /// The answer sent to a parked request.
     type Reply;
-    type ReplayError: Display;
-
-    /// Applies one record. This is the only way the state that records describe changes:
-    /// loading calls it for every stored record, and the shard calls it for every record a
-    /// handler returns, before anything else happens.
-    fn replay(
-        &mut self,
-        now_ms: i64,
-        key: &[u8],
-        value: Option<&[u8]>,
-    ) -> Result<(), Self::ReplayError>;
 
     /// Request `seq` starts: from here on remember how to undo what it changes.
     fn begin(&mut self, seq: Seq);
@@ -176,12 +164,13 @@ impl<C: Coordinator> Shard<C> {
         self.tail.len()
     }
 
-    /// Runs one request: `f` decides against the current state and returns records and
-    /// replies; the records are replayed at once (later requests see them) and queued for the
-    /// next write. Returns the request's seq and what can be delivered already.
+    /// Runs one request: `f` decides against the current state, applies the records that
+    /// describe its change through the coordinator's replay (the one way recorded state changes,
+    /// which loading uses too; later requests see them at once) and returns them with its
+    /// replies. The records are queued for the next write. Returns the request's seq and what
+    /// can be delivered already.
     pub fn handle(
         &mut self,
-        now_ms: i64,
         f: impl FnOnce(&mut C) -> Output<C::Reply>,
     ) -> (Seq, Vec<Delivery<C::Reply>>) {
         let seq = self.next_seq;
@@ -191,22 +180,6 @@ impl<C: Coordinator> Shard<C> {
         }
         self.coord.begin(seq);
         let out = f(&mut self.coord);
-        let out_replies = &out.replies;
-        for r in &out.records {
-            if let Err(e) = self.coord.replay(now_ms, &r.key, r.value.as_deref()) {
-                // A record its own handler wrote that replay refuses is a bug; refuse the
-                // request rather than keep a state the log could not rebuild.
-                self.coord.revert_from(seq);
-                let fault = LogFault::Storage(format!("record failed to replay: {e}"));
-                let mut out = vec![Delivery::Failed(seq, fault.clone())];
-                for (t, _) in out_replies {
-                    if !self.coord.is_parked(*t) {
-                        out.push(Delivery::Orphaned(*t, fault.clone()));
-                    }
-                }
-                return (seq, out);
-            }
-        }
         let has_records = !out.records.is_empty();
         if has_records {
             self.unwritten.push(out.records);

@@ -15,7 +15,7 @@ enum Step {
     Parked(Token, bool),
 }
 
-/// Replays `key = value` records; `bad` is a record replay refuses.
+/// Replays `key = value` records.
 #[derive(Default)]
 struct Toy {
     kv: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -37,6 +37,18 @@ impl Toy {
         }
     }
 
+    /// The one way recorded state changes: handlers apply their records through it, and a
+    /// load replays the log with it.
+    fn replay(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let before = match value {
+            Some(v) => self.kv.insert(key.to_vec(), v.to_vec()),
+            None => self.kv.remove(key),
+        };
+        if let Some(s) = self.scope {
+            self.undo.push((s, Step::Kv(key.to_vec(), before)));
+        }
+    }
+
     fn get(&self, k: &str) -> Option<&str> {
         self.kv
             .get(k.as_bytes())
@@ -45,29 +57,13 @@ impl Toy {
 
     fn loaded(log: &MemLog) -> Toy {
         let mut t = Toy::default();
-        log.load(&mut |_, k, v| t.replay(0, k, v).unwrap()).unwrap();
+        log.load(&mut |_, k, v| t.replay(k, v)).unwrap();
         t
     }
 }
 
 impl Coordinator for Toy {
     type Reply = String;
-    type ReplayError = String;
-
-    fn replay(&mut self, _now: i64, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        if key == b"bad" {
-            return Err("unreadable".into());
-        }
-        let before = match value {
-            Some(v) => self.kv.insert(key.to_vec(), v.to_vec()),
-            None => self.kv.remove(key),
-        };
-        if let Some(s) = self.scope {
-            self.undo.push((s, Step::Kv(key.to_vec(), before)));
-        }
-        Ok(())
-    }
-
     fn begin(&mut self, seq: Seq) {
         self.scope = Some(seq);
     }
@@ -115,6 +111,9 @@ fn req(
     answer: Option<Token>,
 ) -> impl FnOnce(&mut Toy) -> Output<String> {
     move |c: &mut Toy| {
+        for r in &records {
+            c.replay(&r.key, r.value.as_deref());
+        }
         if let Some(t) = park {
             c.park(t, true);
         }
@@ -143,13 +142,13 @@ fn replies_wait_until_their_records_are_durable() {
     for sync in [false, true] {
         let log = MemLog::new();
         let mut shard = Shard::new(Toy::default(), sync);
-        let (s1, d) = shard.handle(0, req(vec![], Some(7), None));
+        let (s1, d) = shard.handle(req(vec![], Some(7), None));
         assert_eq!(
             d,
             vec![Delivery::Done(s1)],
             "nothing to write: answered at once"
         );
-        let (s2, d) = shard.handle(0, req(vec![rec("a", "1")], None, Some(7)));
+        let (s2, d) = shard.handle(req(vec![rec("a", "1")], None, Some(7)));
         assert!(d.is_empty(), "{d:?}");
         // Later requests see the change at once.
         assert_eq!(shard.coord().get("a"), Some("1"));
@@ -187,18 +186,18 @@ fn replies_wait_until_their_records_are_durable() {
 fn answers_leave_in_request_order() {
     let log = MemLog::new();
     let mut shard = Shard::new(Toy::default(), true);
-    let (s1, _) = shard.handle(0, req(vec![rec("a", "1")], None, None));
+    let (s1, _) = shard.handle(req(vec![rec("a", "1")], None, None));
     let w1 = shard.next_write().unwrap();
     // While the first write is in flight: one request with records, then one without (a
     // read-only request or a heartbeat) that must not overtake it, then a parked answer.
-    let (s2, d) = shard.handle(0, req(vec![rec("b", "2")], Some(9), None));
+    let (s2, d) = shard.handle(req(vec![rec("b", "2")], Some(9), None));
     assert!(d.is_empty());
-    let (s3, d) = shard.handle(0, req(vec![], None, None));
+    let (s3, d) = shard.handle(req(vec![], None, None));
     assert!(
         d.is_empty(),
         "a request without records waits behind earlier writes: {d:?}"
     );
-    let (s4, d) = shard.handle(0, req(vec![], None, Some(9)));
+    let (s4, d) = shard.handle(req(vec![], None, Some(9)));
     assert!(d.is_empty());
     let r = w1.perform(&log, 0);
     assert_eq!(shard.write_done(w1, r), vec![Delivery::Done(s1)]);
@@ -222,8 +221,8 @@ fn answers_leave_in_request_order() {
 fn records_of_many_requests_share_one_write() {
     let log = MemLog::new();
     let mut shard = Shard::new(Toy::default(), true);
-    let (s1, _) = shard.handle(0, req(vec![rec("a", "1")], None, None));
-    let (s2, _) = shard.handle(0, req(vec![rec("b", "1"), rec("c", "1")], None, None));
+    let (s1, _) = shard.handle(req(vec![rec("a", "1")], None, None));
+    let (s2, _) = shard.handle(req(vec![rec("b", "1"), rec("c", "1")], None, None));
     let w = shard.next_write().unwrap();
     assert_eq!(w.batches.len(), 2, "one batch per request");
     assert_eq!(w.records(), 3);
@@ -238,15 +237,15 @@ fn records_of_many_requests_share_one_write() {
 fn a_failed_append_undoes_its_requests_and_those_behind_it() {
     let log = MemLog::new();
     let mut shard = Shard::new(Toy::default(), false);
-    shard.handle(0, req(vec![rec("a", "1")], Some(7), None));
+    shard.handle(req(vec![rec("a", "1")], Some(7), None));
     write(&mut shard, &log);
     // Answers the durably parked 7: after the undo, 7 is parked again, not orphaned.
-    let (s2, _) = shard.handle(0, req(vec![rec("a", "2")], None, Some(7)));
+    let (s2, _) = shard.handle(req(vec![rec("a", "2")], None, Some(7)));
     // Parks 8 and answers it within the failed requests: 8 is orphaned.
-    let (s3, _) = shard.handle(0, req(vec![rec("b", "1")], Some(8), None));
+    let (s3, _) = shard.handle(req(vec![rec("b", "1")], Some(8), None));
     let w = shard.next_write().unwrap();
-    let (s4, _) = shard.handle(0, req(vec![rec("c", "1")], None, Some(8)));
-    let (s5, _) = shard.handle(0, req(vec![], None, None));
+    let (s4, _) = shard.handle(req(vec![rec("c", "1")], None, Some(8)));
+    let (s5, _) = shard.handle(req(vec![], None, None));
     assert_eq!(shard.coord().get("a"), Some("2"));
     log.inject(Fault::Append);
     let r = w.perform(&log, 0);
@@ -280,7 +279,7 @@ fn a_failed_append_undoes_its_requests_and_those_behind_it() {
         "queued records were dropped with their requests"
     );
     // The shard keeps serving.
-    let (s6, _) = shard.handle(0, req(vec![rec("a", "3")], None, None));
+    let (s6, _) = shard.handle(req(vec![rec("a", "3")], None, None));
     assert_eq!(write(&mut shard, &log), vec![Delivery::Done(s6)]);
     assert_eq!(Toy::loaded(&log).kv, shard.coord().kv);
 }
@@ -289,9 +288,9 @@ fn a_failed_append_undoes_its_requests_and_those_behind_it() {
 fn a_failed_sync_removes_the_appended_tail() {
     let log = MemLog::new();
     let mut shard = Shard::new(Toy::default(), true);
-    shard.handle(0, req(vec![rec("a", "1")], None, None));
+    shard.handle(req(vec![rec("a", "1")], None, None));
     write(&mut shard, &log);
-    let (s2, _) = shard.handle(0, req(vec![rec("a", "2")], None, None));
+    let (s2, _) = shard.handle(req(vec![rec("a", "2")], None, None));
     log.inject(Fault::Sync);
     let d = write(&mut shard, &log);
     assert!(
@@ -307,9 +306,9 @@ fn a_failed_sync_removes_the_appended_tail() {
 fn an_uncertain_write_takes_the_shard_offline_until_reloaded() {
     let log = MemLog::new();
     let mut shard = Shard::new(Toy::default(), true);
-    shard.handle(0, req(vec![rec("a", "1")], None, None));
+    shard.handle(req(vec![rec("a", "1")], None, None));
     write(&mut shard, &log);
-    let (s2, _) = shard.handle(0, req(vec![rec("a", "2")], None, None));
+    let (s2, _) = shard.handle(req(vec![rec("a", "2")], None, None));
     log.inject(Fault::Sync);
     log.inject(Fault::Truncate);
     let w = shard.next_write().unwrap();
@@ -325,7 +324,7 @@ fn an_uncertain_write_takes_the_shard_offline_until_reloaded() {
     assert_eq!(shard.coord().get("a"), Some("1"));
     assert_eq!((log.records().len(), synced(&log)), (2, 1));
     // Offline: requests fail at once and change nothing.
-    let (s3, d) = shard.handle(0, req(vec![rec("z", "1")], None, None));
+    let (s3, d) = shard.handle(req(vec![rec("z", "1")], None, None));
     assert!(
         matches!(d[..], [Delivery::Failed(s, _)] if s == s3),
         "{d:?}"
@@ -341,7 +340,7 @@ fn an_uncertain_write_takes_the_shard_offline_until_reloaded() {
         Some("2"),
         "the uncertain write survived"
     );
-    let (s4, _) = shard.handle(0, req(vec![rec("a", "3")], None, None));
+    let (s4, _) = shard.handle(req(vec![rec("a", "3")], None, None));
     assert_eq!(write(&mut shard, &log), vec![Delivery::Done(s4)]);
     assert_eq!(Toy::loaded(&log).kv, shard.coord().kv);
 }
@@ -350,8 +349,8 @@ fn an_uncertain_write_takes_the_shard_offline_until_reloaded() {
 fn a_batch_the_log_refuses_fails_the_whole_write() {
     let log = MemLog::with_max_batch_bytes(8);
     let mut shard = Shard::new(Toy::default(), false);
-    let (s1, _) = shard.handle(0, req(vec![rec("a", "1")], None, None));
-    let (s2, _) = shard.handle(0, req(vec![rec("big", "0123456789")], None, None));
+    let (s1, _) = shard.handle(req(vec![rec("a", "1")], None, None));
+    let (s2, _) = shard.handle(req(vec![rec("big", "0123456789")], None, None));
     let d = write(&mut shard, &log);
     let fault = LogFault::TooLarge { size: 13, max: 8 };
     assert_eq!(
@@ -366,26 +365,12 @@ fn a_batch_the_log_refuses_fails_the_whole_write() {
 }
 
 #[test]
-fn a_record_replay_refuses_fails_only_its_request() {
-    let mut shard = Shard::new(Toy::default(), false);
-    let (s1, d) = shard.handle(0, req(vec![rec("a", "1"), rec("bad", "x")], Some(3), None));
-    assert!(
-        matches!(d[..], [Delivery::Failed(s, _)] if s == s1),
-        "{d:?}"
-    );
-    assert_eq!(shard.coord().get("a"), None);
-    assert!(!shard.coord().is_parked(3));
-    assert!(shard.next_write().is_none());
-    assert_eq!(shard.pending(), 0);
-}
-
-#[test]
 fn closing_answers_every_request_even_with_a_write_in_flight() {
     let log = MemLog::new();
     let mut shard = Shard::new(Toy::default(), true);
-    let (s1, _) = shard.handle(0, req(vec![rec("a", "1")], None, None));
+    let (s1, _) = shard.handle(req(vec![rec("a", "1")], None, None));
     let w = shard.next_write().unwrap();
-    let (s2, _) = shard.handle(0, req(vec![rec("b", "1")], None, None));
+    let (s2, _) = shard.handle(req(vec![rec("b", "1")], None, None));
     let fault = LogFault::Fenced("taken over".into());
     let d = shard.close(fault.clone());
     assert!(
