@@ -229,10 +229,20 @@ impl<C: Coordinator> Shard<C> {
                 self.offline = Some(fault);
             }
         }
+        // Closed while this write was in flight: what queued behind it will never be
+        // written, so it fails now rather than wait forever.
+        if let (Some(fault), Some(first)) = (&self.offline, self.tail.front().map(|e| e.seq)) {
+            let fault = fault.clone();
+            self.fail_from(first, fault, &mut d);
+        }
         d
     }
 
     /// Replaces the state with one rebuilt from the log, after the shard went offline.
+    ///
+    /// The log may still hold the unsynced tail of the write that failed: make it durable
+    /// ([`RecordLog::sync`]) before loading, and stay offline if that fails, or the rebuilt
+    /// state could show records that a machine crash takes back.
     pub fn reload(&mut self, coord: C) {
         debug_assert!(self.tail.is_empty() && self.in_flight.is_none());
         self.coord = coord;

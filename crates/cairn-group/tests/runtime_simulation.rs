@@ -1,0 +1,1580 @@
+//! Seeded simulation of the coordinator runtime: the group coordinator inside a
+//! `cairn_runtime::Shard`, writing to an in-memory log that fails, stalls and crashes.
+//!
+//! The client population is the one of `simulation.rs` (members joining, syncing, heartbeating,
+//! leaving and crashing, member and simple commits, clock advances, topic growth; here also
+//! DeleteGroups and topic deletion), but every request goes through `Shard::handle`, and
+//! answers reach a client only when the shard releases them. Writes are performed by this driver against a `MemLog`, in both durability
+//! modes, with injected storage faults: failed appends, failed syncs, failed syncs whose tail
+//! cannot be removed (the shard goes offline and is rebuilt from its log), slow writes (more
+//! requests are handled while one is in flight; in the fsync mode, records that are appended
+//! but not yet synced), batches the log refuses as too large, and process and machine crashes
+//! that keep only part of the log, after which a fresh coordinator replays what survived.
+//!
+//! Checked after every step:
+//! (a) no acknowledged commit is lost: what OffsetFetch returns is exactly the acknowledged
+//!     commits (and the removals that were acknowledged), also after every crash and replay;
+//! (b) the durable view (OffsetFetch, DescribeGroups of Stable/Empty groups) equals the replay
+//!     of the durable log prefix; with nothing pending, the in-memory recorded state equals the
+//!     replay of the whole log, and no undo information is left;
+//! (c) no answer leaves before its records are durable: when a request is released, its
+//!     records are in the log, in place, and synced in the fsync mode;
+//! (d) no partition is owned twice in a stable generation;
+//! (e) a failed write leaves nothing: after it the log holds exactly the acknowledged writes
+//!     and the state equals their replay (part of (b)).
+//!
+//! A failure names its seed and mode; rerun one seed with
+//! `SIM_SEED=<n> cargo test -p cairn-group --test runtime_simulation`, more with
+//! `SIM_SEEDS=<count>`, longer runs with `SIM_STEPS=<steps>`; `SIM_TRACE=1` prints every
+//! step and delivery.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use cairn_group::consumer_protocol::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, group_by_topic,
+    Assignment, Subscription,
+};
+use cairn_group::records::{decode_key, decode_offset_value, RecordKey};
+use cairn_group::*;
+use cairn_runtime::memlog::{Fault, MemLog};
+use cairn_runtime::{
+    Delivery, LogFault, LogRecord, Output, RecordLog, Seq, Shard, Write, WriteResult,
+};
+
+const SESSION: i32 = 10_000;
+const REBALANCE: i32 = 20_000;
+const HEARTBEAT_EVERY: i64 = 3_000;
+const RETENTION: i64 = 120_000;
+const GROUPS: [&str; 2] = ["g0", "g1"];
+const SIMPLE: &str = "simple";
+/// The coordinator's idea of the offsets topic's `max.message.bytes`.
+const MAX_BATCH: usize = 8_000;
+/// A log that refuses less than the coordinator believes fits (some seeds): a group record of
+/// two fat members passes the coordinator's check and is refused by the log.
+const SMALL_LOG_BATCH: usize = 5_000;
+const FAT_USER_DATA: usize = 3_000;
+const DEFAULT_SEEDS: u64 = 100;
+const DEFAULT_STEPS: usize = 300;
+
+/// SplitMix64-based PRNG; tiny and reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Joining,
+    NeedSync,
+    Syncing,
+    Stable,
+    Crashed,
+}
+
+struct Client {
+    group: &'static str,
+    client_id: String,
+    instance_id: Option<String>,
+    api_version: i16,
+    topics: Vec<String>,
+    member_id: String,
+    generation: i32,
+    phase: Phase,
+    waiting: Option<ReplyToken>,
+    leader_plan: Option<Vec<(String, Vec<u8>)>>,
+    assignment: Vec<(String, i32)>,
+    last_heartbeat: i64,
+    slow: bool,
+    fat: bool,
+    next_offset: i64,
+}
+
+/// What the driver remembers of a request until the shard answers it.
+enum Kind {
+    Join {
+        ci: usize,
+        token: ReplyToken,
+    },
+    Sync {
+        ci: usize,
+        token: ReplyToken,
+    },
+    Heartbeat {
+        ci: usize,
+        member_id: String,
+        generation: i32,
+    },
+    /// `expected`: the error the visible state implies, when nothing was pending at issue.
+    Commit {
+        group: String,
+        offset: i64,
+        expected: Option<Option<GroupError>>,
+        simple: bool,
+    },
+    Other,
+}
+
+/// The request's own result, stashed by the handler closure.
+enum Stash {
+    Commit(CommitResult),
+    Heartbeat(Result<(), GroupError>),
+    None,
+}
+
+struct Pending {
+    kind: Kind,
+    stash: Stash,
+    records: Vec<LogRecord>,
+    /// Where its records landed: `[start, end)` log offsets.
+    range: Option<(i64, i64)>,
+    at: i64,
+    from_tick: bool,
+}
+
+struct InFlight {
+    write: Write,
+    seqs: Vec<Seq>,
+    /// In the fsync mode, a slow write may be appended already and wait for its sync.
+    appended_at: Option<i64>,
+    due: u64,
+}
+
+type OffsetKey = (String, String, i32);
+
+struct Sim {
+    seed: u64,
+    sync: bool,
+    rng: Rng,
+    now: i64,
+    step_no: u64,
+    fault_rate: f64,
+    log: MemLog,
+    shard: Shard<GroupCoordinator>,
+    pending: BTreeMap<Seq, Pending>,
+    /// Seqs whose records wait for a write, in order.
+    unwritten: VecDeque<Seq>,
+    inflight: Option<InFlight>,
+    /// Log records the shard was told are durable (a prefix of the log).
+    acked: Vec<LogRecord>,
+    /// Replay of `acked`, kept incrementally.
+    shadow: GroupCoordinator,
+    /// Which request's output answered a token last.
+    reply_origin: HashMap<ReplyToken, Seq>,
+    /// Keys written by requests whose outcome is unknown (failed but possibly kept): the values
+    /// a replay may legitimately show besides the acknowledged one.
+    uncertain: BTreeMap<OffsetKey, Vec<Option<(i64, i64)>>>,
+    clients: Vec<Client>,
+    topics: BTreeMap<String, i32>,
+    next_token: ReplyToken,
+    model: BTreeMap<OffsetKey, (i64, i64)>,
+    generations: HashMap<String, i32>,
+    memberships: HashMap<(String, i32), Vec<String>>,
+    restarts: u64,
+    stats: Stats,
+}
+
+#[derive(Default, Debug, Clone)]
+struct Stats {
+    steps: u64,
+    writes: u64,
+    slow_writes: u64,
+    appended_early: u64,
+    max_pending: usize,
+    failed_appends: u64,
+    failed_syncs: u64,
+    uncertain_writes: u64,
+    log_refusals: u64,
+    reverted_requests: u64,
+    orphaned_replies: u64,
+    refused_offline: u64,
+    reloads: u64,
+    process_crashes: u64,
+    machine_crashes: u64,
+    lost_unacked_records: u64,
+    kept_uncertain: u64,
+    acked_commits: u64,
+    refused_commits: u64,
+    stable_syncs: u64,
+    expirations: u64,
+    groups_deleted: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.steps += o.steps;
+        self.writes += o.writes;
+        self.slow_writes += o.slow_writes;
+        self.appended_early += o.appended_early;
+        self.max_pending = self.max_pending.max(o.max_pending);
+        self.failed_appends += o.failed_appends;
+        self.failed_syncs += o.failed_syncs;
+        self.uncertain_writes += o.uncertain_writes;
+        self.log_refusals += o.log_refusals;
+        self.reverted_requests += o.reverted_requests;
+        self.orphaned_replies += o.orphaned_replies;
+        self.refused_offline += o.refused_offline;
+        self.reloads += o.reloads;
+        self.process_crashes += o.process_crashes;
+        self.machine_crashes += o.machine_crashes;
+        self.lost_unacked_records += o.lost_unacked_records;
+        self.kept_uncertain += o.kept_uncertain;
+        self.acked_commits += o.acked_commits;
+        self.refused_commits += o.refused_commits;
+        self.stable_syncs += o.stable_syncs;
+        self.expirations += o.expirations;
+        self.groups_deleted += o.groups_deleted;
+    }
+}
+
+fn config() -> GroupConfig {
+    GroupConfig {
+        initial_rebalance_delay_ms: 3_000,
+        offsets_retention_ms: RETENTION,
+        offsets_retention_check_interval_ms: 10_000,
+        max_record_batch_bytes: MAX_BATCH,
+        ..GroupConfig::default()
+    }
+}
+
+macro_rules! check {
+    ($sim:expr, $cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            panic!(
+                "seed {} sync={} (step {}, t={}): {}",
+                $sim.seed,
+                $sim.sync,
+                $sim.step_no,
+                $sim.now,
+                format!($($arg)*)
+            );
+        }
+    };
+}
+
+fn to_log(records: &[Record]) -> Vec<LogRecord> {
+    records
+        .iter()
+        .map(|r| LogRecord {
+            key: r.key.clone(),
+            value: r.value.clone(),
+        })
+        .collect()
+}
+
+/// The offset a record stores, if it is an offset record: `Some(None)` for a tombstone.
+fn offset_of(r: &LogRecord) -> Option<(OffsetKey, Option<(i64, i64)>)> {
+    match decode_key(&r.key).expect("own key") {
+        RecordKey::Offset {
+            group,
+            topic,
+            partition,
+            ..
+        } => {
+            let v = r.value.as_ref().map(|v| {
+                let v = decode_offset_value(v).expect("own value");
+                (v.offset, v.commit_timestamp)
+            });
+            Some(((group, topic, partition), v))
+        }
+        _ => None,
+    }
+}
+
+/// A coordinator rebuilt from `records` (replay only: what records say).
+fn replayed(records: &[LogRecord], now: i64, id_seed: u64) -> GroupCoordinator {
+    let mut c = GroupCoordinator::with_id_seed(config(), id_seed);
+    for r in records {
+        c.replay(now, &r.key, r.value.as_deref()).expect("replay");
+    }
+    c
+}
+
+/// Records a crash or a failed machine does not take back: in the fsync mode only synced
+/// records; otherwise everything appended (the operating system has it).
+fn durable_records(log: &MemLog, sync: bool) -> Vec<LogRecord> {
+    let keep = if sync {
+        log.crash(0)
+    } else {
+        log.crash(usize::MAX)
+    };
+    keep.records().into_iter().map(|(_, r)| r).collect()
+}
+
+impl Sim {
+    fn new(seed: u64, sync: bool) -> Self {
+        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xC0FFEE ^ u64::from(sync));
+        let mut clients = Vec::new();
+        for (gi, group) in GROUPS.iter().enumerate() {
+            for ci in 0..4 {
+                let static_member = rng.chance(0.3);
+                let topics = if ci % 2 == 0 {
+                    vec!["t0".to_string(), "t1".to_string()]
+                } else {
+                    vec!["t0".to_string()]
+                };
+                clients.push(Client {
+                    group,
+                    client_id: format!("c{gi}{ci}"),
+                    instance_id: static_member.then(|| format!("inst-{gi}-{ci}")),
+                    api_version: if rng.chance(0.5) { 5 } else { 3 },
+                    topics,
+                    member_id: String::new(),
+                    generation: -1,
+                    phase: Phase::Idle,
+                    waiting: None,
+                    leader_plan: None,
+                    assignment: Vec::new(),
+                    last_heartbeat: 0,
+                    slow: rng.chance(0.2),
+                    fat: rng.chance(0.3),
+                    next_offset: 0,
+                });
+            }
+        }
+        let mut topics = BTreeMap::new();
+        topics.insert("t0".to_string(), 3);
+        topics.insert("t1".to_string(), 2);
+        let fault_rate = [0.0, 0.02, 0.05, 0.1][rng.below(4) as usize];
+        let log = if rng.chance(0.3) {
+            MemLog::with_max_batch_bytes(SMALL_LOG_BATCH)
+        } else {
+            MemLog::with_max_batch_bytes(MAX_BATCH)
+        };
+        let coord = GroupCoordinator::with_id_seed(config(), seed);
+        Sim {
+            seed,
+            sync,
+            rng,
+            now: 0,
+            step_no: 0,
+            fault_rate,
+            log,
+            shard: Shard::new(coord, sync),
+            pending: BTreeMap::new(),
+            unwritten: VecDeque::new(),
+            inflight: None,
+            acked: Vec::new(),
+            shadow: GroupCoordinator::new(config()),
+            reply_origin: HashMap::new(),
+            uncertain: BTreeMap::new(),
+            clients,
+            topics,
+            next_token: 1,
+            model: BTreeMap::new(),
+            generations: HashMap::new(),
+            memberships: HashMap::new(),
+            restarts: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    fn token(&mut self) -> ReplyToken {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Runs one request through the shard. `f` calls the coordinator's handler and stashes
+    /// the request's own result; its answer reaches the client only on `Done`.
+    fn submit(
+        &mut self,
+        kind: Kind,
+        from_tick: bool,
+        f: impl FnOnce(&mut GroupCoordinator) -> (Effects, Stash),
+    ) {
+        let now = self.now;
+        let mut records = Vec::new();
+        let mut stash = Stash::None;
+        let mut tokens = Vec::new();
+        let (seq, d) = self.shard.handle(|c| {
+            let (fx, s) = f(c);
+            stash = s;
+            records = to_log(&fx.records);
+            tokens = fx.replies.iter().map(|(t, _)| *t).collect();
+            Output {
+                records: records.clone(),
+                replies: fx.replies,
+            }
+        });
+        let failed_now = d
+            .iter()
+            .any(|x| matches!(x, Delivery::Failed(s, _) if *s == seq));
+        if !records.is_empty() && !failed_now {
+            self.unwritten.push_back(seq);
+        }
+        for t in tokens {
+            self.reply_origin.insert(t, seq);
+        }
+        self.pending.insert(
+            seq,
+            Pending {
+                kind,
+                stash,
+                records,
+                range: None,
+                at: now,
+                from_tick,
+            },
+        );
+        self.deliver(d);
+        self.stats.max_pending = self.stats.max_pending.max(self.shard.pending());
+    }
+
+    fn deliver(&mut self, d: Vec<Delivery<Reply>>) {
+        if std::env::var("SIM_TRACE").is_ok() {
+            for x in &d {
+                match x {
+                    Delivery::Reply(t, _) => eprintln!("  reply {t}"),
+                    other => eprintln!("  {other:?}"),
+                }
+            }
+        }
+        for x in d {
+            match x {
+                Delivery::Done(seq) => self.on_done(seq),
+                Delivery::Failed(seq, fault) => self.on_failed(seq, fault),
+                Delivery::Reply(token, r) => {
+                    // (c) a parked request's answer leaves after the request that decided it.
+                    if let Some(origin) = self.reply_origin.get(&token) {
+                        check!(
+                            self,
+                            !self.pending.contains_key(origin),
+                            "reply to {token} released before its request {origin}"
+                        );
+                    }
+                    let Some(ci) = self.clients.iter().position(|c| c.waiting == Some(token))
+                    else {
+                        continue;
+                    };
+                    self.clients[ci].waiting = None;
+                    match r {
+                        Reply::Join(r) => self.on_join(ci, r),
+                        Reply::Sync(r) => self.on_sync(ci, r),
+                    }
+                }
+                Delivery::Orphaned(token, _) => {
+                    self.stats.orphaned_replies += 1;
+                    if let Some(ci) = self.clients.iter().position(|c| c.waiting == Some(token)) {
+                        self.clients[ci].waiting = None;
+                        self.on_error(ci, GroupError::NotCoordinator);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_done(&mut self, seq: Seq) {
+        let p = self
+            .pending
+            .remove(&seq)
+            .unwrap_or_else(|| panic!("seed {}: unknown seq {seq} done", self.seed));
+        // (c) released only once its records are in the log, in place, and durable.
+        if !p.records.is_empty() {
+            let Some((start, end)) = p.range else {
+                panic!(
+                    "seed {} sync={} step {}: request {seq} answered before its records were written",
+                    self.seed, self.sync, self.step_no
+                );
+            };
+            let log: Vec<LogRecord> = self.log.records().into_iter().map(|(_, r)| r).collect();
+            check!(
+                self,
+                log.get(start as usize..end as usize) == Some(&p.records[..]),
+                "request {seq} answered but its records are not at {start}..{end}"
+            );
+            let durable = durable_records(&self.log, self.sync).len() as i64;
+            check!(
+                self,
+                durable >= end,
+                "request {seq} answered before its records were synced ({durable} < {end})"
+            );
+        }
+        // Removals the coordinator made (retention, OffsetDelete, group deletion) are final.
+        for r in &p.records {
+            if let (Ok(RecordKey::Group { group }), None) = (decode_key(&r.key), &r.value) {
+                // A deleted group starts its generations again.
+                self.stats.groups_deleted += 1;
+                self.generations.remove(&group);
+                self.memberships.retain(|(g, _), _| *g != group);
+            }
+            if let Some((k, None)) = offset_of(r) {
+                if let Some((_, at)) = self.model.remove(&k) {
+                    if p.from_tick {
+                        self.stats.expirations += 1;
+                    }
+                    // Retention counts from the commit only in a simple group. In an Empty
+                    // consumer group it counts from when the group became empty, which after a
+                    // load is the time in its last record: a commit made during a rebalance that
+                    // was never written may expire sooner (as in Kafka).
+                    if p.from_tick && k.0 == SIMPLE {
+                        check!(
+                            self,
+                            p.at - at >= RETENTION,
+                            "offset {k:?} committed at {at} expired early"
+                        );
+                    }
+                }
+            }
+        }
+        match (p.kind, p.stash) {
+            (
+                Kind::Commit {
+                    group,
+                    offset,
+                    expected,
+                    simple,
+                },
+                Stash::Commit(res),
+            ) => {
+                if let Some(expected) = expected {
+                    check!(
+                        self,
+                        res.error == expected,
+                        "commit to {group}: got {:?}, expected {expected:?}",
+                        res.error
+                    );
+                }
+                if simple {
+                    check!(
+                        self,
+                        res.error.is_none(),
+                        "simple commit refused: {:?}",
+                        res.error
+                    );
+                }
+                if res.error.is_none() {
+                    self.stats.acked_commits += 1;
+                    for (t, part, r) in res.partitions {
+                        check!(self, r.is_ok(), "partition error {r:?}");
+                        self.model.insert((group.clone(), t, part), (offset, p.at));
+                    }
+                } else {
+                    self.stats.refused_commits += 1;
+                }
+            }
+            (
+                Kind::Heartbeat {
+                    ci,
+                    member_id,
+                    generation,
+                },
+                Stash::Heartbeat(Err(e)),
+            ) => {
+                let c = &self.clients[ci];
+                if c.member_id == member_id && c.generation == generation {
+                    self.on_error(ci, e);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_failed(&mut self, seq: Seq, fault: LogFault) {
+        let p = self
+            .pending
+            .remove(&seq)
+            .unwrap_or_else(|| panic!("seed {}: unknown seq {seq} failed", self.seed));
+        // A failed write drops every request queued behind it as well.
+        self.unwritten.retain(|s| *s != seq);
+        if matches!(fault, LogFault::TooLarge { .. }) {
+            self.stats.log_refusals += 1;
+        }
+        if self.shard.offline().is_some() && p.records.is_empty() && p.range.is_none() {
+            self.stats.refused_offline += 1;
+        } else {
+            self.stats.reverted_requests += 1;
+        }
+        match p.kind {
+            Kind::Join { ci, token } | Kind::Sync { ci, token }
+                if self.clients[ci].waiting == Some(token) =>
+            {
+                self.clients[ci].waiting = None;
+                self.on_error(ci, GroupError::NotCoordinator);
+            }
+            Kind::Commit { .. } => self.stats.refused_commits += 1,
+            _ => {}
+        }
+    }
+
+    fn on_error(&mut self, ci: usize, e: GroupError) {
+        let c = &mut self.clients[ci];
+        c.assignment.clear();
+        match e {
+            GroupError::MemberIdRequired { member_id } => {
+                c.member_id = member_id;
+                c.phase = Phase::Idle;
+            }
+            GroupError::UnknownMemberId => {
+                c.member_id.clear();
+                c.generation = -1;
+                c.phase = Phase::Idle;
+            }
+            GroupError::FencedInstanceId => c.phase = Phase::Crashed,
+            _ => c.phase = Phase::Idle,
+        }
+    }
+
+    fn on_join(&mut self, ci: usize, r: Result<JoinResponse, GroupError>) {
+        let j = match r {
+            Ok(j) => j,
+            Err(e) => return self.on_error(ci, e),
+        };
+        if j.leader == j.member_id {
+            let mut ids: Vec<String> = j.members.iter().map(|m| m.member_id.clone()).collect();
+            ids.sort();
+            let key = (self.clients[ci].group.to_string(), j.generation_id);
+            if !j.skip_assignment {
+                if let Some(prev) = self.memberships.get(&key) {
+                    check!(
+                        self,
+                        *prev == ids,
+                        "generation {key:?} reused: {prev:?} then {ids:?}"
+                    );
+                }
+            }
+            self.memberships.insert(key, ids);
+        }
+        let c = &mut self.clients[ci];
+        c.member_id = j.member_id.clone();
+        c.generation = j.generation_id;
+        c.phase = Phase::NeedSync;
+        c.last_heartbeat = self.now;
+        c.leader_plan = None;
+        if j.leader == j.member_id && !j.skip_assignment {
+            c.leader_plan = Some(range_assign(&j.members, &self.topics));
+        }
+    }
+
+    fn on_sync(&mut self, ci: usize, r: Result<SyncResponse, GroupError>) {
+        match r {
+            Ok(s) => {
+                let c = &mut self.clients[ci];
+                c.phase = Phase::Stable;
+                c.last_heartbeat = self.now;
+                c.assignment = if s.assignment.is_empty() {
+                    Vec::new()
+                } else {
+                    decode_assignment(&s.assignment).unwrap().topic_partitions()
+                };
+                self.stats.stable_syncs += 1;
+            }
+            Err(e) => self.on_error(ci, e),
+        }
+    }
+
+    fn join(&mut self, ci: usize) {
+        let token = self.token();
+        let version = if self.rng.chance(0.5) { 3 } else { 0 };
+        let c = &mut self.clients[ci];
+        let metadata = encode_subscription(&Subscription {
+            version,
+            topics: c.topics.clone(),
+            generation_id: -1,
+            user_data: c.fat.then(|| vec![0x5a; FAT_USER_DATA]),
+            ..Default::default()
+        });
+        let req = JoinGroup {
+            group_id: c.group.to_string(),
+            member_id: c.member_id.clone(),
+            group_instance_id: c.instance_id.clone(),
+            client_id: c.client_id.clone(),
+            client_host: "/sim".into(),
+            session_timeout_ms: SESSION,
+            rebalance_timeout_ms: REBALANCE,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), metadata)],
+            api_version: c.api_version,
+        };
+        c.phase = Phase::Joining;
+        c.waiting = Some(token);
+        let now = self.now;
+        self.submit(Kind::Join { ci, token }, false, |c| {
+            (c.join_group(now, token, req), Stash::None)
+        });
+    }
+
+    fn sync_group(&mut self, ci: usize) {
+        let token = self.token();
+        let c = &mut self.clients[ci];
+        let req = SyncGroup {
+            group_id: c.group.to_string(),
+            member_id: c.member_id.clone(),
+            group_instance_id: c.instance_id.clone(),
+            generation_id: c.generation,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            assignments: c.leader_plan.take().unwrap_or_default(),
+        };
+        c.phase = Phase::Syncing;
+        c.waiting = Some(token);
+        let now = self.now;
+        self.submit(Kind::Sync { ci, token }, false, |c| {
+            (c.sync_group(now, token, req), Stash::None)
+        });
+    }
+
+    fn heartbeat(&mut self, ci: usize) {
+        let c = &mut self.clients[ci];
+        let req = Heartbeat {
+            group_id: c.group.to_string(),
+            member_id: c.member_id.clone(),
+            group_instance_id: c.instance_id.clone(),
+            generation_id: c.generation,
+        };
+        c.last_heartbeat = self.now;
+        let kind = Kind::Heartbeat {
+            ci,
+            member_id: c.member_id.clone(),
+            generation: c.generation,
+        };
+        let now = self.now;
+        self.submit(kind, false, |c| {
+            (Effects::default(), Stash::Heartbeat(c.heartbeat(now, req)))
+        });
+    }
+
+    /// The error a member commit must get, from the visible state; only meaningful when
+    /// nothing is pending (then the durable view is the whole state).
+    fn expected_commit_error(&self, ci: usize, generation: i32) -> Option<GroupError> {
+        let c = &self.clients[ci];
+        let Some(d) = self.shard.coord().describe_group(c.group) else {
+            return (generation >= 0).then_some(GroupError::IllegalGeneration);
+        };
+        if generation < 0 && d.state == GroupState::Empty {
+            return None;
+        }
+        let owner = match &c.instance_id {
+            Some(i) => d
+                .members
+                .iter()
+                .find(|m| m.group_instance_id.as_ref() == Some(i))
+                .map(|m| m.member_id.clone()),
+            None => d
+                .members
+                .iter()
+                .find(|m| m.member_id == c.member_id)
+                .map(|m| m.member_id.clone()),
+        };
+        match owner {
+            None => return Some(GroupError::UnknownMemberId),
+            Some(o) if o != c.member_id => return Some(GroupError::FencedInstanceId),
+            _ => {}
+        }
+        if generation != d.generation_id {
+            return Some(GroupError::IllegalGeneration);
+        }
+        (d.state == GroupState::CompletingRebalance).then_some(GroupError::RebalanceInProgress)
+    }
+
+    fn member_commit(&mut self, ci: usize, stale: bool) {
+        let mut generation = self.clients[ci].generation;
+        if stale {
+            generation -= 1 + self.rng.below(2) as i32;
+        }
+        let parts: Vec<(String, i32)> = if self.clients[ci].assignment.is_empty() {
+            vec![("t0".into(), 0)]
+        } else {
+            self.clients[ci].assignment.clone()
+        };
+        let expected =
+            (self.shard.pending() == 0).then(|| self.expected_commit_error(ci, generation));
+        let step = 1 + self.rng.below(50) as i64;
+        let c = &mut self.clients[ci];
+        c.next_offset += step;
+        let offset = c.next_offset;
+        let req = OffsetCommit {
+            group_id: c.group.to_string(),
+            member_id: c.member_id.clone(),
+            group_instance_id: c.instance_id.clone(),
+            generation_id: generation,
+            retention_time_ms: -1,
+            api_version: 8,
+            partitions: parts
+                .iter()
+                .map(|(t, p)| CommitPartition {
+                    topic: t.clone(),
+                    partition: *p,
+                    offset,
+                    leader_epoch: 0,
+                    metadata: Some(format!("by {}", c.client_id)),
+                })
+                .collect(),
+        };
+        let kind = Kind::Commit {
+            group: c.group.to_string(),
+            offset,
+            expected,
+            simple: false,
+        };
+        let now = self.now;
+        self.submit(kind, false, |c| {
+            let (r, fx) = c.commit_offsets(now, req);
+            (fx, Stash::Commit(r))
+        });
+    }
+
+    fn simple_commit(&mut self) {
+        let t = if self.rng.chance(0.5) { "t0" } else { "t1" };
+        let p = self.rng.below(2) as i32;
+        let offset = self.rng.below(1000) as i64;
+        let req = OffsetCommit {
+            group_id: SIMPLE.into(),
+            member_id: String::new(),
+            group_instance_id: None,
+            generation_id: -1,
+            retention_time_ms: -1,
+            api_version: 9,
+            partitions: vec![CommitPartition {
+                topic: t.into(),
+                partition: p,
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        };
+        let kind = Kind::Commit {
+            group: SIMPLE.into(),
+            offset,
+            expected: None,
+            simple: true,
+        };
+        let now = self.now;
+        self.submit(kind, false, |c| {
+            let (r, fx) = c.commit_offsets(now, req);
+            (fx, Stash::Commit(r))
+        });
+    }
+
+    fn advance(&mut self, ms: i64) {
+        self.now += ms;
+        let now = self.now;
+        self.submit(Kind::Other, true, |c| (c.tick(now), Stash::None));
+        for ci in 0..self.clients.len() {
+            let c = &self.clients[ci];
+            let due = matches!(c.phase, Phase::Stable | Phase::NeedSync)
+                && self.now - c.last_heartbeat >= HEARTBEAT_EVERY;
+            if due && (!c.slow || self.rng.chance(0.35)) {
+                self.heartbeat(ci);
+            }
+        }
+    }
+
+    /// Queues a storage fault for the operation about to run, at the seed's rate.
+    fn maybe_fault(&mut self, kinds: &[Fault]) {
+        if kinds.is_empty() || !self.rng.chance(self.fault_rate) {
+            return;
+        }
+        let f = kinds[self.rng.below(kinds.len() as u64) as usize];
+        self.log.inject(f);
+        // A sync that fails and a tail that cannot be removed: the uncertain case.
+        if f == Fault::Sync && self.rng.chance(0.3) {
+            self.log.inject(Fault::Truncate);
+        }
+    }
+
+    /// Performs writes: at once, or (slow) some steps later, with requests handled meanwhile.
+    fn pump(&mut self) {
+        loop {
+            if let Some(f) = &self.inflight {
+                if f.due > self.step_no {
+                    return;
+                }
+                let f = self.inflight.take().expect("in flight");
+                self.finish_write(f);
+                continue;
+            }
+            let Some(write) = self.shard.next_write() else {
+                return;
+            };
+            self.stats.writes += 1;
+            let mut seqs = Vec::new();
+            for batch in &write.batches {
+                let seq = self
+                    .unwritten
+                    .pop_front()
+                    .unwrap_or_else(|| panic!("seed {}: write of unknown records", self.seed));
+                check!(
+                    self,
+                    self.pending[&seq].records == *batch,
+                    "write batch of request {seq} is not its records"
+                );
+                seqs.push(seq);
+            }
+            check!(self, write.sync == self.sync, "write mode differs");
+            let slow = self.rng.chance(0.3);
+            let due = self.step_no + if slow { 1 + self.rng.below(4) } else { 0 };
+            if slow {
+                self.stats.slow_writes += 1;
+            }
+            let mut f = InFlight {
+                write,
+                seqs,
+                appended_at: None,
+                due,
+            };
+            if slow && self.rng.chance(0.5) {
+                // Appended now, reported later: the records sit in the log before the shard
+                // knows (in the fsync mode they are not durable until the sync that follows;
+                // without fsync this is the broker appending outside the shard's lock).
+                self.maybe_fault(&[Fault::Append]);
+                let start = self.log.end_offset();
+                match self.log.append(&f.write.batches, self.now) {
+                    Ok(_) => {
+                        self.stats.appended_early += 1;
+                        self.place(&f.seqs, start);
+                        f.appended_at = Some(start);
+                    }
+                    Err(e) => {
+                        self.count_fault(&e);
+                        let d = self.shard.write_done(f.write, WriteResult::Failed(e));
+                        self.deliver(d);
+                        continue;
+                    }
+                }
+            }
+            if slow {
+                self.inflight = Some(f);
+                return;
+            }
+            self.finish_write(f);
+        }
+    }
+
+    fn place(&mut self, seqs: &[Seq], start: i64) {
+        let mut at = start;
+        for s in seqs {
+            let p = self.pending.get_mut(s).expect("pending");
+            let n = p.records.len() as i64;
+            p.range = Some((at, at + n));
+            at += n;
+        }
+    }
+
+    fn count_fault(&mut self, e: &LogFault) {
+        match e {
+            LogFault::TooLarge { .. } => {}
+            LogFault::Storage(s) if s.contains("sync") => self.stats.failed_syncs += 1,
+            _ => self.stats.failed_appends += 1,
+        }
+    }
+
+    fn finish_write(&mut self, f: InFlight) {
+        let result = match f.appended_at {
+            Some(_) if !self.sync => WriteResult::Durable,
+            Some(start) => {
+                self.maybe_fault(&[Fault::Sync]);
+                match self.log.sync() {
+                    Ok(()) => WriteResult::Durable,
+                    Err(e) => match self.log.truncate(start) {
+                        Ok(()) => WriteResult::Failed(e),
+                        Err(_) => WriteResult::FailedUncertain(e),
+                    },
+                }
+            }
+            None => {
+                let kinds: &[Fault] = if self.sync {
+                    &[Fault::Append, Fault::Sync]
+                } else {
+                    &[Fault::Append]
+                };
+                self.maybe_fault(kinds);
+                let start = self.log.end_offset();
+                let r = f.write.perform(&self.log, self.now);
+                if matches!(r, WriteResult::Durable | WriteResult::FailedUncertain(_)) {
+                    self.place(&f.seqs, start);
+                }
+                r
+            }
+        };
+        match &result {
+            WriteResult::Durable => {
+                for s in &f.seqs {
+                    let p = &self.pending[s];
+                    self.acked.extend(p.records.iter().cloned());
+                    for r in &p.records {
+                        self.shadow
+                            .replay(self.now, &r.key, r.value.as_deref())
+                            .expect("replay");
+                    }
+                }
+            }
+            WriteResult::Failed(e) => self.count_fault(e),
+            WriteResult::FailedUncertain(e) => {
+                self.count_fault(e);
+                self.stats.uncertain_writes += 1;
+                // The log may keep these records: a replay may show them.
+                for s in &f.seqs {
+                    let recs = self.pending[s].records.clone();
+                    self.note_uncertain(&recs);
+                }
+            }
+        }
+        let d = self.shard.write_done(f.write, result);
+        self.deliver(d);
+    }
+
+    fn note_uncertain(&mut self, records: &[LogRecord]) {
+        for r in records {
+            if let Some((k, v)) = offset_of(r) {
+                self.uncertain.entry(k).or_default().push(v);
+            }
+        }
+    }
+
+    /// Replaces the state by the replay of `self.log` (after a crash, or to bring an offline
+    /// shard back), and settles the outcome of requests that failed uncertainly.
+    fn rebuild(&mut self) -> GroupCoordinator {
+        self.restarts += 1;
+        // A load serves what the log holds; make it durable first, or a later crash could
+        // take back what was served.
+        self.log.sync().expect("sync before load");
+        let records: Vec<LogRecord> = self.log.records().into_iter().map(|(_, r)| r).collect();
+        let mut fresh = replayed(&records, self.now, self.seed ^ (self.restarts << 40));
+        let fx = fresh.finish_load(self.now);
+        check!(self, fx.records.is_empty(), "loading wrote records");
+        // (a) every acknowledged commit survived; the uncertain ones may have, or not.
+        let live = offsets_of(&fresh);
+        for (k, v) in std::mem::take(&mut self.uncertain) {
+            let now_v = live.get(&k).copied();
+            let acked = self.model.get(&k).copied();
+            if now_v.map(|x| x.0) == acked.map(|x| x.0) {
+                continue;
+            }
+            check!(
+                self,
+                v.iter().any(|c| c.map(|x| x.0) == now_v.map(|x| x.0)),
+                "{k:?} is {now_v:?} after replay: neither acknowledged {acked:?} nor attempted {v:?}"
+            );
+            self.stats.kept_uncertain += 1;
+            match now_v {
+                Some(x) => self.model.insert(k, x),
+                None => self.model.remove(&k),
+            };
+        }
+        self.acked = records;
+        self.shadow = replayed(&self.acked, self.now, 0);
+        for c in &mut self.clients {
+            if c.waiting.take().is_some() {
+                c.phase = Phase::Idle;
+            }
+        }
+        self.generations.clear();
+        self.memberships.clear();
+        self.reply_origin.clear();
+        fresh
+    }
+
+    /// The process (or, in the fsync mode, the machine) dies; a new one loads what the log
+    /// kept.
+    fn crash(&mut self) {
+        let appended = self.log.records().len();
+        let synced = durable_records(&self.log, true).len();
+        let machine = self.sync && self.rng.chance(0.5);
+        let extra = if machine {
+            self.stats.machine_crashes += 1;
+            self.rng.below((appended - synced) as u64 + 1) as usize
+        } else {
+            self.stats.process_crashes += 1;
+            usize::MAX
+        };
+        self.log = if machine || !self.sync {
+            self.log.crash(extra)
+        } else {
+            // A process crash leaves what it appended in the operating system's cache, not
+            // yet on disk: the next process finds it, unsynced.
+            let kept = self.log.crash(0);
+            let tail: Vec<Vec<LogRecord>> = self.log.records()[synced..]
+                .iter()
+                .map(|(_, r)| vec![r.clone()])
+                .collect();
+            kept.append(&tail, self.now)
+                .expect("re-append the cached tail");
+            kept
+        };
+        self.stats.lost_unacked_records += (appended - self.log.records().len()) as u64;
+        // Requests in flight die with the process; what they wrote may have survived.
+        let pending: Vec<Vec<LogRecord>> =
+            self.pending.values().map(|p| p.records.clone()).collect();
+        for recs in pending {
+            self.note_uncertain(&recs);
+        }
+        self.pending.clear();
+        self.unwritten.clear();
+        self.inflight = None;
+        let fresh = self.rebuild();
+        self.shard = Shard::new(fresh, self.sync);
+    }
+
+    /// Brings an offline shard back: its log is made durable as it stands (so that nothing
+    /// the rebuilt state shows can be taken back by a crash), then replayed.
+    fn reload(&mut self) {
+        if self.log.sync().is_err() {
+            return; // still failing: stay offline, try again later
+        }
+        self.stats.reloads += 1;
+        check!(
+            self,
+            self.shard.pending() == 0,
+            "offline shard with pending requests"
+        );
+        check!(
+            self,
+            self.pending.is_empty(),
+            "offline with requests unanswered"
+        );
+        let fresh = self.rebuild();
+        self.shard.reload(fresh);
+    }
+
+    fn step(&mut self) {
+        self.step_no += 1;
+        if std::env::var("SIM_TRACE").is_ok() {
+            let d = self.shard.coord().describe_group("g0");
+            eprintln!(
+                "step {} t={} pending={} undo={} g0={:?}",
+                self.step_no,
+                self.now,
+                self.shard.pending(),
+                self.shard.coord().undo_len(),
+                d.map(|d| (d.state, d.generation_id))
+            );
+        }
+        self.stats.steps += 1;
+        for ci in 0..self.clients.len() {
+            let p = if self.clients[ci].slow { 0.15 } else { 0.6 };
+            if !self.rng.chance(p) {
+                continue;
+            }
+            match self.clients[ci].phase {
+                Phase::Idle => self.join(ci),
+                Phase::NeedSync => self.sync_group(ci),
+                _ => {}
+            }
+        }
+        match self.rng.below(100) {
+            0..=27 => {
+                let ms = self.rng.below(4_000) as i64;
+                self.advance(ms);
+            }
+            28..=47 => {
+                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                if self.clients[ci].phase == Phase::Stable {
+                    self.member_commit(ci, false);
+                }
+            }
+            48..=53 => {
+                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                if self.clients[ci].generation >= 0 && self.clients[ci].phase != Phase::Crashed {
+                    let stale = self.rng.chance(0.7);
+                    self.member_commit(ci, stale);
+                }
+            }
+            54..=61 => self.simple_commit(),
+            62..=65 => {
+                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                let c = &mut self.clients[ci];
+                c.phase = Phase::Crashed;
+                c.waiting = None;
+                c.assignment.clear();
+                if c.instance_id.is_none() {
+                    c.member_id.clear();
+                }
+            }
+            66..=71 => {
+                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                let c = &mut self.clients[ci];
+                if c.phase == Phase::Crashed {
+                    c.member_id.clear();
+                    c.generation = -1;
+                    c.phase = Phase::Idle;
+                }
+            }
+            72..=75 => {
+                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                let c = &self.clients[ci];
+                if c.phase != Phase::Crashed && !c.member_id.is_empty() {
+                    let req = LeaveGroup {
+                        group_id: c.group.to_string(),
+                        members: vec![LeavingMember {
+                            member_id: c.member_id.clone(),
+                            group_instance_id: c.instance_id.clone(),
+                        }],
+                    };
+                    let now = self.now;
+                    self.submit(Kind::Other, false, |c| {
+                        let (_, fx) = c.leave_group(now, req);
+                        (fx, Stash::None)
+                    });
+                    let c = &mut self.clients[ci];
+                    c.member_id.clear();
+                    c.generation = -1;
+                    c.assignment.clear();
+                    c.waiting = None;
+                    c.phase = Phase::Crashed;
+                }
+            }
+            76..=77 => {
+                let t = if self.rng.chance(0.5) { "t0" } else { "t1" };
+                *self.topics.get_mut(t).unwrap() += 1;
+                let now = self.now;
+                self.submit(Kind::Other, false, |c| {
+                    (c.on_topic_partitions_changed(now, t), Stash::None)
+                });
+            }
+            78 => self.crash(),
+            80..=81 => {
+                let p = self.rng.below(2) as i32;
+                let now = self.now;
+                self.submit(Kind::Other, false, |c| {
+                    let (_, fx) = c.delete_offsets(now, SIMPLE, &[("t1".into(), p)]);
+                    (fx, Stash::None)
+                });
+            }
+            82..=84 => {
+                let ms = 5_000 + self.rng.below(40_000) as i64;
+                self.advance(ms);
+            }
+            85..=86 => {
+                // Mostly the simple group; a consumer group only goes when it is Empty.
+                let id = if self.rng.chance(0.7) {
+                    SIMPLE
+                } else {
+                    GROUPS[self.rng.below(2) as usize]
+                };
+                let now = self.now;
+                self.submit(Kind::Other, false, |c| {
+                    let (_, fx) = c.delete_groups(now, &[id.to_string()]);
+                    (fx, Stash::None)
+                });
+            }
+            87 => {
+                // The topic is deleted (and at once recreated, as the clients keep using it).
+                let now = self.now;
+                self.submit(Kind::Other, false, |c| {
+                    (c.on_topic_deleted(now, "t1"), Stash::None)
+                });
+            }
+            _ => {}
+        }
+        self.pump();
+        if self.shard.offline().is_some() && self.rng.chance(0.5) {
+            self.reload();
+        }
+    }
+
+    fn check_invariants(&mut self) {
+        // (b)/(e) the log's durable prefix is what the shard was told is durable, and the
+        // log holds nothing else unless a write is in flight.
+        let log: Vec<LogRecord> = self.log.records().into_iter().map(|(_, r)| r).collect();
+        let durable = durable_records(&self.log, self.sync);
+        check!(
+            self,
+            durable.len() >= self.acked.len() && log[..self.acked.len()] == self.acked[..],
+            "acknowledged writes are not a durable prefix of the log ({} durable, {} acked)",
+            durable.len(),
+            self.acked.len()
+        );
+        let appended_in_flight = self
+            .inflight
+            .as_ref()
+            .is_some_and(|f| f.appended_at.is_some());
+        if !appended_in_flight && self.shard.offline().is_none() {
+            check!(
+                self,
+                log.len() == self.acked.len(),
+                "the log holds {} records beyond the acknowledged writes",
+                log.len() - self.acked.len()
+            );
+        }
+        let coord = self.shard.coord();
+        if self.shard.pending() == 0 && self.shard.offline().is_none() {
+            check!(
+                self,
+                coord.undo_len() == 0,
+                "undo left with nothing pending: {}",
+                coord.undo_len()
+            );
+            let live = coord.recorded_state();
+            let replay = self.shadow.recorded_state();
+            if live != replay {
+                let diff: Vec<&String> = live
+                    .keys()
+                    .chain(replay.keys())
+                    .filter(|k| live.get(*k) != replay.get(*k))
+                    .collect();
+                panic!(
+                    "seed {} sync={} (step {}): recorded state differs from the replay of the log in {diff:?}",
+                    self.seed, self.sync, self.step_no
+                );
+            }
+        }
+        // (b) the durable view is the replay of the durable records; (a) it is exactly what was
+        // acknowledged.
+        let mut want: BTreeMap<String, BTreeMap<(String, i32), i64>> = BTreeMap::new();
+        for ((g, t, p), (o, _)) in &self.model {
+            want.entry(g.clone())
+                .or_default()
+                .insert((t.clone(), *p), *o);
+        }
+        let mut groups: BTreeSet<String> = want.keys().cloned().collect();
+        groups.extend(coord.list_groups().into_iter().map(|g| g.group_id));
+        groups.extend(self.shadow.list_groups().into_iter().map(|g| g.group_id));
+        for g in groups {
+            let fetched = coord.fetch_offsets(&g, None);
+            let live: BTreeMap<(String, i32), i64> = fetched
+                .partitions
+                .iter()
+                .map(|f| ((f.topic.clone(), f.partition), f.offset))
+                .collect();
+            let expected = want.remove(&g).unwrap_or_default();
+            check!(
+                self,
+                live == expected,
+                "offsets of {g}: served {live:?} != acknowledged {expected:?}"
+            );
+            check!(
+                self,
+                self.shadow.fetch_offsets(&g, None) == fetched,
+                "offsets of {g} served differ from the replay of the durable log"
+            );
+        }
+        // (b) a Stable or Empty group shows exactly what the durable records say; other
+        // states are rebalances in progress, which are never written.
+        for g in coord.list_groups() {
+            if !matches!(g.state, GroupState::Stable | GroupState::Empty) {
+                continue;
+            }
+            let shown = coord.describe_group(&g.group_id).unwrap();
+            let Some(written) = self.shadow.describe_recorded(&g.group_id) else {
+                panic!(
+                    "seed {} sync={} (step {}): {} is {:?} but its record is not durable",
+                    self.seed, self.sync, self.step_no, g.group_id, g.state
+                );
+            };
+            let summary = |d: &GroupDescription| {
+                let mut m: Vec<(String, Vec<u8>)> = d
+                    .members
+                    .iter()
+                    .map(|m| (m.member_id.clone(), m.assignment.clone()))
+                    .collect();
+                m.sort();
+                (d.generation_id, d.leader.clone(), m)
+            };
+            check!(
+                self,
+                summary(&shown) == summary(&written),
+                "{} is {:?} as {:?} but the durable log says {:?}",
+                g.group_id,
+                g.state,
+                summary(&shown),
+                summary(&written)
+            );
+        }
+        // (d) no partition owned twice in a stable generation, by the coordinator or by the
+        // clients that believe they are in it; generations never go back.
+        for g in coord.list_groups() {
+            let d = coord.describe_group(&g.group_id).unwrap();
+            let seen = self
+                .generations
+                .entry(g.group_id.clone())
+                .or_insert(d.generation_id);
+            check!(
+                self,
+                d.generation_id >= *seen,
+                "generation of {} went back",
+                g.group_id
+            );
+            *seen = d.generation_id;
+            if d.state != GroupState::Stable {
+                continue;
+            }
+            let mut owned = BTreeSet::new();
+            for m in &d.members {
+                if m.assignment.is_empty() {
+                    continue;
+                }
+                for tp in decode_assignment(&m.assignment).unwrap().topic_partitions() {
+                    check!(
+                        self,
+                        owned.insert(tp.clone()),
+                        "{tp:?} assigned twice in {}",
+                        g.group_id
+                    );
+                }
+            }
+            let mut held = BTreeSet::new();
+            for c in &self.clients {
+                let member = d.members.iter().any(|m| m.member_id == c.member_id);
+                if member
+                    && c.group == g.group_id
+                    && c.phase == Phase::Stable
+                    && c.generation == d.generation_id
+                {
+                    for tp in &c.assignment {
+                        check!(
+                            self,
+                            held.insert(tp.clone()),
+                            "clients share {tp:?} in {}",
+                            g.group_id
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets every write finish without faults, so the run ends on a settled state.
+    fn settle(&mut self) {
+        self.fault_rate = 0.0;
+        for _ in 0..20 {
+            if let Some(f) = self.inflight.as_mut() {
+                f.due = 0;
+            }
+            self.pump();
+            if self.shard.offline().is_some() {
+                self.reload();
+            }
+            if self.inflight.is_none() && self.shard.pending() == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// Every committed offset a coordinator serves: (group, topic, partition) → (offset, time).
+fn offsets_of(c: &GroupCoordinator) -> BTreeMap<OffsetKey, (i64, i64)> {
+    let mut out = BTreeMap::new();
+    for (g, rec) in c.recorded_state() {
+        for ((t, p), v) in rec.offsets {
+            out.insert((g.clone(), t, p), (v.offset, v.commit_timestamp));
+        }
+    }
+    out
+}
+
+/// The client-side range assignor: per topic, contiguous ranges over sorted members.
+fn range_assign(members: &[JoinMember], topics: &BTreeMap<String, i32>) -> Vec<(String, Vec<u8>)> {
+    let subs: Vec<(String, Vec<String>)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.clone(),
+                decode_subscription(&m.metadata).unwrap().topics,
+            )
+        })
+        .collect();
+    let mut out: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+    for (topic, &n) in topics {
+        let mut who: Vec<&String> = subs
+            .iter()
+            .filter(|(_, ts)| ts.contains(topic))
+            .map(|(m, _)| m)
+            .collect();
+        who.sort();
+        if who.is_empty() {
+            continue;
+        }
+        let k = who.len() as i32;
+        let (per, extra) = (n / k, n % k);
+        let mut next = 0;
+        for (i, m) in who.iter().enumerate() {
+            let count = per + i32::from((i as i32) < extra);
+            for p in next..next + count {
+                out.entry((*m).clone())
+                    .or_default()
+                    .push((topic.clone(), p));
+            }
+            next += count;
+        }
+    }
+    subs.iter()
+        .map(|(m, _)| {
+            let parts = out.remove(m).unwrap_or_default();
+            let a = Assignment {
+                version: 0,
+                partitions: group_by_topic(parts),
+                user_data: None,
+            };
+            (m.clone(), encode_assignment(&a))
+        })
+        .collect()
+}
+
+fn run_seed(seed: u64, sync: bool, steps: usize) -> Stats {
+    let mut sim = Sim::new(seed, sync);
+    for _ in 0..steps {
+        sim.step();
+        sim.check_invariants();
+    }
+    sim.settle();
+    sim.check_invariants();
+    // Final crash and replay: everything acknowledged must survive.
+    sim.crash();
+    sim.check_invariants();
+    sim.stats
+}
+
+#[test]
+fn runtime_simulation() {
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("SIM_SEED is a number")],
+        Err(_) => {
+            let n = std::env::var("SIM_SEEDS")
+                .map_or(DEFAULT_SEEDS, |n| n.parse().expect("SIM_SEEDS is a number"));
+            (0..n).collect()
+        }
+    };
+    let steps = std::env::var("SIM_STEPS")
+        .map_or(DEFAULT_STEPS, |n| n.parse().expect("SIM_STEPS is a number"));
+    let mut totals = [Stats::default(), Stats::default()];
+    for &seed in &seeds {
+        for (i, sync) in [false, true].into_iter().enumerate() {
+            let s = run_seed(seed, sync, steps);
+            totals[i].add(&s);
+        }
+    }
+    eprintln!(
+        "runtime simulation: {} seeds x {steps} steps x 2 modes",
+        seeds.len()
+    );
+    eprintln!("  append-only mode: {:?}", totals[0]);
+    eprintln!("  fsync mode:       {:?}", totals[1]);
+    if seeds.len() < 20 {
+        return; // a single seed replayed by hand need not cover everything
+    }
+    let mut all = totals[0].clone();
+    all.add(&totals[1]);
+    // The schedule must actually reach every fault and recovery path.
+    assert!(all.acked_commits > 500, "{all:?}");
+    assert!(all.stable_syncs > 500, "{all:?}");
+    assert!(all.slow_writes > 100, "{all:?}");
+    assert!(all.max_pending > 3, "{all:?}");
+    for t in &totals {
+        assert!(t.appended_early > 20, "{t:?}");
+    }
+    assert!(all.failed_appends > 10, "{all:?}");
+    assert!(totals[1].failed_syncs > 10, "{:?}", totals[1]);
+    assert!(totals[1].uncertain_writes > 2, "{:?}", totals[1]);
+    assert!(all.reloads > 2, "{all:?}");
+    assert!(all.log_refusals > 2, "{all:?}");
+    assert!(all.reverted_requests > 20, "{all:?}");
+    assert!(all.process_crashes > 10, "{all:?}");
+    assert!(totals[1].machine_crashes > 5, "{:?}", totals[1]);
+    assert!(totals[1].lost_unacked_records > 0, "{:?}", totals[1]);
+    assert!(totals[1].kept_uncertain > 0, "{:?}", totals[1]);
+    assert!(all.expirations > 0, "{all:?}");
+    assert!(all.groups_deleted > 10, "{all:?}");
+}
