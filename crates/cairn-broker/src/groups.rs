@@ -226,6 +226,20 @@ impl Groups {
         self.shards.read().clone()
     }
 
+    /// Makes what the log holds durable before it is loaded: in the fsync mode, records a
+    /// crashed process or a failed write left unsynced must not be served as if they were.
+    fn sync_before_load(&self, partition: i32, log: &dyn RecordLog) -> Result<(), LogFault> {
+        if !self.sync {
+            return Ok(());
+        }
+        log.sync().inspect_err(|e| {
+            tracing::error!(
+                partition,
+                "cannot fsync {OFFSETS_TOPIC} before loading it: {e}"
+            );
+        })
+    }
+
     /// A shard's coordinator, rebuilt by replaying its partition.
     fn build(&self, partition: i32, log: &dyn RecordLog) -> (GroupCoordinator, usize) {
         let seed = self
@@ -271,12 +285,42 @@ impl Groups {
     /// Makes shards for the topic's partitions, each loaded from its log, and starts their
     /// tasks. Called once, at start or when the topic is first created.
     fn install(self: &Arc<Self>, meta: &TopicMeta) -> usize {
-        let logs = self.adopt(meta);
+        let logs: Vec<Arc<dyn RecordLog>> = self
+            .adopt(meta)
+            .into_iter()
+            .map(|l| l as Arc<dyn RecordLog>)
+            .collect();
+        // Shards load independently: spread over the cores.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, logs.len().max(1));
+        let built: Vec<(GroupCoordinator, usize)> = std::thread::scope(|scope| {
+            let chunks: Vec<_> = (0..threads)
+                .map(|t| {
+                    let logs = &logs;
+                    scope.spawn(move || {
+                        (t..logs.len())
+                            .step_by(threads)
+                            .map(|p| {
+                                // At start a failed fsync is logged and the log loaded anyway:
+                                // it is all there is.
+                                let _ = self.sync_before_load(p as i32, &*logs[p]);
+                                (p, self.build(p as i32, &*logs[p]))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut all: Vec<_> = chunks
+                .into_iter()
+                .flat_map(|h| h.join().expect("shard load thread"))
+                .collect();
+            all.sort_by_key(|(p, _)| *p);
+            all.into_iter().map(|(_, b)| b).collect()
+        });
         let mut total = 0;
         let mut cells = Vec::with_capacity(logs.len());
-        for (p, log) in logs.into_iter().enumerate() {
-            let log: Arc<dyn RecordLog> = log;
-            let (mut coord, count) = self.build(p as i32, &*log);
+        for (p, (log, (mut coord, count))) in logs.into_iter().zip(built).enumerate() {
             total += count;
             coord.set_max_record_batch_bytes(log.max_batch_bytes());
             let shard = Shard::new(coord, self.sync);
@@ -762,8 +806,12 @@ impl Groups {
         // Not in a tight loop against a failing disk.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (me, c) = (self.clone(), cell.clone());
-        let Ok((coord, count)) =
-            tokio::task::spawn_blocking(move || me.build(c.partition, &*c.log)).await
+        // Stays offline (and tries again) while the log cannot be made durable.
+        let Ok(Ok((coord, count))) = tokio::task::spawn_blocking(move || {
+            me.sync_before_load(c.partition, &*c.log)?;
+            Ok::<_, LogFault>(me.build(c.partition, &*c.log))
+        })
+        .await
         else {
             return;
         };

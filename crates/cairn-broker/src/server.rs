@@ -101,9 +101,20 @@ impl Broker {
             state.config.lag_refresh_ms(),
             state.config.lag_window_samples(),
         ));
-        // A first snapshot before serving, so the HTTP API never starts empty.
+        // Kafka clients are served from here on; the HTTP API (started by the caller once this
+        // returns) waits for a first lag snapshot so it never starts empty.
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        spawn_background(state.clone(), shutdown_rx.clone());
+        tokio::spawn(state.groups.clone().run_timers(shutdown_rx.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            state.clone(),
+            limits,
+            shutdown_rx.clone(),
+        ));
         let first = lag.clone();
         tokio::task::spawn_blocking(move || first.refresh()).await?;
+        tokio::spawn(lag.clone().run(shutdown_rx));
         let view = Arc::new(View {
             state: state.clone(),
             lag: lag.clone(),
@@ -119,11 +130,6 @@ impl Broker {
             "cairn broker started"
         );
 
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        spawn_background(state.clone(), shutdown_rx.clone());
-        tokio::spawn(state.groups.clone().run_timers(shutdown_rx.clone()));
-        tokio::spawn(lag.run(shutdown_rx.clone()));
-        let task = tokio::spawn(accept_loop(listener, state.clone(), limits, shutdown_rx));
         Ok(Broker {
             local_addr,
             shutdown,

@@ -149,6 +149,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some((stop, task)) => (Some(stop), Some(task)),
         None => (None, None),
     };
+    // Signals are caught from before the broker starts: Kafka clients are served while the
+    // start finishes (the first lag snapshot), and a SIGTERM then must still mean a clean stop.
+    let signals = Signals::catch()?;
     let broker = Broker::start(BrokerOptions {
         listen,
         data_dir,
@@ -156,7 +159,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
     .await?;
     slot.set(broker.view());
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down");
     slot.clear();
     let result = broker.shutdown().await;
@@ -200,13 +203,25 @@ async fn start_http(
     Ok(Some((stop, task)))
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from creation on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn catch() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

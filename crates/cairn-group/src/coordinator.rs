@@ -8,7 +8,7 @@ use crate::classic::prepare_rebalance;
 use crate::error::GroupError;
 use crate::group::{Group, Member, OffsetEntry};
 use crate::history::{self, Cx};
-use crate::records::{self, RecordError, RecordKey};
+use crate::records::{self, KeyRef, RecordError};
 use crate::types::{
     Effects, GroupConfig, GroupDescription, GroupListing, GroupState, MemberDescription,
     RebalanceCause, RebalanceRecord, Replayed, Reply,
@@ -30,6 +30,9 @@ pub struct GroupCoordinator {
     scope: Option<Seq>,
     /// Groups already saved in `undo` for the current scope.
     saved: BTreeSet<String>,
+    /// Reused to look offsets up while replaying, so a commit to a partition already known
+    /// allocates no key.
+    replay_key: (String, i32),
 }
 
 /// One step back. A request saves a group the first time it touches it (everything but its
@@ -82,6 +85,7 @@ impl GroupCoordinator {
             undo: VecDeque::new(),
             scope: None,
             saved: BTreeSet::new(),
+            replay_key: (String::new(), 0),
         }
     }
 
@@ -415,70 +419,89 @@ impl GroupCoordinator {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<Replayed, RecordError> {
-        match records::decode_key(key)? {
-            RecordKey::Unknown { key_type } => Ok(Replayed::Unknown(key_type)),
-            RecordKey::Offset {
+        // Offset commits are nearly every record: decoded without copying, and the group and
+        // topic copied into the maps only when they are not there yet.
+        let (group, topic, partition) = match records::decode_key_ref(key)? {
+            KeyRef::Unknown { key_type } => return Ok(Replayed::Unknown(key_type)),
+            KeyRef::Group { group } => {
+                let group = group.to_string();
+                return self.replay_group(now, group, value);
+            }
+            KeyRef::Offset {
                 group,
                 topic,
                 partition,
                 ..
-            } => {
-                let entry = value
-                    .map(|v| records::decode_offset_value(v).map(OffsetEntry::from_value))
-                    .transpose()?;
-                if entry.is_some() && !self.groups.contains_key(&group) {
-                    // Offsets of an unknown group make it a simple group.
-                    self.save(&group);
-                    self.groups.insert(group.clone(), Group::new(&group, now));
-                }
-                let Some(g) = self.groups.get_mut(&group) else {
-                    return Ok(Replayed::Offset);
-                };
-                let key = (topic, partition);
-                let before = match entry {
-                    Some(e) => g.offsets.insert(key.clone(), e),
-                    None => g.offsets.remove(&key),
-                };
-                if let Some(seq) = self.scope {
-                    self.undo.push_back(Undo::Offset {
-                        seq,
-                        group,
-                        topic: key.0,
-                        partition: key.1,
-                        before,
-                    });
-                }
-                Ok(Replayed::Offset)
+            } => (group, topic, partition),
+        };
+        let entry = value
+            .map(|v| {
+                records::decode_offset_value_ref(v)
+                    .map(|r| OffsetEntry::from_value(r.to_owned_value()))
+            })
+            .transpose()?;
+        if entry.is_some() && !self.groups.contains_key(group) {
+            // Offsets of an unknown group make it a simple group.
+            self.save(group);
+            self.groups
+                .insert(group.to_string(), Group::new(group, now));
+        }
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(Replayed::Offset);
+        };
+        let k = &mut self.replay_key;
+        k.0.clear();
+        k.0.push_str(topic);
+        k.1 = partition;
+        let before = match (entry, g.offsets.get_mut(&*k)) {
+            (Some(e), Some(slot)) => Some(std::mem::replace(slot, e)),
+            (Some(e), None) => g.offsets.insert(k.clone(), e),
+            (None, _) => g.offsets.remove(&*k),
+        };
+        if let Some(seq) = self.scope {
+            self.undo.push_back(Undo::Offset {
+                seq,
+                group: group.to_string(),
+                topic: topic.to_string(),
+                partition,
+                before,
+            });
+        }
+        Ok(Replayed::Offset)
+    }
+
+    fn replay_group(
+        &mut self,
+        now: i64,
+        group: String,
+        value: Option<&[u8]>,
+    ) -> Result<Replayed, RecordError> {
+        self.save(&group);
+        match value {
+            Some(v) => {
+                let gv = records::decode_group_value(v)?;
+                let g = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, now));
+                g.stored = Some(gv);
             }
-            RecordKey::Group { group } => {
-                self.save(&group);
-                match value {
-                    Some(v) => {
-                        let gv = records::decode_group_value(v)?;
-                        let g = self
-                            .groups
-                            .entry(group.clone())
-                            .or_insert_with(|| Group::new(&group, now));
-                        g.stored = Some(gv);
-                    }
-                    None => {
-                        let keep_offsets = self
-                            .groups
-                            .get_mut(&group)
-                            .map(|g| std::mem::take(&mut g.offsets));
-                        self.groups.remove(&group);
-                        if let Some(offsets) = keep_offsets.filter(|o| !o.is_empty()) {
-                            // Offsets outlive a group tombstone only if written out of
-                            // order; keep them reachable as a simple group.
-                            let mut g = Group::new(&group, now);
-                            g.offsets = offsets;
-                            self.groups.insert(group, g);
-                        }
-                    }
+            None => {
+                let keep_offsets = self
+                    .groups
+                    .get_mut(&group)
+                    .map(|g| std::mem::take(&mut g.offsets));
+                self.groups.remove(&group);
+                if let Some(offsets) = keep_offsets.filter(|o| !o.is_empty()) {
+                    // Offsets outlive a group tombstone only if written out of order; keep
+                    // them reachable as a simple group.
+                    let mut g = Group::new(&group, now);
+                    g.offsets = offsets;
+                    self.groups.insert(group, g);
                 }
-                Ok(Replayed::Group)
             }
         }
+        Ok(Replayed::Group)
     }
 
     /// Ends a load: groups become Stable (with members) or Empty, session timers restart.
