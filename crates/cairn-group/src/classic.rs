@@ -272,7 +272,18 @@ fn add_member_and_rebalance(
 impl GroupCoordinator {
     pub fn join_group(&mut self, now: i64, token: ReplyToken, req: JoinGroup) -> Effects {
         self.arm_expiry(now);
-        self.save(&req.group_id);
+        // A dynamic member joining a rebalance in progress writes nothing (the joiner keeps the
+        // group from emptying); anything else may write the group's record.
+        let writes_nothing = req.group_instance_id.is_none()
+            && self
+                .groups
+                .get(&req.group_id)
+                .is_some_and(|g| g.state == GroupState::PreparingRebalance);
+        if writes_nothing {
+            self.save_unless_final(&req.group_id);
+        } else {
+            self.save(&req.group_id);
+        }
         let mut fx = Effects::default();
         if let Err(e) = self.join_inner(now, token, &req, &mut fx) {
             join_err(&mut fx, token, e);
@@ -326,7 +337,15 @@ impl GroupCoordinator {
 
     pub fn sync_group(&mut self, now: i64, token: ReplyToken, req: SyncGroup) -> Effects {
         self.arm_expiry(now);
-        self.save(&req.group_id);
+        // Only the leader's SyncGroup completing a rebalance writes the group's record.
+        let may_write = self.groups.get(&req.group_id).is_some_and(|g| {
+            g.state == GroupState::CompletingRebalance && g.is_leader(&req.member_id)
+        });
+        if may_write {
+            self.save(&req.group_id);
+        } else {
+            self.save_unless_final(&req.group_id);
+        }
         let mut fx = Effects::default();
         let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         let result = match self.groups.get_mut(&req.group_id) {
@@ -342,7 +361,8 @@ impl GroupCoordinator {
 
     pub fn heartbeat(&mut self, now: i64, req: Heartbeat) -> Result<(), GroupError> {
         self.arm_expiry(now);
-        self.save(&req.group_id);
+        // A heartbeat writes nothing: it can only be undone with an earlier request.
+        self.save_unless_final(&req.group_id);
         let g = self
             .groups
             .get_mut(&req.group_id)

@@ -30,6 +30,10 @@ pub struct GroupCoordinator {
     scope: Option<Seq>,
     /// Groups already saved in `undo` for the current scope.
     saved: BTreeSet<String>,
+    /// Every request before the current one is final (see `Coordinator::earlier_final`).
+    pub(crate) earlier_final: bool,
+    /// The current request skipped saving a group (see `save_unless_final`).
+    skipped_save: bool,
     /// Reused to look offsets up while replaying, so a commit to a partition already known
     /// allocates no key.
     replay_key: (String, i32),
@@ -85,6 +89,8 @@ impl GroupCoordinator {
             undo: VecDeque::new(),
             scope: None,
             saved: BTreeSet::new(),
+            earlier_final: false,
+            skipped_save: false,
             replay_key: (String::new(), 0),
         }
     }
@@ -107,9 +113,24 @@ impl GroupCoordinator {
         });
     }
 
+    /// Saves `id` unless the request cannot be undone: every earlier request is final and
+    /// the caller knows this request writes no records (checked when its effects are applied).
+    pub(crate) fn save_unless_final(&mut self, id: &str) {
+        if self.earlier_final && self.scope.is_some() {
+            self.skipped_save = true;
+        } else {
+            self.save(id);
+        }
+    }
+
     /// Applies a handler's records through [`Self::replay`]: the one way recorded state
     /// changes, the same path a load takes.
     pub(crate) fn apply(&mut self, now: i64, fx: &Effects) {
+        debug_assert!(
+            !self.skipped_save || fx.records.is_empty(),
+            "a request expected to write nothing wrote records: {:?}",
+            fx.records.first().map(|r| &r.group_id)
+        );
         for r in &fx.records {
             let replayed = self.replay(now, &r.key, r.value.as_deref());
             debug_assert!(replayed.is_ok(), "own record must replay: {replayed:?}");
@@ -633,6 +654,12 @@ impl cairn_runtime::Coordinator for GroupCoordinator {
     fn begin(&mut self, seq: Seq) {
         self.scope = Some(seq);
         self.saved.clear();
+        self.earlier_final = false;
+        self.skipped_save = false;
+    }
+
+    fn earlier_final(&mut self, all_final: bool) {
+        self.earlier_final = all_final;
     }
 
     fn forget_through(&mut self, seq: Seq) {

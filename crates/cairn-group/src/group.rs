@@ -100,8 +100,9 @@ pub(crate) struct Group {
     pub offsets: BTreeMap<(String, i32), OffsetEntry>,
     /// Topics subscribed by the current generation (consumer protocol only).
     pub subscribed: Option<BTreeSet<String>>,
-    /// Rebalances, oldest first; the last one may be in progress (see `history`).
-    pub history: VecDeque<RebalanceRecord>,
+    /// Rebalances, oldest first; the last one may be in progress (see `history`). Shared with
+    /// the copies saved for undo until it changes, which is rarely.
+    pub history: std::sync::Arc<VecDeque<RebalanceRecord>>,
     /// Members of the current generation (when its join phase completed, or at load).
     pub generation_members: usize,
     /// Partition owners of the last Stable assignment (empty once the group empties);
@@ -130,7 +131,7 @@ impl Group {
             sync_deadline: None,
             offsets: BTreeMap::new(),
             subscribed: None,
-            history: VecDeque::new(),
+            history: Default::default(),
             generation_members: 0,
             stable_owners: Some(Owners::new()),
             stored: None,

@@ -38,7 +38,7 @@ impl<'a> Cx<'a> {
 }
 
 fn in_progress(g: &mut Group) -> Option<&mut RebalanceRecord> {
-    g.history
+    std::sync::Arc::make_mut(&mut g.history)
         .back_mut()
         .filter(|r| r.outcome == RebalanceOutcome::InProgress)
 }
@@ -62,8 +62,9 @@ pub(crate) fn start(
     fx: &mut Effects,
 ) {
     end(g, RebalanceOutcome::Superseded, Some(now), fx);
-    while g.history.len() >= HISTORY_PER_GROUP {
-        g.history.pop_front();
+    let history = std::sync::Arc::make_mut(&mut g.history);
+    while history.len() >= HISTORY_PER_GROUP {
+        history.pop_front();
     }
     let record = RebalanceRecord {
         group_id: g.id.clone(),
@@ -79,7 +80,7 @@ pub(crate) fn start(
         partitions_moved: None,
         outcome: RebalanceOutcome::InProgress,
     };
-    g.history.push_back(record);
+    history.push_back(record);
 }
 
 /// The join phase completed: the group has a new generation (and is CompletingRebalance or

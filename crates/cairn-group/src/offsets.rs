@@ -71,7 +71,9 @@ fn is_expired(g: &Group, topic: &str, e: &OffsetEntry, now: i64, retention: i64)
 impl GroupCoordinator {
     pub fn commit_offsets(&mut self, now: i64, req: OffsetCommit) -> (CommitResult, Effects) {
         self.arm_expiry(now);
-        self.save(&req.group_id);
+        // A commit changes its offsets (saved one by one as they are replayed) and the
+        // committing member's session timer; the timer stays refreshed if the write fails (the
+        // member was heard from), so the group itself is not saved.
         let (result, fx) = self.decide_commit(now, &req);
         self.apply(now, &fx);
         (result, fx)

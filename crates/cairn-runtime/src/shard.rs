@@ -34,6 +34,10 @@ pub trait Coordinator {
     /// Request `seq` starts: from here on remember how to undo what it changes.
     fn begin(&mut self, seq: Seq);
 
+    /// Called after `begin`: whether every earlier request is final. A request that writes no
+    /// records can then never be undone, so it need not save anything.
+    fn earlier_final(&mut self, _all_final: bool) {}
+
     /// Requests up to and including `seq` are final; their undo information may go.
     fn forget_through(&mut self, seq: Seq);
 
@@ -179,6 +183,7 @@ impl<C: Coordinator> Shard<C> {
             return (seq, vec![Delivery::Failed(seq, fault.clone())]);
         }
         self.coord.begin(seq);
+        self.coord.earlier_final(self.tail.is_empty());
         let out = f(&mut self.coord);
         let has_records = !out.records.is_empty();
         if has_records {
