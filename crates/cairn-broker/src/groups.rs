@@ -345,7 +345,6 @@ impl Groups {
             *shards = cells.clone();
         }
         for cell in cells.iter() {
-            // Loading restarts timers; records it emits are written like any others.
             self.finish_load(cell);
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(drive(self.stop.subscribe(), cell.clone(), self.clone()));
@@ -355,20 +354,8 @@ impl Groups {
     }
 
     fn finish_load(self: &Arc<Self>, cell: &Arc<ShardCell>) {
-        let sends = {
-            let mut st = cell.state.lock();
-            let now = self.clock.now_ms();
-            let mut rebalances = Vec::new();
-            let (seq, d) = st
-                .shard
-                .handle(|c| to_output(c.finish_load(now), &mut rebalances));
-            if !rebalances.is_empty() {
-                st.rebalances.insert(seq, rebalances);
-            }
-            st.dispatch(d, &self.metrics)
-        };
-        deliver(sends);
-        self.kick(cell);
+        // Loading restarts timers; records it emits are written like any others.
+        self.submit(cell, None, None, |c, now, _| c.finish_load(now));
     }
 
     /// Replays an existing offsets topic into one shard per partition. Called once at start,
@@ -481,31 +468,11 @@ impl Groups {
     ) -> Result<T, GroupError> {
         let (tx, rx) = oneshot::channel();
         let mut out = None;
-        let wake;
-        let sends = {
-            let mut st = cell.state.lock();
-            let st = &mut *st;
-            self.follow_limit(cell, st);
-            let now = self.clock.now_ms();
-            let mut rebalances = Vec::new();
-            let before = st.shard.coord().next_deadline();
-            let (seq, d) = st.shard.handle(|c| {
-                let (t, fx) = f(c, now);
-                out = Some(t);
-                to_output(fx, &mut rebalances)
-            });
-            wake = sooner(st.shard.coord().next_deadline(), before);
-            st.waiters.insert(seq, Waiter::Call(tx));
-            if !rebalances.is_empty() {
-                st.rebalances.insert(seq, rebalances);
-            }
-            st.dispatch(d, &self.metrics)
-        };
-        deliver(sends);
-        self.kick(cell);
-        if wake {
-            cell.wake.notify_one();
-        }
+        self.submit(cell, None, Some(tx), |c, now, _| {
+            let (t, fx) = f(c, now);
+            out = Some(t);
+            fx
+        });
         match rx.await {
             Ok(Ok(())) => out.ok_or(GroupError::NotCoordinator),
             Ok(Err(fault)) => Err(write_error(&fault)),
@@ -527,16 +494,39 @@ impl Groups {
             return failure(is_sync, GroupError::NotCoordinator);
         };
         let (tx, rx) = oneshot::channel();
+        if !self.submit(&cell, Some((is_sync, tx)), None, f) {
+            return failure(is_sync, GroupError::NotCoordinator);
+        }
+        rx.await
+            .unwrap_or_else(|_| failure(is_sync, GroupError::CoordinatorNotAvailable))
+    }
+
+    /// Runs one request on a shard under its lock: `f` gets the coordinator, the time and the
+    /// request's token. A parked request's reply channel (`park`) or a call's outcome channel
+    /// (`call`) is registered for what the shard delivers later. Then whatever became
+    /// deliverable is sent, the shard's next write started, and its task woken if its next
+    /// timer moved earlier. False if a parked request is refused because shutdown began.
+    fn submit(
+        self: &Arc<Self>,
+        cell: &Arc<ShardCell>,
+        park: Option<(bool, oneshot::Sender<Reply>)>,
+        call: Option<oneshot::Sender<Result<(), LogFault>>>,
+        f: impl FnOnce(&mut GroupCoordinator, i64, Token) -> Effects,
+    ) -> bool {
         let wake;
         let sends = {
             let mut st = cell.state.lock();
             let st = &mut *st;
-            if self.stopping.load(Ordering::Acquire) {
-                return failure(is_sync, GroupError::NotCoordinator);
+            // Checked under the lock that shutdown drains parked requests under.
+            if park.is_some() && self.stopping.load(Ordering::Acquire) {
+                return false;
             }
-            self.follow_limit(&cell, st);
+            self.follow_limit(cell, st);
             let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-            st.parked.insert(token, (is_sync, tx));
+            let parked = park.is_some();
+            if let Some(p) = park {
+                st.parked.insert(token, p);
+            }
             let now = self.clock.now_ms();
             let mut rebalances = Vec::new();
             let before = st.shard.coord().next_deadline();
@@ -544,19 +534,26 @@ impl Groups {
                 .shard
                 .handle(|c| to_output(f(c, now, token), &mut rebalances));
             wake = sooner(st.shard.coord().next_deadline(), before);
-            st.waiters.insert(seq, Waiter::Parked(token));
+            match call {
+                Some(tx) => {
+                    st.waiters.insert(seq, Waiter::Call(tx));
+                }
+                None if parked => {
+                    st.waiters.insert(seq, Waiter::Parked(token));
+                }
+                None => {}
+            }
             if !rebalances.is_empty() {
                 st.rebalances.insert(seq, rebalances);
             }
             st.dispatch(d, &self.metrics)
         };
         deliver(sends);
-        self.kick(&cell);
+        self.kick(cell);
         if wake {
             cell.wake.notify_one();
         }
-        rx.await
-            .unwrap_or_else(|_| failure(is_sync, GroupError::CoordinatorNotAvailable))
+        true
     }
 
     /// The coordinator is told the largest batch the offsets topic takes now (its
@@ -688,7 +685,7 @@ async fn drive(mut stop: watch::Receiver<bool>, cell: Arc<ShardCell>, groups: Ar
         }
         let now = groups.clock.now_ms();
         if deadline.is_some_and(|d| d <= now) {
-            groups.tick(&cell, now);
+            groups.tick(&cell);
             continue;
         }
         let wait = deadline.map_or(Duration::from_secs(60), |d| {
@@ -703,20 +700,8 @@ async fn drive(mut stop: watch::Receiver<bool>, cell: Arc<ShardCell>, groups: Ar
 }
 
 impl Groups {
-    fn tick(self: &Arc<Self>, cell: &Arc<ShardCell>, now: i64) {
-        let sends = {
-            let mut st = cell.state.lock();
-            let st = &mut *st;
-            self.follow_limit(cell, st);
-            let mut rebalances = Vec::new();
-            let (seq, d) = st.shard.handle(|c| to_output(c.tick(now), &mut rebalances));
-            if !rebalances.is_empty() {
-                st.rebalances.insert(seq, rebalances);
-            }
-            st.dispatch(d, &self.metrics)
-        };
-        deliver(sends);
-        self.kick(cell);
+    fn tick(self: &Arc<Self>, cell: &Arc<ShardCell>) {
+        self.submit(cell, None, None, |c, now, _| c.tick(now));
     }
 
     /// Starts the shard's next write if records wait and none is in flight. An fsync'd write
