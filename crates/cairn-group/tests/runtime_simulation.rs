@@ -185,12 +185,82 @@ impl Stats {
     }
 }
 
-impl Sim {
+impl Driver for Sim {
     fn context(&self) -> String {
         format!(
             "seed {} sync={} (step {}, t={})",
             self.seed, self.sync, self.step_no, self.now
         )
+    }
+    fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+    fn clients(&self) -> &[Client] {
+        &self.clients
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    fn join(&mut self, ci: usize) {
+        let token = self.token();
+        let version = if self.rng.chance(0.5) { 3 } else { 0 };
+        let req = self.clients[ci].join(token, version);
+        let now = self.now;
+        self.submit(Kind::Join { ci, token }, false, |c| {
+            (c.join_group(now, token, req), Stash::None)
+        });
+    }
+
+    fn sync(&mut self, ci: usize) {
+        let token = self.token();
+        let req = self.clients[ci].sync(token);
+        let now = self.now;
+        self.submit(Kind::Sync { ci, token }, false, |c| {
+            (c.sync_group(now, token, req), Stash::None)
+        });
+    }
+
+    fn heartbeat(&mut self, ci: usize) {
+        let c = &mut self.clients[ci];
+        let req = c.heartbeat();
+        c.last_heartbeat = self.now;
+        let kind = Kind::Heartbeat {
+            ci,
+            member_id: c.member_id.clone(),
+            generation: c.generation,
+        };
+        let now = self.now;
+        self.submit(kind, false, |c| {
+            (Effects::default(), Stash::Heartbeat(c.heartbeat(now, req)))
+        });
+    }
+
+    fn member_commit(&mut self, ci: usize, stale: bool) {
+        let mut generation = self.clients[ci].generation;
+        if stale {
+            generation -= 1 + self.rng.below(2) as i32;
+        }
+        let parts = self.clients[ci].commit_partitions();
+        // Only meaningful when nothing is pending: then the visible state is the whole state.
+        let expected = (self.shard.pending() == 0)
+            .then(|| expected_commit_error(self.shard.coord(), &self.clients[ci], generation));
+        let step = 1 + self.rng.below(50) as i64;
+        let c = &mut self.clients[ci];
+        c.next_offset += step;
+        let offset = c.next_offset;
+        let req = c.commit(generation, &parts, offset);
+        let kind = Kind::Commit {
+            group: c.group.to_string(),
+            offset,
+            expected,
+            simple: false,
+        };
+        let now = self.now;
+        self.submit(kind, false, |c| {
+            let (r, fx) = c.commit_offsets(now, req);
+            (fx, Stash::Commit(r))
+        });
     }
 }
 
@@ -529,67 +599,6 @@ impl Sim {
         }
     }
 
-    fn join(&mut self, ci: usize) {
-        let token = self.token();
-        let version = if self.rng.chance(0.5) { 3 } else { 0 };
-        let req = self.clients[ci].join(token, version);
-        let now = self.now;
-        self.submit(Kind::Join { ci, token }, false, |c| {
-            (c.join_group(now, token, req), Stash::None)
-        });
-    }
-
-    fn sync_group(&mut self, ci: usize) {
-        let token = self.token();
-        let req = self.clients[ci].sync(token);
-        let now = self.now;
-        self.submit(Kind::Sync { ci, token }, false, |c| {
-            (c.sync_group(now, token, req), Stash::None)
-        });
-    }
-
-    fn heartbeat(&mut self, ci: usize) {
-        let c = &mut self.clients[ci];
-        let req = c.heartbeat();
-        c.last_heartbeat = self.now;
-        let kind = Kind::Heartbeat {
-            ci,
-            member_id: c.member_id.clone(),
-            generation: c.generation,
-        };
-        let now = self.now;
-        self.submit(kind, false, |c| {
-            (Effects::default(), Stash::Heartbeat(c.heartbeat(now, req)))
-        });
-    }
-
-    fn member_commit(&mut self, ci: usize, stale: bool) {
-        let mut generation = self.clients[ci].generation;
-        if stale {
-            generation -= 1 + self.rng.below(2) as i32;
-        }
-        let parts = self.clients[ci].commit_partitions();
-        // Only meaningful when nothing is pending: then the visible state is the whole state.
-        let expected = (self.shard.pending() == 0)
-            .then(|| expected_commit_error(self.shard.coord(), &self.clients[ci], generation));
-        let step = 1 + self.rng.below(50) as i64;
-        let c = &mut self.clients[ci];
-        c.next_offset += step;
-        let offset = c.next_offset;
-        let req = c.commit(generation, &parts, offset);
-        let kind = Kind::Commit {
-            group: c.group.to_string(),
-            offset,
-            expected,
-            simple: false,
-        };
-        let now = self.now;
-        self.submit(kind, false, |c| {
-            let (r, fx) = c.commit_offsets(now, req);
-            (fx, Stash::Commit(r))
-        });
-    }
-
     fn simple_commit(&mut self) {
         let t = if self.rng.chance(0.5) { "t0" } else { "t1" };
         let p = self.rng.below(2) as i32;
@@ -612,12 +621,7 @@ impl Sim {
         self.now += ms;
         let now = self.now;
         self.submit(Kind::Other, true, |c| (c.tick(now), Stash::None));
-        for ci in 0..self.clients.len() {
-            let c = &self.clients[ci];
-            if c.heartbeat_due(self.now) && (!c.slow || self.rng.chance(0.35)) {
-                self.heartbeat(ci);
-            }
-        }
+        self.send_heartbeats();
     }
 
     /// Queues a storage fault for the operation about to run, at the seed's rate.
@@ -815,9 +819,7 @@ impl Sim {
         self.acked = records;
         self.shadow = replayed(&self.acked, self.now, 0);
         for c in &mut self.clients {
-            if c.waiting.take().is_some() {
-                c.phase = Phase::Idle;
-            }
+            c.disconnected();
         }
         self.generations.clear();
         self.memberships.clear();
@@ -901,46 +903,25 @@ impl Sim {
             );
         }
         self.stats.steps += 1;
-        for ci in 0..self.clients.len() {
-            let p = if self.clients[ci].slow { 0.15 } else { 0.6 };
-            if !self.rng.chance(p) {
-                continue;
-            }
-            match self.clients[ci].phase {
-                Phase::Idle => self.join(ci),
-                Phase::NeedSync => self.sync_group(ci),
-                _ => {}
-            }
-        }
+        self.progress_clients();
         match self.rng.below(100) {
             0..=27 => {
                 let ms = self.rng.below(4_000) as i64;
                 self.advance(ms);
             }
-            28..=47 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
-                if self.clients[ci].phase == Phase::Stable {
-                    self.member_commit(ci, false);
-                }
-            }
-            48..=53 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
-                if self.clients[ci].generation >= 0 && self.clients[ci].phase != Phase::Crashed {
-                    let stale = self.rng.chance(0.7);
-                    self.member_commit(ci, stale);
-                }
-            }
+            28..=47 => self.commit_in_generation(),
+            48..=53 => self.commit_maybe_stale(),
             54..=61 => self.simple_commit(),
             62..=65 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                let ci = self.pick_client();
                 self.clients[ci].crash();
             }
             66..=71 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                let ci = self.pick_client();
                 self.clients[ci].restart();
             }
             72..=75 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                let ci = self.pick_client();
                 if let Some(req) = self.clients[ci].leave() {
                     let now = self.now;
                     self.submit(Kind::Other, false, |c| {
@@ -1052,12 +1033,7 @@ impl Sim {
         groups.extend(coord.list_groups().into_iter().map(|g| g.group_id));
         groups.extend(self.shadow.list_groups().into_iter().map(|g| g.group_id));
         for g in groups {
-            let fetched = coord.fetch_offsets(&g, None);
-            let live: BTreeMap<(String, i32), i64> = fetched
-                .partitions
-                .iter()
-                .map(|f| ((f.topic.clone(), f.partition), f.offset))
-                .collect();
+            let live = served_offsets(coord, &g);
             let expected = want.remove(&g).unwrap_or_default();
             check!(
                 self,
@@ -1066,7 +1042,7 @@ impl Sim {
             );
             check!(
                 self,
-                self.shadow.fetch_offsets(&g, None) == fetched,
+                self.shadow.fetch_offsets(&g, None) == coord.fetch_offsets(&g, None),
                 "offsets of {g} served differ from the replay of the durable log"
             );
         }

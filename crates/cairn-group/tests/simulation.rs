@@ -58,9 +58,73 @@ struct Stats {
     rebalance_causes: BTreeMap<&'static str, u64>,
 }
 
-impl Sim {
+impl Driver for Sim {
     fn context(&self) -> String {
         format!("seed {} (t={})", self.seed, self.now)
+    }
+    fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+    fn clients(&self) -> &[Client] {
+        &self.clients
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    fn join(&mut self, ci: usize) {
+        let token = self.token();
+        let version = if self.rng.chance(0.5) { 3 } else { 0 };
+        let req = self.clients[ci].join(token, version);
+        let fx = self.coord.join_group(self.now, token, req);
+        self.apply(fx, false);
+    }
+
+    fn sync(&mut self, ci: usize) {
+        let token = self.token();
+        let req = self.clients[ci].sync(token);
+        let fx = self.coord.sync_group(self.now, token, req);
+        self.apply(fx, false);
+    }
+
+    fn heartbeat(&mut self, ci: usize) {
+        let req = self.clients[ci].heartbeat();
+        let r = self.coord.heartbeat(self.now, req);
+        self.clients[ci].last_heartbeat = self.now;
+        if let Err(e) = r {
+            self.clients[ci].on_error(e);
+        }
+    }
+
+    fn member_commit(&mut self, ci: usize, stale: bool) {
+        let mut generation = self.clients[ci].generation;
+        if stale {
+            generation -= 1 + self.rng.below(2) as i32;
+        }
+        let parts = self.clients[ci].commit_partitions();
+        let expected = expected_commit_error(&self.coord, &self.clients[ci], generation);
+        let c = &mut self.clients[ci];
+        c.next_offset += 1 + self.rng.below(50) as i64;
+        let offset = c.next_offset;
+        let req = c.commit(generation, &parts, offset);
+        let group = c.group.to_string();
+        let (res, fx) = self.coord.commit_offsets(self.now, req);
+        check!(
+            self,
+            res.error == expected,
+            "commit by client {ci} gen {generation}: got {:?}, expected {expected:?}",
+            res.error
+        );
+        self.apply(fx, false);
+        if res.error.is_none() {
+            self.stats.acked_commits += 1;
+            for (t, p, r) in res.partitions {
+                check!(self, r.is_ok(), "partition error {r:?}");
+                self.model.insert((group.clone(), t, p), (offset, self.now));
+            }
+        } else {
+            self.stats.refused_commits += 1;
+        }
     }
 }
 
@@ -212,61 +276,6 @@ impl Sim {
         }
     }
 
-    fn join(&mut self, ci: usize) {
-        let token = self.token();
-        let version = if self.rng.chance(0.5) { 3 } else { 0 };
-        let req = self.clients[ci].join(token, version);
-        let fx = self.coord.join_group(self.now, token, req);
-        self.apply(fx, false);
-    }
-
-    fn sync(&mut self, ci: usize) {
-        let token = self.token();
-        let req = self.clients[ci].sync(token);
-        let fx = self.coord.sync_group(self.now, token, req);
-        self.apply(fx, false);
-    }
-
-    fn heartbeat(&mut self, ci: usize) {
-        let req = self.clients[ci].heartbeat();
-        let r = self.coord.heartbeat(self.now, req);
-        self.clients[ci].last_heartbeat = self.now;
-        if let Err(e) = r {
-            self.clients[ci].on_error(e);
-        }
-    }
-
-    fn member_commit(&mut self, ci: usize, stale: bool) {
-        let mut generation = self.clients[ci].generation;
-        if stale {
-            generation -= 1 + self.rng.below(2) as i32;
-        }
-        let parts = self.clients[ci].commit_partitions();
-        let expected = expected_commit_error(&self.coord, &self.clients[ci], generation);
-        let c = &mut self.clients[ci];
-        c.next_offset += 1 + self.rng.below(50) as i64;
-        let offset = c.next_offset;
-        let req = c.commit(generation, &parts, offset);
-        let group = c.group.to_string();
-        let (res, fx) = self.coord.commit_offsets(self.now, req);
-        check!(
-            self,
-            res.error == expected,
-            "commit by client {ci} gen {generation}: got {:?}, expected {expected:?}",
-            res.error
-        );
-        self.apply(fx, false);
-        if res.error.is_none() {
-            self.stats.acked_commits += 1;
-            for (t, p, r) in res.partitions {
-                check!(self, r.is_ok(), "partition error {r:?}");
-                self.model.insert((group.clone(), t, p), (offset, self.now));
-            }
-        } else {
-            self.stats.refused_commits += 1;
-        }
-    }
-
     fn simple_commit(&mut self) {
         let t = if self.rng.chance(0.5) { "t0" } else { "t1" };
         let p = self.rng.below(2) as i32;
@@ -299,9 +308,7 @@ impl Sim {
         self.coord = fresh;
         // Parked requests die with the connections; clients retry their join.
         for c in &mut self.clients {
-            if c.waiting.take().is_some() {
-                c.phase = Phase::Idle;
-            }
+            c.disconnected();
         }
         self.generations.clear();
         self.reported_rebalances.clear();
@@ -338,59 +345,33 @@ impl Sim {
         self.now += ms;
         let fx = self.coord.tick(self.now);
         self.apply(fx, true);
-        for ci in 0..self.clients.len() {
-            let c = &self.clients[ci];
-            if c.heartbeat_due(self.now) && (!c.slow || self.rng.chance(0.35)) {
-                self.heartbeat(ci);
-            }
-        }
+        self.send_heartbeats();
     }
 
     fn step(&mut self) {
         // Clients make progress on what they were doing.
-        for ci in 0..self.clients.len() {
-            let p = if self.clients[ci].slow { 0.15 } else { 0.6 };
-            if !self.rng.chance(p) {
-                continue;
-            }
-            match self.clients[ci].phase {
-                Phase::Idle => self.join(ci),
-                Phase::NeedSync => self.sync(ci),
-                _ => {}
-            }
-        }
+        self.progress_clients();
         match self.rng.below(100) {
             0..=29 => {
                 let ms = self.rng.below(4_000) as i64;
                 self.advance(ms);
             }
-            30..=49 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
-                if self.clients[ci].phase == Phase::Stable {
-                    self.member_commit(ci, false);
-                }
-            }
-            50..=56 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
-                if self.clients[ci].generation >= 0 && self.clients[ci].phase != Phase::Crashed {
-                    let stale = self.rng.chance(0.7);
-                    self.member_commit(ci, stale);
-                }
-            }
+            30..=49 => self.commit_in_generation(),
+            50..=56 => self.commit_maybe_stale(),
             57..=62 => self.simple_commit(),
             63..=66 => {
                 // Crash: stop everything (static members keep their identity on restart).
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                let ci = self.pick_client();
                 self.clients[ci].crash();
             }
             67..=72 => {
                 // Crashed clients come back: dynamic ones as new members, static ones
                 // with an empty member id and their instance id (replacement).
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                let ci = self.pick_client();
                 self.clients[ci].restart();
             }
             73..=76 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
+                let ci = self.pick_client();
                 if let Some(req) = self.clients[ci].leave() {
                     let (_, fx) = self.coord.leave_group(self.now, req);
                     self.apply(fx, false);
@@ -499,13 +480,7 @@ impl Sim {
         let mut groups: BTreeSet<String> = want.keys().cloned().collect();
         groups.extend(self.coord.list_groups().into_iter().map(|g| g.group_id));
         for g in groups {
-            let live: BTreeMap<(String, i32), i64> = self
-                .coord
-                .fetch_offsets(&g, None)
-                .partitions
-                .into_iter()
-                .map(|f| ((f.topic, f.partition), f.offset))
-                .collect();
+            let live = served_offsets(&self.coord, &g);
             let expected = want.remove(&g).unwrap_or_default();
             check!(
                 self,

@@ -288,6 +288,14 @@ impl Client {
         }
     }
 
+    /// The coordinator restarted: a parked request died with its connection, and the client
+    /// joins again.
+    pub fn disconnected(&mut self) {
+        if self.waiting.take().is_some() {
+            self.phase = Phase::Idle;
+        }
+    }
+
     pub fn on_error(&mut self, e: GroupError) {
         self.assignment.clear();
         match e {
@@ -517,6 +525,16 @@ pub fn acknowledged_offsets(
     want
 }
 
+/// What `coord` serves for `group` on OffsetFetch: (topic, partition) → offset.
+pub fn served_offsets(coord: &GroupCoordinator, group: &str) -> BTreeMap<(String, i32), i64> {
+    coord
+        .fetch_offsets(group, None)
+        .partitions
+        .into_iter()
+        .map(|f| ((f.topic, f.partition), f.offset))
+        .collect()
+}
+
 /// The client-side range assignor: per topic, contiguous ranges over sorted members.
 pub fn range_assign(
     members: &[JoinMember],
@@ -566,4 +584,72 @@ pub fn range_assign(
             (m.clone(), encode_assignment(&a))
         })
         .collect()
+}
+
+/// What the client model needs of a simulation's driver: its context for failures, its random
+/// source and clients, and how each client request reaches the coordinator. The provided
+/// methods are the client behaviour both simulations share; which happens when (the
+/// schedule) stays with each driver.
+pub trait Driver {
+    /// Names the run (seed, time, ...) in a failure.
+    fn context(&self) -> String;
+    fn rng(&mut self) -> &mut Rng;
+    fn clients(&self) -> &[Client];
+    fn now(&self) -> i64;
+    fn join(&mut self, ci: usize);
+    fn sync(&mut self, ci: usize);
+    fn heartbeat(&mut self, ci: usize);
+    /// A commit by client `ci`, in its generation or (`stale`) an older one.
+    fn member_commit(&mut self, ci: usize, stale: bool);
+
+    /// Clients make progress on what they were doing: an idle one joins, a joined one syncs;
+    /// slow clients seldom move.
+    fn progress_clients(&mut self) {
+        for ci in 0..self.clients().len() {
+            let p = if self.clients()[ci].slow { 0.15 } else { 0.6 };
+            if !self.rng().chance(p) {
+                continue;
+            }
+            match self.clients()[ci].phase {
+                Phase::Idle => self.join(ci),
+                Phase::NeedSync => self.sync(ci),
+                _ => {}
+            }
+        }
+    }
+
+    /// Heartbeats of the clients due one; a slow client misses most of them.
+    fn send_heartbeats(&mut self) {
+        for ci in 0..self.clients().len() {
+            let c = &self.clients()[ci];
+            let (due, slow) = (c.heartbeat_due(self.now()), c.slow);
+            if due && (!slow || self.rng().chance(0.35)) {
+                self.heartbeat(ci);
+            }
+        }
+    }
+
+    /// A random client.
+    fn pick_client(&mut self) -> usize {
+        let n = self.clients().len() as u64;
+        self.rng().below(n) as usize
+    }
+
+    /// A random client commits in its generation, if it is Stable.
+    fn commit_in_generation(&mut self) {
+        let ci = self.pick_client();
+        if self.clients()[ci].phase == Phase::Stable {
+            self.member_commit(ci, false);
+        }
+    }
+
+    /// A random client that has a generation and runs commits, mostly in a stale generation.
+    fn commit_maybe_stale(&mut self) {
+        let ci = self.pick_client();
+        let c = &self.clients()[ci];
+        if c.generation >= 0 && c.phase != Phase::Crashed {
+            let stale = self.rng().chance(0.7);
+            self.member_commit(ci, stale);
+        }
+    }
 }
