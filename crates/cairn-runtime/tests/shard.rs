@@ -150,6 +150,13 @@ fn assert_failed_alone(d: &[Delivery<String>], seq: Seq) {
     );
 }
 
+/// The shard serves a new write, and its state is the replay of its log.
+fn assert_keeps_serving(shard: &mut Shard<Toy>, log: &MemLog) {
+    let (seq, _) = shard.handle(put("a", "3"));
+    assert_eq!(write(shard, log), vec![Delivery::Done(seq)]);
+    assert_eq!(Toy::loaded(log).kv, shard.coord().kv);
+}
+
 /// An fsync-mode shard whose log durably holds `a = 1`, with a request that writes `a = 2`
 /// queued and the log's next sync set to fail; returns that request's seq.
 fn overwrite_whose_sync_fails() -> (MemLog, Shard<Toy>, Seq) {
@@ -303,10 +310,7 @@ fn a_failed_append_undoes_its_requests_and_those_behind_it() {
         shard.next_write().is_none(),
         "queued records were dropped with their requests"
     );
-    // The shard keeps serving.
-    let (s6, _) = shard.handle(put("a", "3"));
-    assert_eq!(write(&mut shard, &log), vec![Delivery::Done(s6)]);
-    assert_eq!(Toy::loaded(&log).kv, shard.coord().kv);
+    assert_keeps_serving(&mut shard, &log);
 }
 
 #[test]
@@ -346,9 +350,7 @@ fn an_uncertain_write_takes_the_shard_offline_until_reloaded() {
         Some("2"),
         "the uncertain write survived"
     );
-    let (s4, _) = shard.handle(put("a", "3"));
-    assert_eq!(write(&mut shard, &log), vec![Delivery::Done(s4)]);
-    assert_eq!(Toy::loaded(&log).kv, shard.coord().kv);
+    assert_keeps_serving(&mut shard, &log);
 }
 
 #[test]
