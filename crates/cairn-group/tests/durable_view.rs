@@ -81,6 +81,19 @@ fn commits_are_read_only_once_durable_and_undone_when_their_write_fails() {
     drop((fx2, fx3));
 }
 
+/// The SyncGroup of the only member (static instance "i"), leader of generation 1 of "g".
+fn leader_sync(member_id: &str) -> SyncGroup {
+    SyncGroup {
+        group_id: "g".into(),
+        member_id: member_id.into(),
+        group_instance_id: Some("i".into()),
+        generation_id: 1,
+        protocol_type: None,
+        protocol_name: None,
+        assignments: vec![(member_id.into(), vec![1, 2, 3])],
+    }
+}
+
 #[test]
 fn a_generation_becomes_stable_for_readers_only_once_its_record_is_durable() {
     let mut c = GroupCoordinator::new(GroupConfig {
@@ -119,19 +132,7 @@ fn a_generation_becomes_stable_for_readers_only_once_its_record_is_durable() {
     // The leader's SyncGroup writes the Stable state; until that write is durable readers see
     // the group completing its rebalance.
     c.begin(2);
-    let fx = c.sync_group(
-        1,
-        2,
-        SyncGroup {
-            group_id: "g".into(),
-            member_id: j.member_id.clone(),
-            group_instance_id: Some("i".into()),
-            generation_id: 1,
-            protocol_type: None,
-            protocol_name: None,
-            assignments: vec![(j.member_id.clone(), vec![1, 2, 3])],
-        },
-    );
+    let fx = c.sync_group(1, 2, leader_sync(&j.member_id));
     assert!(!fx.records.is_empty());
     assert_eq!(
         c.describe_group("g").unwrap().state,
@@ -146,19 +147,7 @@ fn a_generation_becomes_stable_for_readers_only_once_its_record_is_durable() {
     assert!(!c.is_parked(2));
     // Retried and durable: now Stable.
     c.begin(3);
-    let _ = c.sync_group(
-        2,
-        3,
-        SyncGroup {
-            group_id: "g".into(),
-            member_id: j.member_id.clone(),
-            group_instance_id: Some("i".into()),
-            generation_id: 1,
-            protocol_type: None,
-            protocol_name: None,
-            assignments: vec![(j.member_id.clone(), vec![1, 2, 3])],
-        },
-    );
+    let _ = c.sync_group(2, 3, leader_sync(&j.member_id));
     c.forget_through(3);
     let d = c.describe_group("g").unwrap();
     assert_eq!((d.state, d.generation_id), (GroupState::Stable, 1));

@@ -28,12 +28,13 @@
 //! `SIM_SEEDS=<count>`, longer runs with `SIM_STEPS=<steps>`; `SIM_TRACE=1` prints every
 //! step and delivery.
 
+#[macro_use]
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use cairn_group::consumer_protocol::{
-    decode_assignment, decode_subscription, encode_assignment, encode_subscription, group_by_topic,
-    Assignment, Subscription,
-};
+use common::*;
+
 use cairn_group::records::{decode_key, decode_offset_value, RecordKey};
 use cairn_group::*;
 use cairn_runtime::memlog::{Fault, MemLog};
@@ -41,67 +42,11 @@ use cairn_runtime::{
     Delivery, LogFault, LogRecord, Output, RecordLog, Seq, Shard, Write, WriteResult,
 };
 
-const SESSION: i32 = 10_000;
-const REBALANCE: i32 = 20_000;
-const HEARTBEAT_EVERY: i64 = 3_000;
-const RETENTION: i64 = 120_000;
-const GROUPS: [&str; 2] = ["g0", "g1"];
-const SIMPLE: &str = "simple";
-/// The coordinator's idea of the offsets topic's `max.message.bytes`.
-const MAX_BATCH: usize = 8_000;
 /// A log that refuses less than the coordinator believes fits (some seeds): a group record of
 /// two fat members passes the coordinator's check and is refused by the log.
 const SMALL_LOG_BATCH: usize = 5_000;
-const FAT_USER_DATA: usize = 3_000;
 const DEFAULT_SEEDS: u64 = 100;
 const DEFAULT_STEPS: usize = 300;
-
-/// SplitMix64-based PRNG; tiny and reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Idle,
-    Joining,
-    NeedSync,
-    Syncing,
-    Stable,
-    Crashed,
-}
-
-struct Client {
-    group: &'static str,
-    client_id: String,
-    instance_id: Option<String>,
-    api_version: i16,
-    topics: Vec<String>,
-    member_id: String,
-    generation: i32,
-    phase: Phase,
-    waiting: Option<ReplyToken>,
-    leader_plan: Option<Vec<(String, Vec<u8>)>>,
-    assignment: Vec<(String, i32)>,
-    last_heartbeat: i64,
-    slow: bool,
-    fat: bool,
-    next_offset: i64,
-}
 
 /// What the driver remembers of a request until the shard answers it.
 enum Kind {
@@ -240,29 +185,83 @@ impl Stats {
     }
 }
 
-fn config() -> GroupConfig {
-    GroupConfig {
-        initial_rebalance_delay_ms: 3_000,
-        offsets_retention_ms: RETENTION,
-        offsets_retention_check_interval_ms: 10_000,
-        max_record_batch_bytes: MAX_BATCH,
-        ..GroupConfig::default()
+impl Driver for Sim {
+    fn context(&self) -> String {
+        format!(
+            "seed {} sync={} (step {}, t={})",
+            self.seed, self.sync, self.step_no, self.now
+        )
     }
-}
+    fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+    fn clients(&self) -> &[Client] {
+        &self.clients
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
 
-macro_rules! check {
-    ($sim:expr, $cond:expr, $($arg:tt)*) => {
-        if !$cond {
-            panic!(
-                "seed {} sync={} (step {}, t={}): {}",
-                $sim.seed,
-                $sim.sync,
-                $sim.step_no,
-                $sim.now,
-                format!($($arg)*)
-            );
+    fn join(&mut self, ci: usize) {
+        let token = self.token();
+        let version = if self.rng.chance(0.5) { 3 } else { 0 };
+        let req = self.clients[ci].join(token, version);
+        let now = self.now;
+        self.submit(Kind::Join { ci, token }, false, |c| {
+            (c.join_group(now, token, req), Stash::None)
+        });
+    }
+
+    fn sync(&mut self, ci: usize) {
+        let token = self.token();
+        let req = self.clients[ci].sync(token);
+        let now = self.now;
+        self.submit(Kind::Sync { ci, token }, false, |c| {
+            (c.sync_group(now, token, req), Stash::None)
+        });
+    }
+
+    fn heartbeat(&mut self, ci: usize) {
+        let c = &mut self.clients[ci];
+        let req = c.heartbeat();
+        c.last_heartbeat = self.now;
+        let kind = Kind::Heartbeat {
+            ci,
+            member_id: c.member_id.clone(),
+            generation: c.generation,
+        };
+        let now = self.now;
+        self.submit(kind, false, |c| {
+            (Effects::default(), Stash::Heartbeat(c.heartbeat(now, req)))
+        });
+    }
+
+    fn member_commit(&mut self, ci: usize, stale: bool) {
+        let mut generation = self.clients[ci].generation;
+        if stale {
+            generation -= 1 + self.rng.below(2) as i32;
         }
-    };
+        let parts = self.clients[ci].commit_partitions();
+        // Only meaningful when nothing is pending: then the visible state is the whole state.
+        let expected = (self.shard.pending() == 0)
+            .then(|| expected_commit_error(self.shard.coord(), &self.clients[ci], generation));
+        let step = 1 + self.rng.below(50) as i64;
+        let c = &mut self.clients[ci];
+        c.next_offset += step;
+        let offset = c.next_offset;
+        let req = c.commit(generation, &parts, offset);
+        let kind = Kind::Commit {
+            group: c.group.to_string(),
+            offset,
+            expected,
+            simple: false,
+        };
+        let now = self.now;
+        self.submit(kind, false, |c| {
+            let (r, fx) = c.commit_offsets(now, req);
+            (fx, Stash::Commit(r))
+        });
+    }
 }
 
 fn to_log(records: &[Record]) -> Vec<LogRecord> {
@@ -317,37 +316,8 @@ fn durable_records(log: &MemLog, sync: bool) -> Vec<LogRecord> {
 impl Sim {
     fn new(seed: u64, sync: bool) -> Self {
         let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xC0FFEE ^ u64::from(sync));
-        let mut clients = Vec::new();
-        for (gi, group) in GROUPS.iter().enumerate() {
-            for ci in 0..4 {
-                let static_member = rng.chance(0.3);
-                let topics = if ci % 2 == 0 {
-                    vec!["t0".to_string(), "t1".to_string()]
-                } else {
-                    vec!["t0".to_string()]
-                };
-                clients.push(Client {
-                    group,
-                    client_id: format!("c{gi}{ci}"),
-                    instance_id: static_member.then(|| format!("inst-{gi}-{ci}")),
-                    api_version: if rng.chance(0.5) { 5 } else { 3 },
-                    topics,
-                    member_id: String::new(),
-                    generation: -1,
-                    phase: Phase::Idle,
-                    waiting: None,
-                    leader_plan: None,
-                    assignment: Vec::new(),
-                    last_heartbeat: 0,
-                    slow: rng.chance(0.2),
-                    fat: rng.chance(0.3),
-                    next_offset: 0,
-                });
-            }
-        }
-        let mut topics = BTreeMap::new();
-        topics.insert("t0".to_string(), 3);
-        topics.insert("t1".to_string(), 2);
+        let clients = clients(&mut rng);
+        let topics = initial_topics();
         let fault_rate = [0.0, 0.02, 0.05, 0.1][rng.below(4) as usize];
         let log = if rng.chance(0.3) {
             MemLog::with_max_batch_bytes(SMALL_LOG_BATCH)
@@ -469,7 +439,7 @@ impl Sim {
                     self.stats.orphaned_replies += 1;
                     if let Some(ci) = self.clients.iter().position(|c| c.waiting == Some(token)) {
                         self.clients[ci].waiting = None;
-                        self.on_error(ci, GroupError::NotCoordinator);
+                        self.clients[ci].on_error(GroupError::NotCoordinator);
                     }
                 }
             }
@@ -575,7 +545,7 @@ impl Sim {
             ) => {
                 let c = &self.clients[ci];
                 if c.member_id == member_id && c.generation == generation {
-                    self.on_error(ci, e);
+                    self.clients[ci].on_error(e);
                 }
             }
             _ => {}
@@ -602,249 +572,38 @@ impl Sim {
                 if self.clients[ci].waiting == Some(token) =>
             {
                 self.clients[ci].waiting = None;
-                self.on_error(ci, GroupError::NotCoordinator);
+                self.clients[ci].on_error(GroupError::NotCoordinator);
             }
             Kind::Commit { .. } => self.stats.refused_commits += 1,
             _ => {}
         }
     }
 
-    fn on_error(&mut self, ci: usize, e: GroupError) {
-        let c = &mut self.clients[ci];
-        c.assignment.clear();
-        match e {
-            GroupError::MemberIdRequired { member_id } => {
-                c.member_id = member_id;
-                c.phase = Phase::Idle;
-            }
-            GroupError::UnknownMemberId => {
-                c.member_id.clear();
-                c.generation = -1;
-                c.phase = Phase::Idle;
-            }
-            GroupError::FencedInstanceId => c.phase = Phase::Crashed,
-            _ => c.phase = Phase::Idle,
-        }
-    }
-
     fn on_join(&mut self, ci: usize, r: Result<JoinResponse, GroupError>) {
         let j = match r {
             Ok(j) => j,
-            Err(e) => return self.on_error(ci, e),
+            Err(e) => return self.clients[ci].on_error(e),
         };
-        if j.leader == j.member_id {
-            let mut ids: Vec<String> = j.members.iter().map(|m| m.member_id.clone()).collect();
-            ids.sort();
-            let key = (self.clients[ci].group.to_string(), j.generation_id);
-            if !j.skip_assignment {
-                if let Some(prev) = self.memberships.get(&key) {
-                    check!(
-                        self,
-                        *prev == ids,
-                        "generation {key:?} reused: {prev:?} then {ids:?}"
-                    );
-                }
-            }
-            self.memberships.insert(key, ids);
-        }
-        let c = &mut self.clients[ci];
-        c.member_id = j.member_id.clone();
-        c.generation = j.generation_id;
-        c.phase = Phase::NeedSync;
-        c.last_heartbeat = self.now;
-        c.leader_plan = None;
-        if j.leader == j.member_id && !j.skip_assignment {
-            c.leader_plan = Some(range_assign(&j.members, &self.topics));
-        }
+        let group = self.clients[ci].group;
+        check!(self, note_membership(&mut self.memberships, group, &j));
+        self.clients[ci].on_joined(&j, self.now, &self.topics);
     }
 
     fn on_sync(&mut self, ci: usize, r: Result<SyncResponse, GroupError>) {
         match r {
             Ok(s) => {
-                let c = &mut self.clients[ci];
-                c.phase = Phase::Stable;
-                c.last_heartbeat = self.now;
-                c.assignment = if s.assignment.is_empty() {
-                    Vec::new()
-                } else {
-                    decode_assignment(&s.assignment).unwrap().topic_partitions()
-                };
+                self.clients[ci].on_synced(&s, self.now);
                 self.stats.stable_syncs += 1;
             }
-            Err(e) => self.on_error(ci, e),
+            Err(e) => self.clients[ci].on_error(e),
         }
-    }
-
-    fn join(&mut self, ci: usize) {
-        let token = self.token();
-        let version = if self.rng.chance(0.5) { 3 } else { 0 };
-        let c = &mut self.clients[ci];
-        let metadata = encode_subscription(&Subscription {
-            version,
-            topics: c.topics.clone(),
-            generation_id: -1,
-            user_data: c.fat.then(|| vec![0x5a; FAT_USER_DATA]),
-            ..Default::default()
-        });
-        let req = JoinGroup {
-            group_id: c.group.to_string(),
-            member_id: c.member_id.clone(),
-            group_instance_id: c.instance_id.clone(),
-            client_id: c.client_id.clone(),
-            client_host: "/sim".into(),
-            session_timeout_ms: SESSION,
-            rebalance_timeout_ms: REBALANCE,
-            protocol_type: "consumer".into(),
-            protocols: vec![("range".into(), metadata)],
-            api_version: c.api_version,
-        };
-        c.phase = Phase::Joining;
-        c.waiting = Some(token);
-        let now = self.now;
-        self.submit(Kind::Join { ci, token }, false, |c| {
-            (c.join_group(now, token, req), Stash::None)
-        });
-    }
-
-    fn sync_group(&mut self, ci: usize) {
-        let token = self.token();
-        let c = &mut self.clients[ci];
-        let req = SyncGroup {
-            group_id: c.group.to_string(),
-            member_id: c.member_id.clone(),
-            group_instance_id: c.instance_id.clone(),
-            generation_id: c.generation,
-            protocol_type: Some("consumer".into()),
-            protocol_name: Some("range".into()),
-            assignments: c.leader_plan.take().unwrap_or_default(),
-        };
-        c.phase = Phase::Syncing;
-        c.waiting = Some(token);
-        let now = self.now;
-        self.submit(Kind::Sync { ci, token }, false, |c| {
-            (c.sync_group(now, token, req), Stash::None)
-        });
-    }
-
-    fn heartbeat(&mut self, ci: usize) {
-        let c = &mut self.clients[ci];
-        let req = Heartbeat {
-            group_id: c.group.to_string(),
-            member_id: c.member_id.clone(),
-            group_instance_id: c.instance_id.clone(),
-            generation_id: c.generation,
-        };
-        c.last_heartbeat = self.now;
-        let kind = Kind::Heartbeat {
-            ci,
-            member_id: c.member_id.clone(),
-            generation: c.generation,
-        };
-        let now = self.now;
-        self.submit(kind, false, |c| {
-            (Effects::default(), Stash::Heartbeat(c.heartbeat(now, req)))
-        });
-    }
-
-    /// The error a member commit must get, from the visible state; only meaningful when
-    /// nothing is pending (then the durable view is the whole state).
-    fn expected_commit_error(&self, ci: usize, generation: i32) -> Option<GroupError> {
-        let c = &self.clients[ci];
-        let Some(d) = self.shard.coord().describe_group(c.group) else {
-            return (generation >= 0).then_some(GroupError::IllegalGeneration);
-        };
-        if generation < 0 && d.state == GroupState::Empty {
-            return None;
-        }
-        let owner = match &c.instance_id {
-            Some(i) => d
-                .members
-                .iter()
-                .find(|m| m.group_instance_id.as_ref() == Some(i))
-                .map(|m| m.member_id.clone()),
-            None => d
-                .members
-                .iter()
-                .find(|m| m.member_id == c.member_id)
-                .map(|m| m.member_id.clone()),
-        };
-        match owner {
-            None => return Some(GroupError::UnknownMemberId),
-            Some(o) if o != c.member_id => return Some(GroupError::FencedInstanceId),
-            _ => {}
-        }
-        if generation != d.generation_id {
-            return Some(GroupError::IllegalGeneration);
-        }
-        (d.state == GroupState::CompletingRebalance).then_some(GroupError::RebalanceInProgress)
-    }
-
-    fn member_commit(&mut self, ci: usize, stale: bool) {
-        let mut generation = self.clients[ci].generation;
-        if stale {
-            generation -= 1 + self.rng.below(2) as i32;
-        }
-        let parts: Vec<(String, i32)> = if self.clients[ci].assignment.is_empty() {
-            vec![("t0".into(), 0)]
-        } else {
-            self.clients[ci].assignment.clone()
-        };
-        let expected =
-            (self.shard.pending() == 0).then(|| self.expected_commit_error(ci, generation));
-        let step = 1 + self.rng.below(50) as i64;
-        let c = &mut self.clients[ci];
-        c.next_offset += step;
-        let offset = c.next_offset;
-        let req = OffsetCommit {
-            group_id: c.group.to_string(),
-            member_id: c.member_id.clone(),
-            group_instance_id: c.instance_id.clone(),
-            generation_id: generation,
-            retention_time_ms: -1,
-            api_version: 8,
-            partitions: parts
-                .iter()
-                .map(|(t, p)| CommitPartition {
-                    topic: t.clone(),
-                    partition: *p,
-                    offset,
-                    leader_epoch: 0,
-                    metadata: Some(format!("by {}", c.client_id)),
-                })
-                .collect(),
-        };
-        let kind = Kind::Commit {
-            group: c.group.to_string(),
-            offset,
-            expected,
-            simple: false,
-        };
-        let now = self.now;
-        self.submit(kind, false, |c| {
-            let (r, fx) = c.commit_offsets(now, req);
-            (fx, Stash::Commit(r))
-        });
     }
 
     fn simple_commit(&mut self) {
         let t = if self.rng.chance(0.5) { "t0" } else { "t1" };
         let p = self.rng.below(2) as i32;
         let offset = self.rng.below(1000) as i64;
-        let req = OffsetCommit {
-            group_id: SIMPLE.into(),
-            member_id: String::new(),
-            group_instance_id: None,
-            generation_id: -1,
-            retention_time_ms: -1,
-            api_version: 9,
-            partitions: vec![CommitPartition {
-                topic: t.into(),
-                partition: p,
-                offset,
-                leader_epoch: -1,
-                metadata: None,
-            }],
-        };
+        let req = simple_commit(t, p, offset);
         let kind = Kind::Commit {
             group: SIMPLE.into(),
             offset,
@@ -862,14 +621,7 @@ impl Sim {
         self.now += ms;
         let now = self.now;
         self.submit(Kind::Other, true, |c| (c.tick(now), Stash::None));
-        for ci in 0..self.clients.len() {
-            let c = &self.clients[ci];
-            let due = matches!(c.phase, Phase::Stable | Phase::NeedSync)
-                && self.now - c.last_heartbeat >= HEARTBEAT_EVERY;
-            if due && (!c.slow || self.rng.chance(0.35)) {
-                self.heartbeat(ci);
-            }
-        }
+        self.send_heartbeats();
     }
 
     /// Queues a storage fault for the operation about to run, at the seed's rate.
@@ -1067,9 +819,7 @@ impl Sim {
         self.acked = records;
         self.shadow = replayed(&self.acked, self.now, 0);
         for c in &mut self.clients {
-            if c.waiting.take().is_some() {
-                c.phase = Phase::Idle;
-            }
+            c.disconnected();
         }
         self.generations.clear();
         self.memberships.clear();
@@ -1153,77 +903,32 @@ impl Sim {
             );
         }
         self.stats.steps += 1;
-        for ci in 0..self.clients.len() {
-            let p = if self.clients[ci].slow { 0.15 } else { 0.6 };
-            if !self.rng.chance(p) {
-                continue;
-            }
-            match self.clients[ci].phase {
-                Phase::Idle => self.join(ci),
-                Phase::NeedSync => self.sync_group(ci),
-                _ => {}
-            }
-        }
+        self.progress_clients();
         match self.rng.below(100) {
             0..=27 => {
                 let ms = self.rng.below(4_000) as i64;
                 self.advance(ms);
             }
-            28..=47 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
-                if self.clients[ci].phase == Phase::Stable {
-                    self.member_commit(ci, false);
-                }
-            }
-            48..=53 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
-                if self.clients[ci].generation >= 0 && self.clients[ci].phase != Phase::Crashed {
-                    let stale = self.rng.chance(0.7);
-                    self.member_commit(ci, stale);
-                }
-            }
+            28..=47 => self.commit_in_generation(),
+            48..=53 => self.commit_maybe_stale(),
             54..=61 => self.simple_commit(),
             62..=65 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
-                let c = &mut self.clients[ci];
-                c.phase = Phase::Crashed;
-                c.waiting = None;
-                c.assignment.clear();
-                if c.instance_id.is_none() {
-                    c.member_id.clear();
-                }
+                let ci = self.pick_client();
+                self.clients[ci].crash();
             }
             66..=71 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
-                let c = &mut self.clients[ci];
-                if c.phase == Phase::Crashed {
-                    c.member_id.clear();
-                    c.generation = -1;
-                    c.phase = Phase::Idle;
-                }
+                let ci = self.pick_client();
+                self.clients[ci].restart();
             }
             72..=75 => {
-                let ci = self.rng.below(self.clients.len() as u64) as usize;
-                let c = &self.clients[ci];
-                if c.phase != Phase::Crashed && !c.member_id.is_empty() {
-                    let req = LeaveGroup {
-                        group_id: c.group.to_string(),
-                        members: vec![LeavingMember {
-                            member_id: c.member_id.clone(),
-                            group_instance_id: c.instance_id.clone(),
-                        }],
-                    };
+                let ci = self.pick_client();
+                if let Some(req) = self.clients[ci].leave() {
                     let now = self.now;
                     self.submit(Kind::Other, false, |c| {
                         let (_, fx) = c.leave_group(now, req);
                         (fx, Stash::None)
                     });
-                    let c = &mut self.clients[ci];
-                    c.member_id.clear();
-                    c.generation = -1;
-                    c.assignment.clear();
-                    c.waiting = None;
-                    c.phase = Phase::Crashed;
+                    self.clients[ci].left();
                 }
             }
             76..=77 => {
@@ -1323,22 +1028,12 @@ impl Sim {
         }
         // (b) the durable view is the replay of the durable records; (a) it is exactly what was
         // acknowledged.
-        let mut want: BTreeMap<String, BTreeMap<(String, i32), i64>> = BTreeMap::new();
-        for ((g, t, p), (o, _)) in &self.model {
-            want.entry(g.clone())
-                .or_default()
-                .insert((t.clone(), *p), *o);
-        }
+        let mut want = acknowledged_offsets(&self.model);
         let mut groups: BTreeSet<String> = want.keys().cloned().collect();
         groups.extend(coord.list_groups().into_iter().map(|g| g.group_id));
         groups.extend(self.shadow.list_groups().into_iter().map(|g| g.group_id));
         for g in groups {
-            let fetched = coord.fetch_offsets(&g, None);
-            let live: BTreeMap<(String, i32), i64> = fetched
-                .partitions
-                .iter()
-                .map(|f| ((f.topic.clone(), f.partition), f.offset))
-                .collect();
+            let live = served_offsets(coord, &g);
             let expected = want.remove(&g).unwrap_or_default();
             check!(
                 self,
@@ -1347,93 +1042,23 @@ impl Sim {
             );
             check!(
                 self,
-                self.shadow.fetch_offsets(&g, None) == fetched,
+                self.shadow.fetch_offsets(&g, None) == coord.fetch_offsets(&g, None),
                 "offsets of {g} served differ from the replay of the durable log"
             );
         }
         // (b) a Stable or Empty group shows exactly what the durable records say; other
         // states are rebalances in progress, which are never written.
-        for g in coord.list_groups() {
-            if !matches!(g.state, GroupState::Stable | GroupState::Empty) {
-                continue;
-            }
-            let shown = coord.describe_group(&g.group_id).unwrap();
-            let Some(written) = self.shadow.describe_recorded(&g.group_id) else {
-                panic!(
-                    "seed {} sync={} (step {}): {} is {:?} but its record is not durable",
-                    self.seed, self.sync, self.step_no, g.group_id, g.state
-                );
-            };
-            let summary = |d: &GroupDescription| {
-                let mut m: Vec<(String, Vec<u8>)> = d
-                    .members
-                    .iter()
-                    .map(|m| (m.member_id.clone(), m.assignment.clone()))
-                    .collect();
-                m.sort();
-                (d.generation_id, d.leader.clone(), m)
-            };
-            check!(
-                self,
-                summary(&shown) == summary(&written),
-                "{} is {:?} as {:?} but the durable log says {:?}",
-                g.group_id,
-                g.state,
-                summary(&shown),
-                summary(&written)
-            );
-        }
+        check!(self, shows_only_written(coord, &self.shadow));
         // (d) no partition owned twice in a stable generation, by the coordinator or by the
         // clients that believe they are in it; generations never go back.
-        for g in coord.list_groups() {
-            let d = coord.describe_group(&g.group_id).unwrap();
-            let seen = self
-                .generations
-                .entry(g.group_id.clone())
-                .or_insert(d.generation_id);
-            check!(
-                self,
-                d.generation_id >= *seen,
-                "generation of {} went back",
-                g.group_id
-            );
-            *seen = d.generation_id;
-            if d.state != GroupState::Stable {
-                continue;
-            }
-            let mut owned = BTreeSet::new();
-            for m in &d.members {
-                if m.assignment.is_empty() {
-                    continue;
-                }
-                for tp in decode_assignment(&m.assignment).unwrap().topic_partitions() {
-                    check!(
-                        self,
-                        owned.insert(tp.clone()),
-                        "{tp:?} assigned twice in {}",
-                        g.group_id
-                    );
-                }
-            }
-            let mut held = BTreeSet::new();
-            for c in &self.clients {
-                let member = d.members.iter().any(|m| m.member_id == c.member_id);
-                if member
-                    && c.group == g.group_id
-                    && c.phase == Phase::Stable
-                    && c.generation == d.generation_id
-                {
-                    for tp in &c.assignment {
-                        check!(
-                            self,
-                            held.insert(tp.clone()),
-                            "clients share {tp:?} in {}",
-                            g.group_id
-                        );
-                    }
-                }
-            }
-        }
+        check!(
+            self,
+            check_generations_and_ownership(
+                self.shard.coord(),
+                &mut self.generations,
+                &self.clients
+            )
+        );
     }
 
     /// Lets every write finish without faults, so the run ends on a settled state.
@@ -1465,54 +1090,6 @@ fn offsets_of(c: &GroupCoordinator) -> BTreeMap<OffsetKey, (i64, i64)> {
     out
 }
 
-/// The client-side range assignor: per topic, contiguous ranges over sorted members.
-fn range_assign(members: &[JoinMember], topics: &BTreeMap<String, i32>) -> Vec<(String, Vec<u8>)> {
-    let subs: Vec<(String, Vec<String>)> = members
-        .iter()
-        .map(|m| {
-            (
-                m.member_id.clone(),
-                decode_subscription(&m.metadata).unwrap().topics,
-            )
-        })
-        .collect();
-    let mut out: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
-    for (topic, &n) in topics {
-        let mut who: Vec<&String> = subs
-            .iter()
-            .filter(|(_, ts)| ts.contains(topic))
-            .map(|(m, _)| m)
-            .collect();
-        who.sort();
-        if who.is_empty() {
-            continue;
-        }
-        let k = who.len() as i32;
-        let (per, extra) = (n / k, n % k);
-        let mut next = 0;
-        for (i, m) in who.iter().enumerate() {
-            let count = per + i32::from((i as i32) < extra);
-            for p in next..next + count {
-                out.entry((*m).clone())
-                    .or_default()
-                    .push((topic.clone(), p));
-            }
-            next += count;
-        }
-    }
-    subs.iter()
-        .map(|(m, _)| {
-            let parts = out.remove(m).unwrap_or_default();
-            let a = Assignment {
-                version: 0,
-                partitions: group_by_topic(parts),
-                user_data: None,
-            };
-            (m.clone(), encode_assignment(&a))
-        })
-        .collect()
-}
-
 fn run_seed(seed: u64, sync: bool, steps: usize) -> Stats {
     let mut sim = Sim::new(seed, sync);
     for _ in 0..steps {
@@ -1529,14 +1106,7 @@ fn run_seed(seed: u64, sync: bool, steps: usize) -> Stats {
 
 #[test]
 fn runtime_simulation() {
-    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("SIM_SEED is a number")],
-        Err(_) => {
-            let n = std::env::var("SIM_SEEDS")
-                .map_or(DEFAULT_SEEDS, |n| n.parse().expect("SIM_SEEDS is a number"));
-            (0..n).collect()
-        }
-    };
+    let seeds = seeds(DEFAULT_SEEDS);
     let steps = std::env::var("SIM_STEPS")
         .map_or(DEFAULT_STEPS, |n| n.parse().expect("SIM_STEPS is a number"));
     let mut totals = [Stats::default(), Stats::default()];

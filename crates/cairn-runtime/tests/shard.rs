@@ -126,6 +126,11 @@ fn req(
     }
 }
 
+/// A request that writes `key = value` and answers nothing.
+fn put(key: &str, value: &str) -> impl FnOnce(&mut Toy) -> Output<String> {
+    req(vec![rec(key, value)], None, None)
+}
+
 /// Performs the shard's next write against `log` and returns what it released.
 fn write(shard: &mut Shard<Toy>, log: &MemLog) -> Vec<Delivery<String>> {
     let w = shard.next_write().expect("a write is due");
@@ -135,6 +140,33 @@ fn write(shard: &mut Shard<Toy>, log: &MemLog) -> Vec<Delivery<String>> {
 
 fn synced(log: &MemLog) -> usize {
     log.crash(0).records().len()
+}
+
+/// `d` releases exactly the failure of request `seq`.
+fn assert_failed_alone(d: &[Delivery<String>], seq: Seq) {
+    assert!(
+        matches!(d[..], [Delivery::Failed(s, _)] if s == seq),
+        "{d:?}"
+    );
+}
+
+/// The shard serves a new write, and its state is the replay of its log.
+fn assert_keeps_serving(shard: &mut Shard<Toy>, log: &MemLog) {
+    let (seq, _) = shard.handle(put("a", "3"));
+    assert_eq!(write(shard, log), vec![Delivery::Done(seq)]);
+    assert_eq!(Toy::loaded(log).kv, shard.coord().kv);
+}
+
+/// An fsync-mode shard whose log durably holds `a = 1`, with a request that writes `a = 2`
+/// queued and the log's next sync set to fail; returns that request's seq.
+fn overwrite_whose_sync_fails() -> (MemLog, Shard<Toy>, Seq) {
+    let log = MemLog::new();
+    let mut shard = Shard::new(Toy::default(), true);
+    shard.handle(put("a", "1"));
+    write(&mut shard, &log);
+    let (seq, _) = shard.handle(put("a", "2"));
+    log.inject(Fault::Sync);
+    (log, shard, seq)
 }
 
 #[test]
@@ -186,7 +218,7 @@ fn replies_wait_until_their_records_are_durable() {
 fn answers_leave_in_request_order() {
     let log = MemLog::new();
     let mut shard = Shard::new(Toy::default(), true);
-    let (s1, _) = shard.handle(req(vec![rec("a", "1")], None, None));
+    let (s1, _) = shard.handle(put("a", "1"));
     let w1 = shard.next_write().unwrap();
     // While the first write is in flight: one request with records, then one without (a
     // read-only request or a heartbeat) that must not overtake it, then a parked answer.
@@ -221,7 +253,7 @@ fn answers_leave_in_request_order() {
 fn records_of_many_requests_share_one_write() {
     let log = MemLog::new();
     let mut shard = Shard::new(Toy::default(), true);
-    let (s1, _) = shard.handle(req(vec![rec("a", "1")], None, None));
+    let (s1, _) = shard.handle(put("a", "1"));
     let (s2, _) = shard.handle(req(vec![rec("b", "1"), rec("c", "1")], None, None));
     let w = shard.next_write().unwrap();
     assert_eq!(w.batches.len(), 2, "one batch per request");
@@ -278,25 +310,14 @@ fn a_failed_append_undoes_its_requests_and_those_behind_it() {
         shard.next_write().is_none(),
         "queued records were dropped with their requests"
     );
-    // The shard keeps serving.
-    let (s6, _) = shard.handle(req(vec![rec("a", "3")], None, None));
-    assert_eq!(write(&mut shard, &log), vec![Delivery::Done(s6)]);
-    assert_eq!(Toy::loaded(&log).kv, shard.coord().kv);
+    assert_keeps_serving(&mut shard, &log);
 }
 
 #[test]
 fn a_failed_sync_removes_the_appended_tail() {
-    let log = MemLog::new();
-    let mut shard = Shard::new(Toy::default(), true);
-    shard.handle(req(vec![rec("a", "1")], None, None));
-    write(&mut shard, &log);
-    let (s2, _) = shard.handle(req(vec![rec("a", "2")], None, None));
-    log.inject(Fault::Sync);
+    let (log, mut shard, s2) = overwrite_whose_sync_fails();
     let d = write(&mut shard, &log);
-    assert!(
-        matches!(d[..], [Delivery::Failed(s, _)] if s == s2),
-        "{d:?}"
-    );
+    assert_failed_alone(&d, s2);
     assert_eq!(shard.coord().get("a"), Some("1"));
     assert_eq!(log.records().len(), 1);
     assert!(shard.offline().is_none());
@@ -304,31 +325,20 @@ fn a_failed_sync_removes_the_appended_tail() {
 
 #[test]
 fn an_uncertain_write_takes_the_shard_offline_until_reloaded() {
-    let log = MemLog::new();
-    let mut shard = Shard::new(Toy::default(), true);
-    shard.handle(req(vec![rec("a", "1")], None, None));
-    write(&mut shard, &log);
-    let (s2, _) = shard.handle(req(vec![rec("a", "2")], None, None));
-    log.inject(Fault::Sync);
+    let (log, mut shard, s2) = overwrite_whose_sync_fails();
     log.inject(Fault::Truncate);
     let w = shard.next_write().unwrap();
     let r = w.perform(&log, 0);
     assert!(matches!(r, WriteResult::FailedUncertain(_)), "{r:?}");
     let d = shard.write_done(w, r);
-    assert!(
-        matches!(d[..], [Delivery::Failed(s, _)] if s == s2),
-        "{d:?}"
-    );
+    assert_failed_alone(&d, s2);
     assert!(shard.offline().is_some());
     // Memory holds the durable state; the log may hold more, unsynced.
     assert_eq!(shard.coord().get("a"), Some("1"));
     assert_eq!((log.records().len(), synced(&log)), (2, 1));
     // Offline: requests fail at once and change nothing.
-    let (s3, d) = shard.handle(req(vec![rec("z", "1")], None, None));
-    assert!(
-        matches!(d[..], [Delivery::Failed(s, _)] if s == s3),
-        "{d:?}"
-    );
+    let (s3, d) = shard.handle(put("z", "1"));
+    assert_failed_alone(&d, s3);
     assert_eq!(shard.coord().get("z"), None);
     assert!(shard.next_write().is_none());
     // Rebuild from the log, made durable first so nothing served can be taken back.
@@ -340,17 +350,15 @@ fn an_uncertain_write_takes_the_shard_offline_until_reloaded() {
         Some("2"),
         "the uncertain write survived"
     );
-    let (s4, _) = shard.handle(req(vec![rec("a", "3")], None, None));
-    assert_eq!(write(&mut shard, &log), vec![Delivery::Done(s4)]);
-    assert_eq!(Toy::loaded(&log).kv, shard.coord().kv);
+    assert_keeps_serving(&mut shard, &log);
 }
 
 #[test]
 fn a_batch_the_log_refuses_fails_the_whole_write() {
     let log = MemLog::with_max_batch_bytes(8);
     let mut shard = Shard::new(Toy::default(), false);
-    let (s1, _) = shard.handle(req(vec![rec("a", "1")], None, None));
-    let (s2, _) = shard.handle(req(vec![rec("big", "0123456789")], None, None));
+    let (s1, _) = shard.handle(put("a", "1"));
+    let (s2, _) = shard.handle(put("big", "0123456789"));
     let d = write(&mut shard, &log);
     let fault = LogFault::TooLarge { size: 13, max: 8 };
     assert_eq!(
@@ -368,9 +376,9 @@ fn a_batch_the_log_refuses_fails_the_whole_write() {
 fn closing_answers_every_request_even_with_a_write_in_flight() {
     let log = MemLog::new();
     let mut shard = Shard::new(Toy::default(), true);
-    let (s1, _) = shard.handle(req(vec![rec("a", "1")], None, None));
+    let (s1, _) = shard.handle(put("a", "1"));
     let w = shard.next_write().unwrap();
-    let (s2, _) = shard.handle(req(vec![rec("b", "1")], None, None));
+    let (s2, _) = shard.handle(put("b", "1"));
     let fault = LogFault::Fenced("taken over".into());
     let d = shard.close(fault.clone());
     assert!(
