@@ -5,6 +5,9 @@ is written to a log file (appended across restarts) so a failing test can show
 what the broker said.
 """
 
+import urllib.request
+import urllib.error
+import json
 import os
 import signal
 import socket
@@ -158,3 +161,43 @@ class Broker:
         if len(text) > max_chars:
             text = "[... cut ...]\n" + text[-max_chars:]
         return text
+
+
+class HttpBroker(Broker):
+    """A broker that also serves its HTTP API on its own free port."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.http_port = free_port()
+
+    def argv(self):
+        return super().argv() + ["--http", f"127.0.0.1:{self.http_port}"]
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
+    def get_json(self, path):
+        """(status, decoded body or None); status None if the listener does not answer."""
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=5) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, None
+        except OSError:
+            return None, None
+
+
+def mount_tmpfs(path, size):
+    """Mounts a `size`-byte tmpfs on the existing directory `path`. Raises OSError if it cannot
+    (it needs root); `unmount(path)` undoes it."""
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        raise OSError(r.stderr.strip() or f"mount exited with {r.returncode}")
+
+
+def unmount(path):
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -14,7 +14,7 @@ import pytest
 
 import kproto
 import kutil
-from cairn_harness import Broker, cairn_bin, free_port
+from cairn_harness import HttpBroker, cairn_bin, free_port
 from conftest import OUTPUT_DIR, _safe_name
 
 MIB = 1024 * 1024
@@ -318,15 +318,6 @@ def test_advertised_listener_list_uses_the_plaintext_entry(broker_factory):
 # --------------------------------------------------------------------------
 # HTTP
 # --------------------------------------------------------------------------
-class HttpBroker(Broker):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.http_port = free_port()
-
-    def argv(self):
-        return super().argv() + ["--http", f"127.0.0.1:{self.http_port}"]
-
-
 @pytest.fixture
 def hbroker(request, tmp_path):
     b = HttpBroker(

@@ -11,13 +11,9 @@ both durability modes.
 Mounting the tmpfs needs root (CI runs as root); the test is skipped otherwise.
 """
 
-import json
 import os
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -25,7 +21,7 @@ from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse, 
 
 import kproto
 import kutil
-from cairn_harness import Broker, free_port
+from cairn_harness import HttpBroker, mount_tmpfs, unmount
 from conftest import OUTPUT_DIR, _safe_name
 from groups_util import ERR_NONE, RawGroupClient, consumer_assignment, unique_group
 
@@ -51,39 +47,14 @@ def small_disk(tmp_path):
     """tmp_path/data0 as a small tmpfs (the broker's data dir), unmounted at the end."""
     mnt = tmp_path / "data0"
     mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a {TMPFS_SIZE >> 20} MiB tmpfs for the data dir (needs root): "
-                    f"{r.stderr.strip() or r.returncode}")
+    try:
+        mount_tmpfs(mnt, TMPFS_SIZE)
+    except OSError as e:
+        pytest.skip(f"cannot mount a tmpfs for the data dir (needs root): {e}")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
-class HttpBroker(Broker):
-    """A harness broker that also serves its HTTP API (the lag snapshot) on a free port."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.http_port = free_port()
-
-    def argv(self):
-        return super().argv() + ["--http", f"127.0.0.1:{self.http_port}"]
-
-    def get_json(self, path):
-        """(status, decoded body or None); status None if the listener does not answer."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, None
-        except OSError:
-            return None, None
+        unmount(mnt)
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ file in the same tmpfs is what the test deletes to give space back.
 """
 
 import os
-import subprocess
 import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 import kutil
+from cairn_harness import mount_tmpfs, unmount
 
 TMPFS_SIZE = "16m"
 VALUE = b"f" * 16_000
@@ -23,17 +23,14 @@ def small_disk(tmp_path):
     """tmp_path/data0 (the first broker's data dir) as a 16 MiB tmpfs."""
     mnt = tmp_path / "data0"
     mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+    try:
+        mount_tmpfs(mnt, TMPFS_SIZE)
+    except OSError as e:
+        pytest.skip(f"cannot mount a tmpfs for the data dir (needs root): {e}")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        unmount(mnt)
 
 
 def produce_one(broker, topic, value, timeout=15):

@@ -14,24 +14,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 import kutil
-from cairn_harness import Broker, free_port
+from cairn_harness import HttpBroker
 from conftest import OUTPUT_DIR, _safe_name
 
 REFRESH_MS = 200
-
-
-class HttpBroker(Broker):
-    """A harness broker that also serves HTTP on its own free port."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.http_port = free_port()
-
-    def argv(self):
-        return super().argv() + ["--http", f"127.0.0.1:{self.http_port}"]
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.http_port}{path}"
 
 
 @pytest.fixture
