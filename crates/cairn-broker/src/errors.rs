@@ -1,5 +1,6 @@
 //! Typed domain errors become Kafka error codes here, at the edge, and nowhere else.
 
+use cairn_group::GroupError;
 use cairn_log::{LogError, StoreError};
 pub use kafka_protocol::ResponseError as Code;
 
@@ -19,6 +20,30 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::Io(_) => Code::KafkaStorageError.code(),
         LogError::OutOfOrderSequence { .. } => Code::OutOfOrderSequenceNumber.code(),
         LogError::InvalidProducerEpoch { .. } => Code::InvalidProducerEpoch.code(),
+    }
+}
+
+pub fn group_error_code(e: &GroupError) -> i16 {
+    match e {
+        GroupError::UnknownServerError => Code::UnknownServerError.code(),
+        GroupError::UnknownTopicOrPartition => Code::UnknownTopicOrPartition.code(),
+        GroupError::OffsetMetadataTooLarge => Code::OffsetMetadataTooLarge.code(),
+        GroupError::CoordinatorLoadInProgress => Code::CoordinatorLoadInProgress.code(),
+        GroupError::CoordinatorNotAvailable => Code::CoordinatorNotAvailable.code(),
+        GroupError::NotCoordinator => Code::NotCoordinator.code(),
+        GroupError::IllegalGeneration => Code::IllegalGeneration.code(),
+        GroupError::InconsistentGroupProtocol => Code::InconsistentGroupProtocol.code(),
+        GroupError::InvalidCommitOffsetSize => Code::InvalidCommitOffsetSize.code(),
+        GroupError::InvalidGroupId => Code::InvalidGroupId.code(),
+        GroupError::UnknownMemberId => Code::UnknownMemberId.code(),
+        GroupError::InvalidSessionTimeout => Code::InvalidSessionTimeout.code(),
+        GroupError::RebalanceInProgress => Code::RebalanceInProgress.code(),
+        GroupError::NonEmptyGroup => Code::NonEmptyGroup.code(),
+        GroupError::GroupIdNotFound => Code::GroupIdNotFound.code(),
+        GroupError::MemberIdRequired { .. } => Code::MemberIdRequired.code(),
+        GroupError::GroupMaxSizeReached => Code::GroupMaxSizeReached.code(),
+        GroupError::FencedInstanceId => Code::FencedInstanceId.code(),
+        GroupError::GroupSubscribedToTopic => Code::GroupSubscribedToTopic.code(),
     }
 }
 
@@ -85,5 +110,24 @@ mod tests {
         assert!(validate_topic_name("bad/name").is_err());
         assert!(validate_topic_name(&"a".repeat(249)).is_ok());
         assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod group_code_tests {
+    use super::*;
+
+    #[test]
+    fn group_errors_take_kafkas_codes() {
+        assert_eq!(group_error_code(&GroupError::UnknownServerError), -1);
+        assert_eq!(group_error_code(&GroupError::NotCoordinator), 16);
+        assert_eq!(group_error_code(&GroupError::IllegalGeneration), 22);
+        assert_eq!(group_error_code(&GroupError::UnknownMemberId), 25);
+        assert_eq!(group_error_code(&GroupError::InvalidCommitOffsetSize), 28);
+        let required = GroupError::MemberIdRequired {
+            member_id: "x".into(),
+        };
+        assert_eq!(group_error_code(&required), 79);
+        assert_eq!(group_error_code(&GroupError::GroupSubscribedToTopic), 86);
     }
 }

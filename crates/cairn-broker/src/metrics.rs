@@ -15,7 +15,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::lag::{LagCollector, SnapshotCell};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+use cairn_group::GroupState;
+
+use crate::lag::{GroupLag, PartitionLag, SnapshotCell, Status};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabel {
@@ -335,5 +342,209 @@ mod tests {
         assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
         assert_eq!(error_name(25), "UNKNOWN_MEMBER_ID");
         assert_eq!(error_name(-12345), "CODE_-12345");
+    }
+}
+
+/// Renders the lag snapshot as metrics at scrape time.
+#[derive(Debug)]
+pub struct LagCollector(pub Arc<SnapshotCell>);
+
+impl Collector for LagCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.0.get();
+        let gauge = |enc: &mut DescriptorEncoder,
+                     name: &str,
+                     help: &str,
+                     rows: &mut dyn Iterator<Item = (Vec<(&str, &str)>, f64)>|
+         -> Result<(), std::fmt::Error> {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (labels, v) in rows {
+                ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+            }
+            Ok(())
+        };
+        // Partition numbers as label strings, made once per scrape.
+        let pnums: Vec<Vec<String>> = snap
+            .groups
+            .iter()
+            .map(|g| {
+                g.partitions
+                    .iter()
+                    .map(|p| p.partition.to_string())
+                    .collect()
+            })
+            .collect();
+        let per_partition = |f: fn(&PartitionLag) -> Option<f64>| {
+            let snap = &snap;
+            let pnums = &pnums;
+            snap.groups.iter().enumerate().flat_map(move |(gi, g)| {
+                g.partitions.iter().enumerate().filter_map(move |(pi, p)| {
+                    f(p).map(|v| {
+                        (
+                            vec![
+                                ("group", g.group.as_str()),
+                                ("topic", p.topic.as_str()),
+                                ("partition", pnums[gi][pi].as_str()),
+                            ],
+                            v,
+                        )
+                    })
+                })
+            })
+        };
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_offset",
+            "Committed offset of a group's partition (partitions with a commit only)",
+            &mut per_partition(|p| p.committed.map(|c| c as f64)),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_lag",
+            "Lag in records: log end offset minus committed offset, never negative",
+            &mut per_partition(|p| p.lag.map(|l| l as f64)),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_lag_seconds",
+            "Age in seconds of the oldest record the group has not consumed; 0 when caught up",
+            &mut per_partition(|p| p.lag.and(p.lag_seconds)),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_group_partition_uncommitted",
+            "1 for a partition assigned to the group that it never committed an offset for",
+            &mut per_partition(|p| p.committed.is_none().then_some(1.0)),
+        )?;
+        let per_group = |f: fn(&GroupLag) -> f64| {
+            snap.groups
+                .iter()
+                .map(move |g| (vec![("group", g.group.as_str())], f(g)))
+        };
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_max_lag",
+            "Largest partition lag of the group, in records",
+            &mut per_group(|g| g.max_lag as f64),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_max_lag_seconds",
+            "Largest partition lag of the group, in seconds",
+            &mut per_group(|g| g.max_lag_seconds),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_sum_lag",
+            "Sum of the group's partition lags, in records",
+            &mut per_group(|g| g.total_lag as f64),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_group_members",
+            "Members of the group",
+            &mut per_group(|g| g.members.len() as f64),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_group_generation",
+            "Generation id of the group",
+            &mut per_group(|g| g.generation as f64),
+        )?;
+        let mut topic_sums: Vec<(&str, &str, i64)> = Vec::new();
+        for g in &snap.groups {
+            for p in &g.partitions {
+                let Some(lag) = p.lag else { continue };
+                match topic_sums.last_mut() {
+                    // Partitions are sorted by topic, so one group's topics are contiguous.
+                    Some(last) if last.0 == g.group && last.1 == p.topic => last.2 += lag,
+                    _ => topic_sums.push((&g.group, &p.topic, lag)),
+                }
+            }
+        }
+        gauge(
+            &mut enc,
+            "kafka_consumergroup_group_topic_sum_lag",
+            "Sum of the group's partition lags per topic, in records",
+            &mut topic_sums
+                .iter()
+                .map(|(g, t, l)| (vec![("group", *g), ("topic", *t)], *l as f64)),
+        )?;
+        const STATES: [GroupState; 5] = [
+            GroupState::Empty,
+            GroupState::PreparingRebalance,
+            GroupState::CompletingRebalance,
+            GroupState::Stable,
+            GroupState::Dead,
+        ];
+        gauge(
+            &mut enc,
+            "cairn_group_state",
+            "1 for the group's current state, 0 for the others",
+            &mut snap.groups.iter().flat_map(|g| {
+                STATES.iter().map(move |s| {
+                    (
+                        vec![("group", g.group.as_str()), ("state", s.name())],
+                        if g.state == *s { 1.0 } else { 0.0 },
+                    )
+                })
+            }),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_group_status",
+            "1 for the group's current health status (ok, lagging, stalled, stopped), 0 for the others",
+            &mut snap.groups.iter().flat_map(|g| {
+                Status::ALL.iter().map(move |s| {
+                    (
+                        vec![("group", g.group.as_str()), ("status", s.name())],
+                        if g.status == *s { 1.0 } else { 0.0 },
+                    )
+                })
+            }),
+        )?;
+        let pnames: Vec<String> = snap
+            .partitions
+            .iter()
+            .map(|p| p.partition.to_string())
+            .collect();
+        gauge(
+            &mut enc,
+            "kafka_partition_latest_offset",
+            "Log end offset (high watermark) of a partition",
+            &mut snap.partitions.iter().zip(&pnames).map(|(p, n)| {
+                (
+                    vec![("topic", p.topic.as_str()), ("partition", n.as_str())],
+                    p.end as f64,
+                )
+            }),
+        )?;
+        gauge(
+            &mut enc,
+            "kafka_partition_earliest_offset",
+            "Log start offset of a partition",
+            &mut snap.partitions.iter().zip(&pnames).map(|(p, n)| {
+                (
+                    vec![("topic", p.topic.as_str()), ("partition", n.as_str())],
+                    p.start as f64,
+                )
+            }),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_lag_snapshot_duration_seconds",
+            "Time the last lag snapshot took to compute",
+            &mut std::iter::once((Vec::new(), snap.compute_seconds)),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_lag_snapshot_timestamp_seconds",
+            "When the last lag snapshot was taken, Unix seconds",
+            &mut snap
+                .taken_ms
+                .map(|t| (Vec::new(), t as f64 / 1000.0))
+                .into_iter(),
+        )?;
+        Ok(())
     }
 }

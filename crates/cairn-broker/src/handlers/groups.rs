@@ -22,10 +22,10 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::{sb, Ctx};
-use crate::errors::Code;
+use crate::errors::{group_error_code, Code};
 
 fn code(r: &Result<(), g::GroupError>) -> i16 {
-    r.as_ref().err().map_or(0, |e| e.kafka_code())
+    r.as_ref().err().map_or(0, group_error_code)
 }
 
 /// Strings that end up in `__consumer_offsets` records are written with 16-bit lengths; a longer
@@ -216,7 +216,7 @@ pub async fn join_group(ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
                 _ => String::new(),
             };
             JoinGroupResponse::default()
-                .with_error_code(e.kafka_code())
+                .with_error_code(group_error_code(&e))
                 .with_generation_id(-1)
                 .with_protocol_name(empty_name(None))
                 .with_member_id(sb(member_id))
@@ -265,7 +265,7 @@ pub async fn sync_group(ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
             resp
         }
         g::Reply::Sync(Err(e)) | g::Reply::Join(Err(e)) => {
-            SyncGroupResponse::default().with_error_code(e.kafka_code())
+            SyncGroupResponse::default().with_error_code(group_error_code(&e))
         }
         g::Reply::Join(Ok(_)) => {
             SyncGroupResponse::default().with_error_code(Code::UnknownServerError.code())
@@ -319,9 +319,9 @@ pub async fn leave_group(ctx: &Ctx, req: LeaveGroupRequest) -> LeaveGroupRespons
         .await;
     let result = match r {
         Ok(r) => r,
-        Err(e) => return LeaveGroupResponse::default().with_error_code(e.kafka_code()),
+        Err(e) => return LeaveGroupResponse::default().with_error_code(group_error_code(&e)),
     };
-    let top = result.error.as_ref().map_or(0, |e| e.kafka_code());
+    let top = result.error.as_ref().map_or(0, group_error_code);
     if ctx.version < 3 {
         // v0-2 carry one member and no per-member array: its error is the top-level one.
         let member = result.members.first().map_or(0, |(_, r)| code(r));
@@ -423,7 +423,7 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
     };
     match result {
         Ok(r) => {
-            let group_err = r.error.as_ref().map(|e| e.kafka_code());
+            let group_err = r.error.as_ref().map(group_error_code);
             for (t, p, res) in &r.partitions {
                 push(t, *p, group_err.unwrap_or_else(|| code(res)));
             }
@@ -439,7 +439,7 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
         Err(e) => {
             for t in &req.topics {
                 for p in &t.partitions {
-                    push(&t.name.0, p.partition_index, e.kafka_code());
+                    push(&t.name.0, p.partition_index, group_error_code(&e));
                 }
             }
         }
@@ -689,7 +689,7 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
     let parts = match res {
         Ok(Ok(parts)) => parts,
         Ok(Err(e)) | Err(e) => {
-            return OffsetDeleteResponse::default().with_error_code(e.kafka_code());
+            return OffsetDeleteResponse::default().with_error_code(group_error_code(&e));
         }
     };
     let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
