@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -104,11 +105,18 @@ class Broker:
                     f"broker exited with code {code} before accepting connections; "
                     f"stderr:\n{self.log_tail()}"
                 )
+            # Ready means answering: the port is bound before the broker loads its data, so a
+            # TCP connect alone can succeed before anything of the start is done (or logged).
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
+                with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                    s.settimeout(1.0)
+                    body = struct.pack(">hhih", 18, 0, 1, 5) + b"ready"  # ApiVersions v0
+                    s.sendall(struct.pack(">i", len(body)) + body)
+                    if len(s.recv(4)) == 4:
+                        return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise BrokerError(
             f"broker did not accept TCP connections on {self.bootstrap} within "
             f"{timeout}s; stderr:\n{self.log_tail()}"
