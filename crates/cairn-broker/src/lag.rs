@@ -491,7 +491,6 @@ impl LagEngine {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

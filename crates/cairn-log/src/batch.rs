@@ -229,13 +229,16 @@ impl<B: AsRef<[u8]>> BatchView<B> {
         get_i32(self.as_bytes(), LAST_OFFSET_DELTA)
     }
 
+    /// Saturating: a damaged or hostile header may hold any base offset, and reading it must
+    /// not overflow (validation refuses such a batch; readers only step past it).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + self.last_offset_delta() as i64
+        self.base_offset()
+            .saturating_add(i64::from(self.last_offset_delta()))
     }
 
     /// The offset following this batch.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     pub fn base_timestamp(&self) -> i64 {
@@ -1251,6 +1254,21 @@ impl RecordReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hostile header's offsets must not overflow when a reader steps past the batch.
+    #[test]
+    fn offsets_of_a_hostile_header_saturate() {
+        let mut h = vec![0u8; HEADER_SIZE];
+        h[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&(i64::MAX - 3).to_be_bytes());
+        h[LENGTH..LENGTH + 4].copy_from_slice(&((HEADER_SIZE - LOG_OVERHEAD) as i32).to_be_bytes());
+        h[MAGIC] = MAGIC_V2 as u8;
+        h[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        let view = BatchView::new(&h[..]).unwrap();
+        assert_eq!(view.last_offset(), i64::MAX);
+        assert_eq!(view.next_offset(), i64::MAX);
+        let end = RecordReader::new(1 << 20).read(&h, |_| ControlFlow::Continue(()), |_, _| {});
+        assert_eq!(end.next_offset, Some(i64::MAX));
+    }
     use bytes::BytesMut;
     use kafka_protocol::records::{
         Compression as WireCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
