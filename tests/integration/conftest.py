@@ -4,9 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from cairn_harness import Broker
+from cairn_harness import Broker, mount_tmpfs, unmount
 
 OUTPUT_DIR = Path(__file__).resolve().parent / "test-output"
+
+# The data directory of the full-disk tests.
+SMALL_DISK_BYTES = 16 << 20
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -75,3 +78,19 @@ DEFAULT_OPTIONS = {
 def broker(broker_factory):
     """A broker with default test options (num.partitions=4, auto-create on)."""
     return broker_factory(dict(DEFAULT_OPTIONS))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """tmp_path/data0 (the first broker's data dir) as a 16 MiB tmpfs, unmounted at the end;
+    skipped where a tmpfs cannot be mounted (it needs root)."""
+    mnt = tmp_path / "data0"
+    mnt.mkdir()
+    try:
+        mount_tmpfs(mnt, SMALL_DISK_BYTES)
+    except OSError as e:
+        pytest.skip(f"cannot mount a tmpfs for the data dir (needs root): {e}")
+    try:
+        yield mnt
+    finally:
+        unmount(mnt)

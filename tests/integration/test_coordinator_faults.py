@@ -21,13 +21,12 @@ from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse, 
 
 import kproto
 import kutil
-from cairn_harness import HttpBroker, mount_tmpfs, unmount
-from conftest import OUTPUT_DIR, _safe_name
+from cairn_harness import HttpBroker
+from conftest import OUTPUT_DIR, SMALL_DISK_BYTES, _safe_name
 from groups_util import ERR_NONE, RawGroupClient, consumer_assignment, unique_group
 
 pytestmark = pytest.mark.timeout(120)
 
-TMPFS_SIZE = 16 << 20
 RESERVE_BYTES = 64 << 10
 # tmpfs hands out whole pages: a write fails only once it needs a page that is not there.
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -40,21 +39,6 @@ API_LIST_GROUPS = 16
 SESSION_MS = 60_000
 REBALANCE_MS = 60_000
 LAG_REFRESH_MS = 200
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """tmp_path/data0 as a small tmpfs (the broker's data dir), unmounted at the end."""
-    mnt = tmp_path / "data0"
-    mnt.mkdir()
-    try:
-        mount_tmpfs(mnt, TMPFS_SIZE)
-    except OSError as e:
-        pytest.skip(f"cannot mount a tmpfs for the data dir (needs root): {e}")
-    try:
-        yield mnt
-    finally:
-        unmount(mnt)
 
 
 @pytest.fixture
@@ -361,7 +345,7 @@ def test_failed_coordinator_writes_change_nothing(small_disk, disk_broker, flush
         assert time.monotonic() < deadline, f"{filler}'s files still there: {os.listdir(small_disk)}"
         time.sleep(0.1)
     freed = free_bytes(small_disk) - before
-    assert freed > TMPFS_SIZE // 2, f"deleting the filler gave back only {freed} bytes"
+    assert freed > SMALL_DISK_BYTES // 2, f"deleting the filler gave back only {freed} bytes"
 
     # Writes work again, without a restart, and are durable.
     c = RawGroupClient(broker, client_id="faults-3")

@@ -8,29 +8,11 @@ file in the same tmpfs is what the test deletes to give space back.
 import os
 import time
 
-import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 import kutil
-from cairn_harness import mount_tmpfs, unmount
 
-TMPFS_SIZE = "16m"
 VALUE = b"f" * 16_000
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """tmp_path/data0 (the first broker's data dir) as a 16 MiB tmpfs."""
-    mnt = tmp_path / "data0"
-    mnt.mkdir()
-    try:
-        mount_tmpfs(mnt, TMPFS_SIZE)
-    except OSError as e:
-        pytest.skip(f"cannot mount a tmpfs for the data dir (needs root): {e}")
-    try:
-        yield mnt
-    finally:
-        unmount(mnt)
 
 
 def produce_one(broker, topic, value, timeout=15):
