@@ -1,7 +1,6 @@
-use std::sync::atomic::{AtomicI64, Ordering};
-
-/// Where a coordinator's time comes from. The broker uses the wall clock; tests and the
-/// simulation move time by hand, so timers fire exactly when a schedule says.
+/// Where a coordinator's time comes from: the broker's driver reads it and passes the time into
+/// every coordinator call, so the coordinators themselves never read a clock (the simulations
+/// pass their own time the same way).
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
@@ -17,29 +16,5 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
-    }
-}
-
-/// A clock that only moves when told to.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(start_ms: i64) -> Self {
-        ManualClock(AtomicI64::new(start_ms))
-    }
-
-    pub fn advance(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::AcqRel);
-    }
-
-    pub fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::Release);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::Acquire)
     }
 }

@@ -18,6 +18,6 @@ mod log;
 pub mod memlog;
 mod shard;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, SystemClock};
 pub use log::{LoadStats, LogFault, LogRecord, RecordLog, RecordSink};
 pub use shard::{Coordinator, Delivery, Output, Seq, Shard, Token, Write, WriteResult};

@@ -15,6 +15,8 @@ pub enum Fault {
     Sync,
     /// The next truncate fails.
     Truncate,
+    /// The next append is refused because another owner took the log over.
+    Fenced,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +97,9 @@ impl RecordLog for MemLog {
         let mut inner = self.inner.lock().expect("lock");
         if Self::take_fault(&mut inner, Fault::Append) {
             return Err(LogFault::Storage("injected append failure".into()));
+        }
+        if Self::take_fault(&mut inner, Fault::Fenced) {
+            return Err(LogFault::Fenced("injected newer owner".into()));
         }
         if let Some(max) = inner.max_batch_bytes {
             for b in batches {

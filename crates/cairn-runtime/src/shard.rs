@@ -79,7 +79,11 @@ impl Write {
     pub fn perform(&self, log: &dyn RecordLog, now_ms: i64) -> WriteResult {
         let start = log.end_offset();
         if let Err(e) = log.append(&self.batches, now_ms) {
-            return WriteResult::Failed(e);
+            // A newer owner holds the log: this shard must stop serving, not retry.
+            return match e {
+                LogFault::Fenced(_) => WriteResult::FailedUncertain(e),
+                e => WriteResult::Failed(e),
+            };
         }
         if self.sync {
             if let Err(e) = log.sync() {
@@ -234,12 +238,6 @@ impl<C: Coordinator> Shard<C> {
                 self.offline = Some(fault);
             }
         }
-        // Closed while this write was in flight: what queued behind it will never be
-        // written, so it fails now rather than wait forever.
-        if let (Some(fault), Some(first)) = (&self.offline, self.tail.front().map(|e| e.seq)) {
-            let fault = fault.clone();
-            self.fail_from(first, fault, &mut d);
-        }
         d
     }
 
@@ -252,19 +250,6 @@ impl<C: Coordinator> Shard<C> {
         debug_assert!(self.tail.is_empty() && self.in_flight.is_none());
         self.coord = coord;
         self.offline = None;
-    }
-
-    /// Stops the shard for good (shutdown, or the log was taken over): every request waiting
-    /// is failed, its changes undone, and later requests fail at once.
-    pub fn close(&mut self, fault: LogFault) -> Vec<Delivery<C::Reply>> {
-        let mut d = Vec::new();
-        if let Some(first) = self.tail.front().map(|e| e.seq) {
-            if self.in_flight.is_none() {
-                self.fail_from(first, fault.clone(), &mut d);
-            }
-        }
-        self.offline = Some(fault);
-        d
     }
 
     /// Answers, in order, every request at the front whose records are durable.

@@ -373,22 +373,22 @@ fn a_batch_the_log_refuses_fails_the_whole_write() {
 }
 
 #[test]
-fn closing_answers_every_request_even_with_a_write_in_flight() {
+fn a_fenced_write_takes_the_shard_offline() {
     let log = MemLog::new();
-    let mut shard = Shard::new(Toy::default(), true);
-    let (s1, _) = shard.handle(put("a", "1"));
+    let mut shard = Shard::new(Toy::default(), false);
+    log.inject(Fault::Fenced);
+    let (s1, d) = shard.handle(put("a", "1"));
+    assert!(d.is_empty());
     let w = shard.next_write().unwrap();
-    let (s2, _) = shard.handle(put("b", "1"));
-    let fault = LogFault::Fenced("taken over".into());
-    let d = shard.close(fault.clone());
-    assert!(
-        d.is_empty(),
-        "the write in flight decides its requests: {d:?}"
-    );
     let r = w.perform(&log, 0);
+    assert!(
+        matches!(r, WriteResult::FailedUncertain(LogFault::Fenced(_))),
+        "{r:?}"
+    );
     let d = shard.write_done(w, r);
-    assert_eq!(d, vec![Delivery::Done(s1), Delivery::Failed(s2, fault)]);
-    assert_eq!(shard.pending(), 0);
-    assert_eq!(shard.coord().get("b"), None);
-    assert!(shard.next_write().is_none());
+    assert_failed_alone(&d, s1);
+    assert!(shard.offline().is_some());
+    assert_eq!(shard.coord().get("a"), None);
+    let (s2, d) = shard.handle(put("b", "1"));
+    assert_failed_alone(&d, s2);
 }
