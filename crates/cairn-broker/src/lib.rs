@@ -12,6 +12,7 @@ mod internal_topics;
 mod lag;
 mod limits;
 mod metrics;
+mod security;
 mod server;
 mod state;
 mod versions;

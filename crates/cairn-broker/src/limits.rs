@@ -33,10 +33,13 @@ pub(crate) struct Limits {
     pub queued_budget: u64,
     pub idle: Option<Duration>,
     pub frame_timeout: Duration,
+    /// A TLS handshake must finish within this time of the connection being accepted.
+    pub tls_handshake: Duration,
     pub log_per_ip: Throttled,
     pub log_total: Throttled,
     pub log_queued: Throttled,
     pub log_slow: Throttled,
+    pub log_tls: Throttled,
 }
 
 impl Limits {
@@ -72,10 +75,12 @@ impl Limits {
             queued_budget: budget,
             idle: config.connections_max_idle_ms().map(Duration::from_millis),
             frame_timeout: Duration::from_millis(config.request_read_timeout_ms()),
+            tls_handshake: Duration::from_millis(config.tls_handshake_timeout_ms()),
             log_per_ip: Throttled::default(),
             log_total: Throttled::default(),
             log_queued: Throttled::default(),
             log_slow: Throttled::default(),
+            log_tls: Throttled::default(),
         })
     }
 

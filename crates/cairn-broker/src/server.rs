@@ -17,7 +17,7 @@ use anyhow::Context;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use cairn_config::BrokerConfig;
 use cairn_log::Store;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
@@ -28,20 +28,25 @@ use crate::handlers;
 use crate::lag::{LagEngine, SnapshotCell};
 use crate::limits::{Limits, READ_CHUNK};
 use crate::metrics::Metrics;
+use crate::security::{tls, ListenerCtx, Security, Session};
 use crate::state::{log_config_for, now_ms, BrokerState};
 use crate::view::View;
 
 pub struct BrokerOptions {
-    pub listen: String,
+    /// `--listen`: Kafka's listener list or a bare `host:port`; `None` uses `listeners`.
+    pub listen: Option<String>,
     pub data_dir: PathBuf,
     pub config: BrokerConfig,
 }
 
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
 pub struct Broker {
+    /// The first listener's address.
     pub local_addr: SocketAddr,
+    /// Every listener's name and bound address.
+    pub listeners: Vec<(String, SocketAddr)>,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     state: Arc<BrokerState>,
     view: Arc<View>,
 }
@@ -49,10 +54,42 @@ pub struct Broker {
 impl Broker {
     pub async fn start(opts: BrokerOptions) -> anyhow::Result<Broker> {
         let config = Arc::new(opts.config);
-        let listener = TcpListener::bind(&opts.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", opts.listen))?;
-        let local_addr = listener.local_addr()?;
+        let specs = config.listeners(opts.listen.as_deref())?;
+        let advertised = config.advertised_listeners()?;
+        for a in &advertised {
+            if !specs.iter().any(|s| s.name == a.name) {
+                anyhow::bail!(
+                    "advertised.listeners names {} which is not one of the listeners",
+                    a.name
+                );
+            }
+        }
+        let mut bound = Vec::new();
+        for spec in &specs {
+            let addr = spec.bind_address();
+            let l = TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (listener {})", spec.name))?;
+            let local = l.local_addr()?;
+            // Unless advertised.listeners says otherwise, clients are told the bound address.
+            let adv = advertised
+                .iter()
+                .find(|a| a.name == spec.name)
+                .map(|a| (a.host.clone(), a.port as i32))
+                .unwrap_or_else(|| {
+                    let host = if spec.host.is_empty() || spec.host == "0.0.0.0" || spec.host == "::" {
+                        local.ip().to_string()
+                    } else {
+                        spec.host.clone()
+                    };
+                    (host, local.port() as i32)
+                });
+            let ctx = Arc::new(ListenerCtx::new(&config, spec, adv)?);
+            bound.push((l, local, ctx));
+        }
+        let local_addr = bound[0].1;
+        let listener_ctxs: Vec<Arc<ListenerCtx>> = bound.iter().map(|b| b.2.clone()).collect();
+        let security = Arc::new(Security::load(&config, opts.data_dir.clone(), &listener_ctxs)?);
         let cfg_for_store = config.clone();
         let data_dir = opts.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || {
@@ -65,9 +102,6 @@ impl Broker {
         .with_context(|| format!("cannot open data directory {}", opts.data_dir.display()))?;
 
         let limits = Arc::new(Limits::from_config(&config).await?);
-        let (adv_host, adv_port) = config
-            .advertised_listener()
-            .unwrap_or_else(|| (local_addr.ip().to_string(), local_addr.port()));
         let flusher = (config.log_flush_interval_messages() <= 1).then(Flusher::start);
         let store = Arc::new(store);
         let snapshots = Arc::new(SnapshotCell::default());
@@ -86,8 +120,9 @@ impl Broker {
         let state = Arc::new(BrokerState {
             groups,
             node_id: config.node_id(),
-            advertised_host: adv_host,
-            advertised_port: adv_port as i32,
+            advertised_host: listener_ctxs[0].advertised_host.clone(),
+            advertised_port: listener_ctxs[0].advertised_port,
+            security,
             appended: watch::channel(0).0,
             flusher,
             store,
@@ -106,12 +141,25 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         spawn_background(state.clone(), shutdown_rx.clone());
         tokio::spawn(state.groups.clone().run_timers(shutdown_rx.clone()));
-        let task = tokio::spawn(accept_loop(
-            listener,
-            state.clone(),
-            limits,
-            shutdown_rx.clone(),
-        ));
+        let mut tasks = Vec::new();
+        let mut listeners = Vec::new();
+        for (l, local, ctx) in bound {
+            tracing::info!(
+                name = %ctx.name,
+                addr = %local,
+                protocol = ctx.protocol.name(),
+                advertised = %format!("{}:{}", ctx.advertised_host, ctx.advertised_port),
+                "cairn listener bound"
+            );
+            listeners.push((ctx.name.clone(), local));
+            tasks.push(tokio::spawn(accept_loop(
+                l,
+                ctx,
+                state.clone(),
+                limits.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
         let first = lag.clone();
         tokio::task::spawn_blocking(move || first.refresh()).await?;
         tokio::spawn(lag.clone().run(shutdown_rx));
@@ -132,8 +180,9 @@ impl Broker {
 
         Ok(Broker {
             local_addr,
+            listeners,
             shutdown,
-            task,
+            tasks,
             state,
             view,
         })
@@ -151,7 +200,9 @@ impl Broker {
             .serving
             .store(false, std::sync::atomic::Ordering::Release);
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || state.store.close()).await??;
         tracing::info!("cairn broker stopped cleanly");
@@ -217,6 +268,7 @@ fn spawn_background(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>
 
 async fn accept_loop(
     listener: TcpListener,
+    ctx: Arc<ListenerCtx>,
     state: Arc<BrokerState>,
     limits: Arc<Limits>,
     mut shutdown: watch::Receiver<bool>,
@@ -276,9 +328,9 @@ async fn accept_loop(
         };
         let _ = sock.set_nodelay(true);
         let guard = state.metrics.connection_opened();
-        let (st, lim, sd) = (state.clone(), limits.clone(), shutdown.clone());
+        let (st, lim, sd, lc) = (state.clone(), limits.clone(), shutdown.clone(), ctx.clone());
         conns.spawn(async move {
-            connection(sock, peer, st, &lim, sd).await;
+            connection(sock, peer, lc, st, &lim, sd).await;
             drop((guard, ip_slot, slot));
         });
     }
@@ -303,13 +355,106 @@ enum Stop {
 }
 
 async fn connection(
-    mut sock: TcpStream,
+    sock: TcpStream,
     peer: SocketAddr,
+    listener: Arc<ListenerCtx>,
     state: Arc<BrokerState>,
     limits: &Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Some(acceptor) = listener.tls.clone() else {
+        let session = Session::new(listener, peer, None);
+        return serve(sock, session, state, limits, shutdown).await;
+    };
+    // A handshake that never finishes must not hold its connection slot for long.
+    let handshake = tokio::time::timeout(limits.tls_handshake, acceptor.accept(sock));
+    let tls = tokio::select! {
+        _ = shutdown.changed() => return,
+        r = handshake => r,
+    };
+    match tls {
+        Ok(Ok(tls)) => {
+            // With a client certificate, its subject is the principal (SASL replaces it).
+            let principal = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| tls::principal_from_cert(c));
+            let session = Session::new(listener, peer, principal);
+            serve(tls, session, state, limits, shutdown).await
+        }
+        Ok(Err(e)) => {
+            if let Some(held_back) = limits.log_tls.check() {
+                tracing::warn!(%peer, listener = %listener.name, held_back, "TLS handshake failed: {e}");
+            }
+        }
+        Err(_) => {
+            if let Some(held_back) = limits.log_tls.check() {
+                tracing::warn!(%peer, listener = %listener.name, held_back, timeout_ms = limits.tls_handshake.as_millis() as u64, "TLS handshake not complete in time; closing connection");
+            }
+        }
+    }
+}
+
+/// A connection's byte stream: plain TCP or TLS over it. Between frames the connection waits
+/// for readiness without holding a buffer, which needs a non-blocking read besides the async one.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Resolves when a read may make progress (spurious wake-ups are fine).
+    fn ready(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Reads what is available now, at most `max` bytes, without waiting.
+    fn try_read_into(&mut self, buf: &mut BytesMut, max: usize) -> std::io::Result<usize>;
+}
+
+impl Transport for TcpStream {
+    async fn ready(&mut self) -> std::io::Result<()> {
+        self.readable().await
+    }
+    fn try_read_into(&mut self, buf: &mut BytesMut, max: usize) -> std::io::Result<usize> {
+        self.try_read_buf(&mut buf.limit(max))
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    async fn ready(&mut self) -> std::io::Result<()> {
+        let (tcp, conn) = self.get_mut();
+        // Decrypted bytes already buffered do not make the socket readable again.
+        match conn.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {
+                tcp.readable().await
+            }
+            _ => Ok(()),
+        }
+    }
+    fn try_read_into(&mut self, buf: &mut BytesMut, max: usize) -> std::io::Result<usize> {
+        use std::task::{Context, Poll, Waker};
+        // One poll with a no-op waker: a pending read leaves nothing behind, and the caller
+        // waits on `ready` (which registers a real waker) before trying again.
+        let start = buf.len();
+        buf.resize(start + max, 0);
+        let mut rb = tokio::io::ReadBuf::new(&mut buf[start..]);
+        let mut cx = Context::from_waker(Waker::noop());
+        let r = std::pin::Pin::new(&mut *self).poll_read(&mut cx, &mut rb);
+        let n = rb.filled().len();
+        buf.truncate(start + n);
+        match r {
+            Poll::Ready(Ok(())) => Ok(n),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+async fn serve<S: Transport>(
+    mut sock: S,
+    mut session: Session,
+    state: Arc<BrokerState>,
+    limits: &Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let peer = session.peer;
     let max = state.config.socket_request_max_bytes();
+    let max_unauthenticated = state.security.max_unauthenticated_frame.min(max);
     // Frames are cut out of one read buffer: pipelined requests arrive in few reads and each frame
     // is handed on without another copy. `held` is this connection's share of the
     // queued.max.request.bytes budget, covering every byte the buffer may hold.
@@ -323,6 +468,9 @@ async fn connection(
         let frame = loop {
             let need = if rbuf.len() >= 4 {
                 let size = i32::from_be_bytes([rbuf[0], rbuf[1], rbuf[2], rbuf[3]]);
+                // Before authentication only the small SASL exchange may arrive (Kafka's
+                // sasl.server.max.receive.size).
+                let max = if session.authenticated() { max } else { max_unauthenticated };
                 if size < 0 || size as i64 > max {
                     tracing::warn!(%peer, size, max, "request frame size out of bounds; closing connection");
                     return;
@@ -356,7 +504,7 @@ async fn connection(
                 // buffer, so idle connections cost no request memory.
                 let now_ready = tokio::select! {
                     biased;
-                    r = sock.readable() => Some(r),
+                    r = sock.ready() => Some(r),
                     _ = std::future::ready(()) => None,
                 };
                 let ready = match now_ready {
@@ -366,7 +514,7 @@ async fn connection(
                         tokio::select! {
                             _ = shutdown.changed() => Err(Stop::Quiet),
                             _ = &mut timer => Err(stop),
-                            r = sock.readable() => r.map_err(|_| Stop::Quiet),
+                            r = sock.ready() => r.map_err(|_| Stop::Quiet),
                         }
                     }
                 };
@@ -411,7 +559,7 @@ async fn connection(
             rbuf.reserve(want);
             let read = if between_frames {
                 // Readiness can be stale: only bytes that really arrive start a frame.
-                match sock.try_read_buf(&mut (&mut rbuf).limit(want)) {
+                match sock.try_read_into(&mut rbuf, want) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         release_beyond(&mut held, 0);
                         continue;
@@ -439,13 +587,17 @@ async fn connection(
                 Err(_) => return,
             }
         };
-        let handled = handlers::handle(&state, frame, peer).await;
+        let handled = handlers::handle(&state, frame, &mut session).await;
         // The request's bytes go back to the budget once it is handled; what stays buffered (the
         // start of the next pipelined frame) stays counted.
         release_beyond(&mut held, rbuf.len());
         match handled {
             Ok(Some(resp)) => {
-                if sock.write_all(&resp).await.is_err() {
+                // TLS buffers what it encrypts: the flush puts it on the wire.
+                if sock.write_all(&resp).await.is_err() || sock.flush().await.is_err() {
+                    return;
+                }
+                if session.close_after_reply {
                     return;
                 }
             }

@@ -23,6 +23,8 @@ pub struct BrokerState {
     /// The group coordinator and offset manager.
     pub groups: Arc<Groups>,
     pub metrics: Arc<Metrics>,
+    /// Credentials, ACLs and the authorization check.
+    pub security: Arc<crate::security::Security>,
 }
 
 impl BrokerState {

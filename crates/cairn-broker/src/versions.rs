@@ -28,6 +28,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     // v6 is unstable in Kafka and beyond what the protocol crate decodes.
     (ApiKey::InitProducerId, 0, 5),
+    // Kafka 4 removed SaslHandshake v0 (raw tokens without framing) and the ACL APIs' v0.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The version range served for `key`, if any. Produce's decodable range starts at 3.

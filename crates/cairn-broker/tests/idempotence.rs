@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 async fn start(dir: &std::path::Path) -> Broker {
     Broker::start(BrokerOptions {
-        listen: "127.0.0.1:0".into(),
+        listen: Some("127.0.0.1:0".into()),
         data_dir: dir.to_path_buf(),
         config: BrokerConfig::from_pairs(BTreeMap::<String, String>::new()).unwrap(),
     })

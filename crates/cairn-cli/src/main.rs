@@ -51,7 +51,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address to listen on for Kafka clients [default: 127.0.0.1:9092, or `listeners`].
+    /// Kafka listeners: `host:port` (PLAINTEXT) or Kafka's list, e.g.
+    /// `SASL_SSL://0.0.0.0:9093,PLAINTEXT://127.0.0.1:9092` [default: `listeners`, else 127.0.0.1:9092].
     #[arg(long)]
     listen: Option<String>,
     /// Data directory [default: ./data, or `log.dirs`].
@@ -129,10 +130,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for key in &config.unknown {
         tracing::warn!(key = %key, "unknown configuration key ignored");
     }
-    let listen = args
-        .listen
-        .or_else(|| config.listen_address())
-        .unwrap_or_else(|| "127.0.0.1:9092".to_string());
+    let listen = args.listen;
     let data_dir = args
         .data_dir
         .or_else(|| config.get("log.dirs").map(PathBuf::from))

@@ -131,6 +131,27 @@ pub static BROKER_DEFS: &[ConfigDef] = &[
     def("max.connections.per.ip", Int, Some("2147483647"), Some(0), "Most connections from one IP address; more are closed at once."),
     def("max.connections.per.ip.overrides", String, Some(""), None, "Per-host exceptions to max.connections.per.ip: host:count,host:count."),
     def("cairn.request.read.timeout.ms", Long, Some("60000"), Some(1), "A request frame must arrive whole within this time of its first byte, or the connection is closed."),
+    def("listener.security.protocol.map", String, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), None, "Security protocol of each listener name: NAME:PROTOCOL,... (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)."),
+    def("ssl.keystore.type", String, Some("JKS"), None, "Format of the server's key and certificate; Cairn reads PEM."),
+    def("ssl.keystore.location", String, None, None, "PEM file holding the server's private key and certificate chain."),
+    def("ssl.keystore.key", String, None, None, "The server's private key in PEM, inline (instead of ssl.keystore.location)."),
+    def("ssl.keystore.certificate.chain", String, None, None, "The server's certificate chain in PEM, inline (with ssl.keystore.key)."),
+    def("ssl.key.password", String, None, None, "Password of an encrypted private key; Cairn reads unencrypted PEM keys only."),
+    def("ssl.truststore.type", String, Some("JKS"), None, "Format of the certificates that sign client certificates; Cairn reads PEM."),
+    def("ssl.truststore.location", String, None, None, "PEM file of the CA certificates trusted to sign client certificates."),
+    def("ssl.truststore.certificates", String, None, None, "The trusted CA certificates in PEM, inline (instead of ssl.truststore.location)."),
+    ConfigDef { one_of: &["required", "requested", "none"], ..def("ssl.client.auth", String, Some("none"), None, "Whether TLS clients must (required) or may (requested) present a certificate; its subject becomes the principal.") },
+    ConfigDef { one_of: &["TLSv1.2", "TLSv1.3"], ..def("ssl.enabled.protocols", List, Some("TLSv1.2,TLSv1.3"), None, "TLS versions the listeners accept (1.2 and 1.3 only).") },
+    ConfigDef { one_of: &["DEFAULT"], ..def("ssl.principal.mapping.rules", String, Some("DEFAULT"), None, "How a client certificate's subject becomes a principal; DEFAULT uses the whole distinguished name.") },
+    def("sasl.enabled.mechanisms", List, Some("GSSAPI"), None, "SASL mechanisms the SASL listeners offer: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."),
+    def("sasl.server.max.receive.size", Int, Some("524288"), Some(1), "Largest request before a connection has authenticated; larger frames close it."),
+    def("connections.max.reauth.ms", Long, Some("0"), Some(0), "Lifetime of a SASL session; clients must re-authenticate before it ends (0: sessions never expire)."),
+    def("connection.failed.authentication.delay.ms", Int, Some("100"), Some(0), "Delay before answering a failed authentication, slowing password guessing."),
+    def("authorizer.class.name", String, Some(""), None, "Enables ACLs when set to Kafka's StandardAuthorizer (or the older AclAuthorizer) class name."),
+    def("super.users", String, Some(""), None, "Principals allowed everything, separated by ';' (User:admin;User:ops)."),
+    def("allow.everyone.if.no.acl.found", Boolean, Some("false"), None, "Allow a request on a resource no ACL matches."),
+    def("cairn.tls.handshake.timeout.ms", Long, Some("10000"), Some(1), "A TLS handshake must finish within this time of the connection being accepted, or the connection is closed."),
+    def("cairn.http.ssl.enabled", Boolean, Some("false"), None, "Serve the HTTP listener over TLS with the broker's ssl.keystore settings."),
     def("cairn.http.allowed.hosts", List, Some(""), None, "Host header names the HTTP listener answers besides localhost and IP addresses (* for any)."),
     def("cairn.http.read.timeout.ms", Long, Some("10000"), Some(1), "HTTP request headers must arrive within this time of the connection being ready for a request."),
     def("cairn.http.idle.timeout.ms", Long, Some("60000"), Some(1), "HTTP connections on which no bytes move for this long are closed."),
@@ -295,6 +316,13 @@ pub static TOPIC_DEFS: &[ConfigDef] = &[
         doc: "CreateTime or LogAppendTime.",
     },
 ];
+
+/// Values DescribeConfigs must not show (Kafka's PASSWORD type): keys and JAAS texts with passwords.
+pub fn is_sensitive(name: &str) -> bool {
+    matches!(name, "ssl.keystore.key" | "ssl.key.password")
+        || name.ends_with("sasl.jaas.config")
+        || name.ends_with(".password")
+}
 
 pub(crate) fn broker_def(name: &str) -> Option<&'static ConfigDef> {
     BROKER_DEFS.iter().find(|d| d.name == name)

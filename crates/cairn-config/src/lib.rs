@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 mod defs;
-pub use defs::{ConfigDef, ConfigType, BROKER_DEFS, TOPIC_DEFS};
+mod listeners;
+pub use defs::{is_sensitive, ConfigDef, ConfigType, BROKER_DEFS, TOPIC_DEFS};
+pub use listeners::{parse_listener_list, parse_protocol_map, ListenerSpec, SecurityProtocol};
 
 #[derive(thiserror::Error, Debug, PartialEq)]
 pub enum ConfigError {
@@ -95,6 +97,9 @@ pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
 #[derive(Clone, Debug, Default)]
 pub struct BrokerConfig {
     explicit: BTreeMap<String, String>,
+    /// `listener.name.<listener>.<key>`: per-listener security settings, kept apart because
+    /// their names are not fixed.
+    listener_overrides: BTreeMap<String, String>,
     /// Keys that are not Kafka broker settings Cairn knows; reported at start-up, never applied.
     pub unknown: Vec<String>,
 }
@@ -122,6 +127,26 @@ impl BrokerConfig {
     ) -> Result<BrokerConfig, ConfigError> {
         let mut cfg = BrokerConfig::default();
         for (k, v) in pairs {
+            if let Some(rest) = k.strip_prefix("listener.name.") {
+                // `<listener>.<key>`: a security setting, or `[<mechanism>.]sasl.jaas.config`.
+                let key = rest.split_once('.').map(|(_, key)| key).unwrap_or("");
+                if key.ends_with("sasl.jaas.config") {
+                    cfg.listener_overrides.insert(k, v);
+                    continue;
+                }
+                if let Some(def) = defs::broker_def(key).filter(|d| d.name.starts_with("ssl.") || d.name.starts_with("sasl.")) {
+                    def.validate(&v).map_err(|e| match e {
+                        ConfigError::InvalidValue { value, reason, .. } => ConfigError::InvalidValue { key: k.clone(), value, reason },
+                        other => other,
+                    })?;
+                    cfg.listener_overrides.insert(k, v);
+                    continue;
+                }
+                if !cfg.unknown.contains(&k) {
+                    cfg.unknown.push(k);
+                }
+                continue;
+            }
             match defs::broker_def(&k) {
                 Some(def) => {
                     def.validate(&v)?;
@@ -156,26 +181,20 @@ impl BrokerConfig {
             value: self.get(key).unwrap_or_default(),
             reason,
         };
-        if let Some(v) = self.explicit.get("listeners") {
-            parse_listeners(v).map_err(|r| bad("listeners", r))?;
-        }
-        if let Some(v) = self.explicit.get("advertised.listeners") {
-            let l = parse_listeners(v).map_err(|r| bad("advertised.listeners", r))?;
+        self.listeners(None)?;
+        for l in self.advertised_listeners()? {
+            let bad = |reason: &str| bad("advertised.listeners", reason.to_string());
             if l.host.is_empty() {
-                return Err(bad(
-                    "advertised.listeners",
-                    "needs a host clients can reach".into(),
-                ));
+                return Err(bad("needs a host clients can reach"));
             }
             if l.host == "0.0.0.0" || l.host == "::" {
                 // Kafka refuses the meta-address too: clients cannot connect to it.
                 return Err(bad(
-                    "advertised.listeners",
-                    "cannot use the non-routable meta-address; give a routable host".into(),
+                    "cannot use the non-routable meta-address; give a routable host",
                 ));
             }
             if l.port == 0 {
-                return Err(bad("advertised.listeners", "port must be 1-65535".into()));
+                return Err(bad("port must be 1-65535"));
             }
         }
         // As Kafka: a single request must always fit in the buffered-request budget.
@@ -239,30 +258,6 @@ impl BrokerConfig {
             self.long("node.id") as i32
         }
     }
-    /// The first plaintext entry of `advertised.listeners` (validated on load).
-    pub fn advertised_listener(&self) -> Option<(String, u16)> {
-        let l = parse_listeners(&self.get("advertised.listeners")?).ok()?;
-        Some((l.host, l.port))
-    }
-    /// The first plaintext entry of `listeners`; an empty host means every interface, as in Kafka.
-    pub fn listener(&self) -> Option<(String, u16)> {
-        let l = parse_listeners(&self.get("listeners")?).ok()?;
-        let host = if l.host.is_empty() {
-            "0.0.0.0".to_string()
-        } else {
-            l.host
-        };
-        Some((host, l.port))
-    }
-    /// `listener()` as an address to bind (IPv6 hosts in brackets).
-    pub fn listen_address(&self) -> Option<String> {
-        let (h, p) = self.listener()?;
-        Some(if h.contains(':') {
-            format!("[{h}]:{p}")
-        } else {
-            format!("{h}:{p}")
-        })
-    }
     /// `None`: idle connections are never closed.
     pub fn connections_max_idle_ms(&self) -> Option<u64> {
         let v = self.long("connections.max.idle.ms");
@@ -296,6 +291,9 @@ impl BrokerConfig {
     }
     pub fn request_read_timeout_ms(&self) -> u64 {
         self.long("cairn.request.read.timeout.ms").max(1) as u64
+    }
+    pub fn tls_handshake_timeout_ms(&self) -> u64 {
+        self.long("cairn.tls.handshake.timeout.ms").max(1) as u64
     }
     pub fn http_allowed_hosts(&self) -> Vec<String> {
         self.get("cairn.http.allowed.hosts")
@@ -513,9 +511,6 @@ pub struct Listener {
     pub port: u16,
 }
 
-/// Security protocols Cairn does not speak: entries named after them are skipped.
-const UNSERVED_PROTOCOLS: &[&str] = &["SSL", "SASL_PLAINTEXT", "SASL_SSL"];
-
 /// `NAME://host:port` (Kafka's form) or `host:port`; IPv6 hosts may be bracketed.
 pub fn parse_listener(s: &str) -> Result<Listener, String> {
     let s = s.trim();
@@ -562,24 +557,6 @@ pub fn parse_listener(s: &str) -> Result<Listener, String> {
         host: host.to_string(),
         port,
     })
-}
-
-/// A comma-separated listener list: every entry must parse; the first one Cairn can serve
-/// (unnamed, `PLAINTEXT` or a custom name; not SSL/SASL) is returned.
-pub fn parse_listeners(v: &str) -> Result<Listener, String> {
-    // Empty entries are dropped, as Kafka's CSV parsing does.
-    let all = v
-        .split(',')
-        .filter(|e| !e.trim().is_empty())
-        .map(parse_listener)
-        .collect::<Result<Vec<_>, _>>()?;
-    all.into_iter()
-        .find(|l| {
-            l.name
-                .as_deref()
-                .is_none_or(|n| !UNSERVED_PROTOCOLS.contains(&n.to_ascii_uppercase().as_str()))
-        })
-        .ok_or_else(|| "no PLAINTEXT listener (Cairn serves plaintext only)".to_string())
 }
 
 /// `host:count,host:count` (Kafka's `max.connections.per.ip.overrides`).
@@ -696,32 +673,91 @@ mod tests {
 
     #[test]
     fn listeners_parse() {
-        let hp = |v: &str| parse_listeners(v).map(|l| (l.host, l.port));
+        let ls = |v: &str| {
+            cfg(&[("listeners", v)]).map(|c| {
+                c.listeners(None)
+                    .unwrap()
+                    .into_iter()
+                    .map(|l| (l.name, l.host, l.port, l.protocol))
+                    .collect::<Vec<_>>()
+            })
+        };
+        use SecurityProtocol::*;
         assert_eq!(
-            hp("PLAINTEXT://localhost:9093"),
-            Ok(("localhost".into(), 9093))
+            ls("PLAINTEXT://localhost:9093").unwrap(),
+            vec![("PLAINTEXT".into(), "localhost".into(), 9093, Plaintext)]
         );
-        assert_eq!(hp("1.2.3.4:1"), Ok(("1.2.3.4".into(), 1)));
-        assert_eq!(hp("PLAINTEXT://[::1]:9092"), Ok(("::1".into(), 9092)));
         assert_eq!(
-            hp("SSL://a:1,PLAINTEXT://b:2,PLAINTEXT://c:3"),
-            Ok(("b".into(), 2))
+            ls("1.2.3.4:1").unwrap(),
+            vec![("PLAINTEXT".into(), "1.2.3.4".into(), 1, Plaintext)]
         );
-        assert_eq!(hp("PLAINTEXT://:9092"), Ok(("".into(), 9092)));
-        assert_eq!(hp("a:1,"), Ok(("a".into(), 1)));
+        assert_eq!(ls("PLAINTEXT://[::1]:9092").unwrap()[0].1, "::1");
+        assert_eq!(
+            ls("SSL://a:1,sasl_ssl://b:2").unwrap(),
+            vec![
+                ("SSL".into(), "a".into(), 1, Ssl),
+                ("SASL_SSL".into(), "b".into(), 2, SaslSsl)
+            ]
+        );
+        assert_eq!(ls("PLAINTEXT://:9092").unwrap()[0].1, "");
+        assert_eq!(ls("a:1,").unwrap().len(), 1);
         for bad in [
             "nope",
             "garbage",
             "a:b",
             "host:70000",
-            "SSL://a:1",
+            "CUSTOM://a:1",
             "",
             " , ",
             "x y:1",
             "://a:1",
+            "PLAINTEXT://a:1,PLAINTEXT://b:2",
+            "PLAINTEXT://a:1,SSL://a:1",
         ] {
-            assert!(parse_listeners(bad).is_err(), "{bad}");
+            let e = ls(bad).unwrap_err();
+            assert!(e.to_string().contains("listeners"), "{bad}: {e}");
         }
+        // Custom names through the protocol map, as Kafka.
+        let c = cfg(&[
+            ("listeners", "INTERNAL://a:1,EXTERNAL://b:2"),
+            (
+                "listener.security.protocol.map",
+                "INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL",
+            ),
+        ])
+        .unwrap();
+        let l = c.listeners(None).unwrap();
+        assert_eq!((l[0].protocol, l[1].protocol), (Plaintext, SaslSsl));
+        // --listen wins over `listeners`.
+        assert_eq!(c.listeners(Some("127.0.0.1:5")).unwrap()[0].port, 5);
+        assert_eq!(cfg(&[]).unwrap().listeners(None).unwrap()[0].port, 9092);
+    }
+
+    #[test]
+    fn listener_prefixed_settings() {
+        let c = cfg(&[
+            ("ssl.client.auth", "none"),
+            ("listener.name.sasl_ssl.ssl.client.auth", "required"),
+            (
+                "listener.name.sasl_ssl.plain.sasl.jaas.config",
+                "org.apache.kafka.common.security.plain.PlainLoginModule required;",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.listener_value("SASL_SSL", "ssl.client.auth").as_deref(),
+            Some("required")
+        );
+        assert_eq!(
+            c.listener_value("SSL", "ssl.client.auth").as_deref(),
+            Some("none")
+        );
+        assert!(c.jaas_config("SASL_SSL", "PLAIN").is_some());
+        assert!(c.jaas_config("SASL_SSL", "SCRAM-SHA-256").is_none());
+        let e = cfg(&[("listener.name.x.ssl.client.auth", "always")]).unwrap_err();
+        assert!(e.to_string().contains("listener.name.x.ssl.client.auth"), "{e}");
+        assert!(is_sensitive("ssl.keystore.key"));
+        assert!(is_sensitive("listener.name.x.plain.sasl.jaas.config"));
     }
 
     #[test]
@@ -730,21 +766,19 @@ mod tests {
             ("advertised.listeners", "garbage"),
             ("advertised.listeners", "PLAINTEXT://0.0.0.0:9092"),
             ("advertised.listeners", "PLAINTEXT://:9092"),
-            ("advertised.listeners", "SSL://h:9093"),
+            ("advertised.listeners", "OTHER://h:9093"),
             ("listeners", "garbage"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert!(e.to_string().contains(k), "{e}");
         }
         let c = cfg(&[("listeners", "PLAINTEXT://:9093")]).unwrap();
-        assert_eq!(c.listen_address().as_deref(), Some("0.0.0.0:9093"));
+        assert_eq!(c.listeners(None).unwrap()[0].bind_address(), "0.0.0.0:9093");
         let c = cfg(&[("listeners", "PLAINTEXT://[::1]:9093")]).unwrap();
-        assert_eq!(c.listen_address().as_deref(), Some("[::1]:9093"));
+        assert_eq!(c.listeners(None).unwrap()[0].bind_address(), "[::1]:9093");
         let c = cfg(&[("advertised.listeners", "broker.example:19092")]).unwrap();
-        assert_eq!(
-            c.advertised_listener(),
-            Some(("broker.example".into(), 19092))
-        );
+        let a = c.advertised_listeners().unwrap();
+        assert_eq!((a[0].host.as_str(), a[0].port), ("broker.example", 19092));
     }
 
     #[test]

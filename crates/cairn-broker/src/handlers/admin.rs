@@ -14,6 +14,9 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 
+use cairn_auth::{Operation, ResourceType};
+
+use crate::security::CLUSTER;
 use super::{sb, Ctx};
 use crate::errors::{internal_topic_code, store_error_code, validate_topic_name, Code};
 use crate::internal_topics;
@@ -92,6 +95,8 @@ pub async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsR
         return CreateTopicsResponse::default().with_topics(results);
     }
     let mut seen = std::collections::HashSet::new();
+    // CREATE on the cluster allows every topic; otherwise each topic needs its own.
+    let cluster_create = ctx.may(Operation::Create, ResourceType::Cluster, CLUSTER);
     let results = req
         .topics
         .into_iter()
@@ -102,6 +107,11 @@ pub async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsR
                 return res
                     .with_error_code(Code::InvalidRequest.code())
                     .with_error_message(Some(sb(format!("topic {name} appears twice in the request"))));
+            }
+            if !cluster_create && !ctx.allowed(Operation::Create, ResourceType::Topic, &name) {
+                return res
+                    .with_error_code(Code::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(sb("Authorization failed.")));
             }
             let outcome = (|| -> Result<(u32, BTreeMap<String, String>), Refused> {
                 validate_topic_name(&name).map_err(|m| Refused(Code::InvalidTopicException.code(), m))?;
@@ -171,7 +181,13 @@ pub async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsR
             if let Some(m) = &meta {
                 res = res.with_topic_id(m.id);
             }
-            if ctx.version >= 5 {
+            if ctx.version >= 5 && !ctx.may(Operation::DescribeConfigs, ResourceType::Topic, &name) {
+                // Created, but its configs are not the principal's to see (as Kafka answers).
+                res = res
+                    .with_num_partitions(parts as i32)
+                    .with_replication_factor(1)
+                    .with_topic_config_error_code(Code::TopicAuthorizationFailed.code());
+            } else if ctx.version >= 5 {
                 let entries = st.config.topic_entries(&configs);
                 res = res
                     .with_num_partitions(parts as i32)
@@ -219,6 +235,17 @@ pub async fn delete_topics(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsR
             let mut res = DeletableTopicResult::default()
                 .with_name(name.clone().map(|n| TopicName(sb(n))))
                 .with_topic_id(id);
+            // A name is checked before it is looked up, so names cannot be probed; an id must
+            // resolve first, and then its topic is checked.
+            if let Some(n) = &name {
+                if !ctx.allowed(Operation::Delete, ResourceType::Topic, n) {
+                    return res.with_error_code(Code::TopicAuthorizationFailed.code());
+                }
+            } else if let Some(m) = &meta {
+                if !ctx.allowed(Operation::Delete, ResourceType::Topic, &m.name) {
+                    return res.with_error_code(Code::TopicAuthorizationFailed.code());
+                }
+            }
             let Some(meta) = meta else {
                 let code = if name.is_some() {
                     Code::UnknownTopicOrPartition.code()
@@ -297,6 +324,9 @@ pub async fn create_partitions(
                     .with_error_code(code)
                     .with_error_message(Some(sb(msg)))
             };
+            if !ctx.allowed(Operation::Alter, ResourceType::Topic, &t.name.0) {
+                return refuse(Code::TopicAuthorizationFailed.code(), "Authorization failed.".into());
+            }
             let Some(meta) = st.store.topic(&t.name.0) else {
                 return refuse(
                     Code::UnknownTopicOrPartition.code(),

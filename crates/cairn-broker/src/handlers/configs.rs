@@ -1,6 +1,7 @@
 //! DescribeConfigs for topics and the broker, and DescribeCluster.
 
-use cairn_config::ConfigEntry;
+use cairn_auth::{Operation, ResourceType};
+use cairn_config::{is_sensitive, ConfigEntry};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -12,6 +13,7 @@ use kafka_protocol::messages::{
 
 use super::{sb, Ctx};
 use crate::errors::Code;
+use crate::security::CLUSTER;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -29,13 +31,18 @@ fn render(
             keys.as_ref()
                 .is_none_or(|ks| ks.iter().any(|k| k.as_str() == e.name))
         })
-        .map(|e| {
+        .map(|mut e| {
+            // Keys and passwords are never shown, as Kafka hides its PASSWORD settings.
+            let sensitive = is_sensitive(e.name);
+            if sensitive {
+                e.value = None;
+            }
             let mut r = DescribeConfigsResourceResult::default()
                 .with_name(sb(e.name))
                 .with_value(e.value.clone().map(sb))
                 .with_read_only(false)
                 .with_config_source(e.source.kafka_code())
-                .with_is_sensitive(false);
+                .with_is_sensitive(sensitive);
             if ctx.version >= 1 && synonyms {
                 r = r.with_synonyms(vec![DescribeConfigsSynonym::default()
                     .with_name(sb(e.name))
@@ -71,6 +78,12 @@ pub async fn describe_configs(ctx: &Ctx, req: DescribeConfigsRequest) -> Describ
                     .with_error_message(Some(sb(msg)))
             };
             let entries = match res.resource_type {
+                TOPIC if !ctx.allowed(Operation::DescribeConfigs, ResourceType::Topic, &res.resource_name) => {
+                    return fail(Code::TopicAuthorizationFailed.code(), format!("not authorized to describe the configs of topic {}", res.resource_name.as_str()));
+                }
+                BROKER if !ctx.allowed_cluster(Operation::DescribeConfigs) => {
+                    return fail(Code::ClusterAuthorizationFailed.code(), "not authorized to describe the broker's configs".into());
+                }
                 TOPIC => match st.store.topic(&res.resource_name) {
                     Some(t) => st.config.topic_entries(&t.configs),
                     None => {
@@ -112,6 +125,14 @@ pub async fn describe_configs(ctx: &Ctx, req: DescribeConfigsRequest) -> Describ
 pub async fn describe_cluster(ctx: &Ctx, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let st = &ctx.state;
     let mut resp = DescribeClusterResponse::default();
+    if !ctx.allowed_cluster(Operation::Describe) {
+        return resp.with_error_code(Code::ClusterAuthorizationFailed.code());
+    }
+    if req.include_cluster_authorized_operations {
+        resp = resp.with_cluster_authorized_operations(
+            ctx.authorized_operations(ResourceType::Cluster, CLUSTER),
+        );
+    }
     if ctx.version >= 1 && req.endpoint_type != 1 {
         return resp
             .with_endpoint_type(req.endpoint_type)
@@ -123,8 +144,8 @@ pub async fn describe_cluster(ctx: &Ctx, req: DescribeClusterRequest) -> Describ
         .with_controller_id(BrokerId(st.node_id))
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(BrokerId(st.node_id))
-            .with_host(sb(st.advertised_host.clone()))
-            .with_port(st.advertised_port)]);
+            .with_host(sb(ctx.listener.advertised_host.clone()))
+            .with_port(ctx.listener.advertised_port)]);
     if ctx.version >= 1 {
         resp = resp.with_endpoint_type(1);
     }

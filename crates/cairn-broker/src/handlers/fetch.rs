@@ -11,6 +11,8 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
+use cairn_auth::{Operation, ResourceType};
+
 use super::Ctx;
 use crate::errors::{log_error_code, Code};
 use cairn_log::LogError;
@@ -18,6 +20,8 @@ use cairn_log::LogError;
 /// One topic of the request, as Kafka keys it: by id from v13, by name before.
 struct Topic {
     name: Option<String>,
+    /// READ on the topic (checked once per request, not per long-poll round).
+    readable: bool,
     resp: FetchableTopicResponse,
 }
 
@@ -56,7 +60,14 @@ fn wanted(ctx: &Ctx, req: &FetchRequest) -> (Vec<Topic>, Vec<Part>) {
                     FetchableTopicResponse::default().with_topic(TopicName(t.topic.0.clone())),
                 ),
             };
-            topics.push(Topic { name, resp });
+            let readable = name
+                .as_deref()
+                .is_none_or(|n| ctx.allowed(Operation::Read, ResourceType::Topic, n));
+            topics.push(Topic {
+                name,
+                readable,
+                resp,
+            });
             topics.len() - 1
         });
         for p in &t.partitions {
@@ -170,6 +181,13 @@ fn read_all(
             .with_last_stable_offset(-1)
             .with_log_start_offset(-1)
             .with_records(Some(Bytes::new()));
+        if !topics[part.topic].readable {
+            any_error = true;
+            topic
+                .partitions
+                .push(pd.with_error_code(Code::TopicAuthorizationFailed.code()));
+            continue;
+        }
         let log = name.as_ref().and_then(|n| st.store.partition(n, p));
         let Some(log) = log else {
             any_error = true;

@@ -21,6 +21,9 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use cairn_auth::{Operation, ResourceType};
+
+use crate::security::CLUSTER;
 use super::{sb, Ctx};
 use crate::errors::{group_error_code, Code};
 
@@ -56,6 +59,12 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
     };
     let answer = |key: &StrBytes| -> (i16, Option<String>) {
         match req.key_type {
+            0 if !ctx.allowed(Operation::Describe, ResourceType::Group, key) => {
+                return (Code::GroupAuthorizationFailed.code(), None);
+            }
+            1 if !ctx.allowed(Operation::Describe, ResourceType::TransactionalId, key) => {
+                return (Code::TransactionalIdAuthorizationFailed.code(), None);
+            }
             0 => {}
             // Transactions are not supported. A retriable answer would make a transactional
             // producer retry until its timeout; this one is fatal at once in every client (as
@@ -86,7 +95,7 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
         }
     };
     let node = BrokerId(st.node_id);
-    let host = sb(st.advertised_host.clone());
+    let host = sb(ctx.listener.advertised_host.clone());
     if ctx.version >= 4 {
         let coordinators = keys
             .iter()
@@ -99,7 +108,7 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
                 if err == 0 {
                     c.with_node_id(node)
                         .with_host(host.clone())
-                        .with_port(st.advertised_port)
+                        .with_port(ctx.listener.advertised_port)
                 } else {
                     c.with_node_id(BrokerId(-1)).with_host(sb("")).with_port(-1)
                 }
@@ -117,7 +126,7 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
     if err == 0 {
         resp.with_node_id(node)
             .with_host(host)
-            .with_port(st.advertised_port)
+            .with_port(ctx.listener.advertised_port)
     } else {
         resp.with_node_id(BrokerId(-1))
             .with_host(sb(""))
@@ -149,6 +158,11 @@ pub async fn join_group(ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
             .collect(),
         api_version: v,
     };
+    if !ctx.allowed(Operation::Read, ResourceType::Group, &join.group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(Code::GroupAuthorizationFailed.code())
+            .with_generation_id(-1);
+    }
     if join.group_id.is_empty() || !fits_record(&join.group_id) {
         tracing::info!(peer = %ctx.peer, len = join.group_id.len(), "JoinGroup with an invalid group id");
         return JoinGroupResponse::default()
@@ -229,6 +243,9 @@ pub async fn join_group(ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
 
 pub async fn sync_group(ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
     let st = &ctx.state;
+    if !ctx.allowed(Operation::Read, ResourceType::Group, &req.group_id.0) {
+        return SyncGroupResponse::default().with_error_code(Code::GroupAuthorizationFailed.code());
+    }
     // From v5 the protocol type and name are required (KIP-559).
     if ctx.version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none()) {
         return SyncGroupResponse::default()
@@ -274,6 +291,9 @@ pub async fn sync_group(ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
 }
 
 pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+    if !ctx.allowed(Operation::Read, ResourceType::Group, &req.group_id.0) {
+        return HeartbeatResponse::default().with_error_code(Code::GroupAuthorizationFailed.code());
+    }
     let hb = g::Heartbeat {
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
@@ -293,6 +313,9 @@ pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
 }
 
 pub async fn leave_group(ctx: &Ctx, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    if !ctx.allowed(Operation::Read, ResourceType::Group, &req.group_id.0) {
+        return LeaveGroupResponse::default().with_error_code(Code::GroupAuthorizationFailed.code());
+    }
     let members: Vec<g::LeavingMember> = if ctx.version >= 3 {
         req.members
             .iter()
@@ -348,8 +371,15 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
     let mut partitions = Vec::new();
     // Unknown topics and partitions are answered here; the coordinator sees only real ones.
     let mut unknown = Vec::new();
+    // As Kafka: READ on the group for the whole request, then READ on each topic.
+    let group_denied = !ctx.allowed(Operation::Read, ResourceType::Group, &req.group_id.0);
+    let mut denied = Vec::new();
     for t in &req.topics {
         let name = t.name.0.to_string();
+        if !group_denied && !ctx.allowed(Operation::Read, ResourceType::Topic, &name) {
+            denied.extend(t.partitions.iter().map(|p| (name.clone(), p.partition_index)));
+            continue;
+        }
         let meta = st.store.topic(&name);
         for p in &t.partitions {
             let exists = meta.as_ref().is_some_and(|m| {
@@ -386,7 +416,10 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
         partitions,
     };
     let bad_group_id = commit.group_id.is_empty() || !fits_record(&commit.group_id);
-    let result = if bad_group_id {
+    let result = if group_denied {
+        // Answered below with GROUP_AUTHORIZATION_FAILED on every partition.
+        Ok(g::CommitResult::default())
+    } else if bad_group_id {
         tracing::info!(peer = %ctx.peer, len = commit.group_id.len(), "OffsetCommit with an invalid group id");
         Err(g::GroupError::InvalidGroupId)
     } else if commit
@@ -422,6 +455,13 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
         );
     };
     match result {
+        Ok(_) if group_denied => {
+            for t in &req.topics {
+                for p in &t.partitions {
+                    push(&t.name.0, p.partition_index, Code::GroupAuthorizationFailed.code());
+                }
+            }
+        }
         Ok(r) => {
             let group_err = r.error.as_ref().map(group_error_code);
             for (t, p, res) in &r.partitions {
@@ -434,6 +474,9 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
                     *p,
                     group_err.unwrap_or(Code::UnknownTopicOrPartition.code()),
                 );
+            }
+            for (t, p) in &denied {
+                push(t, *p, Code::TopicAuthorizationFailed.code());
             }
         }
         Err(e) => {
@@ -450,8 +493,48 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
     OffsetCommitResponse::default().with_topics(out)
 }
 
-/// One group's committed offsets in the shape every OffsetFetch version needs.
+/// One group's committed offsets in the shape every OffsetFetch version needs; topics the
+/// principal may not describe are left out of an "all topics" answer and refused by name
+/// otherwise (TOPIC_AUTHORIZATION_FAILED, offset -1), as Kafka does.
 fn fetch_one(
+    ctx: &Ctx,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<(String, Vec<g::FetchedOffset>, i16)> {
+    let mut refused = Vec::new();
+    let topics = topics.map(|ts| {
+        ts.into_iter()
+            .filter(|(t, ps)| {
+                let ok = ctx.allowed(Operation::Describe, ResourceType::Topic, t);
+                if !ok {
+                    refused.push((t.clone(), ps.clone()));
+                }
+                ok
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut out: Vec<(String, Vec<g::FetchedOffset>, i16)> = fetch_allowed(ctx, group, topics)
+        .into_iter()
+        .filter(|(t, _)| ctx.may(Operation::Describe, ResourceType::Topic, t))
+        .map(|(t, v)| (t, v, 0))
+        .collect();
+    for (t, ps) in refused {
+        let parts = ps
+            .into_iter()
+            .map(|p| g::FetchedOffset {
+                topic: t.clone(),
+                partition: p,
+                offset: -1,
+                leader_epoch: -1,
+                metadata: String::new(),
+            })
+            .collect();
+        out.push((t, parts, Code::TopicAuthorizationFailed.code()));
+    }
+    out
+}
+
+fn fetch_allowed(
     ctx: &Ctx,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
@@ -482,6 +565,11 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResp
             .groups
             .into_iter()
             .map(|grp| {
+                if !ctx.allowed(Operation::Describe, ResourceType::Group, &grp.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(grp.group_id)
+                        .with_error_code(Code::GroupAuthorizationFailed.code());
+                }
                 let topics = grp.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -492,7 +580,7 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResp
                     .with_group_id(grp.group_id)
                     .with_topics(
                         res.into_iter()
-                            .map(|(t, parts)| {
+                            .map(|(t, parts, err)| {
                                 OffsetFetchResponseTopics::default()
                                     .with_name(TopicName(sb(t)))
                                     .with_partitions(
@@ -500,6 +588,7 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResp
                                             .into_iter()
                                             .map(|f| {
                                                 OffsetFetchResponsePartitions::default()
+                                                    .with_error_code(err)
                                                     .with_partition_index(f.partition)
                                                     .with_committed_offset(f.offset)
                                                     .with_committed_leader_epoch(f.leader_epoch)
@@ -514,15 +603,42 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResp
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let topics = req.topics.map(|ts| {
+    let topics: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
+    if !ctx.allowed(Operation::Describe, ResourceType::Group, &req.group_id.0) {
+        let code = Code::GroupAuthorizationFailed.code();
+        if v >= 2 {
+            return OffsetFetchResponse::default().with_error_code(code);
+        }
+        // v1 has no top-level error: every partition asked for carries it.
+        return OffsetFetchResponse::default().with_topics(
+            topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, ps)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(sb(t)))
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    }
     let res = fetch_one(ctx, &req.group_id.0, topics);
     OffsetFetchResponse::default().with_topics(
         res.into_iter()
-            .map(|(t, parts)| {
+            .map(|(t, parts, err)| {
                 OffsetFetchResponseTopic::default()
                     .with_name(TopicName(sb(t)))
                     .with_partitions(
@@ -530,6 +646,7 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResp
                             .into_iter()
                             .map(|f| {
                                 let p = OffsetFetchResponsePartition::default()
+                                    .with_error_code(err)
                                     .with_partition_index(f.partition)
                                     .with_committed_offset(f.offset)
                                     .with_metadata(Some(sb(f.metadata)));
@@ -557,11 +674,14 @@ pub async fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> ListGroupsRespons
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
+    // DESCRIBE on the cluster lists every group; otherwise only the groups one may describe.
+    let all = ctx.may(Operation::Describe, ResourceType::Cluster, CLUSTER);
     let groups = ctx
         .state
         .groups
         .read_all(|c| c.list_groups())
         .into_iter()
+        .filter(|l| all || ctx.may(Operation::Describe, ResourceType::Group, &l.group_id))
         .filter(|l| states.is_empty() || states.contains(&l.state.name().to_ascii_lowercase()))
         // Every group here speaks the classic protocol.
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
@@ -586,11 +706,21 @@ pub async fn describe_groups(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeG
         .groups
         .into_iter()
         .map(|id| {
+            if !ctx.allowed(Operation::Describe, ResourceType::Group, &id.0) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(Code::GroupAuthorizationFailed.code());
+            }
+            let ops = if ctx.version >= 3 && req.include_authorized_operations {
+                ctx.authorized_operations(ResourceType::Group, &id.0)
+            } else {
+                i32::MIN
+            };
             let d = ctx
                 .state
                 .groups
                 .read_group(&id.0, |c| c.describe_group(&id.0));
-            match d {
+            let described = match d {
                 Some(d) if d.state != g::GroupState::Dead => {
                     let stable = d.state == g::GroupState::Stable;
                     DescribedGroup::default()
@@ -636,14 +766,24 @@ pub async fn describe_groups(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeG
                         dg
                     }
                 }
-            }
+            };
+            described.with_authorized_operations(ops)
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
 pub async fn delete_groups(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
+    let (ids, denied): (Vec<String>, Vec<String>) = req
+        .groups_names
+        .iter()
+        .map(|g| g.0.to_string())
+        .partition(|g| ctx.allowed(Operation::Delete, ResourceType::Group, g));
+    let denied = denied.into_iter().map(|id| {
+        kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
+            .with_group_id(GroupId(sb(id)))
+            .with_error_code(Code::GroupAuthorizationFailed.code())
+    });
     let results = ctx
         .state
         .groups
@@ -658,15 +798,24 @@ pub async fn delete_groups(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsR
                 .with_group_id(GroupId(sb(id)))
                 .with_error_code(code(&r))
         })
+        .chain(denied)
         .collect();
     DeleteGroupsResponse::default().with_results(results)
 }
 
 pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let st = &ctx.state;
+    if !ctx.allowed(Operation::Delete, ResourceType::Group, &req.group_id.0) {
+        return OffsetDeleteResponse::default().with_error_code(Code::GroupAuthorizationFailed.code());
+    }
     let mut wanted = Vec::new();
     let mut unknown = Vec::new();
+    let mut denied = Vec::new();
     for t in &req.topics {
+        if !ctx.allowed(Operation::Read, ResourceType::Topic, &t.name.0) {
+            denied.extend(t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index)));
+            continue;
+        }
         let meta = st.store.topic(&t.name.0);
         for p in &t.partitions {
             let ok = meta.as_ref().is_some_and(|m| {
@@ -693,11 +842,19 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
         }
     };
     let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
-    let all = parts.into_iter().map(|(t, p, r)| (t, p, code(&r))).chain(
-        unknown
-            .into_iter()
-            .map(|(t, p)| (t, p, Code::UnknownTopicOrPartition.code())),
-    );
+    let all = parts
+        .into_iter()
+        .map(|(t, p, r)| (t, p, code(&r)))
+        .chain(
+            unknown
+                .into_iter()
+                .map(|(t, p)| (t, p, Code::UnknownTopicOrPartition.code())),
+        )
+        .chain(
+            denied
+                .into_iter()
+                .map(|(t, p)| (t, p, Code::TopicAuthorizationFailed.code())),
+        );
     for (t, p, err) in all {
         let idx = match topics.iter().position(|x| x.name.0.as_str() == t) {
             Some(i) => i,

@@ -5,6 +5,8 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use cairn_auth::{Operation, ResourceType};
+
 use super::Ctx;
 use crate::errors::{log_error_code, Code};
 
@@ -20,6 +22,7 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
         .topics
         .into_iter()
         .map(|t| {
+            let described = ctx.allowed(Operation::Describe, ResourceType::Topic, &t.name.0);
             let partitions = t
                 .partitions
                 .iter()
@@ -28,6 +31,9 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
+                    if !described {
+                        return r.with_error_code(Code::TopicAuthorizationFailed.code());
+                    }
                     let Some(log) = st.store.partition(&t.name.0, p.partition_index) else {
                         return r.with_error_code(Code::UnknownTopicOrPartition.code());
                     };

@@ -6,7 +6,10 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use cairn_auth::{Operation, ResourceType};
+
 use super::{admin, sb, Ctx};
+use crate::security::CLUSTER;
 use crate::errors::Code;
 use crate::internal_topics::is_internal;
 use cairn_log::TopicMeta;
@@ -63,10 +66,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
     let mut seen = std::collections::HashSet::new();
     let mut created: u64 = 0;
     let topics = match requested {
+        // All topics: only those the principal may describe, without a word on the others.
         None => st
             .store
             .topics()
             .iter()
+            .filter(|t| ctx.may(Operation::Describe, ResourceType::Topic, &t.name))
             .map(|t| topic_entry(ctx, t))
             .collect(),
         // Kafka answers each topic once however often it is asked for, so repeating one name
@@ -78,6 +83,11 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
                 let name = match rt.name {
                     Some(n) => n.0,
                     None => match st.store.topic_by_id(rt.topic_id) {
+                        Some(t) if !ctx.allowed(Operation::Describe, ResourceType::Topic, &t.name) => {
+                            return MetadataResponseTopic::default()
+                                .with_topic_id(rt.topic_id)
+                                .with_error_code(Code::TopicAuthorizationFailed.code())
+                        }
                         Some(t) => return topic_entry(ctx, &t),
                         None => {
                             return MetadataResponseTopic::default()
@@ -86,11 +96,20 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
                         }
                     },
                 };
+                if !ctx.allowed(Operation::Describe, ResourceType::Topic, &name) {
+                    return error_entry(Some(name), Code::TopicAuthorizationFailed.code());
+                }
                 if let Some(t) = st.store.topic(&name) {
                     return topic_entry(ctx, &t);
                 }
                 if !(allow_create && st.config.auto_create_topics()) {
                     return error_entry(Some(name), Code::UnknownTopicOrPartition.code());
+                }
+                // Auto-creation needs CREATE on the cluster or on the topic, as in Kafka.
+                if !ctx.may(Operation::Create, ResourceType::Cluster, CLUSTER)
+                    && !ctx.allowed(Operation::Create, ResourceType::Topic, &name)
+                {
+                    return error_entry(Some(name), Code::TopicAuthorizationFailed.code());
                 }
                 // Auto-creation follows CreateTopics' limit on partitions per request.
                 let parts = st.config.num_partitions().max(1) as u64;
@@ -106,11 +125,25 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
             })
             .collect(),
     };
+    let mut topics: Vec<MetadataResponseTopic> = topics;
+    if ctx.version >= 8 && req.include_topic_authorized_operations {
+        for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+            if let Some(n) = &t.name {
+                t.topic_authorized_operations = ctx.authorized_operations(ResourceType::Topic, &n.0);
+            }
+        }
+    }
+    let cluster_ops = if (8..=10).contains(&ctx.version) && req.include_cluster_authorized_operations {
+        ctx.authorized_operations(ResourceType::Cluster, CLUSTER)
+    } else {
+        i32::MIN
+    };
     MetadataResponse::default()
+        .with_cluster_authorized_operations(cluster_ops)
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(st.node_id))
-            .with_host(sb(st.advertised_host.clone()))
-            .with_port(st.advertised_port)])
+            .with_host(sb(ctx.listener.advertised_host.clone()))
+            .with_port(ctx.listener.advertised_port)])
         .with_cluster_id(Some(sb(st.store.cluster_id())))
         .with_controller_id(BrokerId(st.node_id))
         .with_topics(topics)

@@ -9,6 +9,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 
+use cairn_auth::{Operation, ResourceType};
+
+use crate::security::{ListenerCtx, Session};
 use crate::server::peek_header;
 use crate::state::BrokerState;
 use crate::versions::served;
@@ -23,6 +26,8 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+mod sasl;
+mod security;
 
 /// What a handler sees besides its request.
 pub struct Ctx {
@@ -30,6 +35,33 @@ pub struct Ctx {
     pub version: i16,
     pub client_id: String,
     pub peer: SocketAddr,
+    /// Who sent the request (`User:ANONYMOUS` without authentication).
+    pub principal: Arc<str>,
+    /// The listener the request came in on: its advertised address is the one to tell.
+    pub listener: Arc<ListenerCtx>,
+}
+
+impl Ctx {
+    /// Checks `op` on a resource; a denial leaves an audit line.
+    pub fn allowed(&self, op: Operation, rt: ResourceType, name: &str) -> bool {
+        self.state
+            .security
+            .allowed(&self.principal, &self.peer.ip(), op, rt, name)
+    }
+    /// The same check for filtering a listing (no audit line for what is left out).
+    pub fn may(&self, op: Operation, rt: ResourceType, name: &str) -> bool {
+        self.state
+            .security
+            .allowed_quietly(&self.principal, &self.peer.ip(), op, rt, name)
+    }
+    pub fn allowed_cluster(&self, op: Operation) -> bool {
+        self.allowed(op, ResourceType::Cluster, crate::security::CLUSTER)
+    }
+    pub fn authorized_operations(&self, rt: ResourceType, name: &str) -> i32 {
+        self.state
+            .security
+            .authorized_operations(&self.principal, &self.peer.ip(), rt, name)
+    }
 }
 
 fn encode<T: Encodable>(
@@ -59,8 +91,9 @@ fn encode<T: Encodable>(
 pub async fn handle(
     state: &Arc<BrokerState>,
     frame: Bytes,
-    peer: SocketAddr,
+    session: &mut Session,
 ) -> anyhow::Result<Option<BytesMut>> {
+    let peer = session.peer;
     let Some((key_raw, version, correlation_id)) = peek_header(&frame) else {
         bail!(
             "request frame of {} bytes is too short for a header",
@@ -70,6 +103,21 @@ pub async fn handle(
     let Ok(key) = ApiKey::try_from(key_raw) else {
         bail!("unknown API key {key_raw}");
     };
+    // Before a SASL connection has authenticated only the exchange itself may come, as in
+    // Kafka; anything else closes the connection. A session past its lifetime must be renewed
+    // before any other request (KIP-368).
+    let exchange = matches!(
+        key,
+        ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+    );
+    if !exchange {
+        if !session.authenticated() {
+            bail!("{key:?} request before SASL authentication");
+        }
+        if session.expired(std::time::Instant::now()) {
+            bail!("SASL session expired (connections.max.reauth.ms) and was not renewed");
+        }
+    }
     if key == ApiKey::ApiVersions && served(key).is_some_and(|(_, hi)| version > hi) {
         // KIP-511: answer in v0 with UNSUPPORTED_VERSION so the client can retry lower.
         let body = api_versions::unsupported();
@@ -91,6 +139,8 @@ pub async fn handle(
             .map(|s| s.to_string())
             .unwrap_or_default(),
         peer,
+        principal: session.principal.clone(),
+        listener: session.listener.clone(),
     };
 
     macro_rules! route {
@@ -100,6 +150,14 @@ pub async fn handle(
                     let resp = $m::$f(&ctx, req).await;
                     Some(encode(key, version, correlation_id, &resp)?)
                 })*
+                Request::SaslHandshake(req) => {
+                    let resp = sasl::handshake(&ctx, session, req).await;
+                    Some(encode(key, version, correlation_id, &resp)?)
+                }
+                Request::SaslAuthenticate(req) => {
+                    let resp = sasl::authenticate(&ctx, session, req).await;
+                    Some(encode(key, version, correlation_id, &resp)?)
+                }
                 Request::Produce(req) => match produce::handle(&ctx, req).await {
                     Some(resp) => Some(encode(key, version, correlation_id, &resp)?),
                     None => None,
@@ -129,6 +187,11 @@ pub async fn handle(
         DeleteGroups => groups::delete_groups,
         OffsetDelete => groups::offset_delete,
         InitProducerId => producer_id::handle,
+        CreateAcls => security::create_acls,
+        DescribeAcls => security::describe_acls,
+        DeleteAcls => security::delete_acls,
+        DescribeUserScramCredentials => security::describe_scram,
+        AlterUserScramCredentials => security::alter_scram,
     };
     state.metrics.request(key, started.elapsed());
     Ok(resp)

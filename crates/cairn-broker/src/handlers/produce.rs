@@ -3,6 +3,8 @@
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
+use cairn_auth::{Operation, ResourceType};
+
 use super::{sb, Ctx};
 use crate::errors::{internal_topic_code, log_error_code, Code};
 use crate::internal_topics;
@@ -24,9 +26,22 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
         .sum();
     let mut inflate_budget =
         cairn_log::batch::max_uncompressed_bytes(u32::try_from(request_bytes).unwrap_or(u32::MAX));
+    // A transactional id needs WRITE on it; transactions themselves are not served yet.
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !ctx.allowed(Operation::Write, ResourceType::TransactionalId, t));
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let meta = st.store.topic(&name);
+        // As Kafka: authorization before existence, so names cannot be probed.
+        let denied = if txn_denied {
+            Some(Code::TransactionalIdAuthorizationFailed.code())
+        } else if !ctx.allowed(Operation::Write, ResourceType::Topic, &name) {
+            Some(Code::TopicAuthorizationFailed.code())
+        } else {
+            None
+        };
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let mut r = PartitionProduceResponse::default()
@@ -36,6 +51,10 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                 .with_log_start_offset(-1);
             if !acks_ok {
                 parts.push(r.with_error_code(Code::InvalidRequiredAcks.code()));
+                continue;
+            }
+            if let Some(code) = denied {
+                parts.push(r.with_error_code(code));
                 continue;
             }
             // As in Kafka: an unknown partition first, then the internal-topic refusal. The group

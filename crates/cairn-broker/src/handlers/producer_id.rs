@@ -2,7 +2,10 @@
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use cairn_auth::{Operation, ResourceType};
+
 use super::Ctx;
+use crate::security::CLUSTER;
 use crate::errors::{store_error_code, Code};
 
 pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
@@ -17,6 +20,9 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResp
             // Kafka's answer to an empty transactional id.
             return failed(Code::InvalidRequest.code());
         }
+        if !ctx.allowed(Operation::Write, ResourceType::TransactionalId, &txn.0) {
+            return failed(Code::TransactionalIdAuthorizationFailed.code());
+        }
         // Transactions are not supported. TRANSACTIONAL_ID_AUTHORIZATION_FAILED is the one code
         // every client treats as fatal for the transactional id at once (Java throws
         // TransactionalIdAuthorizationException from initTransactions, librdkafka raises a fatal
@@ -26,6 +32,15 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResp
         tracing::warn!(peer = %ctx.peer, client = %ctx.client_id, transactional_id = %txn.0.as_str(),
             "InitProducerId for a transactional producer refused: transactions are not supported");
         return failed(Code::TransactionalIdAuthorizationFailed.code());
+    }
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
+    // (implied since Kafka 3.0).
+    let sec = &ctx.state.security;
+    if !ctx.may(Operation::IdempotentWrite, ResourceType::Cluster, CLUSTER)
+        && !sec.allowed_any(&ctx.principal, &ctx.peer.ip(), Operation::Write, ResourceType::Topic)
+    {
+        ctx.allowed_cluster(Operation::IdempotentWrite); // the audit line
+        return failed(Code::ClusterAuthorizationFailed.code());
     }
     // Non-transactional: like Kafka's TransactionCoordinator, always a fresh id with epoch 0,
     // whatever id and epoch a v3+ request carries. Clients send -1 here (Java bumps an idempotent

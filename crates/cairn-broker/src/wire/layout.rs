@@ -338,6 +338,38 @@ layout!(INIT_PRODUCER_ID, InitProducerIdRequest, flexible 2, [
     all(Ty::Str), all(Ty::I32), since(3, Ty::I64), since(3, Ty::I16),
 ]);
 
+// SaslHandshake (never flexible) and SaslAuthenticate (flexible from 2).
+layout!(SASL_HANDSHAKE, SaslHandshakeRequest, flexible NEVER, [all(Ty::Str)]);
+layout!(SASL_AUTHENTICATE, SaslAuthenticateRequest, flexible 2, [all(Ty::Bytes)]);
+
+// CreateAcls, DescribeAcls, DeleteAcls (v1-3, flexible from 2).
+layout!(ACL_CREATION, create_acls_request::AclCreation => size_of::<create_acls_response::AclCreationResult>() + 2 * WORK, flexible 2, [
+    all(Ty::I8), all(Ty::Str), all(Ty::I8), all(Ty::Str), all(Ty::Str), all(Ty::I8), all(Ty::I8),
+]);
+layout!(CREATE_ACLS, CreateAclsRequest, flexible 2, [all(array_of!(ACL_CREATION))]);
+layout!(DESCRIBE_ACLS, DescribeAclsRequest, flexible 2, [
+    all(Ty::I8), all(Ty::Str), all(Ty::I8), all(Ty::Str), all(Ty::Str), all(Ty::I8), all(Ty::I8),
+]);
+layout!(DELETE_ACLS_FILTER, delete_acls_request::DeleteAclsFilter => size_of::<delete_acls_response::DeleteAclsFilterResult>() + WORK, flexible 2, [
+    all(Ty::I8), all(Ty::Str), all(Ty::I8), all(Ty::Str), all(Ty::Str), all(Ty::I8), all(Ty::I8),
+]);
+layout!(DELETE_ACLS, DeleteAclsRequest, flexible 2, [all(array_of!(DELETE_ACLS_FILTER))]);
+
+// DescribeUserScramCredentials and AlterUserScramCredentials (v0, flexible).
+layout!(SCRAM_USER_NAME, describe_user_scram_credentials_request::UserName => size_of::<describe_user_scram_credentials_response::DescribeUserScramCredentialsResult>() + WORK, flexible 0, [
+    all(Ty::Str),
+]);
+layout!(DESCRIBE_USER_SCRAM, DescribeUserScramCredentialsRequest, flexible 0, [all(array_of!(SCRAM_USER_NAME))]);
+layout!(SCRAM_DELETION, alter_user_scram_credentials_request::ScramCredentialDeletion => size_of::<alter_user_scram_credentials_response::AlterUserScramCredentialsResult>() + WORK, flexible 0, [
+    all(Ty::Str), all(Ty::I8),
+]);
+layout!(SCRAM_UPSERTION, alter_user_scram_credentials_request::ScramCredentialUpsertion => size_of::<alter_user_scram_credentials_response::AlterUserScramCredentialsResult>() + 2 * WORK, flexible 0, [
+    all(Ty::Str), all(Ty::I8), all(Ty::I32), all(Ty::Bytes), all(Ty::Bytes),
+]);
+layout!(ALTER_USER_SCRAM, AlterUserScramCredentialsRequest, flexible 0, [
+    all(array_of!(SCRAM_DELETION)), all(array_of!(SCRAM_UPSERTION)),
+]);
+
 /// The layout of `key`'s request body, for every API this broker serves.
 pub fn request(key: ApiKey) -> Option<&'static Layout> {
     Some(match key {
@@ -363,6 +395,13 @@ pub fn request(key: ApiKey) -> Option<&'static Layout> {
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
         ApiKey::InitProducerId => &INIT_PRODUCER_ID,
+        ApiKey::SaslHandshake => &SASL_HANDSHAKE,
+        ApiKey::SaslAuthenticate => &SASL_AUTHENTICATE,
+        ApiKey::CreateAcls => &CREATE_ACLS,
+        ApiKey::DescribeAcls => &DESCRIBE_ACLS,
+        ApiKey::DeleteAcls => &DELETE_ACLS,
+        ApiKey::DescribeUserScramCredentials => &DESCRIBE_USER_SCRAM,
+        ApiKey::AlterUserScramCredentials => &ALTER_USER_SCRAM,
         _ => return None,
     })
 }
