@@ -9,6 +9,7 @@ import urllib.request
 import urllib.error
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -193,6 +194,95 @@ class HttpBroker(Broker):
             return e.code, None
         except OSError:
             return None, None
+
+
+# The broker's start-up line for each bound listener, e.g.
+#   ... cairn listener bound name=SASL_SSL addr=127.0.0.1:40123
+# (field order free, values optionally quoted).
+LISTENER_BOUND = "cairn listener bound"
+_FIELD_NAME = re.compile(r"\bname=\"?([A-Za-z0-9_.-]+)\"?")
+_FIELD_ADDR = re.compile(r"\baddr=\"?([0-9.]+):(\d+)\"?")
+
+
+def listener_names(listeners):
+    """The names in a Kafka `listeners` value: "SASL_SSL://h:0,CERTS://h:0" -> [SASL_SSL, CERTS]."""
+    return [item.split("://", 1)[0].strip().upper() for item in listeners.split(",") if item.strip()]
+
+
+def bound_listeners(log_text):
+    """{NAME: port} from the listener lines in `log_text` (later lines win)."""
+    found = {}
+    for line in log_text.splitlines():
+        if LISTENER_BOUND not in line:
+            continue
+        name = _FIELD_NAME.search(line)
+        addr = _FIELD_ADDR.search(line)
+        if name and addr:
+            found[name.group(1).upper()] = int(addr.group(2))
+    return found
+
+
+class SecureBroker(Broker):
+    """A broker started with Kafka's `listeners` (several named listeners on port 0) instead of
+    `--listen`. Each listener's port is read from the broker's "cairn listener bound" log line of
+    the current start, so it may change across restarts. `options["listeners"]` must include a
+    listener named PLAINTEXT: readiness is an ApiVersions answer there (as for `Broker`).
+    With `http=True` the HTTP listener is on its own free port."""
+
+    def __init__(self, *args, http=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.listener_ports = {}
+        self.http_port = free_port() if http else None
+
+    def argv(self):
+        argv = [str(cairn_bin()), "serve", "--data-dir", str(self.data_dir)]
+        if self.config_file:
+            argv += ["--config", str(self.config_file)]
+        for key, value in self.options.items():
+            argv += ["-o", f"{key}={value}"]
+        if self.http_port is not None:
+            argv += ["--http", f"127.0.0.1:{self.http_port}"]
+        return argv
+
+    def _this_start_log(self):
+        text = self.log_text()
+        marker = f"===== start #{self.starts}:"
+        at = text.rfind(marker)
+        return text[at:] if at >= 0 else ""
+
+    def wait_ready(self, timeout=START_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        want = listener_names(self.options.get("listeners", ""))
+        if "PLAINTEXT" not in want:
+            raise BrokerError(f"SecureBroker needs a PLAINTEXT listener, got {want}")
+        while True:
+            found = bound_listeners(self._this_start_log())
+            if all(n in found for n in want):
+                break
+            code = self.proc.poll()
+            if code is not None:
+                raise BrokerError(
+                    f"broker exited with code {code} before binding its listeners; "
+                    f"stderr:\n{self.log_tail()}"
+                )
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"no '{LISTENER_BOUND}' line for each of {want} within {timeout}s "
+                    f"(found {found}); stderr:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+        self.listener_ports = {n: found[n] for n in want}
+        self.port = self.listener_ports["PLAINTEXT"]
+        super().wait_ready(max(1.0, deadline - time.monotonic()))
+
+    def address(self, name):
+        return ("127.0.0.1", self.listener_ports[name.upper()])
+
+    def bootstrap_for(self, name):
+        return f"127.0.0.1:{self.listener_ports[name.upper()]}"
+
+    def url(self, path, scheme="http"):
+        return f"{scheme}://127.0.0.1:{self.http_port}{path}"
 
 
 def mount_tmpfs(path, size):

@@ -25,7 +25,7 @@ def _safe_name(nodeid):
 
 @pytest.fixture
 def broker_factory(request, tmp_path):
-    """Returns start(options=None, **kw) -> a running Broker.
+    """Returns start(options=None, broker_class=Broker, **kw) -> a running broker.
 
     All brokers started by a test are stopped (SIGTERM, then SIGKILL) at the
     end of the test; if the test failed, their stderr is printed.
@@ -33,12 +33,12 @@ def broker_factory(request, tmp_path):
     brokers = []
     base_log = OUTPUT_DIR / _safe_name(request.node.nodeid)
 
-    def start(options=None, **kwargs):
+    def start(options=None, broker_class=Broker, **kwargs):
         n = len(brokers)
         log_path = Path(f"{base_log}.{n}.log")
         if log_path.exists():
             log_path.unlink()  # left over from an earlier run
-        broker = Broker(
+        broker = broker_class(
             data_dir=tmp_path / f"data{n}",
             log_path=log_path,
             options=options,
@@ -94,3 +94,11 @@ def small_disk(tmp_path):
         yield mnt
     finally:
         unmount(mnt)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """Test certificates (see tls_certs.make_certs), made once per session."""
+    import tls_certs
+
+    return tls_certs.make_certs(tmp_path_factory.mktemp("certs"))

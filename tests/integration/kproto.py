@@ -14,17 +14,25 @@ API_PRODUCE = 0
 API_FETCH = 1
 API_LIST_OFFSETS = 2
 API_METADATA = 3
+API_SASL_HANDSHAKE = 17
 API_API_VERSIONS = 18
 API_CREATE_TOPICS = 19
 API_DELETE_TOPICS = 20
 API_DESCRIBE_CONFIGS = 32
+API_SASL_AUTHENTICATE = 36
 API_CREATE_PARTITIONS = 37
 
 NONE = 0
 OFFSET_OUT_OF_RANGE = 1
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
+TOPIC_AUTHORIZATION_FAILED = 29
+GROUP_AUTHORIZATION_FAILED = 30
+CLUSTER_AUTHORIZATION_FAILED = 31
+UNSUPPORTED_SASL_MECHANISM = 33
+ILLEGAL_SASL_STATE = 34
 UNSUPPORTED_VERSION = 35
+SASL_AUTHENTICATION_FAILED = 58
 
 
 # --------------------------------------------------------------------------
@@ -402,3 +410,38 @@ def parse_fetch_v4(frame):
                 r.i64()
             out[(topic, part)] = (err, hw, r.nbytes())
     return cid, out
+
+
+# --------------------------------------------------------------------------
+# SASL (SaslHandshake v1, SaslAuthenticate v0/v1: non-flexible, request header v1)
+# --------------------------------------------------------------------------
+def sasl_handshake_request(correlation_id, mechanism, version=1):
+    return request(API_SASL_HANDSHAKE, version, correlation_id, string(mechanism))
+
+
+def parse_sasl_handshake(frame):
+    """(error_code, [enabled mechanisms])."""
+    r = Reader(frame)
+    r.i32()  # correlation id
+    error = r.i16()
+    mechanisms = [r.string() for _ in range(r.i32())]
+    return error, mechanisms
+
+
+def sasl_authenticate_request(correlation_id, token, version=1):
+    return request(API_SASL_AUTHENTICATE, version, correlation_id, nbytes(token))
+
+
+def parse_sasl_authenticate(frame, version=1):
+    """(error_code, error_message, auth_bytes, session_lifetime_ms or None for v0)."""
+    r = Reader(frame)
+    r.i32()  # correlation id
+    error = r.i16()
+    message = r.string()
+    auth = r.nbytes()
+    lifetime = r.i64() if version >= 1 else None
+    return error, message, auth, lifetime
+
+
+def plain_token(user, password, authzid=""):
+    return f"{authzid}\0{user}\0{password}".encode()

@@ -15,6 +15,7 @@ use axum::Router;
 use parking_lot::RwLock;
 use serde::Serialize;
 
+mod auth;
 mod serve;
 mod view;
 
@@ -50,6 +51,7 @@ pub struct HttpServer {
     options: HttpOptions,
     /// The host as given to `bind` (a name there is one clients will use in `Host`).
     bound_host: String,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl HttpServer {
@@ -63,6 +65,7 @@ impl HttpServer {
             local_addr,
             options: HttpOptions::default(),
             bound_host: addr.to_string(),
+            tls: None,
         })
     }
 
@@ -71,7 +74,15 @@ impl HttpServer {
         self
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves HTTPS with this configuration (built by the caller from its certificate settings)
+    /// instead of plain HTTP.
+    pub fn with_tls(mut self, tls: Option<Arc<rustls::ServerConfig>>) -> HttpServer {
+        self.tls = tls;
+        self
+    }
+
+    /// Serves until `shutdown` completes. When the installed view says so, every path but
+    /// `/health` asks for HTTP Basic credentials.
     pub async fn serve(
         self,
         slot: ViewSlot,
@@ -80,11 +91,19 @@ impl HttpServer {
         let mut names = self.options.allowed_hosts.clone();
         names.push(self.bound_host);
         let check = Arc::new(serve::HostCheck::new(&names));
-        let app = router(slot).layer(axum::middleware::from_fn_with_state(
-            check,
-            serve::check_host,
-        ));
-        serve::serve(self.listener, app, self.options, shutdown).await
+        let basic = Arc::new(auth::BasicAuth::new(slot.clone()));
+        // The Host check runs first (the outer layer): a rebinding page gets no challenge.
+        let app = router(slot)
+            .layer(axum::middleware::from_fn_with_state(
+                basic,
+                auth::require_credentials,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                check,
+                serve::check_host,
+            ));
+        let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        serve::serve(self.listener, app, self.options, tls, shutdown).await
     }
 }
 

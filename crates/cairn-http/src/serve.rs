@@ -1,10 +1,11 @@
 //! The HTTP/1 accept loop with the bounds a listener reachable from a browser needs: a header
 //! read timeout (slow headers, and the longest an idle keep-alive connection waits for its next
 //! request), an idle timeout (no bytes either way: a trickled body, a client that stops reading),
-//! and a Host check against DNS rebinding.
+//! a Host check against DNS rebinding, and optionally TLS (with the header read timeout bounding
+//! the handshake too).
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -122,6 +123,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     opts: HttpOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -131,9 +133,16 @@ pub(crate) async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((sock, _)) => {
+                Ok((sock, peer)) => {
                     let _ = sock.set_nodelay(true);
-                    conns.spawn(connection(sock, app.clone(), opts.clone(), stop_rx.clone()));
+                    conns.spawn(accepted_connection(
+                        sock,
+                        peer,
+                        app.clone(),
+                        opts.clone(),
+                        tls.clone(),
+                        stop_rx.clone(),
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!("HTTP accept failed: {e}");
@@ -155,12 +164,31 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn connection(
+async fn accepted_connection(
     sock: TcpStream,
+    peer: SocketAddr,
     app: Router,
     opts: HttpOptions,
-    mut stop: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: watch::Receiver<bool>,
 ) {
+    // Failed credentials are slowed down per address, so requests carry theirs.
+    let app = app.layer(axum::Extension(crate::auth::Peer(peer.ip())));
+    let Some(acceptor) = tls else {
+        return connection(sock, app, opts, stop).await;
+    };
+    // A client that never finishes its handshake is bounded like one that never sends headers.
+    match tokio::time::timeout(opts.read_timeout, acceptor.accept(sock)).await {
+        Ok(Ok(stream)) => connection(stream, app, opts, stop).await,
+        Ok(Err(e)) => tracing::debug!(peer = %peer, "HTTP TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!(peer = %peer, "HTTP TLS handshake timed out"),
+    }
+}
+
+async fn connection<S>(sock: S, app: Router, opts: HttpOptions, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let base = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Watched {
@@ -197,20 +225,20 @@ async fn connection(
 }
 
 /// A socket that notes when bytes last moved, for the idle timeout.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     base: Instant,
     last: Arc<AtomicU64>,
 }
 
-impl Watched {
+impl<S> Watched<S> {
     fn touch(&self) {
         self.last
             .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -225,7 +253,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -280,7 +308,7 @@ mod tests {
             idle_timeout: Duration::from_millis(300),
             ..HttpOptions::default()
         };
-        tokio::spawn(serve(listener, app, opts, std::future::pending()));
+        tokio::spawn(serve(listener, app, opts, None, std::future::pending()));
         let mut c = TcpStream::connect(addr).await.unwrap();
         c.write_all(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .await

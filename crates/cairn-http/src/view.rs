@@ -13,6 +13,16 @@ pub trait BrokerView: Send + Sync + 'static {
     fn topics(&self) -> Vec<TopicInfo>;
     /// The whole `/metrics` body in OpenMetrics text format.
     fn metrics(&self) -> String;
+    /// Whether everything but `/health` asks for HTTP Basic credentials (the broker
+    /// authenticates its Kafka clients). Cheap.
+    fn http_credentials_required(&self) -> bool {
+        false
+    }
+    /// Whether `password` is `user`'s (the broker's PLAIN or SCRAM users). May take milliseconds
+    /// (PBKDF2): it is called off the async threads, and successes are remembered briefly.
+    fn check_password(&self, _user: &str, _password: &str) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -49,7 +49,9 @@
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), 10000);
     try {
-      const res = await fetch(path, { signal: ctl.signal, cache: 'no-store' });
+      // same-origin (the default, said explicitly): the browser resends the Basic credentials
+      // the page was loaded with when the broker asks for them.
+      const res = await fetch(path, { signal: ctl.signal, cache: 'no-store', credentials: 'same-origin' });
       const body = await res.json().catch(() => null);
       if (!res.ok) {
         const e = new Error((body && body.error) || res.status + ' ' + res.statusText);
