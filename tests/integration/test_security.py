@@ -605,11 +605,12 @@ def test_acls_let_alice_read_one_topic_in_one_group(broker_factory, certs):
     finally:
         c.close()
 
-    # A topic she may not read, in her own group: TOPIC_AUTHORIZATION_FAILED.
+    # A topic she may not read, in her own group: TOPIC_AUTHORIZATION_FAILED (librdkafka
+    # reports it for a subscription; Metadata answers it for the topic).
     errs = ErrorLog()
     c = consumer_of(b, certs, "alice", "alice-secret", group, error_cb=errs)
     try:
-        c.assign([TopicPartition(secret, 0, 0)])
+        c.subscribe([secret])
         wait_for_error(c, errs, {KafkaError.TOPIC_AUTHORIZATION_FAILED}, poll=c.poll)
     finally:
         c.close()
@@ -643,13 +644,15 @@ def test_acls_let_alice_read_one_topic_in_one_group(broker_factory, certs):
         with pytest.raises(KafkaException) as e:
             f.result(timeout=20)
         assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
-    with pytest.raises(KafkaException) as e:
-        alice_admin.describe_acls(
-            AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
-                             AclOperation.ANY, AclPermissionType.ANY),
-            request_timeout=15,
-        ).result(timeout=20)
-    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    # DescribeAcls answers CLUSTER_AUTHORIZATION_FAILED too, but librdkafka drops that response's
+    # error code and reports an empty listing (crates/cairn-broker/tests/security.rs checks the
+    # code on the wire); what matters here is that nothing is shown.
+    listed = alice_admin.describe_acls(
+        AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                         AclOperation.ANY, AclPermissionType.ANY),
+        request_timeout=15,
+    ).result(timeout=20)
+    assert listed == []
 
     # Deleting the group ACL takes the group away.
     flt = AclBindingFilter(ResourceType.GROUP, group, ResourcePatternType.LITERAL, "User:alice", None,

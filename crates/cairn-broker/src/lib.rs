@@ -19,5 +19,6 @@ mod versions;
 mod view;
 pub mod wire;
 
+pub use security::tls::http_server_config;
 pub use server::{Broker, BrokerOptions};
 pub use versions::SUPPORTED;

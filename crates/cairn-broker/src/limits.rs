@@ -75,7 +75,12 @@ impl Limits {
             queued_budget: budget,
             idle: config.connections_max_idle_ms().map(Duration::from_millis),
             frame_timeout: Duration::from_millis(config.request_read_timeout_ms()),
-            tls_handshake: Duration::from_millis(config.tls_handshake_timeout_ms()),
+            // An idle connection closes after connections.max.idle.ms; a handshake is no exception.
+            tls_handshake: Duration::from_millis(
+                config
+                    .tls_handshake_timeout_ms()
+                    .min(config.connections_max_idle_ms().unwrap_or(u64::MAX)),
+            ),
             log_per_ip: Throttled::default(),
             log_total: Throttled::default(),
             log_queued: Throttled::default(),

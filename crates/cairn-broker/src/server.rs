@@ -77,11 +77,12 @@ impl Broker {
                 .find(|a| a.name == spec.name)
                 .map(|a| (a.host.clone(), a.port as i32))
                 .unwrap_or_else(|| {
-                    let host = if spec.host.is_empty() || spec.host == "0.0.0.0" || spec.host == "::" {
-                        local.ip().to_string()
-                    } else {
-                        spec.host.clone()
-                    };
+                    let host =
+                        if spec.host.is_empty() || spec.host == "0.0.0.0" || spec.host == "::" {
+                            local.ip().to_string()
+                        } else {
+                            spec.host.clone()
+                        };
                     (host, local.port() as i32)
                 });
             let ctx = Arc::new(ListenerCtx::new(&config, spec, adv)?);
@@ -89,7 +90,11 @@ impl Broker {
         }
         let local_addr = bound[0].1;
         let listener_ctxs: Vec<Arc<ListenerCtx>> = bound.iter().map(|b| b.2.clone()).collect();
-        let security = Arc::new(Security::load(&config, opts.data_dir.clone(), &listener_ctxs)?);
+        let security = Arc::new(Security::load(
+            &config,
+            opts.data_dir.clone(),
+            &listener_ctxs,
+        )?);
         let cfg_for_store = config.clone();
         let data_dir = opts.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || {
@@ -470,7 +475,11 @@ async fn serve<S: Transport>(
                 let size = i32::from_be_bytes([rbuf[0], rbuf[1], rbuf[2], rbuf[3]]);
                 // Before authentication only the small SASL exchange may arrive (Kafka's
                 // sasl.server.max.receive.size).
-                let max = if session.authenticated() { max } else { max_unauthenticated };
+                let max = if session.authenticated() {
+                    max
+                } else {
+                    max_unauthenticated
+                };
                 if size < 0 || size as i64 > max {
                     tracing::warn!(%peer, size, max, "request frame size out of bounds; closing connection");
                     return;

@@ -148,6 +148,14 @@ impl http::BrokerView for View {
     fn metrics(&self) -> String {
         self.metrics.render()
     }
+
+    fn http_credentials_required(&self) -> bool {
+        self.state.security.sasl_enabled
+    }
+
+    fn check_password(&self, user: &str, password: &str) -> bool {
+        self.state.security.check_password(user, password)
+    }
 }
 
 /// A group's rebalance history in the HTTP API's shape, oldest first.

@@ -178,7 +178,7 @@ async fn lag_groups_and_metrics_over_http() {
     ])
     .unwrap();
     let broker = Broker::start(BrokerOptions {
-        listen: "127.0.0.1:0".into(),
+        listen: Some("127.0.0.1:0".into()),
         data_dir: dir.path().to_path_buf(),
         config,
     })

@@ -40,9 +40,11 @@ fn pki() -> Pki {
         .unwrap();
     let alice_key = rcgen::KeyPair::generate().unwrap();
     let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name
         .push(rcgen::DnType::OrganizationName, "cairn");
-    p.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "alice");
     let alice = p.signed_by(&alice_key, &ca, &ca_key).unwrap();
     Pki {
         server_key: server_key.serialize_pem(),
@@ -64,7 +66,10 @@ fn config(pki: &Pki, extra: &[(&str, &str)]) -> BrokerConfig {
         ("ssl.keystore.certificate.chain", pki.server_chain.as_str()),
         ("ssl.truststore.type", "PEM"),
         ("listener.name.ssl.ssl.client.auth", "required"),
-        ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"),
+        (
+            "sasl.enabled.mechanisms",
+            "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        ),
         ("listener.name.sasl_plaintext.plain.sasl.jaas.config", JAAS),
         ("listener.name.sasl_ssl.plain.sasl.jaas.config", JAAS),
         (
@@ -249,6 +254,7 @@ fn produce_req(topic: &str) -> ProduceRequest {
             key: None,
             value: Some(Bytes::from_static(b"v")),
             headers: Default::default(),
+            delete_horizon: false,
         }],
         &RecordEncodeOptions {
             version: 2,
@@ -285,7 +291,9 @@ async fn sasl_gates_every_request_and_failures_close() {
 
     // Anything but the exchange before authenticating closes the connection.
     let mut s = TcpStream::connect(at).await.unwrap();
-    assert!(send(&mut s, &ApiVersionsRequest::default(), 3).await.is_some());
+    assert!(send(&mut s, &ApiVersionsRequest::default(), 3)
+        .await
+        .is_some());
     assert!(send(&mut s, &metadata(None), 12).await.is_none());
 
     // An unknown mechanism is answered with the ones offered, then the connection closes.
@@ -319,7 +327,12 @@ async fn sasl_gates_every_request_and_failures_close() {
         assert_eq!(handshake(&mut s, "PLAIN").await, 0);
         assert_eq!(authenticate(&mut s, token).await.error_code, 58);
     }
-    for token in [vec![], b"n,,n=x".to_vec(), vec![0xff; 1000], b"p=tls-unique,,n=a,r=b".to_vec()] {
+    for token in [
+        vec![],
+        b"n,,n=x".to_vec(),
+        vec![0xff; 1000],
+        b"p=tls-unique,,n=a,r=b".to_vec(),
+    ] {
         let mut s = TcpStream::connect(at).await.unwrap();
         assert_eq!(handshake(&mut s, "SCRAM-SHA-256").await, 0);
         assert_eq!(authenticate(&mut s, token).await.error_code, 58);
@@ -329,7 +342,11 @@ async fn sasl_gates_every_request_and_failures_close() {
     let mut s = TcpStream::connect(at).await.unwrap();
     assert_eq!(plain(&mut s, "admin", "admin-secret").await, 0);
     let md = send(&mut s, &metadata(None), 12).await.unwrap();
-    assert_eq!(md.brokers[0].port, at.port() as i32, "the listener's own address");
+    assert_eq!(
+        md.brokers[0].port,
+        at.port() as i32,
+        "the listener's own address"
+    );
     broker.shutdown().await.unwrap();
 }
 
@@ -398,7 +415,9 @@ async fn scram_users_and_acls_are_enforced_and_durable() {
     assert!(r.topics.iter().all(|t| t.error_code == 29));
     let md = send(&mut alice, &metadata(None), 12).await.unwrap();
     assert!(md.topics.is_empty());
-    let md = send(&mut alice, &metadata(Some(&["t1"])), 12).await.unwrap();
+    let md = send(&mut alice, &metadata(Some(&["t1"])), 12)
+        .await
+        .unwrap();
     assert_eq!(md.topics[0].error_code, 29);
     let p = send(&mut alice, &produce_req("t1"), 9).await.unwrap();
     assert_eq!(p.responses[0].partition_responses[0].error_code, 29);
@@ -449,6 +468,18 @@ async fn scram_users_and_acls_are_enforced_and_durable() {
     .await
     .unwrap();
     assert_eq!(d.error_code, 31);
+    let d = send(
+        &mut alice,
+        &DescribeAclsRequest::default()
+            .with_resource_type_filter(1)
+            .with_pattern_type_filter(1)
+            .with_operation(1)
+            .with_permission_type(1),
+        3,
+    )
+    .await
+    .unwrap();
+    assert_eq!((d.error_code, d.resources.len()), (31, 0));
     let mut admin = tls(&pki, at, false).await;
     assert_eq!(plain(&mut admin, "admin", "admin-secret").await, 0);
     let d = send(
@@ -488,7 +519,9 @@ async fn client_certificates_and_session_lifetimes() {
     .unwrap();
     assert_eq!(r.results[0].error_code, 0);
     let mut ssl = tls(&pki, addr(&broker, "SSL"), true).await;
-    let md = send(&mut ssl, &metadata(Some(&["t", "u"])), 12).await.unwrap();
+    let md = send(&mut ssl, &metadata(Some(&["t", "u"])), 12)
+        .await
+        .unwrap();
     assert_eq!(md.topics[0].error_code, 3, "described, does not exist");
     assert_eq!(md.topics[1].error_code, 29);
 
@@ -515,11 +548,15 @@ async fn client_certificates_and_session_lifetimes() {
         .await;
     if let Ok(mut s) = refused {
         // TLS 1.3 reports the refusal on the first read.
-        assert!(send(&mut s, &ApiVersionsRequest::default(), 3).await.is_none());
+        assert!(send(&mut s, &ApiVersionsRequest::default(), 3)
+            .await
+            .is_none());
     }
 
     // A plaintext client on a TLS listener gets no answer and is closed.
     let mut s = TcpStream::connect(addr(&broker, "SASL_SSL")).await.unwrap();
-    assert!(send(&mut s, &ApiVersionsRequest::default(), 3).await.is_none());
+    assert!(send(&mut s, &ApiVersionsRequest::default(), 3)
+        .await
+        .is_none());
     broker.shutdown().await.unwrap();
 }

@@ -22,7 +22,7 @@ async fn start(extra: &[(&str, &str)]) -> (Broker, tempfile::TempDir) {
     pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = BrokerConfig::from_pairs(pairs).unwrap();
     let broker = Broker::start(BrokerOptions {
-        listen: "127.0.0.1:0".into(),
+        listen: Some("127.0.0.1:0".into()),
         data_dir: dir.path().to_path_buf(),
         config,
     })
@@ -276,7 +276,7 @@ async fn data_survives_restart_and_ids_are_stable() {
     let mut ids = Vec::new();
     for round in 0..2 {
         let broker = Broker::start(BrokerOptions {
-            listen: "127.0.0.1:0".into(),
+            listen: Some("127.0.0.1:0".into()),
             data_dir: dir.path().to_path_buf(),
             config: BrokerConfig::from_pairs(BTreeMap::<String, String>::new()).unwrap(),
         })

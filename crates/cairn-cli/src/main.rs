@@ -142,11 +142,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         read_timeout: std::time::Duration::from_millis(config.http_read_timeout_ms()),
         idle_timeout: std::time::Duration::from_millis(config.http_idle_timeout_ms()),
     };
-    let (http_stop, http_task) = match start_http(args.http.as_deref(), &slot, http_options).await?
-    {
-        Some((stop, task)) => (Some(stop), Some(task)),
-        None => (None, None),
-    };
+    let http_tls = cairn_broker::http_server_config(&config)?;
+    let (http_stop, http_task) =
+        match start_http(args.http.as_deref(), &slot, http_options, http_tls).await? {
+            Some((stop, task)) => (Some(stop), Some(task)),
+            None => (None, None),
+        };
     // Signals are caught from before the broker starts: Kafka clients are served while the
     // start finishes (the first lag snapshot), and a SIGTERM then must still mean a clean stop.
     let signals = Signals::catch()?;
@@ -179,6 +180,7 @@ async fn start_http(
     arg: Option<&str>,
     slot: &cairn_http::ViewSlot,
     options: cairn_http::HttpOptions,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<Option<HttpHandle>> {
     const DEFAULT: &str = "127.0.0.1:9644";
     let server = match arg {
@@ -192,8 +194,9 @@ async fn start_http(
             }
         },
     };
-    let server = server.with_options(options);
-    tracing::info!(http = %server.local_addr, "HTTP listener: /metrics, /health, /api, dashboard");
+    let https = tls.is_some();
+    let server = server.with_options(options).with_tls(tls);
+    tracing::info!(http = %server.local_addr, tls = https, "HTTP listener: /metrics, /health, /api, dashboard");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.serve(slot.clone(), async {
         let _ = stopped.await;

@@ -134,9 +134,17 @@ impl BrokerConfig {
                     cfg.listener_overrides.insert(k, v);
                     continue;
                 }
-                if let Some(def) = defs::broker_def(key).filter(|d| d.name.starts_with("ssl.") || d.name.starts_with("sasl.")) {
+                if let Some(def) = defs::broker_def(key)
+                    .filter(|d| d.name.starts_with("ssl.") || d.name.starts_with("sasl."))
+                {
                     def.validate(&v).map_err(|e| match e {
-                        ConfigError::InvalidValue { value, reason, .. } => ConfigError::InvalidValue { key: k.clone(), value, reason },
+                        ConfigError::InvalidValue { value, reason, .. } => {
+                            ConfigError::InvalidValue {
+                                key: k.clone(),
+                                value,
+                                reason,
+                            }
+                        }
                         other => other,
                     })?;
                     cfg.listener_overrides.insert(k, v);
@@ -755,7 +763,10 @@ mod tests {
         assert!(c.jaas_config("SASL_SSL", "PLAIN").is_some());
         assert!(c.jaas_config("SASL_SSL", "SCRAM-SHA-256").is_none());
         let e = cfg(&[("listener.name.x.ssl.client.auth", "always")]).unwrap_err();
-        assert!(e.to_string().contains("listener.name.x.ssl.client.auth"), "{e}");
+        assert!(
+            e.to_string().contains("listener.name.x.ssl.client.auth"),
+            "{e}"
+        );
         assert!(is_sensitive("ssl.keystore.key"));
         assert!(is_sensitive("listener.name.x.plain.sasl.jaas.config"));
     }

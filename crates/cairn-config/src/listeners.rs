@@ -79,7 +79,10 @@ pub fn parse_protocol_map(v: &str) -> Result<BTreeMap<String, SecurityProtocol>,
             .ok_or_else(|| format!("{item:?}: expected NAME:PROTOCOL"))?;
         let proto = SecurityProtocol::parse(proto)
             .ok_or_else(|| format!("{item:?}: unknown security protocol {proto:?}"))?;
-        if map.insert(name.trim().to_ascii_uppercase(), proto).is_some() {
+        if map
+            .insert(name.trim().to_ascii_uppercase(), proto)
+            .is_some()
+        {
             return Err(format!("listener {name:?} is mapped twice"));
         }
     }
@@ -174,6 +177,12 @@ impl BrokerConfig {
             .get(&prefixed)
             .cloned()
             .or_else(|| self.get(key))
+    }
+
+    /// Only the listener's own `listener.name.<name>.<key>`, no global fallback.
+    pub fn listener_value_own(&self, listener: &str, key: &str) -> Option<String> {
+        let prefixed = format!("listener.name.{}.{key}", listener.to_ascii_lowercase());
+        self.listener_overrides.get(&prefixed).cloned()
     }
 
     /// The JAAS text for a SASL mechanism on a listener:

@@ -16,10 +16,10 @@ use kafka_protocol::messages::{
 
 use cairn_auth::{Operation, ResourceType};
 
-use crate::security::CLUSTER;
 use super::{sb, Ctx};
 use crate::errors::{internal_topic_code, store_error_code, validate_topic_name, Code};
 use crate::internal_topics;
+use crate::security::CLUSTER;
 
 /// The most partitions one request may create, as Kafka's controller allows: every partition is a
 /// directory and open files, so a 40-byte request must not ask for two billion of them.
@@ -325,7 +325,10 @@ pub async fn create_partitions(
                     .with_error_message(Some(sb(msg)))
             };
             if !ctx.allowed(Operation::Alter, ResourceType::Topic, &t.name.0) {
-                return refuse(Code::TopicAuthorizationFailed.code(), "Authorization failed.".into());
+                return refuse(
+                    Code::TopicAuthorizationFailed.code(),
+                    "Authorization failed.".into(),
+                );
             }
             let Some(meta) = st.store.topic(&t.name.0) else {
                 return refuse(

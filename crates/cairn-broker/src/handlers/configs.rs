@@ -78,11 +78,26 @@ pub async fn describe_configs(ctx: &Ctx, req: DescribeConfigsRequest) -> Describ
                     .with_error_message(Some(sb(msg)))
             };
             let entries = match res.resource_type {
-                TOPIC if !ctx.allowed(Operation::DescribeConfigs, ResourceType::Topic, &res.resource_name) => {
-                    return fail(Code::TopicAuthorizationFailed.code(), format!("not authorized to describe the configs of topic {}", res.resource_name.as_str()));
+                TOPIC
+                    if !ctx.allowed(
+                        Operation::DescribeConfigs,
+                        ResourceType::Topic,
+                        &res.resource_name,
+                    ) =>
+                {
+                    return fail(
+                        Code::TopicAuthorizationFailed.code(),
+                        format!(
+                            "not authorized to describe the configs of topic {}",
+                            res.resource_name.as_str()
+                        ),
+                    );
                 }
                 BROKER if !ctx.allowed_cluster(Operation::DescribeConfigs) => {
-                    return fail(Code::ClusterAuthorizationFailed.code(), "not authorized to describe the broker's configs".into());
+                    return fail(
+                        Code::ClusterAuthorizationFailed.code(),
+                        "not authorized to describe the broker's configs".into(),
+                    );
                 }
                 TOPIC => match st.store.topic(&res.resource_name) {
                     Some(t) => st.config.topic_entries(&t.configs),

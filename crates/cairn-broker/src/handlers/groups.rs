@@ -23,9 +23,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use cairn_auth::{Operation, ResourceType};
 
-use crate::security::CLUSTER;
 use super::{sb, Ctx};
 use crate::errors::{group_error_code, Code};
+use crate::security::CLUSTER;
 
 fn code(r: &Result<(), g::GroupError>) -> i16 {
     r.as_ref().err().map_or(0, group_error_code)
@@ -314,7 +314,8 @@ pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
 
 pub async fn leave_group(ctx: &Ctx, req: LeaveGroupRequest) -> LeaveGroupResponse {
     if !ctx.allowed(Operation::Read, ResourceType::Group, &req.group_id.0) {
-        return LeaveGroupResponse::default().with_error_code(Code::GroupAuthorizationFailed.code());
+        return LeaveGroupResponse::default()
+            .with_error_code(Code::GroupAuthorizationFailed.code());
     }
     let members: Vec<g::LeavingMember> = if ctx.version >= 3 {
         req.members
@@ -377,7 +378,11 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
     for t in &req.topics {
         let name = t.name.0.to_string();
         if !group_denied && !ctx.allowed(Operation::Read, ResourceType::Topic, &name) {
-            denied.extend(t.partitions.iter().map(|p| (name.clone(), p.partition_index)));
+            denied.extend(
+                t.partitions
+                    .iter()
+                    .map(|p| (name.clone(), p.partition_index)),
+            );
             continue;
         }
         let meta = st.store.topic(&name);
@@ -458,7 +463,11 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
         Ok(_) if group_denied => {
             for t in &req.topics {
                 for p in &t.partitions {
-                    push(&t.name.0, p.partition_index, Code::GroupAuthorizationFailed.code());
+                    push(
+                        &t.name.0,
+                        p.partition_index,
+                        Code::GroupAuthorizationFailed.code(),
+                    );
                 }
             }
         }
@@ -806,14 +815,19 @@ pub async fn delete_groups(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsR
 pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let st = &ctx.state;
     if !ctx.allowed(Operation::Delete, ResourceType::Group, &req.group_id.0) {
-        return OffsetDeleteResponse::default().with_error_code(Code::GroupAuthorizationFailed.code());
+        return OffsetDeleteResponse::default()
+            .with_error_code(Code::GroupAuthorizationFailed.code());
     }
     let mut wanted = Vec::new();
     let mut unknown = Vec::new();
     let mut denied = Vec::new();
     for t in &req.topics {
         if !ctx.allowed(Operation::Read, ResourceType::Topic, &t.name.0) {
-            denied.extend(t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index)));
+            denied.extend(
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), p.partition_index)),
+            );
             continue;
         }
         let meta = st.store.topic(&t.name.0);

@@ -9,9 +9,9 @@ use kafka_protocol::protocol::StrBytes;
 use cairn_auth::{Operation, ResourceType};
 
 use super::{admin, sb, Ctx};
-use crate::security::CLUSTER;
 use crate::errors::Code;
 use crate::internal_topics::is_internal;
+use crate::security::CLUSTER;
 use cairn_log::TopicMeta;
 
 pub fn topic_entry(ctx: &Ctx, t: &TopicMeta) -> MetadataResponseTopic {
@@ -129,15 +129,17 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
     if ctx.version >= 8 && req.include_topic_authorized_operations {
         for t in topics.iter_mut().filter(|t| t.error_code == 0) {
             if let Some(n) = &t.name {
-                t.topic_authorized_operations = ctx.authorized_operations(ResourceType::Topic, &n.0);
+                t.topic_authorized_operations =
+                    ctx.authorized_operations(ResourceType::Topic, &n.0);
             }
         }
     }
-    let cluster_ops = if (8..=10).contains(&ctx.version) && req.include_cluster_authorized_operations {
-        ctx.authorized_operations(ResourceType::Cluster, CLUSTER)
-    } else {
-        i32::MIN
-    };
+    let cluster_ops =
+        if (8..=10).contains(&ctx.version) && req.include_cluster_authorized_operations {
+            ctx.authorized_operations(ResourceType::Cluster, CLUSTER)
+        } else {
+            i32::MIN
+        };
     MetadataResponse::default()
         .with_cluster_authorized_operations(cluster_ops)
         .with_brokers(vec![MetadataResponseBroker::default()

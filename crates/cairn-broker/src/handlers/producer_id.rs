@@ -5,8 +5,8 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use cairn_auth::{Operation, ResourceType};
 
 use super::Ctx;
-use crate::security::CLUSTER;
 use crate::errors::{store_error_code, Code};
+use crate::security::CLUSTER;
 
 pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let failed = |code: i16| {
@@ -37,7 +37,12 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResp
     // (implied since Kafka 3.0).
     let sec = &ctx.state.security;
     if !ctx.may(Operation::IdempotentWrite, ResourceType::Cluster, CLUSTER)
-        && !sec.allowed_any(&ctx.principal, &ctx.peer.ip(), Operation::Write, ResourceType::Topic)
+        && !sec.allowed_any(
+            &ctx.principal,
+            &ctx.peer.ip(),
+            Operation::Write,
+            ResourceType::Topic,
+        )
     {
         ctx.allowed_cluster(Operation::IdempotentWrite); // the audit line
         return failed(Code::ClusterAuthorizationFailed.code());

@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 
 use super::{sb, Ctx};
@@ -36,7 +35,10 @@ pub async fn handshake(
         AuthState::Done { .. } => true,
         // No SASL on this listener, or a handshake in the middle of an exchange.
         _ => {
-            session.close_after_reply = matches!(session.auth, AuthState::Authenticate { .. } | AuthState::Scram { .. });
+            session.close_after_reply = matches!(
+                session.auth,
+                AuthState::Authenticate { .. } | AuthState::Scram { .. }
+            );
             return resp.with_error_code(Code::IllegalSaslState.code());
         }
     };
@@ -79,7 +81,8 @@ pub async fn authenticate(
                 Mechanism::Plain => (plain(session, &req.auth_bytes), reauth),
                 Mechanism::Scram(m) => {
                     let mut server = Box::new(cairn_auth::ScramServer::new(m));
-                    let first = server.client_first(&req.auth_bytes, |user| sec.scram_credential(user, m));
+                    let first =
+                        server.client_first(&req.auth_bytes, |user| sec.scram_credential(user, m));
                     match first {
                         Ok(reply) => {
                             session.auth = AuthState::Scram { server, reauth };
@@ -112,7 +115,12 @@ pub async fn authenticate(
         Ok((principal, reply)) => {
             if reauth && *principal != *session.principal {
                 // Kafka refuses a renewal that changes who the connection is.
-                return fail(ctx, session, "Cannot change principals during re-authentication".into()).await;
+                return fail(
+                    ctx,
+                    session,
+                    "Cannot change principals during re-authentication".into(),
+                )
+                .await;
             }
             let lifetime = sec.reauth;
             session.principal = principal.into();

@@ -10,7 +10,9 @@ use cairn_auth::{
 };
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
-use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
     CredentialInfo, DescribeUserScramCredentialsResult,
@@ -133,7 +135,10 @@ pub async fn create_acls(ctx: &Ctx, req: CreateAclsRequest) -> CreateAclsRespons
             (Ok(_), Ok(())) => each(0, None),
             (Ok(_), Err(e)) => {
                 tracing::warn!("cannot save ACLs: {e:#}");
-                each(Code::UnknownServerError.code(), Some(format!("cannot save ACLs: {e}")))
+                each(
+                    Code::UnknownServerError.code(),
+                    Some(format!("cannot save ACLs: {e}")),
+                )
             }
         })
         .collect();
@@ -248,7 +253,10 @@ pub async fn delete_acls(ctx: &Ctx, req: DeleteAclsRequest) -> DeleteAclsRespons
             (Err(msg), _) => each(Code::InvalidRequest.code(), Some(msg)),
             (Ok(_), Err(e)) => {
                 tracing::warn!("cannot save ACLs: {e:#}");
-                each(Code::UnknownServerError.code(), Some(format!("cannot save ACLs: {e}")))
+                each(
+                    Code::UnknownServerError.code(),
+                    Some(format!("cannot save ACLs: {e}")),
+                )
             }
             (Ok(_), Ok(())) => each(0, None).with_matching_acls(
                 removed
@@ -339,6 +347,9 @@ enum Change {
     Upsert(String, ScramCredential),
 }
 
+/// A change, or the error code and message refusing it.
+type Checked = Result<Change, (i16, String)>;
+
 pub async fn alter_scram(
     ctx: &Ctx,
     req: AlterUserScramCredentialsRequest,
@@ -374,43 +385,85 @@ pub async fn alter_scram(
         *count.entry((u.to_string(), m)).or_default() += 1;
     }
     let current = ctx.state.security.scram_users();
-    let mut checked: Vec<(StrBytes, Result<Change, (i16, String)>)> = Vec::new();
+    let mut checked: Vec<(StrBytes, Checked)> = Vec::new();
     for d in &req.deletions {
         let name = d.name.to_string();
         let r = if count[&(name.clone(), d.mechanism)] > 1 {
-            Err((Code::DuplicateResource.code(), format!("A user credential cannot be altered twice in the same request: {name}")))
+            Err((
+                Code::DuplicateResource.code(),
+                format!("A user credential cannot be altered twice in the same request: {name}"),
+            ))
         } else if let Some(m) = ScramMechanism::from_kafka_code(d.mechanism) {
-            if current.get(&name).is_some_and(|c| c.iter().any(|c| c.mechanism == m)) {
+            if current
+                .get(&name)
+                .is_some_and(|c| c.iter().any(|c| c.mechanism == m))
+            {
                 Ok(Change::Delete(name, m))
             } else {
-                Err((Code::ResourceNotFound.code(), format!("Attempt to delete a user credential that does not exist: {name}")))
+                Err((
+                    Code::ResourceNotFound.code(),
+                    format!("Attempt to delete a user credential that does not exist: {name}"),
+                ))
             }
         } else {
-            Err((Code::UnsupportedSaslMechanism.code(), format!("Unknown SCRAM mechanism {}", d.mechanism)))
+            Err((
+                Code::UnsupportedSaslMechanism.code(),
+                format!("Unknown SCRAM mechanism {}", d.mechanism),
+            ))
         };
         checked.push((d.name.clone(), r));
     }
     for u in &req.upsertions {
         let name = u.name.to_string();
         let r = if count[&(name.clone(), u.mechanism)] > 1 {
-            Err((Code::DuplicateResource.code(), format!("A user credential cannot be altered twice in the same request: {name}")))
+            Err((
+                Code::DuplicateResource.code(),
+                format!("A user credential cannot be altered twice in the same request: {name}"),
+            ))
         } else if name.is_empty() {
-            Err((Code::UnacceptableCredential.code(), "Username must not be empty".to_string()))
+            Err((
+                Code::UnacceptableCredential.code(),
+                "Username must not be empty".to_string(),
+            ))
         } else if let Some(m) = ScramMechanism::from_kafka_code(u.mechanism) {
             if u.iterations < m.min_iterations() {
-                Err((Code::UnacceptableCredential.code(), format!("Too few iterations: at least {} for {}", m.min_iterations(), m.name())))
+                Err((
+                    Code::UnacceptableCredential.code(),
+                    format!(
+                        "Too few iterations: at least {} for {}",
+                        m.min_iterations(),
+                        m.name()
+                    ),
+                ))
             } else if u.iterations > ScramMechanism::MAX_ITERATIONS {
-                Err((Code::UnacceptableCredential.code(), format!("Too many iterations: at most {}", ScramMechanism::MAX_ITERATIONS)))
+                Err((
+                    Code::UnacceptableCredential.code(),
+                    format!(
+                        "Too many iterations: at most {}",
+                        ScramMechanism::MAX_ITERATIONS
+                    ),
+                ))
             } else if u.salt.is_empty() || u.salted_password.is_empty() {
-                Err((Code::UnacceptableCredential.code(), "Salt and salted password must not be empty".to_string()))
+                Err((
+                    Code::UnacceptableCredential.code(),
+                    "Salt and salted password must not be empty".to_string(),
+                ))
             } else {
                 Ok(Change::Upsert(
                     name,
-                    ScramCredential::from_salted_password(m, &u.salt, &u.salted_password, u.iterations),
+                    ScramCredential::from_salted_password(
+                        m,
+                        &u.salt,
+                        &u.salted_password,
+                        u.iterations,
+                    ),
                 ))
             }
         } else {
-            Err((Code::UnsupportedSaslMechanism.code(), format!("Unknown SCRAM mechanism {}", u.mechanism)))
+            Err((
+                Code::UnsupportedSaslMechanism.code(),
+                format!("Unknown SCRAM mechanism {}", u.mechanism),
+            ))
         };
         checked.push((u.name.clone(), r));
     }
@@ -457,7 +510,11 @@ pub async fn alter_scram(
             (Ok(_), Ok(())) => result(&user, 0, None),
             (Ok(_), Err(e)) => {
                 tracing::warn!("cannot save SCRAM credentials: {e:#}");
-                result(&user, Code::UnknownServerError.code(), Some(format!("cannot save credentials: {e}")))
+                result(
+                    &user,
+                    Code::UnknownServerError.code(),
+                    Some(format!("cannot save credentials: {e}")),
+                )
             }
         })
         .collect();

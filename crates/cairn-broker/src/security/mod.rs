@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cairn_auth::{
-    AclBinding, Authorizer, Operation, ResourceType, ScramCredential, ScramMechanism,
-    ScramServer,
+    AclBinding, Authorizer, Operation, ResourceType, ScramCredential, ScramMechanism, ScramServer,
 };
 use cairn_config::{BrokerConfig, ListenerSpec, SecurityProtocol};
 use parking_lot::{Mutex, RwLock};
@@ -82,7 +81,7 @@ impl ListenerCtx {
         advertised: (String, i32),
     ) -> anyhow::Result<ListenerCtx> {
         let tls = if spec.protocol.tls() {
-            let config = tls::server_config(cfg, &spec.name)
+            let config = tls::server_config(cfg, &spec.name, spec.protocol.sasl())
                 .with_context(|| format!("listener {} ({})", spec.name, spec.protocol.name()))?;
             Some(tokio_rustls::TlsAcceptor::from(config))
         } else {
@@ -121,7 +120,10 @@ impl ListenerCtx {
                 mechanisms.push(mech);
             }
             if mechanisms.is_empty() {
-                bail!("listener {} uses SASL but sasl.enabled.mechanisms is empty", spec.name);
+                bail!(
+                    "listener {} uses SASL but sasl.enabled.mechanisms is empty",
+                    spec.name
+                );
             }
         }
         Ok(ListenerCtx {
@@ -230,7 +232,8 @@ impl Security {
         dir: PathBuf,
         listeners: &[Arc<ListenerCtx>],
     ) -> anyhow::Result<Security> {
-        let state = cairn_auth::store::load(&dir).context("cannot load ACLs and SCRAM credentials")?;
+        let state =
+            cairn_auth::store::load(&dir).context("cannot load ACLs and SCRAM credentials")?;
         let class = cfg.get("authorizer.class.name").unwrap_or_default();
         let super_users: Vec<String> = cfg
             .get("super.users")
@@ -330,12 +333,20 @@ impl Security {
     ) -> bool {
         match &self.authorizer {
             None => true,
-            Some(a) => a.read().authorize(principal, &host.to_string(), op, rt, name),
+            Some(a) => a
+                .read()
+                .authorize(principal, &host.to_string(), op, rt, name),
         }
     }
 
     /// `op` on at least one resource of the type (Kafka's authorizeByResourceType).
-    pub fn allowed_any(&self, principal: &str, host: &IpAddr, op: Operation, rt: ResourceType) -> bool {
+    pub fn allowed_any(
+        &self,
+        principal: &str,
+        host: &IpAddr,
+        op: Operation,
+        rt: ResourceType,
+    ) -> bool {
         match &self.authorizer {
             None => true,
             Some(a) => a.read().authorize_any(principal, &host.to_string(), op, rt),
@@ -374,7 +385,10 @@ impl Security {
     }
 
     /// Persists the ACL list and then makes it the one checked.
-    pub fn replace_acls(&self, make: impl FnOnce(&Authorizer) -> Vec<AclBinding>) -> anyhow::Result<()> {
+    pub fn replace_acls(
+        &self,
+        make: impl FnOnce(&Authorizer) -> Vec<AclBinding>,
+    ) -> anyhow::Result<()> {
         let Some(lock) = &self.authorizer else {
             bail!("no authorizer");
         };
@@ -403,7 +417,9 @@ impl Security {
     /// Persists the SCRAM credentials and then makes them the ones checked.
     pub fn replace_scram(
         &self,
-        make: impl FnOnce(&BTreeMap<String, Vec<ScramCredential>>) -> BTreeMap<String, Vec<ScramCredential>>,
+        make: impl FnOnce(
+            &BTreeMap<String, Vec<ScramCredential>>,
+        ) -> BTreeMap<String, Vec<ScramCredential>>,
     ) -> anyhow::Result<()> {
         let _w = self.write.lock();
         let next = make(&self.scram.read());
@@ -440,7 +456,8 @@ impl Security {
         let mut f = self.failures.lock();
         let now = Instant::now();
         if f.by_ip.len() >= FAIL_TRACKED && !f.by_ip.contains_key(&ip) {
-            f.by_ip.retain(|_, (since, _)| since.elapsed() < FAIL_WINDOW);
+            f.by_ip
+                .retain(|_, (since, _)| since.elapsed() < FAIL_WINDOW);
             if f.by_ip.len() >= FAIL_TRACKED {
                 // Still full of live windows: forget the oldest to make room.
                 if let Some(oldest) = f.by_ip.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| *k) {

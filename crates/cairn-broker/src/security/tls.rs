@@ -137,8 +137,15 @@ fn truststore(cfg: &BrokerConfig, listener: &str) -> anyhow::Result<Option<RootC
     Ok(Some(roots))
 }
 
-pub fn client_auth(cfg: &BrokerConfig, listener: &str) -> ClientAuth {
-    match value(cfg, listener, "ssl.client.auth").as_deref() {
+/// `ssl.client.auth` for a listener. As in Kafka, a SASL_SSL listener takes it only from its
+/// own `listener.name.<name>.ssl.client.auth`: the global value is for SSL listeners.
+pub fn client_auth(cfg: &BrokerConfig, listener: &str, sasl: bool) -> ClientAuth {
+    let v = if sasl {
+        cfg.listener_value_own(listener, "ssl.client.auth")
+    } else {
+        value(cfg, listener, "ssl.client.auth")
+    };
+    match v.as_deref() {
         Some("required") => ClientAuth::Required,
         Some("requested") => ClientAuth::Requested,
         _ => ClientAuth::None,
@@ -146,7 +153,30 @@ pub fn client_auth(cfg: &BrokerConfig, listener: &str) -> ClientAuth {
 }
 
 /// The TLS configuration of one listener (or, with `listener` = "", the global `ssl.*`).
-pub fn server_config(cfg: &BrokerConfig, listener: &str) -> anyhow::Result<Arc<ServerConfig>> {
+pub fn server_config(
+    cfg: &BrokerConfig,
+    listener: &str,
+    sasl: bool,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    build(cfg, listener, client_auth(cfg, listener, sasl))
+}
+
+/// The HTTP listener's TLS (`cairn.http.ssl.enabled`): the broker's own `ssl.keystore.*`, no
+/// client certificates (HTTP clients authenticate with Basic credentials).
+pub fn http_server_config(cfg: &BrokerConfig) -> anyhow::Result<Option<Arc<ServerConfig>>> {
+    if cfg.get("cairn.http.ssl.enabled").as_deref() != Some("true") {
+        return Ok(None);
+    }
+    build(cfg, "", ClientAuth::None)
+        .map(Some)
+        .context("cairn.http.ssl.enabled")
+}
+
+fn build(
+    cfg: &BrokerConfig,
+    listener: &str,
+    auth: ClientAuth,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let protocols = value(cfg, listener, "ssl.enabled.protocols").unwrap_or_default();
     let mut versions = Vec::new();
@@ -154,13 +184,14 @@ pub fn server_config(cfg: &BrokerConfig, listener: &str) -> anyhow::Result<Arc<S
         match p {
             "TLSv1.2" => versions.push(&rustls::version::TLS12),
             "TLSv1.3" => versions.push(&rustls::version::TLS13),
-            other => bail!("ssl.enabled.protocols: {other:?} is not offered (TLSv1.2 and TLSv1.3 only)"),
+            other => {
+                bail!("ssl.enabled.protocols: {other:?} is not offered (TLSv1.2 and TLSv1.3 only)")
+            }
         }
     }
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| anyhow!("ssl.enabled.protocols: {e}"))?;
-    let auth = client_auth(cfg, listener);
     let roots = truststore(cfg, listener)?;
     let builder = match (auth, roots) {
         (ClientAuth::None, _) => builder.with_no_client_auth(),
@@ -256,7 +287,12 @@ mod tests {
         let flat_key = key.serialize_pem().replace('\n', "");
         assert!(private_key("x", &flat_key).is_ok());
         assert!(certs("x", "garbage").is_err());
-        assert!(private_key("x", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----").is_err());
+        assert!(private_key("x", "no key here").is_err());
+        assert!(private_key(
+            "x",
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----"
+        )
+        .is_err());
     }
 
     #[test]
