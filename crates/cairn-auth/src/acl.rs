@@ -1,29 +1,50 @@
-//! Kafka's ACL model and its StandardAuthorizer's rules: who may do which operation on which
-//! resource, and the filters the ACL admin APIs select bindings with.
+//! Kafka's ACL model: bindings, filters (DescribeAcls / DeleteAcls) and the StandardAuthorizer's
+//! decision rules, indexed so that a check looks only at the ACLs that can match the resource.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-macro_rules! coded {
-    ($(#[$m:meta])* $name:ident { $($v:ident = $code:expr, $text:expr;)* }) => {
+/// The only name a CLUSTER resource has in Kafka.
+pub const CLUSTER_NAME: &str = "kafka-cluster";
+/// A literal resource name matching every resource of its type.
+pub const WILDCARD: &str = "*";
+/// A principal matching every principal (Kafka's `WILDCARD_KAFKA_PRINCIPAL`).
+pub const WILDCARD_PRINCIPAL: &str = "User:*";
+
+macro_rules! coded_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $code:literal, $text:literal;)* }) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-        pub enum $name { $($v),* }
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant,)*
+        }
         impl $name {
+            pub const ALL_VALUES: &'static [$name] = &[$($name::$variant,)*];
             /// Kafka's wire code.
-            pub fn code(self) -> i8 { match self { $($name::$v => $code),* } }
-            pub fn from_code(c: i8) -> Option<Self> { match c { $($code => Some($name::$v),)* _ => None } }
-            /// Kafka's name for it.
-            pub fn name(self) -> &'static str { match self { $($name::$v => $text),* } }
+            pub fn code(self) -> i8 {
+                match self { $($name::$variant => $code,)* }
+            }
+            /// None for codes Kafka gives to UNKNOWN, ANY, MATCH (filters) or does not define.
+            pub fn from_code(c: i8) -> Option<Self> {
+                match c { $($code => Some($name::$variant),)* _ => None }
+            }
+            /// The name as Kafka prints it.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
             pub fn from_name(s: &str) -> Option<Self> {
-                $(if s.eq_ignore_ascii_case($text) { return Some($name::$v); })*
-                None
+                match s { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
             }
         }
     };
 }
 
-coded!(
-    /// What an ACL is about. (Kafka's ANY = 1 is a filter value, not a type.)
+coded_enum!(
+    /// ANY = 1 is a filter value (None in [`AclFilter`]).
     ResourceType {
         Topic = 2, "TOPIC";
         Group = 3, "GROUP";
@@ -34,15 +55,16 @@ coded!(
     }
 );
 
-coded!(
-    /// How an ACL's resource name matches.
+coded_enum!(
+    /// ANY = 1 and MATCH = 2 are filter values ([`PatternFilter`]).
     PatternType {
         Literal = 3, "LITERAL";
         Prefixed = 4, "PREFIXED";
     }
 );
 
-coded!(
+coded_enum!(
+    /// ANY = 1 is a filter value (None in [`AclFilter`]).
     Operation {
         All = 2, "ALL";
         Read = 3, "READ";
@@ -60,49 +82,41 @@ coded!(
     }
 );
 
-coded!(
+coded_enum!(
+    /// ANY = 1 is a filter value (None in [`AclFilter`]).
     Permission {
         Deny = 2, "DENY";
         Allow = 3, "ALLOW";
     }
 );
 
-/// The one name a CLUSTER resource has.
-pub const CLUSTER_NAME: &str = "kafka-cluster";
-/// A literal resource name matching every resource of its type.
-pub const WILDCARD: &str = "*";
-/// The principal matching every principal.
-pub const WILDCARD_PRINCIPAL: &str = "User:*";
-
 impl ResourceType {
-    /// The operations that mean something on this type (Kafka's table), for the
-    /// authorized-operations fields.
-    pub fn operations(self) -> &'static [Operation] {
+    /// The operations Kafka reports in authorized-operations fields for this type
+    /// (`AclEntry.supportedOperations`).
+    pub fn supported_operations(self) -> &'static [Operation] {
         use Operation::*;
         match self {
             ResourceType::Topic => &[
                 Read,
                 Write,
                 Create,
+                Describe,
                 Delete,
                 Alter,
-                Describe,
                 DescribeConfigs,
                 AlterConfigs,
             ],
-            ResourceType::Group => &[Read, Delete, Describe],
+            ResourceType::Group => &[Read, Describe, Delete],
             ResourceType::Cluster => &[
                 Create,
-                Alter,
-                Describe,
                 ClusterAction,
                 DescribeConfigs,
                 AlterConfigs,
                 IdempotentWrite,
-                CreateTokens,
-                DescribeTokens,
+                Alter,
+                Describe,
             ],
-            ResourceType::TransactionalId => &[Write, Describe],
+            ResourceType::TransactionalId => &[Describe, Write],
             ResourceType::DelegationToken => &[Describe],
             ResourceType::User => &[CreateTokens, DescribeTokens],
         }
@@ -112,72 +126,115 @@ impl ResourceType {
 #[derive(
     Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
+#[serde(deny_unknown_fields)]
 pub struct AclBinding {
     pub resource_type: ResourceType,
     pub name: String,
     pub pattern: PatternType,
-    /// `Type:name`, e.g. `User:alice`, or `User:*`.
+    /// "User:alice"
     pub principal: String,
-    /// An address or `*`.
+    /// "*" or an IP address
     pub host: String,
     pub operation: Operation,
     pub permission: Permission,
 }
 
 impl AclBinding {
-    /// Kafka's checks on a new ACL; the message becomes INVALID_REQUEST's.
+    /// Kafka's checks before an ACL is created (AclApis.handleCreateAcls, then
+    /// AclControlManager.validateNewAcl; the enums cannot hold ANY/UNKNOWN here). The message
+    /// is Kafka's; it becomes INVALID_REQUEST at the edge.
     pub fn validate(&self) -> Result<(), String> {
-        if self.name.is_empty() {
-            return Err("Resource name should not be empty".into());
-        }
         if self.resource_type == ResourceType::Cluster && self.name != CLUSTER_NAME {
             return Err(format!(
                 "The only valid name for the CLUSTER resource is {CLUSTER_NAME}"
             ));
         }
-        match self.principal.split_once(':') {
-            Some((t, n)) if !t.is_empty() && !n.is_empty() => {}
-            _ => {
-                return Err(format!(
-                    "Could not parse principal from `{}` (no colon is present separating the principal type from the principal name)",
-                    self.principal
-                ))
-            }
+        if self.name.is_empty() {
+            return Err("Invalid empty resource name".into());
         }
-        if self.host.is_empty() {
-            return Err("Host should not be empty".into());
+        if !self.principal.contains(':') {
+            return Err(format!(
+                "Could not parse principal from `{}` (no colon is present separating the \
+                 principal type from the principal name)",
+                self.principal
+            ));
         }
         Ok(())
     }
+
+    fn principal_and_host_match(&self, principal: &str, host: &str) -> bool {
+        (self.principal == principal || self.principal == WILDCARD_PRINCIPAL)
+            && (self.host == WILDCARD || self.host == host)
+    }
 }
 
-/// How a filter selects resource patterns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl std::fmt::Display for AclBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "(resource={}:{}:{}, principal={}, host={}, operation={}, permission={})",
+            self.resource_type,
+            self.pattern,
+            self.name,
+            self.principal,
+            self.host,
+            self.operation,
+            self.permission
+        )
+    }
+}
+
+/// A filter's pattern type (Kafka's PatternType as a filter: ANY = 1, MATCH = 2, LITERAL = 3,
+/// PREFIXED = 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PatternFilter {
-    /// Any pattern type, the name (if given) exactly.
+    /// Any pattern type; a name then matches only exactly.
     Any,
-    /// Every pattern that would apply to the named resource: the literal name, the literal
-    /// wildcard and every prefix of it.
+    /// Every binding that would apply to the named resource: literal equal, literal "*", or
+    /// prefixed with a prefix of the name.
     Match,
     Literal,
     Prefixed,
 }
 
-/// A filter of the ACL admin APIs; `None` fields match anything.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl PatternFilter {
+    pub fn code(self) -> i8 {
+        match self {
+            PatternFilter::Any => 1,
+            PatternFilter::Match => 2,
+            PatternFilter::Literal => 3,
+            PatternFilter::Prefixed => 4,
+        }
+    }
+
+    pub fn from_code(c: i8) -> Option<Self> {
+        match c {
+            1 => Some(PatternFilter::Any),
+            2 => Some(PatternFilter::Match),
+            3 => Some(PatternFilter::Literal),
+            4 => Some(PatternFilter::Prefixed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct AclFilter {
+    /// None = ANY
     pub resource_type: Option<ResourceType>,
+    /// None = any name
     pub name: Option<String>,
     pub pattern: PatternFilter,
     pub principal: Option<String>,
     pub host: Option<String>,
+    /// None = ANY
     pub operation: Option<Operation>,
     pub permission: Option<Permission>,
 }
 
 impl AclFilter {
-    /// Matches everything.
-    pub fn any() -> AclFilter {
+    /// Matches every binding.
+    pub fn any() -> Self {
         AclFilter {
             resource_type: None,
             name: None,
@@ -189,24 +246,23 @@ impl AclFilter {
         }
     }
 
+    /// Kafka's AclBindingFilter.matches: ResourcePatternFilter.matches and
+    /// AccessControlEntryFilter.matches (principal and host compared exactly: a filter for
+    /// "User:alice" does not return "User:*" bindings).
     pub fn matches(&self, b: &AclBinding) -> bool {
-        let entry = self.principal.as_ref().is_none_or(|p| *p == b.principal)
-            && self.host.as_ref().is_none_or(|h| *h == b.host)
-            && self.operation.is_none_or(|o| o == b.operation)
-            && self.permission.is_none_or(|p| p == b.permission);
-        entry && self.matches_resource(b)
+        self.pattern_matches(b) && self.entry_matches(b)
     }
 
-    fn matches_resource(&self, b: &AclBinding) -> bool {
+    fn pattern_matches(&self, b: &AclBinding) -> bool {
         if self.resource_type.is_some_and(|t| t != b.resource_type) {
             return false;
         }
-        let exact_type = match self.pattern {
-            PatternFilter::Literal => Some(PatternType::Literal),
-            PatternFilter::Prefixed => Some(PatternType::Prefixed),
-            _ => None,
+        let same_type = match self.pattern {
+            PatternFilter::Any | PatternFilter::Match => true,
+            PatternFilter::Literal => b.pattern == PatternType::Literal,
+            PatternFilter::Prefixed => b.pattern == PatternType::Prefixed,
         };
-        if exact_type.is_some_and(|t| t != b.pattern) {
+        if !same_type {
             return false;
         }
         let Some(name) = &self.name else {
@@ -220,104 +276,131 @@ impl AclFilter {
             PatternType::Prefixed => name.starts_with(&b.name),
         }
     }
-}
 
-/// Whether an ACL's operation covers `op` for its permission (Kafka: a DENY only matches its
-/// own operation or ALL; an ALLOW also implies DESCRIBE and DESCRIBE_CONFIGS).
-fn covers(acl: Operation, perm: Permission, op: Operation) -> bool {
-    if acl == Operation::All || acl == op {
-        return true;
-    }
-    if perm == Permission::Deny {
-        return false;
-    }
-    match op {
-        Operation::Describe => matches!(
-            acl,
-            Operation::Read | Operation::Write | Operation::Delete | Operation::Alter
-        ),
-        Operation::DescribeConfigs => acl == Operation::AlterConfigs,
-        _ => false,
+    fn entry_matches(&self, b: &AclBinding) -> bool {
+        self.principal.as_ref().is_none_or(|p| *p == b.principal)
+            && self.host.as_ref().is_none_or(|h| *h == b.host)
+            && self.operation.is_none_or(|o| o == b.operation)
+            && self.permission.is_none_or(|p| p == b.permission)
     }
 }
 
 /// Kafka's StandardAuthorizer decisions over a fixed set of ACLs (a change builds a new one).
+#[derive(Clone, Debug)]
 pub struct Authorizer {
     super_users: HashSet<String>,
-    allow_if_no_acl: bool,
+    allow_everyone_if_no_acl_found: bool,
     acls: Vec<AclBinding>,
-    /// Literal bindings (the wildcard `*` included) by resource type and name.
-    literal: HashMap<(ResourceType, String), Vec<usize>>,
-    /// Prefixed bindings by resource type and prefix.
-    prefixed: HashMap<(ResourceType, String), Vec<usize>>,
-    /// Resource types with at least one prefixed binding (most checks skip the prefix walk).
-    has_prefixed: HashSet<ResourceType>,
+    /// type -> literal name ("*" included) -> indexes into `acls`.
+    literal: HashMap<ResourceType, HashMap<String, Vec<usize>>>,
+    /// Per type: the prefixes by name, and the distinct prefix lengths (so a check looks up
+    /// only lengths some ACL has, not every prefix of the name).
+    prefixed: HashMap<ResourceType, PrefixIndex>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct PrefixIndex {
+    by_name: HashMap<String, Vec<usize>>,
+    lengths: BTreeSet<usize>,
+}
+
+/// Operations an ALLOW for `granted` also allows (Kafka's IMPLIES_DESCRIBE and
+/// IMPLIES_DESCRIBE_CONFIGS; DENY never implies).
+fn allow_covers(granted: Operation, asked: Operation) -> bool {
+    use Operation::*;
+    granted == All
+        || granted == asked
+        || (asked == Describe && matches!(granted, Read | Write | Delete | Alter))
+        || (asked == DescribeConfigs && granted == AlterConfigs)
 }
 
 impl Authorizer {
+    /// Duplicated bindings are kept once.
     pub fn new(
         super_users: Vec<String>,
         allow_everyone_if_no_acl_found: bool,
         acls: Vec<AclBinding>,
     ) -> Self {
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::with_capacity(acls.len());
         let acls: Vec<AclBinding> = acls
             .into_iter()
             .filter(|a| seen.insert(a.clone()))
             .collect();
-        let mut literal: HashMap<(ResourceType, String), Vec<usize>> = HashMap::new();
-        let mut prefixed: HashMap<(ResourceType, String), Vec<usize>> = HashMap::new();
-        let mut has_prefixed = HashSet::new();
+        let mut literal: HashMap<ResourceType, HashMap<String, Vec<usize>>> = HashMap::new();
+        let mut prefixed: HashMap<ResourceType, PrefixIndex> = HashMap::new();
         for (i, a) in acls.iter().enumerate() {
-            let key = (a.resource_type, a.name.clone());
             match a.pattern {
-                PatternType::Literal => literal.entry(key).or_default().push(i),
+                PatternType::Literal => literal
+                    .entry(a.resource_type)
+                    .or_default()
+                    .entry(a.name.clone())
+                    .or_default()
+                    .push(i),
                 PatternType::Prefixed => {
-                    has_prefixed.insert(a.resource_type);
-                    prefixed.entry(key).or_default().push(i)
+                    let p = prefixed.entry(a.resource_type).or_default();
+                    p.by_name.entry(a.name.clone()).or_default().push(i);
+                    p.lengths.insert(a.name.len());
                 }
             }
         }
         Authorizer {
             super_users: super_users.into_iter().collect(),
-            allow_if_no_acl: allow_everyone_if_no_acl_found,
+            allow_everyone_if_no_acl_found,
             acls,
             literal,
             prefixed,
-            has_prefixed,
         }
     }
 
-    pub fn acls(&self) -> &[AclBinding] {
-        &self.acls
+    pub fn is_super_user(&self, principal: &str) -> bool {
+        self.super_users.contains(principal)
     }
 
-    /// Every binding whose resource pattern applies to the resource.
-    fn matching(&self, rt: ResourceType, name: &str) -> impl Iterator<Item = &AclBinding> {
-        let mut idx: Vec<usize> = Vec::new();
-        for n in [name, WILDCARD] {
-            if let Some(v) = self.literal.get(&(rt, n.to_string())) {
-                idx.extend(v);
-            }
-            if name == WILDCARD {
-                break;
-            }
-        }
-        if self.has_prefixed.contains(&rt) {
-            for (i, _) in name.char_indices().skip(1).chain([(name.len(), ' ')]) {
-                if let Some(v) = self.prefixed.get(&(rt, name[..i].to_string())) {
-                    idx.extend(v);
+    pub fn allow_everyone_if_no_acl_found(&self) -> bool {
+        self.allow_everyone_if_no_acl_found
+    }
+
+    /// Calls `f` on every ACL whose resource pattern applies to (rt, name): literal equal,
+    /// literal "*", prefixed by a prefix of the name. Stops when `f` returns false.
+    fn for_each_applicable(
+        &self,
+        rt: ResourceType,
+        name: &str,
+        mut f: impl FnMut(&AclBinding) -> bool,
+    ) {
+        if let Some(by_name) = self.literal.get(&rt) {
+            let exact = by_name.get(name).into_iter();
+            let wildcard = (name != WILDCARD)
+                .then(|| by_name.get(WILDCARD))
+                .flatten()
+                .into_iter();
+            for &i in exact.chain(wildcard).flatten() {
+                if !f(&self.acls[i]) {
+                    return;
                 }
             }
         }
-        idx.into_iter().map(move |i| &self.acls[i])
+        if let Some(p) = self.prefixed.get(&rt) {
+            for &len in p.lengths.range(..=name.len()) {
+                let Some(prefix) = name.get(..len) else {
+                    continue; // not a char boundary: no prefix of this length
+                };
+                if let Some(ix) = p.by_name.get(prefix) {
+                    for &i in ix {
+                        if !f(&self.acls[i]) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
     }
 
-    fn applies(a: &AclBinding, principal: &str, host: &str) -> bool {
-        (a.principal == principal || a.principal == WILDCARD_PRINCIPAL)
-            && (a.host == host || a.host == WILDCARD)
-    }
-
+    /// Kafka's StandardAuthorizer: super users may do everything; a matching DENY (its exact
+    /// operation or ALL) wins over any ALLOW; an ALLOW matches its operation, ALL, or an
+    /// operation it implies; principals match exactly or through "User:*", hosts exactly or
+    /// through "*". When no ACL at all applies to the resource (whatever its principal or
+    /// operation), the answer is `allow.everyone.if.no.acl.found`.
     pub fn authorize(
         &self,
         principal: &str,
@@ -326,30 +409,48 @@ impl Authorizer {
         rt: ResourceType,
         name: &str,
     ) -> bool {
-        if self.super_users.contains(principal) {
+        if self.is_super_user(principal) {
             return true;
         }
-        let mut any_for_resource = false;
+        let mut any_acl = false;
         let mut allowed = false;
-        for a in self.matching(rt, name) {
-            any_for_resource = true;
-            if !Self::applies(a, principal, host) || !covers(a.operation, a.permission, op) {
-                continue;
+        let mut denied = false;
+        self.for_each_applicable(rt, name, |a| {
+            any_acl = true;
+            if !a.principal_and_host_match(principal, host) {
+                return true;
             }
             match a.permission {
-                Permission::Deny => return false,
-                Permission::Allow => allowed = true,
+                Permission::Deny => {
+                    if a.operation == Operation::All || a.operation == op {
+                        denied = true;
+                        return false;
+                    }
+                }
+                Permission::Allow => {
+                    if allow_covers(a.operation, op) {
+                        allowed = true;
+                    }
+                }
             }
+            true
+        });
+        if denied {
+            false
+        } else if any_acl {
+            allowed
+        } else {
+            self.allow_everyone_if_no_acl_found
         }
-        if !any_for_resource {
-            return self.allow_if_no_acl;
-        }
-        allowed
     }
 
-    /// Whether `op` could be allowed on at least one resource of type `rt` (Kafka's
-    /// authorizeByResourceType): some ALLOW applies that no DENY of the same or a wider
-    /// pattern cancels.
+    /// Kafka's `Authorizer.authorizeByResourceType` default: may the principal be allowed `op`
+    /// on at least one resource of type `rt`? First a check on a made-up literal name (so super
+    /// users, and `allow.everyone.if.no.acl.found` with no ACL for that name, pass whatever
+    /// DENY exists); then, over the ACLs of that type for this principal (or "User:*") and host
+    /// with the operation itself or ALL (no implied operations here): a literal "*" DENY
+    /// refuses; a literal "*" ALLOW allows; otherwise some ALLOW whose name is neither denied
+    /// literally (literal ALLOWs only) nor covered by a prefixed DENY allows.
     pub fn authorize_any(
         &self,
         principal: &str,
@@ -357,39 +458,53 @@ impl Authorizer {
         op: Operation,
         rt: ResourceType,
     ) -> bool {
-        if self.super_users.contains(principal) {
+        if self.authorize(principal, host, op, rt, "hardcode") {
             return true;
         }
-        let relevant: Vec<&AclBinding> = self
-            .acls
-            .iter()
-            .filter(|a| a.resource_type == rt && Self::applies(a, principal, host))
-            .filter(|a| covers(a.operation, a.permission, op))
-            .collect();
-        if self.allow_if_no_acl && !self.acls.iter().any(|a| a.resource_type == rt) {
-            return true;
-        }
-        let denies = |name: &str, prefixed: bool| {
-            relevant.iter().any(|d| {
-                d.permission == Permission::Deny
-                    && match d.pattern {
-                        PatternType::Literal => d.name == WILDCARD || (!prefixed && d.name == name),
-                        PatternType::Prefixed => name.starts_with(&d.name),
+        let mut deny_literal: HashSet<&str> = HashSet::new();
+        let mut deny_prefixed: HashSet<&str> = HashSet::new();
+        let mut allow: Vec<&AclBinding> = Vec::new();
+        let mut wildcard_allow = false;
+        for a in self.acls.iter().filter(|a| a.resource_type == rt) {
+            if !a.principal_and_host_match(principal, host) {
+                continue;
+            }
+            if a.operation != op && a.operation != Operation::All {
+                continue;
+            }
+            match (a.permission, a.pattern) {
+                (Permission::Deny, PatternType::Literal) => {
+                    if a.name == WILDCARD {
+                        return false;
                     }
-            })
-        };
-        relevant
-            .iter()
-            .filter(|a| a.permission == Permission::Allow)
-            .any(|a| {
-                !denies(
-                    &a.name,
-                    a.pattern == PatternType::Prefixed || a.name == WILDCARD,
-                )
-            })
+                    deny_literal.insert(&a.name);
+                }
+                (Permission::Deny, PatternType::Prefixed) => {
+                    deny_prefixed.insert(&a.name);
+                }
+                (Permission::Allow, PatternType::Literal) if a.name == WILDCARD => {
+                    wildcard_allow = true;
+                }
+                (Permission::Allow, _) => allow.push(a),
+            }
+        }
+        if wildcard_allow {
+            return true;
+        }
+        allow.iter().any(|a| {
+            if a.pattern == PatternType::Literal && deny_literal.contains(a.name.as_str()) {
+                return false;
+            }
+            // A prefixed DENY on any prefix of this ALLOW's name dominates it.
+            !a.name
+                .char_indices()
+                .map(|(i, c)| &a.name[..i + c.len_utf8()])
+                .any(|p| deny_prefixed.contains(p))
+        })
     }
 
-    /// The authorized-operations bit field (bit `1 << code`) of the resource for the principal.
+    /// The authorized-operations bitfield: bit (1 << code) for each operation Kafka lists for
+    /// `rt` that [`Authorizer::authorize`] allows.
     pub fn authorized_operations(
         &self,
         principal: &str,
@@ -397,197 +512,43 @@ impl Authorizer {
         rt: ResourceType,
         name: &str,
     ) -> i32 {
-        rt.operations()
+        rt.supported_operations()
             .iter()
             .filter(|op| self.authorize(principal, host, **op, rt, name))
             .fold(0i32, |bits, op| bits | (1 << op.code()))
+    }
+
+    pub fn acls(&self) -> &[AclBinding] {
+        &self.acls
     }
 
     pub fn describe(&self, f: &AclFilter) -> Vec<AclBinding> {
         self.acls.iter().filter(|a| f.matches(a)).cloned().collect()
     }
 
-    /// The list with `add` included (bindings already present are not repeated).
+    /// The full list with `add` appended, duplicates (of existing or of each other) ignored,
+    /// so the caller can persist it before building the new authorizer.
     pub fn with_added(&self, add: &[AclBinding]) -> Vec<AclBinding> {
+        let mut seen: HashSet<&AclBinding> = self.acls.iter().collect();
         let mut out = self.acls.clone();
-        let mut seen: HashSet<AclBinding> = out.iter().cloned().collect();
         for a in add {
-            if seen.insert(a.clone()) {
+            if seen.insert(a) {
                 out.push(a.clone());
             }
         }
         out
     }
 
-    /// What each filter removes, and the list that remains.
+    /// The bindings each filter removes (a binding matched by two filters is reported by
+    /// both, as Kafka does), and the remaining list.
     pub fn with_removed(&self, filters: &[AclFilter]) -> (Vec<Vec<AclBinding>>, Vec<AclBinding>) {
-        let each = filters.iter().map(|f| self.describe(f)).collect();
-        let rest = self
+        let removed: Vec<Vec<AclBinding>> = filters.iter().map(|f| self.describe(f)).collect();
+        let remaining = self
             .acls
             .iter()
             .filter(|a| !filters.iter().any(|f| f.matches(a)))
             .cloned()
             .collect();
-        (each, rest)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b(
-        rt: ResourceType,
-        name: &str,
-        pat: PatternType,
-        who: &str,
-        op: Operation,
-        perm: Permission,
-    ) -> AclBinding {
-        AclBinding {
-            resource_type: rt,
-            name: name.into(),
-            pattern: pat,
-            principal: who.into(),
-            host: "*".into(),
-            operation: op,
-            permission: perm,
-        }
-    }
-    use Operation::*;
-    use PatternType::*;
-    use Permission::*;
-    use ResourceType::*;
-
-    #[test]
-    fn deny_beats_allow_and_allows_imply_describe() {
-        let a = Authorizer::new(
-            vec!["User:admin".into()],
-            false,
-            vec![
-                b(Topic, "orders", Literal, "User:alice", Read, Allow),
-                b(Topic, "orders", Literal, "User:alice", Write, Deny),
-                b(Topic, "pay", Prefixed, "User:*", Write, Allow),
-                b(Topic, "pay-secret", Literal, "User:bob", All, Deny),
-                b(Topic, "cfg", Literal, "User:alice", AlterConfigs, Allow),
-            ],
-        );
-        assert!(a.authorize("User:alice", "1.2.3.4", Read, Topic, "orders"));
-        assert!(a.authorize("User:alice", "1.2.3.4", Describe, Topic, "orders"));
-        assert!(!a.authorize("User:alice", "1.2.3.4", Write, Topic, "orders"));
-        assert!(!a.authorize("User:bob", "1.2.3.4", Read, Topic, "orders"));
-        assert!(a.authorize("User:bob", "h", Write, Topic, "payments"));
-        assert!(a.authorize("User:bob", "h", Describe, Topic, "payments"));
-        assert!(!a.authorize("User:bob", "h", Write, Topic, "pay-secret"));
-        assert!(a.authorize("User:carol", "h", Write, Topic, "pay-secret"));
-        assert!(!a.authorize("User:bob", "h", Write, Topic, "pa"));
-        assert!(a.authorize("User:alice", "h", DescribeConfigs, Topic, "cfg"));
-        assert!(!a.authorize("User:alice", "h", Describe, Topic, "cfg"));
-        // A DENY of DESCRIBE does not deny READ, but a DENY of ALL denies everything.
-        assert!(a.authorize("User:admin", "h", Delete, Cluster, CLUSTER_NAME));
-        // No ACL on the resource: allow.everyone.if.no.acl.found decides.
-        assert!(!a.authorize("User:alice", "h", Read, Topic, "other"));
-        let open = Authorizer::new(vec![], true, a.acls().to_vec());
-        assert!(open.authorize("User:alice", "h", Read, Topic, "other"));
-        assert!(
-            !open.authorize("User:bob", "h", Read, Topic, "orders"),
-            "ACLs exist for it"
-        );
-    }
-
-    #[test]
-    fn hosts_wildcards_and_groups() {
-        let mut acl = b(Group, "g1", Literal, "User:alice", Read, Allow);
-        acl.host = "10.0.0.1".into();
-        let a = Authorizer::new(
-            vec![],
-            false,
-            vec![acl, b(Group, "*", Literal, "User:ops", Describe, Allow)],
-        );
-        assert!(a.authorize("User:alice", "10.0.0.1", Read, Group, "g1"));
-        assert!(!a.authorize("User:alice", "10.0.0.2", Read, Group, "g1"));
-        assert!(a.authorize("User:ops", "h", Describe, Group, "anything"));
-        assert!(!a.authorize("User:ops", "h", Read, Group, "anything"));
-        assert_eq!(
-            a.authorized_operations("User:alice", "10.0.0.1", Group, "g1"),
-            (1 << 3) | (1 << 8)
-        );
-    }
-
-    #[test]
-    fn authorize_any_follows_kafka() {
-        let a = Authorizer::new(
-            vec![],
-            false,
-            vec![
-                b(Topic, "t", Literal, "User:alice", Write, Allow),
-                b(Topic, "t", Literal, "User:bob", Write, Allow),
-                b(Topic, "t", Literal, "User:bob", Write, Deny),
-                b(Topic, "x", Prefixed, "User:carol", Write, Allow),
-                b(Topic, "*", Literal, "User:carol", Write, Deny),
-            ],
-        );
-        assert!(a.authorize_any("User:alice", "h", Write, Topic));
-        assert!(!a.authorize_any("User:bob", "h", Write, Topic));
-        assert!(!a.authorize_any("User:carol", "h", Write, Topic));
-        assert!(!a.authorize_any("User:dave", "h", Write, Topic));
-        assert!(!a.authorize_any("User:alice", "h", Write, Group));
-        let open = Authorizer::new(vec![], true, vec![]);
-        assert!(open.authorize_any("User:x", "h", Write, Topic));
-    }
-
-    #[test]
-    fn filters_match_as_kafka() {
-        let lit = b(Topic, "orders", Literal, "User:a", Read, Allow);
-        let wild = b(Topic, "*", Literal, "User:a", Read, Allow);
-        let pre = b(Topic, "ord", Prefixed, "User:a", Read, Allow);
-        let other = b(Group, "orders", Literal, "User:b", Write, Deny);
-        let mut f = AclFilter::any();
-        assert!([&lit, &wild, &pre, &other].iter().all(|x| f.matches(x)));
-        f.name = Some("orders".into());
-        f.pattern = PatternFilter::Match;
-        f.resource_type = Some(Topic);
-        assert!(f.matches(&lit) && f.matches(&wild) && f.matches(&pre) && !f.matches(&other));
-        f.pattern = PatternFilter::Any;
-        assert!(f.matches(&lit) && !f.matches(&wild) && !f.matches(&pre));
-        f.pattern = PatternFilter::Prefixed;
-        f.name = Some("ord".into());
-        assert!(f.matches(&pre) && !f.matches(&lit));
-        let mut f = AclFilter::any();
-        f.principal = Some("User:b".into());
-        f.permission = Some(Deny);
-        assert!(f.matches(&other) && !f.matches(&lit));
-        let a = Authorizer::new(vec![], false, vec![lit.clone(), pre.clone(), lit.clone()]);
-        assert_eq!(a.acls().len(), 2, "duplicates collapse");
-        assert_eq!(a.with_added(&[lit.clone(), wild.clone()]).len(), 3);
-        let (each, rest) = a.with_removed(&[AclFilter {
-            pattern: PatternFilter::Literal,
-            ..AclFilter::any()
-        }]);
-        assert_eq!(each, vec![vec![lit]]);
-        assert_eq!(rest, vec![pre]);
-    }
-
-    #[test]
-    fn new_bindings_are_validated() {
-        let ok = b(Topic, "t", Literal, "User:a", Read, Allow);
-        assert!(ok.validate().is_ok());
-        assert!(b(Topic, "", Literal, "User:a", Read, Allow)
-            .validate()
-            .is_err());
-        assert!(b(Topic, "t", Literal, "alice", Read, Allow)
-            .validate()
-            .is_err());
-        assert!(b(Cluster, "c", Literal, "User:a", Alter, Allow)
-            .validate()
-            .is_err());
-        assert!(b(Cluster, CLUSTER_NAME, Literal, "User:a", Alter, Allow)
-            .validate()
-            .is_ok());
-        assert_eq!(Operation::from_code(1), None, "ANY is a filter value");
-        assert_eq!(
-            ResourceType::from_name("transactional_id"),
-            Some(TransactionalId)
-        );
+        (removed, remaining)
     }
 }

@@ -1,6 +1,5 @@
 //! Who a client is and what it may do: SASL mechanisms (PLAIN, SCRAM-SHA-256/512), SCRAM
-//! credentials, Kafka's ACL model with its authorizer, and both kept on disk. No sockets, no
-//! clocks, no wire types.
+//! credentials, and Kafka's ACL model with its authorizer. No sockets, no clocks.
 
 pub mod acl;
 pub mod plain;
@@ -16,4 +15,4 @@ pub use scram::{
     random_salt, salted_password, ScramClient, ScramCredential, ScramError, ScramMechanism,
     ScramServer,
 };
-pub use store::{SecurityState, StoreError};
+pub use store::{load, save_acls, save_scram, SecurityState, StoreError};

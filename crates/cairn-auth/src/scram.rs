@@ -1,23 +1,34 @@
-//! SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) as Kafka's SCRAM server speaks them:
-//! credentials kept as salt, iterations, stored key and server key; the server's two rounds; and
-//! a client, for tests and tools.
+//! SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) as Kafka speaks them: credentials
+//! derived from a salted password, and one server exchange per authentication.
+//!
+//! Every message is capped at [`MAX_MESSAGE_BYTES`]: a SCRAM message carries a user name, two
+//! nonces, a salt and a proof, so anything larger is an attack or a bug, not a login.
+
+use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::plain::constant_time_eq;
 
+/// Largest SCRAM message (either direction) accepted, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Kafka's upper bound on iterations (`ScramMechanism.maxIterations`).
+pub const MAX_ITERATIONS: i32 = 16384;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ScramMechanism {
+    #[serde(rename = "SCRAM-SHA-256")]
     Sha256,
+    #[serde(rename = "SCRAM-SHA-512")]
     Sha512,
 }
 
 impl ScramMechanism {
-    /// Kafka's upper bound on iterations.
-    pub const MAX_ITERATIONS: i32 = 16384;
+    pub const MAX_ITERATIONS: i32 = MAX_ITERATIONS;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -25,6 +36,7 @@ impl ScramMechanism {
             ScramMechanism::Sha512 => "SCRAM-SHA-512",
         }
     }
+
     pub fn from_name(s: &str) -> Option<Self> {
         match s {
             "SCRAM-SHA-256" => Some(ScramMechanism::Sha256),
@@ -32,13 +44,15 @@ impl ScramMechanism {
             _ => None,
         }
     }
-    /// The mechanism's code in DescribeUserScramCredentials / AlterUserScramCredentials.
+
+    /// The `Mechanism` field of Describe/AlterUserScramCredentials.
     pub fn kafka_code(self) -> i8 {
         match self {
             ScramMechanism::Sha256 => 1,
             ScramMechanism::Sha512 => 2,
         }
     }
+
     pub fn from_kafka_code(c: i8) -> Option<Self> {
         match c {
             1 => Some(ScramMechanism::Sha256),
@@ -46,11 +60,12 @@ impl ScramMechanism {
             _ => None,
         }
     }
-    /// Kafka's lower bound on iterations, for both mechanisms.
+
     pub fn min_iterations(self) -> i32 {
         4096
     }
-    /// Bytes of the mechanism's hash (and so of its keys).
+
+    /// Length of the hash, hence of StoredKey, ServerKey, SaltedPassword and the proof.
     pub fn hash_len(self) -> usize {
         match self {
             ScramMechanism::Sha256 => 32,
@@ -59,14 +74,15 @@ impl ScramMechanism {
     }
 
     fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        // new_from_slice accepts keys of any length for HMAC, so it cannot fail.
         match self {
             ScramMechanism::Sha256 => {
-                let mut m = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes any key size");
+                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
                 m.update(data);
                 m.finalize().into_bytes().to_vec()
             }
             ScramMechanism::Sha512 => {
-                let mut m = <Hmac<Sha512>>::new_from_slice(key).expect("HMAC takes any key size");
+                let mut m = <Hmac<Sha512> as Mac>::new_from_slice(key).expect("any key length");
                 m.update(data);
                 m.finalize().into_bytes().to_vec()
             }
@@ -81,41 +97,7 @@ impl ScramMechanism {
     }
 }
 
-/// SCRAM's Hi(): PBKDF2 with the mechanism's HMAC.
-pub fn salted_password(
-    mechanism: ScramMechanism,
-    password: &str,
-    salt: &[u8],
-    iterations: i32,
-) -> Vec<u8> {
-    let rounds = iterations.max(1) as u32;
-    match mechanism {
-        ScramMechanism::Sha256 => {
-            pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, rounds).to_vec()
-        }
-        ScramMechanism::Sha512 => {
-            pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password.as_bytes(), salt, rounds).to_vec()
-        }
-    }
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut b = vec![0u8; n];
-    // The operating system's generator; without it no credential or nonce is safe to make.
-    getrandom::fill(&mut b).expect("the operating system's random source");
-    b
-}
-
-/// A fresh salt for a new credential.
-pub fn random_salt() -> Vec<u8> {
-    random_bytes(32)
-}
-
-fn random_nonce() -> String {
-    B64.encode(random_bytes(24))
-}
-
-/// What the broker keeps of a SCRAM password.
+/// What the broker keeps for a SCRAM user: never the password nor the salted password.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScramCredential {
     pub mechanism: ScramMechanism,
@@ -126,7 +108,8 @@ pub struct ScramCredential {
 }
 
 impl ScramCredential {
-    /// From what AlterUserScramCredentials carries: the salt and Hi(password, salt, i).
+    /// What AlterUserScramCredentials carries: salt + SaltedPassword (Hi(password, salt, i)).
+    /// Never keeps the salted password.
     pub fn from_salted_password(
         mechanism: ScramMechanism,
         salt: &[u8],
@@ -153,467 +136,597 @@ impl ScramCredential {
         Self::from_salted_password(mechanism, salt, &salted, iterations)
     }
 
-    /// Checks a plain password (HTTP Basic) against the credential.
+    /// Checks a plain password (for HTTP Basic): recompute with the stored salt and iterations,
+    /// compare in constant time. A credential that fails [`ScramCredential::validate`] never
+    /// verifies (its iteration count could make the check arbitrarily slow).
     pub fn verify_password(&self, password: &str) -> bool {
-        let again = Self::from_password(self.mechanism, password, &self.salt, self.iterations);
-        constant_time_eq(&again.stored_key, &self.stored_key)
+        if self.validate().is_err() {
+            return false;
+        }
+        let other = Self::from_password(self.mechanism, password, &self.salt, self.iterations);
+        // Both compared, so the time does not say which one differed.
+        let stored = constant_time_eq(&other.stored_key, &self.stored_key);
+        let server = constant_time_eq(&other.server_key, &self.server_key);
+        stored & server
+    }
+
+    /// The rules a credential must meet to be stored or used: iterations within Kafka's range,
+    /// keys as long as the mechanism's hash, a salt present and not absurdly long.
+    pub fn validate(&self) -> Result<(), String> {
+        let m = self.mechanism;
+        if self.iterations < m.min_iterations() || self.iterations > MAX_ITERATIONS {
+            return Err(format!(
+                "iterations {} outside {}..={} for {}",
+                self.iterations,
+                m.min_iterations(),
+                MAX_ITERATIONS,
+                m.name()
+            ));
+        }
+        if self.salt.is_empty() || self.salt.len() > MAX_SALT_BYTES {
+            return Err(format!(
+                "salt of {} bytes (must be 1..={MAX_SALT_BYTES})",
+                self.salt.len()
+            ));
+        }
+        for (what, key) in [
+            ("stored key", &self.stored_key),
+            ("server key", &self.server_key),
+        ] {
+            if key.len() != m.hash_len() {
+                return Err(format!(
+                    "{what} of {} bytes, {} needs {}",
+                    key.len(),
+                    m.name(),
+                    m.hash_len()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
-/// Why an exchange failed. Unknown users and wrong passwords read the same, so users cannot
-/// be told apart from outside.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Kafka's checks on an AlterUserScramCredentials upsertion (ScramControlManager's
+/// validateUpsertion), with its messages for UNACCEPTABLE_CREDENTIAL. Kafka takes any salt;
+/// here it must be 1..=[`MAX_SALT_BYTES`] bytes too, so that whatever is accepted is a
+/// credential that [`ScramCredential::validate`] (and so loading the file) accepts.
+pub fn validate_upsertion(
+    mechanism: ScramMechanism,
+    user: &str,
+    salt: &[u8],
+    iterations: i32,
+) -> Result<(), String> {
+    if user.is_empty() {
+        return Err("Username must not be empty".into());
+    }
+    if iterations < mechanism.min_iterations() {
+        return Err("Too few iterations".into());
+    }
+    if iterations > MAX_ITERATIONS {
+        return Err("Too many iterations".into());
+    }
+    if salt.is_empty() || salt.len() > MAX_SALT_BYTES {
+        return Err(format!("Salt must be 1 to {MAX_SALT_BYTES} bytes"));
+    }
+    Ok(())
+}
+
+/// Longest salt accepted from a client or a file; Kafka's own salts are about 26 bytes.
+pub const MAX_SALT_BYTES: usize = 1024;
+
+/// Hi(password, salt, i): PBKDF2 with the mechanism's HMAC. The password's UTF-8 bytes are used
+/// as they are (Kafka does not apply SASLprep either). Iterations below 1 count as 1 so this
+/// never panics; callers check the range first.
+pub fn salted_password(
+    mechanism: ScramMechanism,
+    password: &str,
+    salt: &[u8],
+    iterations: i32,
+) -> Vec<u8> {
+    let rounds = iterations.max(1) as u32;
+    let mut out = vec![0u8; mechanism.hash_len()];
+    match mechanism {
+        ScramMechanism::Sha256 => {
+            pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, rounds, &mut out)
+        }
+        ScramMechanism::Sha512 => {
+            pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), salt, rounds, &mut out)
+        }
+    }
+    out
+}
+
+/// A fresh 32-byte salt. Kafka's `ScramFormatter.secureRandomBytes` yields the UTF-8 of a
+/// base-36 rendering of 130 random bits (about 26 bytes); 256 random bits are at least as strong.
+pub fn random_salt() -> Vec<u8> {
+    random_bytes(32)
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    // The OS random source failing is not something a broker can run without.
+    getrandom::fill(&mut b).expect("the operating system's random source failed");
+    b
+}
+
+/// A nonce: printable, no comma (base64 of 24 random bytes, 192 bits).
+fn random_nonce() -> String {
+    B64.encode(random_bytes(24))
+}
+
+#[derive(Debug, thiserror::Error)]
 pub enum ScramError {
-    #[error("Authentication failed during authentication due to invalid credentials with SASL mechanism {0}")]
-    Credentials(&'static str),
+    /// Unknown user or wrong proof: one text for both, so users cannot be enumerated.
+    #[error(
+        "Authentication failed during authentication due to invalid credentials with SASL mechanism {0}"
+    )]
+    InvalidCredentials(&'static str),
     #[error("Invalid SCRAM message: {0}")]
     Malformed(String),
-    #[error("SCRAM extension {0} is not supported")]
-    Extension(String),
-    #[error("SCRAM message out of order")]
-    OutOfOrder,
+    #[error("SCRAM message of {0} bytes is larger than the {MAX_MESSAGE_BYTES} bytes allowed")]
+    TooLarge(usize),
+    #[error("Unsupported SCRAM extension: {0}")]
+    UnsupportedExtension(String),
+    #[error("Invalid client nonce in the final client message.")]
+    NonceMismatch,
+    #[error(
+        "Authentication failed: Client requested an authorization id that is different from username"
+    )]
+    AuthzidMismatch,
+    #[error("Channel binding is not supported")]
+    ChannelBinding,
+    #[error("Unexpected SCRAM message in state {0}")]
+    OutOfOrder(&'static str),
+    /// Client side: the server's signature does not match (the server does not know the password).
+    #[error("Invalid server signature in the final server message")]
+    BadServerSignature,
+    /// Client side: the server answered `e=...`.
+    #[error("SCRAM server error: {0}")]
+    ServerError(String),
 }
 
-/// The longest SCRAM message accepted: names, nonces and proofs are short.
-pub const MAX_MESSAGE: usize = 4096;
-
-fn malformed(why: &str) -> ScramError {
-    ScramError::Malformed(why.to_string())
+impl ScramError {
+    /// The text Kafka sends back in SaslAuthenticate's error message: its SaslServerAuthenticator
+    /// replaces every SaslException with the generic invalid-credentials text, and passes only
+    /// SaslAuthenticationException messages (here: the authorization id one) through.
+    pub fn client_message(&self, mechanism: ScramMechanism) -> String {
+        match self {
+            ScramError::AuthzidMismatch => self.to_string(),
+            _ => ScramError::InvalidCredentials(mechanism.name()).to_string(),
+        }
+    }
 }
 
-/// `a=b` attributes of a message, in order.
-fn attributes(msg: &str) -> Result<Vec<(char, &str)>, ScramError> {
-    msg.split(',')
-        .map(|a| {
-            let mut chars = a.chars();
-            let k = chars.next().ok_or_else(|| malformed("empty attribute"))?;
-            let rest = chars.as_str();
-            let v = rest
-                .strip_prefix('=')
-                .ok_or_else(|| malformed("attribute without '='"))?;
-            if !k.is_ascii_alphabetic() {
-                return Err(malformed("bad attribute name"));
-            }
-            Ok((k, v))
-        })
-        .collect()
+fn check_size(msg: &[u8]) -> Result<&str, ScramError> {
+    if msg.len() > MAX_MESSAGE_BYTES {
+        return Err(ScramError::TooLarge(msg.len()));
+    }
+    std::str::from_utf8(msg).map_err(|_| ScramError::Malformed("not UTF-8".into()))
 }
 
-/// RFC 5802's saslname: `=2C` is ',' and `=3D` is '='; any other '=' is an error.
-fn decode_saslname(s: &str) -> Result<String, ScramError> {
+fn malformed(what: impl Into<String>) -> ScramError {
+    ScramError::Malformed(what.into())
+}
+
+/// saslname -> user name: `=2C` is ',', `=3D` is '=', any other '=' is an error (RFC 5802 §5.1).
+pub fn decode_saslname(s: &str) -> Result<String, ScramError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('=') {
         out.push_str(&rest[..i]);
-        let esc = rest
-            .get(i..i + 3)
-            .ok_or_else(|| malformed("bad '=' escape in user name"))?;
+        let esc = rest.get(i..i + 3);
         match esc {
-            "=2C" => out.push(','),
-            "=3D" => out.push('='),
+            Some("=2C") => out.push(','),
+            Some("=3D") => out.push('='),
             _ => return Err(malformed("bad '=' escape in user name")),
         }
         rest = &rest[i + 3..];
     }
     out.push_str(rest);
+    if out.is_empty() {
+        return Err(malformed("empty user name"));
+    }
     Ok(out)
 }
 
-fn encode_saslname(s: &str) -> String {
-    s.replace('=', "=3D").replace(',', "=2C")
+/// user name -> saslname.
+pub fn encode_saslname(user: &str) -> String {
+    user.replace('=', "=3D").replace(',', "=2C")
 }
 
-fn text(msg: &[u8]) -> Result<&str, ScramError> {
-    if msg.len() > MAX_MESSAGE {
-        return Err(malformed("message too long"));
+fn valid_nonce(n: &str) -> bool {
+    !n.is_empty() && n.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+}
+
+/// Parsed client-first message.
+struct ClientFirst<'a> {
+    gs2_header: &'a str,
+    authzid: Option<String>,
+    bare: &'a str,
+    user: String,
+    nonce: &'a str,
+}
+
+fn parse_client_first(msg: &str) -> Result<ClientFirst<'_>, ScramError> {
+    // gs2-header = cbind-flag "," [ "a=" saslname ] ","
+    let (flag, after_flag) = msg
+        .split_once(',')
+        .ok_or_else(|| malformed("missing GS2 header"))?;
+    match flag {
+        // "y": the client could bind but believes the server cannot; fine without -PLUS.
+        "n" | "y" => {}
+        f if f.starts_with("p=") => return Err(ScramError::ChannelBinding),
+        _ => return Err(malformed("bad channel binding flag")),
     }
-    std::str::from_utf8(msg).map_err(|_| malformed("not UTF-8"))
+    let (authz, bare) = after_flag
+        .split_once(',')
+        .ok_or_else(|| malformed("missing GS2 header"))?;
+    let authzid = if authz.is_empty() {
+        None
+    } else if let Some(a) = authz.strip_prefix("a=") {
+        Some(decode_saslname(a)?)
+    } else {
+        return Err(malformed("bad authorization id"));
+    };
+    let gs2_header = &msg[..msg.len() - bare.len()];
+    let mut attrs = bare.split(',');
+    let mut first = attrs.next().unwrap_or("");
+    if first.starts_with("m=") {
+        // RFC 5802: a mandatory extension the server does not know fails the exchange.
+        return Err(ScramError::UnsupportedExtension("m".into()));
+    }
+    let user = first
+        .strip_prefix("n=")
+        .ok_or_else(|| malformed("missing n="))?;
+    let user = decode_saslname(user)?;
+    first = attrs.next().unwrap_or("");
+    let nonce = first
+        .strip_prefix("r=")
+        .ok_or_else(|| malformed("missing r="))?;
+    if !valid_nonce(nonce) {
+        return Err(malformed("bad nonce"));
+    }
+    // Extensions (Kafka: key=value after the nonce). Only tokenauth means something, and
+    // delegation tokens are not supported; others are ignored as Kafka does.
+    for ext in attrs {
+        let (k, v) = ext
+            .split_once('=')
+            .ok_or_else(|| malformed("bad extension"))?;
+        if k.is_empty() {
+            return Err(malformed("bad extension"));
+        }
+        if k == "tokenauth" && v.eq_ignore_ascii_case("true") {
+            return Err(ScramError::UnsupportedExtension("tokenauth".into()));
+        }
+    }
+    Ok(ClientFirst {
+        gs2_header,
+        authzid,
+        bare,
+        user,
+        nonce,
+    })
 }
 
-enum ServerStep {
-    First,
-    Final {
-        user: String,
-        gs2_header: String,
-        nonce: String,
-        client_first_bare: String,
-        server_first: String,
-        credential: ScramCredential,
-    },
+/// Parsed client-final message.
+struct ClientFinal<'a> {
+    channel_binding: &'a str,
+    nonce: &'a str,
+    without_proof: &'a str,
+    proof: Vec<u8>,
+}
+
+fn parse_client_final(msg: &str, hash_len: usize) -> Result<ClientFinal<'_>, ScramError> {
+    let (without_proof, proof) = msg
+        .rsplit_once(",p=")
+        .ok_or_else(|| malformed("missing p="))?;
+    let proof = B64
+        .decode(proof)
+        .map_err(|_| malformed("proof is not base64"))?;
+    if proof.len() != hash_len {
+        return Err(malformed("proof of the wrong length"));
+    }
+    let mut attrs = without_proof.split(',');
+    let channel_binding = attrs
+        .next()
+        .and_then(|a| a.strip_prefix("c="))
+        .ok_or_else(|| malformed("missing c="))?;
+    let nonce = attrs
+        .next()
+        .and_then(|a| a.strip_prefix("r="))
+        .ok_or_else(|| malformed("missing r="))?;
+    // Anything between the nonce and the proof is an extension; it is covered by the proof.
+    for ext in attrs {
+        if !ext.contains('=') {
+            return Err(malformed("bad extension"));
+        }
+    }
+    Ok(ClientFinal {
+        channel_binding,
+        nonce,
+        without_proof,
+        proof,
+    })
+}
+
+enum ServerState {
+    ClientFirst,
+    ClientFinal(Box<Pending>),
     Done,
 }
 
-/// The server's side of one exchange.
+struct Pending {
+    /// For a user that does not exist, a decoy (made-up salt, random keys): the exchange goes
+    /// on and fails at the proof after the same work, so neither the first step nor the time
+    /// taken reveals which names exist.
+    credential: ScramCredential,
+    known: bool,
+    user: String,
+    gs2_header: String,
+    client_first_bare: String,
+    server_first: String,
+    nonce: String,
+}
+
+/// One server side exchange (RFC 5802/7677), as Kafka's ScramSaslServer:
+/// client-first -> server-first -> client-final -> server-final. Any error ends the exchange:
+/// later calls answer [`ScramError::OutOfOrder`].
 pub struct ScramServer {
     mechanism: ScramMechanism,
-    step: ServerStep,
-    server_nonce: Option<String>,
+    state: ServerState,
+    fixed_nonce: Option<String>,
 }
 
 impl ScramServer {
     pub fn new(mechanism: ScramMechanism) -> Self {
         ScramServer {
             mechanism,
-            step: ServerStep::First,
-            server_nonce: None,
+            state: ServerState::ClientFirst,
+            fixed_nonce: None,
         }
     }
 
-    /// A fixed server nonce, for test vectors.
+    /// For tests (RFC test vectors): use this server nonce instead of a random one.
     #[doc(hidden)]
-    pub fn with_nonce(mut self, nonce: &str) -> Self {
-        self.server_nonce = Some(nonce.to_string());
-        self
+    pub fn with_nonce(mechanism: ScramMechanism, server_nonce: &str) -> Self {
+        let mut s = Self::new(mechanism);
+        s.fixed_nonce = Some(server_nonce.to_owned());
+        s
     }
 
-    fn invalid(&self) -> ScramError {
-        ScramError::Credentials(self.mechanism.name())
+    pub fn mechanism(&self) -> ScramMechanism {
+        self.mechanism
     }
 
-    /// client-first → server-first.
+    /// Parses client-first, looks up the credential with `lookup(username)` and returns
+    /// server-first (`r=` client nonce + server nonce, `s=` salt, `i=` iterations).
     pub fn client_first(
         &mut self,
         msg: &[u8],
         lookup: impl FnOnce(&str) -> Option<ScramCredential>,
     ) -> Result<Vec<u8>, ScramError> {
-        if !matches!(self.step, ServerStep::First) {
-            return Err(ScramError::OutOfOrder);
+        if !matches!(self.state, ServerState::ClientFirst) {
+            self.state = ServerState::Done;
+            return Err(ScramError::OutOfOrder(
+                "client-final expected or exchange over",
+            ));
         }
-        self.step = ServerStep::Done;
-        let msg = text(msg)?;
-        // gs2-header: a channel-binding flag, an optional authzid, then the bare message.
-        let mut parts = msg.splitn(3, ',');
-        let cb = parts.next().unwrap_or("");
-        let authz = parts.next().ok_or_else(|| malformed("no gs2 header"))?;
-        let bare = parts
-            .next()
-            .ok_or_else(|| malformed("no client-first-message-bare"))?;
-        match cb {
-            "n" | "y" => {}
-            c if c.starts_with("p=") => return Err(malformed("channel binding is not supported")),
-            _ => return Err(malformed("bad channel binding flag")),
+        self.state = ServerState::Done;
+        let text = check_size(msg)?;
+        let first = parse_client_first(text)?;
+        if first.authzid.as_ref().is_some_and(|a| *a != first.user) {
+            return Err(ScramError::AuthzidMismatch);
         }
-        let authzid = match authz {
-            "" => None,
-            a => Some(decode_saslname(
-                a.strip_prefix("a=")
-                    .ok_or_else(|| malformed("bad authzid"))?,
-            )?),
-        };
-        let attrs = attributes(bare)?;
-        if attrs.first().map(|a| a.0) == Some('m') {
-            return Err(malformed("mandatory extensions are not supported"));
-        }
-        let (Some(('n', user)), Some(('r', nonce))) =
-            (attrs.first().copied(), attrs.get(1).copied())
-        else {
-            return Err(malformed("expected n=user,r=nonce"));
-        };
-        for (k, v) in &attrs[2..] {
-            // Kafka's extensions; delegation tokens (tokenauth) are not served.
-            if *k == 't' && v.eq_ignore_ascii_case("true") {
-                return Err(ScramError::Extension("tokenauth".into()));
-            }
-        }
-        let user = decode_saslname(user)?;
-        if user.is_empty()
-            || nonce.is_empty()
-            || !nonce.chars().all(|c| c.is_ascii_graphic() && c != ',')
-        {
-            return Err(malformed("empty user name or bad nonce"));
-        }
-        if authzid.as_deref().is_some_and(|a| a != user) {
-            return Err(malformed("authorization id differs from the user name"));
-        }
-        let credential = lookup(&user)
-            .filter(|c| {
-                c.mechanism == self.mechanism && c.iterations >= self.mechanism.min_iterations()
-            })
-            .ok_or_else(|| self.invalid())?;
-        let server_nonce = self.server_nonce.take().unwrap_or_else(random_nonce);
-        let nonce = format!("{nonce}{server_nonce}");
-        let server_first = format!(
-            "r={nonce},s={},i={}",
-            B64.encode(&credential.salt),
-            credential.iterations
-        );
-        self.step = ServerStep::Final {
-            user,
-            gs2_header: format!("{cb},{authz},"),
-            nonce,
-            client_first_bare: bare.to_string(),
-            server_first: server_first.clone(),
+        let credential =
+            lookup(&first.user).filter(|c| c.mechanism == self.mechanism && c.validate().is_ok());
+        let known = credential.is_some();
+        let credential = credential.unwrap_or_else(|| ScramCredential {
+            mechanism: self.mechanism,
+            salt: decoy_salt(self.mechanism, &first.user),
+            iterations: self.mechanism.min_iterations(),
+            stored_key: random_bytes(self.mechanism.hash_len()),
+            server_key: random_bytes(self.mechanism.hash_len()),
+        });
+        let (salt, iterations) = (&credential.salt, credential.iterations);
+        let server_nonce = self.fixed_nonce.take().unwrap_or_else(random_nonce);
+        let nonce = format!("{}{}", first.nonce, server_nonce);
+        let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(salt));
+        self.state = ServerState::ClientFinal(Box::new(Pending {
             credential,
-        };
+            known,
+            user: first.user,
+            gs2_header: first.gs2_header.to_owned(),
+            client_first_bare: first.bare.to_owned(),
+            server_first: server_first.clone(),
+            nonce,
+        }));
         Ok(server_first.into_bytes())
     }
 
-    /// client-final → (server-final, the authenticated user).
+    /// Verifies client-final (`c=` biws or the base64 of the GS2 header, `r=` the full nonce,
+    /// `p=` the proof) and returns server-final (`v=` signature) and the authenticated user.
     pub fn client_final(&mut self, msg: &[u8]) -> Result<(Vec<u8>, String), ScramError> {
-        let ServerStep::Final {
-            user,
-            gs2_header,
-            nonce,
-            client_first_bare,
-            server_first,
-            credential,
-        } = std::mem::replace(&mut self.step, ServerStep::Done)
-        else {
-            return Err(ScramError::OutOfOrder);
+        let pending = match std::mem::replace(&mut self.state, ServerState::Done) {
+            ServerState::ClientFinal(p) => p,
+            _ => {
+                return Err(ScramError::OutOfOrder(
+                    "client-first expected or exchange over",
+                ))
+            }
         };
-        let msg = text(msg)?;
-        let (without_proof, proof) = msg
-            .rsplit_once(",p=")
-            .ok_or_else(|| malformed("no proof"))?;
-        let attrs = attributes(without_proof)?;
-        let (Some(('c', binding)), Some(('r', r))) =
-            (attrs.first().copied(), attrs.get(1).copied())
-        else {
-            return Err(malformed("expected c=...,r=...,p=..."));
-        };
-        if B64.decode(binding).ok().as_deref() != Some(gs2_header.as_bytes()) {
-            return Err(malformed("channel binding does not match the gs2 header"));
-        }
-        if r != nonce {
-            return Err(malformed("nonce does not match"));
-        }
-        let proof = B64
-            .decode(proof)
-            .map_err(|_| malformed("proof is not base64"))?;
         let m = self.mechanism;
-        if proof.len() != m.hash_len() {
-            return Err(self.invalid());
+        let text = check_size(msg)?;
+        let fin = parse_client_final(text, m.hash_len())?;
+        let cb_ok = fin.channel_binding == B64.encode(pending.gs2_header.as_bytes())
+            || fin.channel_binding == "biws";
+        if !cb_ok {
+            return Err(malformed("channel binding does not match the GS2 header"));
         }
-        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let client_signature = m.hmac(&credential.stored_key, auth_message.as_bytes());
-        let client_key: Vec<u8> = proof
+        if fin.nonce != pending.nonce {
+            return Err(ScramError::NonceMismatch);
+        }
+        let cred = &pending.credential;
+        let auth_message = format!(
+            "{},{},{}",
+            pending.client_first_bare, pending.server_first, fin.without_proof
+        );
+        let client_signature = m.hmac(&cred.stored_key, auth_message.as_bytes());
+        let client_key: Vec<u8> = fin
+            .proof
             .iter()
             .zip(&client_signature)
             .map(|(a, b)| a ^ b)
             .collect();
-        if !constant_time_eq(&m.hash(&client_key), &credential.stored_key) {
-            return Err(self.invalid());
+        if !(constant_time_eq(&m.hash(&client_key), &cred.stored_key) & pending.known) {
+            return Err(ScramError::InvalidCredentials(m.name()));
         }
-        let server_signature = m.hmac(&credential.server_key, auth_message.as_bytes());
-        Ok((
-            format!("v={}", B64.encode(server_signature)).into_bytes(),
-            user,
-        ))
+        let server_signature = m.hmac(&cred.server_key, auth_message.as_bytes());
+        let server_final = format!("v={}", B64.encode(server_signature));
+        Ok((server_final.into_bytes(), pending.user))
     }
 }
 
-/// The client's side of one exchange.
+/// A salt for a user that does not exist: the same for the same name during this process's
+/// life (a repeated probe sees a stable salt, as for a real user), unpredictable across names.
+fn decoy_salt(mechanism: ScramMechanism, user: &str) -> Vec<u8> {
+    static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+    let key = KEY.get_or_init(|| random_bytes(32));
+    let mut s = ScramMechanism::Sha256.hmac(key, user.as_bytes());
+    s.push(mechanism.kafka_code() as u8);
+    ScramMechanism::Sha256.hash(&s)
+}
+
+enum ClientState {
+    Initial,
+    SentFirst,
+    SentFinal {
+        server_key: Vec<u8>,
+        auth_message: String,
+    },
+    Done,
+}
+
+/// Client side of the exchange (for tests and tools that need one without a Kafka client).
 pub struct ScramClient {
     mechanism: ScramMechanism,
     user: String,
     password: String,
     nonce: String,
-    client_first_bare: String,
-    server_signature: Option<Vec<u8>>,
+    state: ClientState,
 }
 
 impl ScramClient {
     pub fn new(mechanism: ScramMechanism, user: &str, password: &str) -> Self {
+        Self::with_nonce(mechanism, user, password, &random_nonce())
+    }
+
+    /// For tests (RFC test vectors): a fixed client nonce.
+    #[doc(hidden)]
+    pub fn with_nonce(mechanism: ScramMechanism, user: &str, password: &str, nonce: &str) -> Self {
         ScramClient {
             mechanism,
-            user: user.to_string(),
-            password: password.to_string(),
-            nonce: random_nonce(),
-            client_first_bare: String::new(),
-            server_signature: None,
+            user: user.to_owned(),
+            password: password.to_owned(),
+            nonce: nonce.to_owned(),
+            state: ClientState::Initial,
         }
     }
 
-    /// A fixed client nonce, for test vectors.
-    #[doc(hidden)]
-    pub fn with_nonce(mut self, nonce: &str) -> Self {
-        self.nonce = nonce.to_string();
-        self
+    fn first_bare(&self) -> String {
+        format!("n={},r={}", encode_saslname(&self.user), self.nonce)
     }
 
+    /// client-first.
     pub fn first(&mut self) -> Vec<u8> {
-        self.client_first_bare = format!("n={},r={}", encode_saslname(&self.user), self.nonce);
-        format!("n,,{}", self.client_first_bare).into_bytes()
+        self.state = ClientState::SentFirst;
+        format!("n,,{}", self.first_bare()).into_bytes()
     }
 
-    /// server-first → client-final.
+    /// server-first -> client-final.
     pub fn fin(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
-        let sf = text(server_first)?;
-        let attrs = attributes(sf)?;
-        let get = |k: char| attrs.iter().find(|a| a.0 == k).map(|a| a.1);
-        let (Some(r), Some(s), Some(i)) = (get('r'), get('s'), get('i')) else {
-            return Err(malformed("expected r=,s=,i="));
-        };
-        if !r.starts_with(&self.nonce) || r.len() == self.nonce.len() {
-            return Err(malformed("server nonce does not extend ours"));
+        if !matches!(self.state, ClientState::SentFirst) {
+            return Err(ScramError::OutOfOrder("client-first not sent"));
         }
-        let salt = B64.decode(s).map_err(|_| malformed("salt is not base64"))?;
-        let iterations: i32 = i.parse().map_err(|_| malformed("bad iteration count"))?;
-        if !(1..=1_000_000).contains(&iterations) {
-            return Err(malformed("iteration count out of range"));
-        }
+        self.state = ClientState::Done;
         let m = self.mechanism;
+        let text = check_size(server_first)?;
+        if let Some(e) = text.strip_prefix("e=") {
+            return Err(ScramError::ServerError(e.to_owned()));
+        }
+        let mut attrs = text.split(',');
+        let nonce = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("r="))
+            .ok_or_else(|| malformed("missing r="))?;
+        let salt = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("s="))
+            .ok_or_else(|| malformed("missing s="))?;
+        let iterations = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("i="))
+            .ok_or_else(|| malformed("missing i="))?;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() || !valid_nonce(nonce)
+        {
+            return Err(ScramError::NonceMismatch);
+        }
+        let salt = B64
+            .decode(salt)
+            .map_err(|_| malformed("salt is not base64"))?;
+        let iterations: i32 = iterations
+            .parse()
+            .map_err(|_| malformed("bad iteration count"))?;
+        // A hostile server must not make us spin: Kafka's range only.
+        if !(m.min_iterations()..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(malformed(format!(
+                "iteration count {iterations} out of range"
+            )));
+        }
         let salted = salted_password(m, &self.password, &salt, iterations);
+        let cred = ScramCredential::from_salted_password(m, &salt, &salted, iterations);
         let client_key = m.hmac(&salted, b"Client Key");
-        let stored_key = m.hash(&client_key);
-        let without_proof = format!("c=biws,r={r}");
-        let auth_message = format!("{},{sf},{without_proof}", self.client_first_bare);
-        let signature = m.hmac(&stored_key, auth_message.as_bytes());
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{},{}", self.first_bare(), text, without_proof);
+        let client_signature = m.hmac(&cred.stored_key, auth_message.as_bytes());
         let proof: Vec<u8> = client_key
             .iter()
-            .zip(&signature)
+            .zip(&client_signature)
             .map(|(a, b)| a ^ b)
             .collect();
-        let server_key = m.hmac(&salted, b"Server Key");
-        self.server_signature = Some(m.hmac(&server_key, auth_message.as_bytes()));
+        self.state = ClientState::SentFinal {
+            server_key: cred.server_key,
+            auth_message,
+        };
         Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
     }
 
-    /// Checks server-final: the server knew the credential too.
-    pub fn verify(&self, server_final: &[u8]) -> Result<(), ScramError> {
-        let sf = text(server_final)?;
-        let v = sf
-            .strip_prefix("v=")
-            .ok_or_else(|| malformed("expected v="))?;
-        let got = B64
+    /// Checks server-final: the server proves it knows the credential.
+    pub fn verify(&mut self, server_final: &[u8]) -> Result<(), ScramError> {
+        let (server_key, auth_message) = match std::mem::replace(&mut self.state, ClientState::Done)
+        {
+            ClientState::SentFinal {
+                server_key,
+                auth_message,
+            } => (server_key, auth_message),
+            _ => return Err(ScramError::OutOfOrder("client-final not sent")),
+        };
+        let text = check_size(server_final)?;
+        if let Some(e) = text.strip_prefix("e=") {
+            return Err(ScramError::ServerError(e.to_owned()));
+        }
+        let v = text
+            .split(',')
+            .next()
+            .and_then(|a| a.strip_prefix("v="))
+            .ok_or_else(|| malformed("missing v="))?;
+        let v = B64
             .decode(v)
             .map_err(|_| malformed("signature is not base64"))?;
-        match &self.server_signature {
-            Some(want) if constant_time_eq(want, &got) => Ok(()),
-            _ => Err(ScramError::Credentials(self.mechanism.name())),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// RFC 7677, section 3.
-    #[test]
-    fn rfc7677_test_vector() {
-        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-        let cred = ScramCredential::from_password(ScramMechanism::Sha256, "pencil", &salt, 4096);
-        let mut server =
-            ScramServer::new(ScramMechanism::Sha256).with_nonce("%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0");
-        let mut client = ScramClient::new(ScramMechanism::Sha256, "user", "pencil")
-            .with_nonce("rOprNGfwEbeRWgbNEkqO");
-        let first = client.first();
-        assert_eq!(first, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
-        let sf = server
-            .client_first(&first, |u| (u == "user").then(|| cred.clone()))
-            .unwrap();
-        assert_eq!(
-            std::str::from_utf8(&sf).unwrap(),
-            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
-        );
-        let cf = client.fin(&sf).unwrap();
-        assert_eq!(
-            std::str::from_utf8(&cf).unwrap(),
-            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
-        );
-        let (fin, user) = server.client_final(&cf).unwrap();
-        assert_eq!(
-            std::str::from_utf8(&fin).unwrap(),
-            "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
-        );
-        assert_eq!(user, "user");
-        client.verify(&fin).unwrap();
-    }
-
-    fn exchange(
-        m: ScramMechanism,
-        stored: &str,
-        tried: &str,
-        user: &str,
-    ) -> Result<String, ScramError> {
-        let cred = ScramCredential::from_password(m, stored, &random_salt(), 4096);
-        let mut server = ScramServer::new(m);
-        let mut client = ScramClient::new(m, user, tried);
-        let sf =
-            server.client_first(&client.first(), |u| (u == "alice,=x").then(|| cred.clone()))?;
-        let cf = client.fin(&sf)?;
-        let (fin, user) = server.client_final(&cf)?;
-        client.verify(&fin)?;
-        Ok(user)
-    }
-
-    #[test]
-    fn round_trips_and_refusals() {
-        for m in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
-            assert_eq!(exchange(m, "pw", "pw", "alice,=x").unwrap(), "alice,=x");
-            let wrong = exchange(m, "pw", "nope", "alice,=x").unwrap_err();
-            let unknown = exchange(m, "pw", "pw", "bob").unwrap_err();
-            assert_eq!(wrong, unknown, "the same answer for both");
-            assert_eq!(wrong, ScramError::Credentials(m.name()));
-        }
-        let c = ScramCredential::from_password(ScramMechanism::Sha512, "pw", b"salt", 4096);
-        assert!(c.verify_password("pw"));
-        assert!(!c.verify_password("pw2"));
-        // A credential for the other mechanism is no credential.
-        let mut s = ScramServer::new(ScramMechanism::Sha256);
-        assert!(s.client_first(b"n,,n=a,r=x", |_| Some(c.clone())).is_err());
-    }
-
-    #[test]
-    fn malformed_messages_are_refused() {
-        let cred = ScramCredential::from_password(ScramMechanism::Sha256, "pw", b"s", 4096);
-        for msg in [
-            &b""[..],
-            b"n",
-            b"n,,",
-            b"p=tls-unique,,n=a,r=b",
-            b"n,,m=ext,n=a,r=b",
-            b"n,,n=a,r=b,t=true",
-            b"n,,r=b,n=a",
-            b"n,,n=a=zz,r=b",
-            b"x,,n=a,r=b",
-            b"n,a=other,n=a,r=b",
-            b"n,,n=,r=b",
-            b"\xff\xfe",
-        ] {
-            let mut s = ScramServer::new(ScramMechanism::Sha256);
-            assert!(
-                s.client_first(msg, |_| Some(cred.clone())).is_err(),
-                "{msg:?}"
-            );
-        }
-        let long = vec![b'a'; MAX_MESSAGE + 1];
-        assert!(ScramServer::new(ScramMechanism::Sha256)
-            .client_first(&long, |_| Some(cred.clone()))
-            .is_err());
-        // Steps out of order.
-        let mut s = ScramServer::new(ScramMechanism::Sha256);
-        assert_eq!(
-            s.client_final(b"c=biws,r=x,p=AA=="),
-            Err(ScramError::OutOfOrder)
-        );
-    }
-
-    #[test]
-    fn random_bytes_never_panic() {
-        // A small seeded fuzz loop over both steps.
-        let cred = ScramCredential::from_password(ScramMechanism::Sha256, "pw", b"s", 4096);
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let alphabet = b"n,=ra pcvi0123=2C=3D+/AZbiws\x00\xff";
-        for _ in 0..5000 {
-            let len = (next() % 64) as usize;
-            let msg: Vec<u8> = (0..len)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                .collect();
-            let mut s = ScramServer::new(ScramMechanism::Sha256);
-            if s.client_first(&msg, |_| Some(cred.clone())).is_ok() {
-                let _ = s.client_final(&msg);
-            }
-            let mut s = ScramServer::new(ScramMechanism::Sha256);
-            let _ = s.client_first(b"n,,n=u,r=abc", |_| Some(cred.clone()));
-            let _ = s.client_final(&msg);
+        let expected = self.mechanism.hmac(&server_key, auth_message.as_bytes());
+        if constant_time_eq(&v, &expected) {
+            Ok(())
+        } else {
+            Err(ScramError::BadServerSignature)
         }
     }
 }

@@ -89,7 +89,7 @@ pub async fn authenticate(
                             return SaslAuthenticateResponse::default()
                                 .with_auth_bytes(Bytes::from(reply));
                         }
-                        Err(e) => (Err(e.to_string()), reauth),
+                        Err(e) => (Err((e.client_message(m), e.to_string())), reauth),
                     }
                 }
             }
@@ -98,7 +98,7 @@ pub async fn authenticate(
             server
                 .client_final(&req.auth_bytes)
                 .map(|(reply, user)| (format!("User:{user}"), reply))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| (e.client_message(server.mechanism()), e.to_string())),
             reauth,
         ),
         other => {
@@ -115,12 +115,8 @@ pub async fn authenticate(
         Ok((principal, reply)) => {
             if reauth && *principal != *session.principal {
                 // Kafka refuses a renewal that changes who the connection is.
-                return fail(
-                    ctx,
-                    session,
-                    "Cannot change principals during re-authentication".into(),
-                )
-                .await;
+                let why = "Cannot change principals during re-authentication".to_string();
+                return fail(ctx, session, (why.clone(), why)).await;
             }
             let lifetime = sec.reauth;
             session.principal = principal.into();
@@ -136,9 +132,11 @@ pub async fn authenticate(
     }
 }
 
-/// PLAIN's one round: the token names the user and carries the password.
-fn plain(session: &Session, token: &[u8]) -> Result<(String, Vec<u8>), String> {
-    let (user, password) = cairn_auth::parse_plain(token).map_err(|e| e.to_string())?;
+/// PLAIN's one round: the token names the user and carries the password. An error is (what
+/// the client is told, what the log says).
+fn plain(session: &Session, token: &[u8]) -> Result<(String, Vec<u8>), (String, String)> {
+    let (user, password) =
+        cairn_auth::parse_plain(token).map_err(|e| (e.to_string(), e.to_string()))?;
     let ok = session
         .listener
         .plain_users
@@ -147,11 +145,18 @@ fn plain(session: &Session, token: &[u8]) -> Result<(String, Vec<u8>), String> {
     if ok {
         Ok((format!("User:{user}"), Vec::new()))
     } else {
-        Err(FAILED.to_string())
+        Err((
+            FAILED.to_string(),
+            format!("wrong password or unknown user {user:?}"),
+        ))
     }
 }
 
-async fn fail(ctx: &Ctx, session: &mut Session, why: String) -> SaslAuthenticateResponse {
+async fn fail(
+    ctx: &Ctx,
+    session: &mut Session,
+    (told, why): (String, String),
+) -> SaslAuthenticateResponse {
     let sec = &ctx.state.security;
     sec.record_failure(ctx.peer.ip());
     if let Some(held_back) = sec.log_failed.check() {
@@ -162,5 +167,5 @@ async fn fail(ctx: &Ctx, session: &mut Session, why: String) -> SaslAuthenticate
     session.close_after_reply = true;
     SaslAuthenticateResponse::default()
         .with_error_code(Code::SaslAuthenticationFailed.code())
-        .with_error_message(Some(sb(why)))
+        .with_error_message(Some(sb(told)))
 }

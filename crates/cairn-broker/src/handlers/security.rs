@@ -420,36 +420,18 @@ pub async fn alter_scram(
                 Code::DuplicateResource.code(),
                 format!("A user credential cannot be altered twice in the same request: {name}"),
             ))
-        } else if name.is_empty() {
-            Err((
-                Code::UnacceptableCredential.code(),
-                "Username must not be empty".to_string(),
-            ))
         } else if let Some(m) = ScramMechanism::from_kafka_code(u.mechanism) {
-            if u.iterations < m.min_iterations() {
-                Err((
+            match cairn_auth::scram::validate_upsertion(m, &name, &u.salt, u.iterations) {
+                Err(msg) => Err((Code::UnacceptableCredential.code(), msg)),
+                Ok(()) if u.salted_password.len() != m.hash_len() => Err((
                     Code::UnacceptableCredential.code(),
                     format!(
-                        "Too few iterations: at least {} for {}",
-                        m.min_iterations(),
+                        "The salted password must be {} bytes for {}",
+                        m.hash_len(),
                         m.name()
                     ),
-                ))
-            } else if u.iterations > ScramMechanism::MAX_ITERATIONS {
-                Err((
-                    Code::UnacceptableCredential.code(),
-                    format!(
-                        "Too many iterations: at most {}",
-                        ScramMechanism::MAX_ITERATIONS
-                    ),
-                ))
-            } else if u.salt.is_empty() || u.salted_password.is_empty() {
-                Err((
-                    Code::UnacceptableCredential.code(),
-                    "Salt and salted password must not be empty".to_string(),
-                ))
-            } else {
-                Ok(Change::Upsert(
+                )),
+                Ok(()) => Ok(Change::Upsert(
                     name,
                     ScramCredential::from_salted_password(
                         m,
@@ -457,7 +439,7 @@ pub async fn alter_scram(
                         &u.salted_password,
                         u.iterations,
                     ),
-                ))
+                )),
             }
         } else {
             Err((
