@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from cairn_harness import BrokerError
+
 import kproto
 import kutil
 from cairn_harness import HttpBroker, cairn_bin, free_port
@@ -306,13 +308,14 @@ def test_bad_listener_settings_stop_the_start(tmp_path, key, value):
     assert key in p.stderr.decode(), p.stderr.decode()
 
 
-def test_advertised_listener_list_uses_the_plaintext_entry(broker_factory):
+def test_advertised_listeners_are_per_listener_name(broker_factory):
     port = free_port()
-    b = broker_factory(
-        {"num.partitions": 1, "advertised.listeners": f"SSL://elsewhere:1,PLAINTEXT://127.0.0.1:{port}"},
-    )
+    b = broker_factory({"num.partitions": 1, "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}"})
     md = kutil.admin(b).list_topics(timeout=10)
     assert [(x.host, x.port) for x in md.brokers.values()] == [("127.0.0.1", port)]
+    # As Kafka: every advertised listener must be one the broker binds.
+    with pytest.raises(BrokerError, match="advertised.listeners names SSL"):
+        broker_factory({"advertised.listeners": f"SSL://elsewhere:1,PLAINTEXT://127.0.0.1:{port}"})
 
 
 # --------------------------------------------------------------------------
