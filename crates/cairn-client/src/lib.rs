@@ -5,6 +5,7 @@
 //! offset lookups on top; [`groups`] adds the consumer-group requests. All of
 //! it works against any Kafka-compatible broker.
 
+pub mod acl;
 pub mod admin;
 mod auth;
 mod client;
