@@ -11,14 +11,16 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Writer};
 use crate::error::{Error, Result};
 use crate::sasl::{plain_token, ScramClient, ScramHash};
 use crate::security::{SaslCredentials, SaslMechanism};
 
-/// Authenticates `conn`; returns the session lifetime the broker set, if any.
+/// Authenticates `conn` (first or again) with its writer held; returns the
+/// session lifetime the broker set, if any.
 pub(crate) async fn authenticate(
     conn: &Connection,
+    writer: &mut Writer,
     credentials: &SaslCredentials,
 ) -> Result<Option<Duration>> {
     let mechanism = credentials.mechanism;
@@ -47,7 +49,8 @@ pub(crate) async fn authenticate(
         Err(e) => return Err(e),
     };
     let resp = conn
-        .send_versioned(
+        .call_locked(
+            writer,
             SaslHandshakeRequest::default()
                 .with_mechanism(StrBytes::from_static_str(mechanism.name())),
             handshake_version,
@@ -71,9 +74,10 @@ pub(crate) async fn authenticate(
     Error::check_code(resp.error_code, None, who)?;
 
     let version = conn.version_for::<SaslAuthenticateRequest>()?;
-    let round = |token: Vec<u8>| async move {
+    let mut round = async |token: Vec<u8>| {
         let resp: SaslAuthenticateResponse = conn
-            .send_versioned(
+            .call_locked(
+                writer,
                 SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
                 version,
             )
@@ -176,7 +180,7 @@ mod tests {
                 Connection::connect_with(&broker.addr, "t", LIMIT, &sasl(mechanism, "pencil"))
                     .await
                     .unwrap();
-            assert_eq!(conn.retire_at(), None);
+            assert_eq!(conn.reauthenticate_at(), None);
             conn.send(MetadataRequest::default()).await.unwrap();
             let rounds = if mechanism == SaslMechanism::Plain {
                 1
@@ -238,8 +242,50 @@ mod tests {
         assert!(err.to_string().contains("offers PLAIN"), "{err}");
     }
 
+    fn handshakes(broker: &FakeBroker) -> usize {
+        apis(broker)
+            .iter()
+            .filter(|(k, _)| *k == ApiKey::SaslHandshake as i16)
+            .count()
+    }
+
     #[tokio::test]
-    async fn a_session_lifetime_retires_the_connection_and_the_client_reopens() {
+    async fn a_used_connection_reauthenticates_in_band_before_its_session_ends() {
+        let broker = FakeBroker::start(sasl_config("SCRAM-SHA-256", 2000)).await;
+        let conn = Connection::connect_with(
+            &broker.addr,
+            "t",
+            LIMIT,
+            &sasl(SaslMechanism::ScramSha256, "pencil"),
+        )
+        .await
+        .unwrap();
+        let first = conn.reauthenticate_at().unwrap();
+        conn.send(MetadataRequest::default()).await.unwrap();
+        assert_eq!(handshakes(&broker), 1, "not yet due");
+        // Past 85% of the session, before 95%.
+        tokio::time::sleep_until((first + Duration::from_millis(20)).into()).await;
+        assert!(!conn.is_closed());
+        conn.send(MetadataRequest::default()).await.unwrap();
+        assert_eq!(handshakes(&broker), 2);
+        // The exchange came before the request, none of it interleaved.
+        let seen = apis(&broker);
+        let tail: Vec<i16> = seen[seen.len() - 4..].iter().map(|a| a.0).collect();
+        assert_eq!(
+            tail,
+            [
+                ApiKey::SaslHandshake as i16,
+                ApiKey::SaslAuthenticate as i16,
+                ApiKey::SaslAuthenticate as i16,
+                ApiKey::Metadata as i16
+            ]
+        );
+        assert!(conn.reauthenticate_at().unwrap() > first);
+        assert!(broker.errors().is_empty(), "{:?}", broker.errors());
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_past_its_session_is_replaced() {
         let broker = FakeBroker::start(sasl_config("SCRAM-SHA-256", 300)).await;
         let client = Client::connect_with(
             &broker.addr,
@@ -250,18 +296,36 @@ mod tests {
         .await
         .unwrap();
         let first = client.bootstrap_connection().await.unwrap();
-        assert!(first.retire_at().is_some());
         assert!(!first.is_closed());
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(first.is_closed(), "past 85% of the lifetime");
+        assert!(first.is_closed(), "past 95% of the session");
         let second = client.bootstrap_connection().await.unwrap();
         assert!(!Arc::ptr_eq(&first, &second));
         client.fetch_metadata(None, false).await.unwrap();
-        let handshakes = apis(&broker)
-            .iter()
-            .filter(|(k, _)| *k == ApiKey::SaslHandshake as i16)
-            .count();
-        assert_eq!(handshakes, 2);
+        assert_eq!(handshakes(&broker), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_reauthentication_closes_the_connection() {
+        let broker = FakeBroker::start(sasl_config("PLAIN", 200)).await;
+        let conn = Connection::connect_with(
+            &broker.addr,
+            "t",
+            LIMIT,
+            &sasl(SaslMechanism::Plain, "pencil"),
+        )
+        .await
+        .unwrap();
+        broker.set_password("changed");
+        tokio::time::sleep_until(conn.reauthenticate_at().unwrap().into()).await;
+        let err = conn.send(MetadataRequest::default()).await.unwrap_err();
+        assert_eq!(
+            err.kafka_error(),
+            Some(ResponseError::SaslAuthenticationFailed),
+            "{err}"
+        );
+        assert!(conn.is_closed());
+        assert!(conn.close_reason().unwrap().contains("re-authentication"));
     }
 
     /// A self-signed certificate for `localhost`, its CA file, and a fake

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::{within, Error, Result};
-use crate::security::Security;
+use crate::security::{SaslCredentials, Security};
 
 /// Largest response frame accepted; guards against huge allocations from a
 /// corrupt length prefix.
@@ -127,7 +127,7 @@ impl Drop for WriteGuard<'_> {
 
 /// The sending side of the socket. An enum rather than a boxed trait
 /// object so that the plaintext path stays a direct call.
-enum Writer {
+pub(crate) enum Writer {
     Tcp(OwnedWriteHalf),
     Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
 }
@@ -155,10 +155,29 @@ pub struct Connection {
     next_correlation_id: AtomicI32,
     api_versions: HashMap<i16, VersionRange>,
     reader: JoinHandle<()>,
-    /// When the broker limits the SASL session (KIP-368), the moment from
-    /// which this connection counts as closed, so that clients open a fresh,
-    /// freshly authenticated one instead of re-authenticating in band.
-    retire_at: Option<Instant>,
+    /// Set when the connection authenticated with SASL.
+    session: Option<Box<Session>>,
+}
+
+/// A SASL login and, when the broker limits it (KIP-368), its time line.
+struct Session {
+    credentials: SaslCredentials,
+    times: Mutex<SessionTimes>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct SessionTimes {
+    /// The next request written after this re-authenticates first.
+    reauth_at: Option<Instant>,
+    /// From here on the connection counts as closed: an idle connection
+    /// whose session ran out would be closed by the broker on its next use.
+    stale_at: Option<Instant>,
+}
+
+impl Session {
+    fn times(&self) -> SessionTimes {
+        *self.times.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -240,13 +259,16 @@ impl Connection {
             next_correlation_id: AtomicI32::new(0),
             api_versions: HashMap::new(),
             reader,
-            retire_at: None,
+            session: None,
         };
         conn.api_versions = conn.handshake().await?;
         if let Some(credentials) = &security.sasl {
-            let started = Instant::now();
-            let lifetime = crate::auth::authenticate(&conn, credentials).await?;
-            conn.retire_at = lifetime.map(|l| started + retire_after(l));
+            conn.session = Some(Box::new(Session {
+                credentials: credentials.clone(),
+                times: Mutex::new(SessionTimes::default()),
+            }));
+            let mut writer = conn.writer.lock().await;
+            conn.authenticate_locked(&mut writer).await?;
         }
         Ok(conn)
     }
@@ -275,13 +297,56 @@ impl Connection {
     /// its SASL session is about to end (then it is not to be used for new
     /// work: the broker would close it).
     pub fn is_closed(&self) -> bool {
-        self.retire_at.is_some_and(|t| Instant::now() >= t) || self.close_reason().is_some()
+        let stale = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.times().stale_at.is_some_and(|t| Instant::now() >= t));
+        stale || self.close_reason().is_some()
     }
 
-    /// When this connection stops being offered for new work because the
-    /// broker's SASL session lifetime runs out.
-    pub fn retire_at(&self) -> Option<Instant> {
-        self.retire_at
+    /// When the next request will re-authenticate first, if the broker
+    /// limited the SASL session.
+    pub fn reauthenticate_at(&self) -> Option<Instant> {
+        self.session.as_ref().and_then(|s| s.times().reauth_at)
+    }
+
+    /// Runs the SASL exchange with the writer held, so that no other
+    /// request slips in between its steps; records the session's times.
+    async fn authenticate_locked(&self, writer: &mut Writer) -> Result<()> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let lifetime = crate::auth::authenticate(self, writer, &session.credentials).await?;
+        // Kafka's own client re-authenticates at 85-95% of the lifetime.
+        let times = SessionTimes {
+            reauth_at: lifetime.map(|l| started + l.mul_f64(0.85)),
+            stale_at: lifetime.map(|l| started + l.mul_f64(0.95)),
+        };
+        *session.times.lock().unwrap_or_else(|e| e.into_inner()) = times;
+        Ok(())
+    }
+
+    /// Sends one request on a writer already held and waits for its answer
+    /// (for the SASL exchange, which must not interleave with other requests).
+    pub(crate) async fn call_locked<R>(
+        &self,
+        writer: &mut Writer,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response>
+    where
+        R: Request,
+    {
+        let api = api_key::<R>()?;
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode_frame(&req, api, version, correlation_id)?;
+        let rx = self.shared.register(correlation_id)?;
+        if let Err(e) = writer.write_all(&frame).await {
+            self.shared.fail(format!("write failed: {e}"));
+            return Err(Error::Io(e));
+        }
+        decode_response(receive(rx).await?, api, version)
     }
 
     /// Requests written whose responses have not arrived yet.
@@ -429,6 +494,22 @@ impl Connection {
             shared: &self.shared,
             armed: true,
         };
+        // KIP-368: re-authenticate in band once the session nears its end.
+        // The guard covers it: an exchange abandoned half way leaves the
+        // broker expecting the rest of it.
+        if let Some(session) = &self.session {
+            if session
+                .times()
+                .reauth_at
+                .is_some_and(|t| Instant::now() >= t)
+            {
+                if let Err(e) = self.authenticate_locked(&mut writer).await {
+                    guard.armed = false;
+                    self.shared.fail(format!("re-authentication failed: {e}"));
+                    return Err(e);
+                }
+            }
+        }
         if let Err(e) = writer.write_all(&frame).await {
             guard.armed = false;
             self.shared.fail(format!("write failed: {e}"));
@@ -632,13 +713,6 @@ fn empty_produce_response<T: 'static>() -> Result<T> {
         .downcast::<T>()
         .map(|b| *b)
         .map_err(|_| Error::Protocol("acks=0 response type mismatch".to_string()))
-}
-
-/// How long a SASL session of `lifetime` is used for: long enough to be
-/// worth it, with margin for the requests still running on it.
-fn retire_after(lifetime: Duration) -> Duration {
-    // Kafka's own client re-authenticates at 85-95% of the lifetime.
-    lifetime.mul_f64(0.85)
 }
 
 async fn tls_handshake(

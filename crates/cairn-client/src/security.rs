@@ -194,6 +194,17 @@ impl Security {
                 }
             }
         }
+        for key in [
+            "ssl.keystore.key",
+            "ssl.keystore.certificate.chain",
+            "ssl.truststore.certificates",
+        ] {
+            if get(key).is_some() {
+                return Err(bad(format!(
+                    "{key}: inline PEM is not supported here; put it in a file and give its location"
+                )));
+            }
+        }
         if get("ssl.key.password").is_some() {
             return Err(bad(
                 "ssl.key.password: encrypted private keys are not supported; give an unencrypted PEM key",
@@ -288,6 +299,9 @@ const KNOWN_KEYS: &[&str] = &[
     "ssl.certificate.location",
     "ssl.key.location",
     "ssl.key.password",
+    "ssl.keystore.key",
+    "ssl.keystore.certificate.chain",
+    "ssl.truststore.certificates",
     "ssl.endpoint.identification.algorithm",
     "sasl.mechanism",
     "sasl.mechanisms",
@@ -745,6 +759,26 @@ mod tests {
         .contains("/nonexistent/ca.pem"));
         assert!(err(&[("ssl.endpoint.identification.algorithm", "http")])
             .contains("endpoint.identification"));
+    }
+
+    #[test]
+    fn the_readme_example_parses() {
+        let text = "# client.properties. Values: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.\n\
+            security.protocol=SASL_PLAINTEXT\n\
+            # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.\n\
+            sasl.mechanism=SCRAM-SHA-256\n\
+            sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\\n    username=\"alice\" password=\"alice-secret\";\n\
+            # Or, librdkafka's way: sasl.username=alice and sasl.password=alice-secret.\n";
+        let (s, unknown) = Security::from_map(&parse_properties(text)).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let c = s.sasl.unwrap();
+        assert_eq!(c.mechanism, SaslMechanism::ScramSha256);
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "alice-secret")
+        );
+        let err = Security::from_map(&map(&[("ssl.keystore.key", "-----BEGIN")])).unwrap_err();
+        assert!(err.0.contains("inline PEM"), "{err}");
     }
 
     #[test]

@@ -111,6 +111,8 @@ struct State {
     topics: BTreeMap<String, Vec<Vec<(i64, Bytes)>>>,
     /// TLS handshakes that failed on the broker's side.
     tls_failures: Vec<String>,
+    /// Replaces the configured SASL password from now on.
+    password: Option<String>,
 }
 
 pub(crate) struct FakeBroker {
@@ -164,6 +166,11 @@ impl FakeBroker {
 
     pub fn errors(&self) -> Vec<String> {
         self.state.lock().unwrap().errors.clone()
+    }
+
+    /// Changes the SASL user's password, for re-authentication tests.
+    pub fn set_password(&self, password: &str) {
+        self.state.lock().unwrap().password = Some(password.to_string());
     }
 
     pub fn tls_failures(&self) -> Vec<String> {
@@ -518,6 +525,8 @@ fn respond(
         ApiKey::SaslAuthenticate => {
             let req = SaslAuthenticateRequest::decode(buf, v).map_err(err)?;
             let user = config.sasl.as_ref().ok_or("no SASL configured")?;
+            let changed = state.lock().unwrap().password.clone();
+            let password = changed.as_deref().unwrap_or(user.password);
             let token = std::str::from_utf8(&req.auth_bytes).map_err(|e| e.to_string())?;
             let fail = |msg: &str| {
                 SaslAuthenticateResponse::default()
@@ -532,7 +541,7 @@ fn respond(
             let resp = match sasl.mechanism.as_deref() {
                 None => return Err("SaslAuthenticate before SaslHandshake".into()),
                 Some("PLAIN") => {
-                    if token == format!("\0{}\0{}", user.user, user.password) {
+                    if token == format!("\0{}\0{}", user.user, password) {
                         ok(Vec::new())
                     } else {
                         fail("Invalid username or password")
@@ -568,7 +577,7 @@ fn respond(
                         Some((first_part, _nonce)) => {
                             let (without_proof, proof) =
                                 token.rsplit_once(",p=").ok_or("no proof")?;
-                            let salted = hash.salted_password(user.password, salt, 4096);
+                            let salted = hash.salted_password(password, salt, 4096);
                             let stored = hash.hash(&hash.hmac(&salted, b"Client Key"));
                             let auth = format!("{first_part},{without_proof}");
                             let sig = hash.hmac(&stored, auth.as_bytes());
