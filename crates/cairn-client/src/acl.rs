@@ -555,7 +555,7 @@ impl Client {
 pub fn explain(error: ResponseError) -> Option<&'static str> {
     Some(match error {
         ResponseError::SecurityDisabled => {
-            "the broker has no authorizer (set authorizer.class.name) or no SASL, so it keeps no ACLs or credentials"
+            "the broker has no authorizer (authorizer.class.name is not set), so it keeps no ACLs"
         }
         ResponseError::ClusterAuthorizationFailed => {
             "this principal may not do that on the cluster (it needs ALTER or DESCRIBE on the cluster, or to be a super user)"
