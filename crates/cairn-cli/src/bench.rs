@@ -38,6 +38,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap: Option<String>,
 
+    /// Kafka client properties (TLS, SASL) for the --bootstrap broker's connections, as for the
+    /// other commands.
+    #[arg(long = "command-config", value_name = "FILE", requires = "bootstrap")]
+    command_config: Option<std::path::PathBuf>,
+
+    /// Loaded from --command-config once.
+    #[arg(skip)]
+    security: cairn_client::Security,
+
     /// Process id of the --bootstrap broker, to report its idle resident memory.
     #[arg(long, value_name = "PID", requires = "bootstrap")]
     broker_pid: Option<u32>,
@@ -206,10 +215,11 @@ impl Plan {
 }
 
 /// Runs the benchmark; the broker it started, if any, is stopped on every path.
-pub async fn run(args: BenchArgs) -> Result<()> {
+pub async fn run(mut args: BenchArgs) -> Result<()> {
     if let Some(BenchSuite::Groups(groups)) = args.suite {
         return crate::bench_groups::run(*groups).await;
     }
+    args.security = crate::common::load_security(args.command_config.as_deref())?;
     let plan = Plan::new(&args)?;
     let load_start = loadavg();
     let mut broker = match &args.bootstrap {
@@ -445,7 +455,7 @@ const PERCENTILES: [(&str, f64); 3] = [("p50", 0.50), ("p99", 0.99), ("p999", 0.
 
 async fn measure(args: &BenchArgs, plan: &Plan, broker: &Broker) -> Result<Report> {
     let mut report = Report::default();
-    let admin = Client::connect(&broker.addr, CLIENT_ID)
+    let admin = connect(args, &broker.addr)
         .await
         .with_context(|| format!("cannot reach the broker at {}", broker.addr))?;
     if let Some(pid) = broker.pid {
@@ -750,6 +760,17 @@ fn make_batches(record_size: usize, per_batch: u64, kinds: usize, seed: u64) -> 
         .collect()
 }
 
+/// A client secured as --command-config says (PLAINTEXT without it).
+async fn connect(args: &BenchArgs, addr: &str) -> cairn_client::Result<Client> {
+    Client::connect_with(
+        addr,
+        CLIENT_ID,
+        cairn_client::DEFAULT_CONNECT_TIMEOUT,
+        args.security.clone(),
+    )
+    .await
+}
+
 async fn produce_throughput(
     args: &BenchArgs,
     plan: &Plan,
@@ -776,7 +797,7 @@ async fn produce_throughput(
     let mut handles = tokio::task::JoinSet::new();
     for task in 0..tasks {
         // Each task owns a client, hence its own connection(s).
-        let client = Client::connect(addr, CLIENT_ID).await?;
+        let client = connect(args, addr).await?;
         let partitions: Vec<i32> = if args.partitions as usize >= tasks {
             (0..args.partitions)
                 .filter(|p| *p as usize % tasks == task)
@@ -841,7 +862,7 @@ async fn consume_throughput(
     addr: &str,
     topic: &str,
 ) -> Result<Throughput> {
-    let client = Arc::new(Client::connect(addr, CLIENT_ID).await?);
+    let client = Arc::new(connect(args, addr).await?);
     let mut ends = Vec::new();
     for p in 0..args.partitions {
         ends.push((p, client.list_offsets(topic, p, LATEST_OFFSET).await?));
@@ -904,7 +925,7 @@ async fn produce_latency(
     topic: &str,
 ) -> Result<Latency> {
     let batches = make_batches(plan.record_size, plan.latency_records_per_batch, 4, 13)?;
-    let client = Client::connect(addr, CLIENT_ID).await?;
+    let client = connect(args, addr).await?;
     client.leader_connection(topic, 0).await?;
     // Bounded so a stalled broker cannot make the bench queue without limit.
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);

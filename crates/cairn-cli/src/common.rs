@@ -1,9 +1,11 @@
 //! Options every operator command takes, and connecting with them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use cairn_client::{Client, Error};
+use cairn_client::kafka_protocol::ResponseError;
+use cairn_client::{Client, Error, Security};
 
 use crate::output::Format;
 
@@ -30,6 +32,10 @@ pub struct Common {
         default_value_t = 10_000
     )]
     pub connect_timeout_ms: u64,
+    /// Kafka client properties for TLS and SASL (security.protocol, sasl.mechanism,
+    /// sasl.username/sasl.password or sasl.jaas.config, ssl.ca.location, ...).
+    #[arg(long = "command-config", global = true, value_name = "FILE")]
+    pub command_config: Option<PathBuf>,
 }
 
 impl Common {
@@ -37,11 +43,25 @@ impl Common {
         self.output == Format::Json
     }
 
+    /// TLS and SASL settings from `--command-config`; PLAINTEXT without it.
+    pub fn security(&self) -> anyhow::Result<Security> {
+        load_security(self.command_config.as_deref())
+    }
+
     /// Connects and loads metadata, with errors that say what to check.
     pub async fn connect(&self, client_id: &str) -> anyhow::Result<Client> {
         let limit = Duration::from_millis(self.connect_timeout_ms);
-        match Client::connect_timeout(&self.bootstrap, client_id, limit).await {
+        let security = self.security()?;
+        match Client::connect_with(&self.bootstrap, client_id, limit, security).await {
             Ok(c) => Ok(c),
+            Err(e) if is_auth_failure(&e) => Err(anyhow!(
+                "authentication with the broker at {} failed: {}; check the SASL settings of --command-config",
+                self.bootstrap,
+                describe_error(&e)
+            )),
+            Err(e @ (Error::Tls { .. } | Error::Sasl(_))) => Err(anyhow!(
+                "{e}; check security.protocol and the ssl./sasl. settings of --command-config"
+            )),
             Err(
                 e @ (Error::Connect { .. } | Error::Timeout { .. } | Error::ConnectionClosed(_)),
             ) => Err(anyhow!(
@@ -51,6 +71,51 @@ impl Common {
             Err(e) => Err(e).with_context(|| format!("talking to {}", self.bootstrap)),
         }
     }
+}
+
+/// Reads a `--command-config` file, warning about keys it does not use.
+pub fn load_security(path: Option<&std::path::Path>) -> anyhow::Result<Security> {
+    let Some(path) = path else {
+        return Ok(Security::plaintext());
+    };
+    let (security, unknown) = Security::from_properties(path).context("bad --command-config")?;
+    for key in unknown {
+        tracing::warn!(key = %key, file = %path.display(), "unknown client property ignored");
+    }
+    Ok(security)
+}
+
+/// An error from the broker in operator terms: Kafka's name for the code,
+/// what it means, and the broker's own message.
+pub fn describe_error(e: &Error) -> String {
+    match e {
+        Error::Kafka {
+            context,
+            error,
+            message,
+        } => {
+            let mut text = format!("{context}: {}", crate::output::error_name(*error));
+            if let Some(why) = cairn_client::acl::explain(*error) {
+                text.push_str(&format!(" ({why})"));
+            }
+            if let Some(m) = message {
+                text.push_str(&format!(": {m}"));
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+fn is_auth_failure(e: &Error) -> bool {
+    matches!(
+        e.kafka_error(),
+        Some(
+            ResponseError::SaslAuthenticationFailed
+                | ResponseError::UnsupportedSaslMechanism
+                | ResponseError::IllegalSaslState
+        )
+    )
 }
 
 /// A `--topic` argument: `TOPIC` (every partition) or `TOPIC:P,P,...`.

@@ -7,6 +7,7 @@ use cairn_broker::{Broker, BrokerOptions};
 use cairn_config::BrokerConfig;
 use clap::{Parser, Subcommand};
 
+mod acls;
 mod bench;
 mod bench_groups;
 mod check;
@@ -17,6 +18,7 @@ mod output;
 mod quick;
 mod reset;
 mod topics;
+mod users;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +46,10 @@ enum Command {
     Produce(quick::ProduceArgs),
     /// Print records of a topic, directly or as a member of a consumer group.
     Consume(quick::ConsumeArgs),
+    /// ACLs: list, add and remove (what kafka-acls.sh does).
+    Acls(acls::AclsArgs),
+    /// SCRAM users: list, add and remove credentials (kafka-configs.sh's job for users).
+    Users(users::UsersArgs),
     /// Check every segment of a data directory, read-only: exit 0 if intact, 1 if damage was
     /// found, 2 if the directory cannot be checked.
     Check(check::CheckArgs),
@@ -107,6 +113,8 @@ fn main() -> std::process::ExitCode {
             Command::Groups(args) => groups::run(args).await,
             Command::Produce(args) => quick::produce(args).await,
             Command::Consume(args) => quick::consume(args).await,
+            Command::Acls(args) => acls::run(args).await,
+            Command::Users(args) => users::run(args).await,
             Command::Check(_) => unreachable!("handled before the runtime starts"),
         }
     });

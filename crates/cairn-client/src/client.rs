@@ -23,6 +23,7 @@ use kafka_protocol::ResponseError;
 use crate::connection::{Connection, DEFAULT_CONNECT_TIMEOUT};
 use crate::error::{within, Error, Result};
 use crate::records::{decode_records, encode_batch, ConsumedRecord, ProduceRecord};
+use crate::security::Security;
 
 /// Produce v13 and Fetch v13 name topics by id only; this client addresses
 /// topics by name, so it stays at or below v12 for both.
@@ -192,6 +193,7 @@ pub struct Client {
     metadata: Mutex<ClusterMetadata>,
     request_timeout: Duration,
     connect_timeout: Duration,
+    security: Security,
 }
 
 impl Client {
@@ -207,7 +209,19 @@ impl Client {
         client_id: &str,
         connect_timeout: Duration,
     ) -> Result<Client> {
-        let conn = Connection::connect_timeout(bootstrap, client_id, connect_timeout).await?;
+        Self::connect_with(bootstrap, client_id, connect_timeout, Security::default()).await
+    }
+
+    /// [`Self::connect_timeout`] with TLS and SASL as `security` says, for
+    /// this connection and every later one.
+    pub async fn connect_with(
+        bootstrap: &str,
+        client_id: &str,
+        connect_timeout: Duration,
+        security: Security,
+    ) -> Result<Client> {
+        let conn =
+            Connection::connect_with(bootstrap, client_id, connect_timeout, &security).await?;
         let client = Client {
             bootstrap_addr: bootstrap.to_string(),
             client_id: client_id.to_string(),
@@ -216,6 +230,7 @@ impl Client {
             metadata: Mutex::new(ClusterMetadata::default()),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout,
+            security,
         };
         client.refresh_metadata(None).await?;
         Ok(client)
@@ -251,10 +266,15 @@ impl Client {
         self.connect_timeout
     }
 
-    /// Opens a new, unshared connection to `addr` with this client's id and
-    /// connect limit (for group members, which block in JoinGroup).
+    /// How this client's connections are secured.
+    pub fn security(&self) -> &Security {
+        &self.security
+    }
+
+    /// Opens a new, unshared connection to `addr` with this client's id,
+    /// connect limit and security (for group members, which block in JoinGroup).
     pub async fn open(&self, addr: &str) -> Result<Connection> {
-        Connection::connect_timeout(addr, &self.client_id, self.connect_timeout).await
+        Connection::connect_with(addr, &self.client_id, self.connect_timeout, &self.security).await
     }
 
     /// The connection to the bootstrap broker, reopened if it has failed.
@@ -776,6 +796,7 @@ mod tests {
             metadata: Mutex::new(ClusterMetadata::default()),
             request_timeout: Duration::from_millis(100),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            security: Security::default(),
         };
         let started = Instant::now();
         let err = client.fetch_metadata(None, false).await.unwrap_err();

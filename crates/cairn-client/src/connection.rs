@@ -1,4 +1,5 @@
-//! One TCP connection to one broker, with request pipelining.
+//! One TCP connection to one broker, with request pipelining, optionally
+//! inside TLS and authenticated with SASL (see [`Security`]).
 //!
 //! Requests are written under a lock by whoever calls [`Connection::submit`]; a
 //! background task reads response frames and hands each one to the waiter
@@ -12,7 +13,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -23,13 +24,15 @@ use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange,
 };
 use kafka_protocol::ResponseError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
 
 use crate::error::{within, Error, Result};
+use crate::security::{SaslCredentials, Security};
 
 /// Largest response frame accepted; guards against huge allocations from a
 /// corrupt length prefix.
@@ -122,15 +125,59 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-/// A connection to one broker that has completed the ApiVersions handshake.
+/// The sending side of the socket. An enum rather than a boxed trait
+/// object so that the plaintext path stays a direct call.
+pub(crate) enum Writer {
+    Tcp(OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
+}
+
+impl Writer {
+    async fn write_all(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.write_all(frame).await,
+            Writer::Tls(w) => {
+                w.write_all(frame).await?;
+                // rustls may hold encrypted records until flushed.
+                w.flush().await
+            }
+        }
+    }
+}
+
+/// A connection to one broker that has completed the ApiVersions handshake
+/// (and SASL authentication, when configured).
 pub struct Connection {
     addr: String,
     client_id: StrBytes,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Writer>,
     shared: Arc<Shared>,
     next_correlation_id: AtomicI32,
     api_versions: HashMap<i16, VersionRange>,
     reader: JoinHandle<()>,
+    /// Set when the connection authenticated with SASL.
+    session: Option<Box<Session>>,
+}
+
+/// A SASL login and, when the broker limits it (KIP-368), its time line.
+struct Session {
+    credentials: SaslCredentials,
+    times: Mutex<SessionTimes>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct SessionTimes {
+    /// The next request written after this re-authenticates first.
+    reauth_at: Option<Instant>,
+    /// From here on the connection counts as closed: an idle connection
+    /// whose session ran out would be closed by the broker on its next use.
+    stale_at: Option<Instant>,
+}
+
+impl Session {
+    fn times(&self) -> SessionTimes {
+        *self.times.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -161,15 +208,26 @@ impl Connection {
         client_id: &str,
         limit: Duration,
     ) -> Result<Connection> {
+        Self::connect_with(addr, client_id, limit, &Security::default()).await
+    }
+
+    /// Opens a connection secured as `security` says: TCP, then the TLS
+    /// handshake, then ApiVersions, then SASL; all within `limit`.
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        limit: Duration,
+        security: &Security,
+    ) -> Result<Connection> {
         within(
             limit,
             || format!("connecting to {addr}"),
-            Self::connect_inner(addr, client_id),
+            Self::connect_inner(addr, client_id, security),
         )
         .await
     }
 
-    async fn connect_inner(addr: &str, client_id: &str) -> Result<Connection> {
+    async fn connect_inner(addr: &str, client_id: &str, security: &Security) -> Result<Connection> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|source| Error::Connect {
@@ -177,19 +235,41 @@ impl Connection {
                 source,
             })?;
         stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
         let shared = Arc::new(Shared::default());
-        let reader = tokio::spawn(read_loop(read, shared.clone()));
+        // The reader task is generic over the stream, so plaintext reads go
+        // straight to the socket.
+        let (writer, reader) = match security.tls_config() {
+            None => {
+                let (read, write) = stream.into_split();
+                let reader = tokio::spawn(read_loop(read, shared.clone()));
+                (Writer::Tcp(write), reader)
+            }
+            Some(config) => {
+                let tls = tls_handshake(stream, addr, config.clone()).await?;
+                let (read, write) = tokio::io::split(tls);
+                let reader = tokio::spawn(read_loop(read, shared.clone()));
+                (Writer::Tls(write), reader)
+            }
+        };
         let mut conn = Connection {
             addr: addr.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
-            writer: tokio::sync::Mutex::new(write),
+            writer: tokio::sync::Mutex::new(writer),
             shared,
             next_correlation_id: AtomicI32::new(0),
             api_versions: HashMap::new(),
             reader,
+            session: None,
         };
         conn.api_versions = conn.handshake().await?;
+        if let Some(credentials) = &security.sasl {
+            conn.session = Some(Box::new(Session {
+                credentials: credentials.clone(),
+                times: Mutex::new(SessionTimes::default()),
+            }));
+            let mut writer = conn.writer.lock().await;
+            conn.authenticate_locked(&mut writer).await?;
+        }
         Ok(conn)
     }
 
@@ -213,9 +293,60 @@ impl Connection {
         self.shared.close_reason()
     }
 
-    /// Whether the connection has failed or been closed by the broker.
+    /// Whether the connection has failed or been closed by the broker, or
+    /// its SASL session is about to end (then it is not to be used for new
+    /// work: the broker would close it).
     pub fn is_closed(&self) -> bool {
-        self.close_reason().is_some()
+        let stale = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.times().stale_at.is_some_and(|t| Instant::now() >= t));
+        stale || self.close_reason().is_some()
+    }
+
+    /// When the next request will re-authenticate first, if the broker
+    /// limited the SASL session.
+    pub fn reauthenticate_at(&self) -> Option<Instant> {
+        self.session.as_ref().and_then(|s| s.times().reauth_at)
+    }
+
+    /// Runs the SASL exchange with the writer held, so that no other
+    /// request slips in between its steps; records the session's times.
+    async fn authenticate_locked(&self, writer: &mut Writer) -> Result<()> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let lifetime = crate::auth::authenticate(self, writer, &session.credentials).await?;
+        // Kafka's own client re-authenticates at 85-95% of the lifetime.
+        let times = SessionTimes {
+            reauth_at: lifetime.map(|l| started + l.mul_f64(0.85)),
+            stale_at: lifetime.map(|l| started + l.mul_f64(0.95)),
+        };
+        *session.times.lock().unwrap_or_else(|e| e.into_inner()) = times;
+        Ok(())
+    }
+
+    /// Sends one request on a writer already held and waits for its answer
+    /// (for the SASL exchange, which must not interleave with other requests).
+    pub(crate) async fn call_locked<R>(
+        &self,
+        writer: &mut Writer,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response>
+    where
+        R: Request,
+    {
+        let api = api_key::<R>()?;
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode_frame(&req, api, version, correlation_id)?;
+        let rx = self.shared.register(correlation_id)?;
+        if let Err(e) = writer.write_all(&frame).await {
+            self.shared.fail(format!("write failed: {e}"));
+            return Err(Error::Io(e));
+        }
+        decode_response(receive(rx).await?, api, version)
     }
 
     /// Requests written whose responses have not arrived yet.
@@ -363,6 +494,22 @@ impl Connection {
             shared: &self.shared,
             armed: true,
         };
+        // KIP-368: re-authenticate in band once the session nears its end.
+        // The guard covers it: an exchange abandoned half way leaves the
+        // broker expecting the rest of it.
+        if let Some(session) = &self.session {
+            if session
+                .times()
+                .reauth_at
+                .is_some_and(|t| Instant::now() >= t)
+            {
+                if let Err(e) = self.authenticate_locked(&mut writer).await {
+                    guard.armed = false;
+                    self.shared.fail(format!("re-authentication failed: {e}"));
+                    return Err(e);
+                }
+            }
+        }
         if let Err(e) = writer.write_all(&frame).await {
             guard.armed = false;
             self.shared.fail(format!("write failed: {e}"));
@@ -568,7 +715,25 @@ fn empty_produce_response<T: 'static>() -> Result<T> {
         .map_err(|_| Error::Protocol("acks=0 response type mismatch".to_string()))
 }
 
-async fn read_loop(read: OwnedReadHalf, shared: Arc<Shared>) {
+async fn tls_handshake(
+    stream: TcpStream,
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<TlsStream<TcpStream>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| Error::Protocol(format!("'{host}' is not a valid TLS server name: {e}")))?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|source| Error::Tls {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(read: R, shared: Arc<Shared>) {
     let reason = match read_frames(read, &shared).await {
         Ok(()) => "closed by the broker".to_string(),
         Err(e) => e.to_string(),
@@ -576,7 +741,7 @@ async fn read_loop(read: OwnedReadHalf, shared: Arc<Shared>) {
     shared.fail(reason);
 }
 
-async fn read_frames(read: OwnedReadHalf, shared: &Shared) -> Result<()> {
+async fn read_frames<R: AsyncRead + Unpin>(read: R, shared: &Shared) -> Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     loop {
         let len = match reader.read_i32().await {

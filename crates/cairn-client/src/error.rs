@@ -15,6 +15,20 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The TLS handshake failed (untrusted certificate, wrong host name, a
+    /// plaintext listener...).
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// SASL authentication could not complete on the client's side (the
+    /// broker's own refusals arrive as `Error::Kafka`).
+    #[error("SASL authentication: {0}")]
+    Sasl(String),
+
     /// Reading or writing the socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

@@ -5,13 +5,17 @@
 //! offset lookups on top; [`groups`] adds the consumer-group requests. All of
 //! it works against any Kafka-compatible broker.
 
+pub mod acl;
 pub mod admin;
+mod auth;
 mod client;
 mod connection;
 mod error;
 pub mod groups;
 pub mod member;
 pub mod records;
+pub mod sasl;
+pub mod security;
 #[cfg(test)]
 mod testing;
 
@@ -28,3 +32,4 @@ pub use error::{Error, Result};
 pub use groups::{JoinGroupParams, Joined, JoinedMember, PartitionOffset};
 pub use kafka_protocol;
 pub use records::{ConsumedRecord, ProduceRecord};
+pub use security::{SaslCredentials, SaslMechanism, Security, SecurityProtocol, TlsSettings};

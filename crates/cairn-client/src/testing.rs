@@ -1,6 +1,7 @@
 //! An in-process fake broker for unit tests: it speaks just enough of the
 //! protocol (ApiVersions, Metadata, CreateTopics, Produce, Fetch,
-//! ListOffsets) and checks that every request decodes exactly.
+//! ListOffsets, and the SASL exchange for PLAIN and SCRAM) and checks that
+//! every request decodes exactly; optionally behind TLS.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,28 @@ use kafka_protocol::protocol::{
 };
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::sasl::ScramHash;
+
+/// The one user a SASL fake broker knows.
+#[derive(Clone)]
+pub(crate) struct FakeSasl {
+    pub mechanism: &'static str,
+    pub user: &'static str,
+    pub password: &'static str,
+    /// Put into the SaslAuthenticate answer (KIP-368); 0 = unlimited.
+    pub session_lifetime_ms: i64,
+}
+
+/// Per-connection SASL progress.
+#[derive(Default)]
+struct SaslState {
+    mechanism: Option<String>,
+    /// SCRAM: client-first-bare and the full nonce, after the first round.
+    scram: Option<(String, String)>,
+}
 
 /// How the fake broker behaves.
 #[derive(Clone)]
@@ -41,6 +62,10 @@ pub(crate) struct FakeConfig {
     pub bogus_length: bool,
     /// Read everything but answer only ApiVersions.
     pub silent: bool,
+    /// Speak SASL with this user.
+    pub sasl: Option<FakeSasl>,
+    /// Serve TLS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for FakeConfig {
@@ -54,12 +79,16 @@ impl Default for FakeConfig {
                 full(ApiKey::Fetch, FetchRequest::VERSIONS),
                 full(ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
                 full(ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
+                full(ApiKey::SaslHandshake, SaslHandshakeRequest::VERSIONS),
+                full(ApiKey::SaslAuthenticate, SaslAuthenticateRequest::VERSIONS),
             ],
             api_versions_max: 4,
             reverse_batches_of: 1,
             close_on_request: None,
             bogus_length: false,
             silent: false,
+            sasl: None,
+            tls: None,
         }
     }
 }
@@ -80,6 +109,10 @@ struct State {
     errors: Vec<String>,
     /// topic -> partition -> stored batches, base offsets already assigned.
     topics: BTreeMap<String, Vec<Vec<(i64, Bytes)>>>,
+    /// TLS handshakes that failed on the broker's side.
+    tls_failures: Vec<String>,
+    /// Replaces the configured SASL password from now on.
+    password: Option<String>,
 }
 
 pub(crate) struct FakeBroker {
@@ -104,7 +137,23 @@ impl FakeBroker {
             let addr = addr.clone();
             tokio::spawn(async move {
                 while let Ok((sock, _)) = listener.accept().await {
-                    tokio::spawn(serve(sock, config.clone(), state.clone(), addr.clone()));
+                    let (config, state, addr) = (config.clone(), state.clone(), addr.clone());
+                    match config.tls.clone() {
+                        None => {
+                            tokio::spawn(serve(sock, config, state, addr));
+                        }
+                        Some(tls) => {
+                            tokio::spawn(async move {
+                                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                                match acceptor.accept(sock).await {
+                                    Ok(sock) => serve(sock, config, state, addr).await,
+                                    Err(e) => {
+                                        state.lock().unwrap().tls_failures.push(e.to_string())
+                                    }
+                                }
+                            });
+                        }
+                    }
                 }
             })
         };
@@ -118,9 +167,24 @@ impl FakeBroker {
     pub fn errors(&self) -> Vec<String> {
         self.state.lock().unwrap().errors.clone()
     }
+
+    /// Changes the SASL user's password, for re-authentication tests.
+    pub fn set_password(&self, password: &str) {
+        self.state.lock().unwrap().password = Some(password.to_string());
+    }
+
+    pub fn tls_failures(&self) -> Vec<String> {
+        self.state.lock().unwrap().tls_failures.clone()
+    }
 }
 
-async fn serve(mut sock: TcpStream, config: FakeConfig, state: Arc<Mutex<State>>, addr: String) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
+    config: FakeConfig,
+    state: Arc<Mutex<State>>,
+    addr: String,
+) {
+    let mut sasl = SaslState::default();
     let mut held: Vec<Bytes> = Vec::new();
     let mut requests = 0usize;
     loop {
@@ -145,7 +209,14 @@ async fn serve(mut sock: TcpStream, config: FakeConfig, state: Arc<Mutex<State>>
             correlation_id: header.correlation_id,
             client_id: header.client_id.as_ref().map(|c| c.to_string()),
         });
-        let is_api_versions = header.request_api_key == ApiKey::ApiVersions as i16;
+        // The handshake is answered at once, like ApiVersions.
+        let is_api_versions = [
+            ApiKey::ApiVersions,
+            ApiKey::SaslHandshake,
+            ApiKey::SaslAuthenticate,
+        ]
+        .iter()
+        .any(|k| *k as i16 == header.request_api_key);
         if !is_api_versions {
             requests += 1;
             if config.close_on_request == Some(requests) {
@@ -157,10 +228,11 @@ async fn serve(mut sock: TcpStream, config: FakeConfig, state: Arc<Mutex<State>>
             if config.bogus_length {
                 let _ = sock.write_all(&i32::MAX.to_be_bytes()).await;
                 let _ = sock.write_all(&header.correlation_id.to_be_bytes()).await;
+                let _ = sock.flush().await;
                 return;
             }
         }
-        let response = match respond(&header, &mut buf, &config, &state, &addr) {
+        let response = match respond(&header, &mut buf, &config, &state, &addr, &mut sasl) {
             Ok(r) => r,
             Err(e) => {
                 state.lock().unwrap().errors.push(e);
@@ -178,7 +250,7 @@ async fn serve(mut sock: TcpStream, config: FakeConfig, state: Arc<Mutex<State>>
         }
         let Some(response) = response else { continue };
         if is_api_versions {
-            if sock.write_all(&response).await.is_err() {
+            if sock.write_all(&response).await.is_err() || sock.flush().await.is_err() {
                 return;
             }
             continue;
@@ -189,6 +261,9 @@ async fn serve(mut sock: TcpStream, config: FakeConfig, state: Arc<Mutex<State>>
                 if sock.write_all(&r).await.is_err() {
                     return;
                 }
+            }
+            if sock.flush().await.is_err() {
+                return;
             }
         }
     }
@@ -226,6 +301,7 @@ fn respond(
     config: &FakeConfig,
     state: &Mutex<State>,
     addr: &str,
+    sasl: &mut SaslState,
 ) -> Result<Option<Bytes>, String> {
     let v = header.request_api_version;
     let id = header.correlation_id;
@@ -428,6 +504,107 @@ fn respond(
                 })
                 .collect();
             let resp = ListOffsetsResponse::default().with_topics(topics);
+            Ok(Some(frame(id, v, &resp)))
+        }
+        ApiKey::SaslHandshake => {
+            let req = SaslHandshakeRequest::decode(buf, v).map_err(err)?;
+            let offered = config.sasl.as_ref().map(|s| s.mechanism);
+            let mut resp = SaslHandshakeResponse::default().with_mechanisms(
+                offered
+                    .iter()
+                    .map(|m| StrBytes::from_static_str(m))
+                    .collect(),
+            );
+            if offered == Some(req.mechanism.as_str()) {
+                sasl.mechanism = Some(req.mechanism.to_string());
+            } else {
+                resp = resp.with_error_code(ResponseError::UnsupportedSaslMechanism.code());
+            }
+            Ok(Some(frame(id, v, &resp)))
+        }
+        ApiKey::SaslAuthenticate => {
+            let req = SaslAuthenticateRequest::decode(buf, v).map_err(err)?;
+            let user = config.sasl.as_ref().ok_or("no SASL configured")?;
+            let changed = state.lock().unwrap().password.clone();
+            let password = changed.as_deref().unwrap_or(user.password);
+            let token = std::str::from_utf8(&req.auth_bytes).map_err(|e| e.to_string())?;
+            let fail = |msg: &str| {
+                SaslAuthenticateResponse::default()
+                    .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+                    .with_error_message(Some(StrBytes::from_string(msg.to_string())))
+            };
+            let ok = |bytes: Vec<u8>| {
+                SaslAuthenticateResponse::default()
+                    .with_auth_bytes(Bytes::from(bytes))
+                    .with_session_lifetime_ms(user.session_lifetime_ms)
+            };
+            let resp = match sasl.mechanism.as_deref() {
+                None => return Err("SaslAuthenticate before SaslHandshake".into()),
+                Some("PLAIN") => {
+                    if token == format!("\0{}\0{}", user.user, password) {
+                        ok(Vec::new())
+                    } else {
+                        fail("Invalid username or password")
+                    }
+                }
+                Some(m) => {
+                    let hash = if m == "SCRAM-SHA-256" {
+                        ScramHash::Sha256
+                    } else {
+                        ScramHash::Sha512
+                    };
+                    let salt = b"fake-salt";
+                    match sasl.scram.take() {
+                        None => {
+                            let bare = token.strip_prefix("n,,").ok_or("bad GS2 header")?;
+                            let nonce = bare.split_once(",r=").ok_or("no nonce")?.1;
+                            let name = bare.strip_prefix("n=").unwrap().split(',').next().unwrap();
+                            if name != user.user {
+                                fail("unknown user")
+                            } else {
+                                let full = format!("{nonce}SERVER");
+                                let server_first = format!(
+                                    "r={full},s={},i=4096",
+                                    base64::Engine::encode(
+                                        &base64::engine::general_purpose::STANDARD,
+                                        salt
+                                    )
+                                );
+                                sasl.scram = Some((format!("{bare},{server_first}"), full));
+                                ok(server_first.into_bytes())
+                            }
+                        }
+                        Some((first_part, _nonce)) => {
+                            let (without_proof, proof) =
+                                token.rsplit_once(",p=").ok_or("no proof")?;
+                            let salted = hash.salted_password(password, salt, 4096);
+                            let stored = hash.hash(&hash.hmac(&salted, b"Client Key"));
+                            let auth = format!("{first_part},{without_proof}");
+                            let sig = hash.hmac(&stored, auth.as_bytes());
+                            let proof = base64::Engine::decode(
+                                &base64::engine::general_purpose::STANDARD,
+                                proof,
+                            )
+                            .map_err(|e| e.to_string())?;
+                            let key: Vec<u8> = proof.iter().zip(&sig).map(|(p, s)| p ^ s).collect();
+                            if hash.hash(&key) == stored {
+                                let server_key = hash.hmac(&salted, b"Server Key");
+                                let v = hash.hmac(&server_key, auth.as_bytes());
+                                ok(format!(
+                                    "v={}",
+                                    base64::Engine::encode(
+                                        &base64::engine::general_purpose::STANDARD,
+                                        v
+                                    )
+                                )
+                                .into_bytes())
+                            } else {
+                                fail("Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM")
+                            }
+                        }
+                    }
+                }
+            };
             Ok(Some(frame(id, v, &resp)))
         }
         other => Err(format!("fake broker does not handle {other:?}")),
