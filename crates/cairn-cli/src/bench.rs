@@ -87,7 +87,7 @@ pub struct BenchArgs {
 
     /// Partitions of each bench topic (also num.partitions of a started broker).
     #[arg(long, default_value_t = 1)]
-    partitions: i32,
+    pub(crate) partitions: i32,
 
     /// Produce acks: 1 (leader) or -1 (all in-sync replicas).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
@@ -111,7 +111,7 @@ pub struct BenchArgs {
 
     /// How many times each measurement is repeated; the median is reported.
     #[arg(long, default_value_t = 3)]
-    repeat: usize,
+    pub(crate) repeat: usize,
 
     /// Skip the loopback TCP baseline.
     #[arg(long)]
@@ -119,7 +119,7 @@ pub struct BenchArgs {
 
     /// Prefix of the topics the bench creates (fresh ones for every run).
     #[arg(long, default_value = "cairn-bench")]
-    topic_prefix: String,
+    pub(crate) topic_prefix: String,
 
     /// Also print a machine-readable JSON summary on the last line.
     #[arg(long)]
@@ -136,6 +136,17 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", conflicts_with = "bootstrap")]
     with_idle_groups: Option<usize>,
 
+    /// Measure what TLS and SASL cost instead: the started broker also gets a SASL_SSL listener
+    /// (a throwaway certificate, PLAIN and SCRAM users); produce and consume throughput over
+    /// PLAINTEXT and SASL_SSL alternate run by run, the medians' ratios are reported, and the
+    /// time to open a connection ready for requests with each login.
+    #[arg(long, conflicts_with_all = ["bootstrap", "with_idle_groups"])]
+    with_sasl_ssl: bool,
+
+    /// Listeners the started broker binds besides its PLAINTEXT one (set by --with-sasl-ssl).
+    #[arg(skip)]
+    extra_listeners: Option<String>,
+
     /// With --with-idle-groups: how often /metrics and /api/groups are fetched.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     scrape_every_ms: u64,
@@ -148,11 +159,20 @@ pub enum BenchSuite {
     Groups(Box<crate::bench_groups::GroupBenchArgs>),
 }
 
+impl BenchArgs {
+    pub(crate) fn push_broker_opts(&mut self, opts: impl IntoIterator<Item = String>) {
+        self.broker_opts.extend(opts);
+    }
+    pub(crate) fn set_security(&mut self, security: cairn_client::Security) {
+        self.security = security;
+    }
+}
+
 /// Sizes derived from the arguments once, shared by every phase.
 #[derive(Debug, Clone)]
-struct Plan {
+pub(crate) struct Plan {
     records: u64,
-    record_size: usize,
+    pub(crate) record_size: usize,
     records_per_batch: u64,
     latency_records_per_batch: u64,
     latency_interval: Duration,
@@ -220,6 +240,13 @@ pub async fn run(mut args: BenchArgs) -> Result<()> {
         return crate::bench_groups::run(*groups).await;
     }
     args.security = crate::common::load_security(args.command_config.as_deref())?;
+    let secure = if args.with_sasl_ssl {
+        let setup = crate::bench_security::prepare(&mut args)?;
+        args.extra_listeners = Some(setup.listener.clone());
+        Some(setup)
+    } else {
+        None
+    };
     let plan = Plan::new(&args)?;
     let load_start = loadavg();
     let mut broker = match &args.bootstrap {
@@ -258,6 +285,29 @@ pub async fn run(mut args: BenchArgs) -> Result<()> {
         println!("  broker options: {}", args.broker_opts.join(" "));
     }
     println!("loadavg at start: {load_start}");
+
+    if let Some(setup) = &secure {
+        let addr = broker.addr.clone();
+        let outcome = tokio::select! {
+            r = crate::bench_security::measure(&mut args, &plan, &addr, setup) => r.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+        };
+        let log_path = broker.stop().await;
+        return match outcome {
+            Ok(Some(())) => {
+                println!("loadavg at end:   {}", loadavg());
+                Ok(())
+            }
+            Ok(None) => bail!("interrupted"),
+            Err(e) => {
+                if let Some(path) = log_path {
+                    eprintln!("last lines of the broker's output:");
+                    eprintln!("{}", tail_of_file(&path, 20));
+                }
+                Err(e)
+            }
+        };
+    }
 
     if let Some(groups) = args.with_idle_groups {
         let outcome = tokio::select! {
@@ -351,7 +401,11 @@ impl Broker {
             extra.push("-o".to_string());
             extra.push(opt.clone());
         }
-        let mut cmd = broker_command(&addr, &data_dir, &extra, log)?;
+        let listen = match &args.extra_listeners {
+            Some(more) => format!("PLAINTEXT://{addr},{more}"),
+            None => addr.clone(),
+        };
+        let mut cmd = broker_command(&listen, &data_dir, &extra, log)?;
         let mut child = cmd.spawn().context("cannot start the broker")?;
         let pid = child.id();
 
@@ -409,14 +463,14 @@ struct Report {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Throughput {
+pub(crate) struct Throughput {
     bytes: u64,
     records: u64,
     secs: f64,
 }
 
 impl Throughput {
-    fn mb_per_s(&self) -> f64 {
+    pub(crate) fn mb_per_s(&self) -> f64 {
         self.bytes as f64 / MB / self.secs
     }
     fn records_per_s(&self) -> f64 {
@@ -726,7 +780,7 @@ async fn measure_overhead(
     Ok(())
 }
 
-async fn create_topic(admin: &Client, topic: &str, partitions: i32) -> Result<()> {
+pub(crate) async fn create_topic(admin: &Client, topic: &str, partitions: i32) -> Result<()> {
     match admin.create_topic(topic, partitions, -1, &[]).await {
         Ok(()) => {}
         Err(e) if e.kafka_error() == Some(ResponseError::TopicAlreadyExists) => {}
@@ -761,7 +815,7 @@ fn make_batches(record_size: usize, per_batch: u64, kinds: usize, seed: u64) -> 
 }
 
 /// A client secured as --command-config says (PLAINTEXT without it).
-async fn connect(args: &BenchArgs, addr: &str) -> cairn_client::Result<Client> {
+pub(crate) async fn connect(args: &BenchArgs, addr: &str) -> cairn_client::Result<Client> {
     Client::connect_with(
         addr,
         CLIENT_ID,
@@ -771,7 +825,7 @@ async fn connect(args: &BenchArgs, addr: &str) -> cairn_client::Result<Client> {
     .await
 }
 
-async fn produce_throughput(
+pub(crate) async fn produce_throughput(
     args: &BenchArgs,
     plan: &Plan,
     addr: &str,
@@ -856,7 +910,7 @@ async fn produce_throughput(
     })
 }
 
-async fn consume_throughput(
+pub(crate) async fn consume_throughput(
     args: &BenchArgs,
     plan: &Plan,
     addr: &str,

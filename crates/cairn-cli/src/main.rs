@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod acls;
 mod bench;
 mod bench_groups;
+mod bench_security;
 mod check;
 mod common;
 mod groups;
