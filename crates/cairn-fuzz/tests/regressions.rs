@@ -47,6 +47,13 @@ fn record_batch_regressions() {
 }
 
 #[test]
+fn sasl_exchange_regressions() {
+    replay("sasl_exchange", |d| {
+        cairn_fuzz::sasl_exchange(d);
+    });
+}
+
+#[test]
 fn segment_recovery_regressions() {
     replay("segment_recovery", cairn_fuzz::segment_recovery);
 }
