@@ -208,6 +208,53 @@ fn recover_in(dir: &Path, flags: u8, segment: &[u8]) {
     let _ = log.close();
 }
 
+// ---------------------------------------------------------------------------------------------
+// sasl_exchange
+
+/// The one user the SCRAM harness knows; any other name takes the unknown-user path.
+const SCRAM_USER: &str = "fuzz";
+
+/// Fuzz target `sasl_exchange`: what a client sends before it has authenticated, through the
+/// parsers the broker runs on it. The first byte picks the parser: PLAIN's token, a JAAS value
+/// (from the configuration: hostile files too), or SCRAM's two client messages (split at the
+/// first NUL) against a known credential. Nothing may panic, and nothing may hold more than
+/// [`bound`] bytes at once.
+pub fn sasl_exchange(data: &[u8]) -> alloc::Usage {
+    let Some((&which, rest)) = data.split_first() else {
+        return alloc::Usage::default();
+    };
+    // Made once: deriving it costs thousands of hash rounds.
+    static CREDENTIAL: std::sync::OnceLock<cairn_auth::ScramCredential> =
+        std::sync::OnceLock::new();
+    let credential = CREDENTIAL.get_or_init(|| {
+        cairn_auth::ScramCredential::from_password(
+            cairn_auth::ScramMechanism::Sha256,
+            "pencil",
+            b"salt-for-fuzzing",
+            4096,
+        )
+    });
+    let (_, usage) = alloc::measure(data.len(), bound(data.len()), || match which % 3 {
+        0 => drop(cairn_auth::parse_plain(rest)),
+        1 => drop(cairn_auth::parse_jaas_users(&String::from_utf8_lossy(rest))),
+        _ => {
+            let (first, last) = match rest.iter().position(|b| *b == 0) {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &[][..]),
+            };
+            let mut server = cairn_auth::ScramServer::new(cairn_auth::ScramMechanism::Sha256);
+            let known = credential.clone();
+            if server
+                .client_first(first, |u| (u == SCRAM_USER).then_some(known))
+                .is_ok()
+            {
+                drop(server.client_final(last));
+            }
+        }
+    });
+    usage
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,51 +329,4 @@ mod tests {
         fix_crcs(&mut raw);
         assert_eq!(validate_records(&raw, 1 << 20), Ok(()));
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// sasl_exchange
-
-/// The one user the SCRAM harness knows; any other name takes the unknown-user path.
-const SCRAM_USER: &str = "fuzz";
-
-/// Fuzz target `sasl_exchange`: what a client sends before it has authenticated, through the
-/// parsers the broker runs on it. The first byte picks the parser: PLAIN's token, a JAAS value
-/// (from the configuration: hostile files too), or SCRAM's two client messages (split at the
-/// first NUL) against a known credential. Nothing may panic, and nothing may hold more than
-/// [`bound`] bytes at once.
-pub fn sasl_exchange(data: &[u8]) -> alloc::Usage {
-    let Some((&which, rest)) = data.split_first() else {
-        return alloc::Usage::default();
-    };
-    // Made once: deriving it costs thousands of hash rounds.
-    static CREDENTIAL: std::sync::OnceLock<cairn_auth::ScramCredential> =
-        std::sync::OnceLock::new();
-    let credential = CREDENTIAL.get_or_init(|| {
-        cairn_auth::ScramCredential::from_password(
-            cairn_auth::ScramMechanism::Sha256,
-            "pencil",
-            b"salt-for-fuzzing",
-            4096,
-        )
-    });
-    let (_, usage) = alloc::measure(data.len(), bound(data.len()), || match which % 3 {
-        0 => drop(cairn_auth::parse_plain(rest)),
-        1 => drop(cairn_auth::parse_jaas_users(&String::from_utf8_lossy(rest))),
-        _ => {
-            let (first, last) = match rest.iter().position(|b| *b == 0) {
-                Some(i) => (&rest[..i], &rest[i + 1..]),
-                None => (rest, &[][..]),
-            };
-            let mut server = cairn_auth::ScramServer::new(cairn_auth::ScramMechanism::Sha256);
-            let known = credential.clone();
-            if server
-                .client_first(first, |u| (u == SCRAM_USER).then_some(known))
-                .is_ok()
-            {
-                drop(server.client_final(last));
-            }
-        }
-    });
-    usage
 }
