@@ -163,8 +163,10 @@ impl AclBinding {
     }
 
     fn principal_and_host_match(&self, principal: &str, host: &str) -> bool {
+        // Addresses are compared as addresses: an ACL written for Kafka names IPv6 hosts in
+        // Java's long form (0:0:0:0:0:0:0:1) where the broker sees ::1.
         (self.principal == principal || self.principal == WILDCARD_PRINCIPAL)
-            && (self.host == WILDCARD || self.host == host)
+            && (self.host == WILDCARD || self.host == host || same_address(&self.host, host))
     }
 }
 
@@ -550,5 +552,13 @@ impl Authorizer {
             .cloned()
             .collect();
         (removed, remaining)
+    }
+}
+
+/// Two spellings of one IP address.
+fn same_address(a: &str, b: &str) -> bool {
+    match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }

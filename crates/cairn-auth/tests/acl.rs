@@ -559,3 +559,13 @@ fn index_agrees_with_a_scan() {
         }
     }
 }
+
+#[test]
+fn hosts_are_compared_as_addresses() {
+    let mut a = allow(Topic, "t", "User:alice", Read);
+    a.host = "0:0:0:0:0:0:0:1".into();
+    let z = auth(vec![a]);
+    assert!(z.authorize("User:alice", "::1", Read, Topic, "t"));
+    assert!(!z.authorize("User:alice", "::2", Read, Topic, "t"));
+    assert!(!z.authorize("User:alice", "127.0.0.1", Read, Topic, "t"));
+}
