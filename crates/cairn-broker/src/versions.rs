@@ -28,8 +28,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     // v6 is unstable in Kafka and beyond what the protocol crate decodes.
     (ApiKey::InitProducerId, 0, 5),
-    // Kafka 4 removed SaslHandshake v0 (raw tokens without framing) and the ACL APIs' v0.
-    (ApiKey::SaslHandshake, 1, 1),
+    // SaslHandshake v0 is followed by bare SASL tokens (no SaslAuthenticate), and librdkafka
+    // 2.0 authenticates only if v0 is in the advertised range. Kafka 4 removed the ACL APIs' v0.
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DescribeAcls, 1, 3),

@@ -338,6 +338,35 @@ async fn sasl_gates_every_request_and_failures_close() {
         assert_eq!(authenticate(&mut s, token).await.error_code, 58);
     }
 
+    // SaslHandshake v0: the token follows as a bare frame and so does the answer; a wrong
+    // password closes the connection without one.
+    for (pw, ok) in [("admin-secret", true), ("wrong", false)] {
+        let mut s = TcpStream::connect(at).await.unwrap();
+        let r = send(
+            &mut s,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+            0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.error_code, 0);
+        let token = format!("\0admin\0{pw}").into_bytes();
+        s.write_all(&(token.len() as i32).to_be_bytes())
+            .await
+            .unwrap();
+        s.write_all(&token).await.unwrap();
+        if ok {
+            assert_eq!(
+                s.read_i32().await.unwrap(),
+                0,
+                "PLAIN answers an empty token"
+            );
+            assert!(send(&mut s, &metadata(None), 12).await.is_some());
+        } else {
+            assert!(closed(&mut s).await);
+        }
+    }
+
     // The right password: requests flow.
     let mut s = TcpStream::connect(at).await.unwrap();
     assert_eq!(plain(&mut s, "admin", "admin-secret").await, 0);

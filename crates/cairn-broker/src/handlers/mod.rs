@@ -94,6 +94,17 @@ pub async fn handle(
     session: &mut Session,
 ) -> anyhow::Result<Option<BytesMut>> {
     let peer = session.peer;
+    if session.raw_tokens {
+        let ctx = Ctx {
+            state: state.clone(),
+            version: 0,
+            client_id: String::new(),
+            peer,
+            principal: session.principal.clone(),
+            listener: session.listener.clone(),
+        };
+        return sasl::raw_token(&ctx, session, frame).await.map(Some);
+    }
     let Some((key_raw, version, correlation_id)) = peek_header(&frame) else {
         bail!(
             "request frame of {} bytes is too short for a header",

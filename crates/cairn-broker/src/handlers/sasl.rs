@@ -54,6 +54,8 @@ pub async fn handshake(
                 mechanism: *m,
                 reauth,
             };
+            // v0: the tokens follow as bare frames, not inside SaslAuthenticate.
+            session.raw_tokens = ctx.version == 0;
             resp
         }
         None => {
@@ -130,6 +132,36 @@ pub async fn authenticate(
         }
         Err(why) => fail(ctx, session, why).await,
     }
+}
+
+/// One token of an exchange begun with SaslHandshake v0: the frame is the bare token and the
+/// answer is the bare reply (size-prefixed). A failure closes the connection without an answer,
+/// as Kafka does in this mode.
+pub async fn raw_token(
+    ctx: &Ctx,
+    session: &mut Session,
+    token: bytes::Bytes,
+) -> anyhow::Result<bytes::BytesMut> {
+    use bytes::BufMut;
+    let resp = authenticate(
+        ctx,
+        session,
+        SaslAuthenticateRequest::default().with_auth_bytes(token),
+    )
+    .await;
+    if resp.error_code != 0 {
+        anyhow::bail!(
+            "SASL authentication failed: {}",
+            resp.error_message.as_deref().unwrap_or("")
+        );
+    }
+    if matches!(session.auth, AuthState::Done { .. }) {
+        session.raw_tokens = false;
+    }
+    let mut out = bytes::BytesMut::with_capacity(4 + resp.auth_bytes.len());
+    out.put_i32(resp.auth_bytes.len() as i32);
+    out.extend_from_slice(&resp.auth_bytes);
+    Ok(out)
 }
 
 /// PLAIN's one round: the token names the user and carries the password. An error is (what

@@ -146,6 +146,9 @@ pub struct Session {
     pub(crate) auth: AuthState,
     /// Set by a handler whose answer must be the connection's last (a failed authentication).
     pub(crate) close_after_reply: bool,
+    /// After a SaslHandshake v0 the client sends its SASL tokens as bare size-prefixed frames,
+    /// without a request header, until the exchange ends.
+    pub(crate) raw_tokens: bool,
 }
 
 pub(crate) enum AuthState {
@@ -177,6 +180,7 @@ impl Session {
             principal: Arc::from(principal.as_deref().unwrap_or(ANONYMOUS)),
             auth,
             close_after_reply: false,
+            raw_tokens: false,
         }
     }
 
