@@ -562,7 +562,10 @@ impl ScramServer {
         if !cb_ok {
             return Err(malformed("channel binding does not match the GS2 header"));
         }
-        if fin.nonce != pending.nonce {
+        // Kafka checks only that the client's nonce ends with the one it was sent: librdkafka
+        // 2.0 sends the client part twice (its own nonce, then the whole server nonce), and the
+        // proof covers the message as sent either way.
+        if !fin.nonce.ends_with(pending.nonce.as_str()) {
             return Err(ScramError::NonceMismatch);
         }
         let cred = &pending.credential;

@@ -471,3 +471,36 @@ fn upsertion_rules() {
     let cred = ScramCredential::from_salted_password(m, b"salt", &salted, 4096);
     assert!(cred.validate().is_ok());
 }
+
+/// librdkafka 2.0 writes its own nonce before the whole server nonce in client-final
+/// (`r=<client><client+server>`); Kafka accepts a nonce that ends with the server's, and so do we.
+#[test]
+fn a_client_nonce_repeated_before_the_server_nonce_is_accepted() {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let hmac = |key: &[u8], data: &[u8]| {
+        let mut m = <Hmac<Sha256>>::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    };
+    let mut s = ScramServer::new(ScramMechanism::Sha256);
+    let first_bare = "n=user,r=cnonce";
+    let sf = s
+        .client_first(format!("n,,{first_bare}").as_bytes(), |_| {
+            Some(rfc_credential())
+        })
+        .unwrap();
+    let sf = String::from_utf8(sf).unwrap();
+    let full = sf.split(',').next().unwrap().strip_prefix("r=").unwrap();
+    let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+    let salted = cairn_auth::salted_password(ScramMechanism::Sha256, "pencil", &salt, 4096);
+    let client_key = hmac(&salted, b"Client Key");
+    let stored_key = Sha256::digest(&client_key).to_vec();
+    let without_proof = format!("c=biws,r=cnonce{full}");
+    let auth = format!("{first_bare},{sf},{without_proof}");
+    let sig = hmac(&stored_key, auth.as_bytes());
+    let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+    let cf = format!("{without_proof},p={}", B64.encode(proof));
+    let (_, user) = s.client_final(cf.as_bytes()).unwrap();
+    assert_eq!(user, "user");
+}
