@@ -292,21 +292,7 @@ pub async fn run(mut args: BenchArgs) -> Result<()> {
             r = crate::bench_security::measure(&mut args, &plan, &addr, setup) => r.map(Some),
             _ = tokio::signal::ctrl_c() => Ok(None),
         };
-        let log_path = broker.stop().await;
-        return match outcome {
-            Ok(Some(())) => {
-                println!("loadavg at end:   {}", loadavg());
-                Ok(())
-            }
-            Ok(None) => bail!("interrupted"),
-            Err(e) => {
-                if let Some(path) = log_path {
-                    eprintln!("last lines of the broker's output:");
-                    eprintln!("{}", tail_of_file(&path, 20));
-                }
-                Err(e)
-            }
-        };
+        return finish(outcome, &mut broker).await;
     }
 
     if let Some(groups) = args.with_idle_groups {
@@ -314,21 +300,7 @@ pub async fn run(mut args: BenchArgs) -> Result<()> {
             r = measure_overhead(&args, &plan, &broker, groups) => r.map(Some),
             _ = tokio::signal::ctrl_c() => Ok(None),
         };
-        let log_path = broker.stop().await;
-        return match outcome {
-            Ok(Some(())) => {
-                println!("loadavg at end:   {}", loadavg());
-                Ok(())
-            }
-            Ok(None) => bail!("interrupted"),
-            Err(e) => {
-                if let Some(path) = log_path {
-                    eprintln!("last lines of the broker's output:");
-                    eprintln!("{}", tail_of_file(&path, 20));
-                }
-                Err(e)
-            }
-        };
+        return finish(outcome, &mut broker).await;
     }
 
     let outcome = tokio::select! {
@@ -358,6 +330,26 @@ pub async fn run(mut args: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Stops the broker after a measurement that prints its own report (`None`: interrupted); on an
+/// error, the end of the broker's log says why.
+async fn finish(outcome: Result<Option<()>>, broker: &mut Broker) -> Result<()> {
+    let log_path = broker.stop().await;
+    match outcome {
+        Ok(Some(())) => {
+            println!("loadavg at end:   {}", loadavg());
+            Ok(())
+        }
+        Ok(None) => bail!("interrupted"),
+        Err(e) => {
+            if let Some(path) = log_path {
+                eprintln!("last lines of the broker's output:");
+                eprintln!("{}", tail_of_file(&path, 20));
+            }
+            Err(e)
+        }
+    }
 }
 
 struct Broker {
