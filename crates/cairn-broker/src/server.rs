@@ -125,8 +125,6 @@ impl Broker {
         let state = Arc::new(BrokerState {
             groups,
             node_id: config.node_id(),
-            advertised_host: listener_ctxs[0].advertised_host.clone(),
-            advertised_port: listener_ctxs[0].advertised_port,
             security,
             appended: watch::channel(0).0,
             flusher,
@@ -176,7 +174,6 @@ impl Broker {
         });
         tracing::info!(
             listen = %local_addr,
-            advertised = %format!("{}:{}", state.advertised_host, state.advertised_port),
             data_dir = %opts.data_dir.display(),
             cluster_id = %state.store.cluster_id(),
             fsync_before_ack = state.flusher.is_some(),

@@ -14,8 +14,6 @@ pub struct BrokerState {
     pub config: Arc<BrokerConfig>,
     pub store: Arc<Store>,
     pub node_id: i32,
-    pub advertised_host: String,
-    pub advertised_port: i32,
     /// Bumped after every append so parked fetches re-check their partitions.
     pub appended: watch::Sender<u64>,
     /// Present in the fsync-before-acknowledge mode.

@@ -198,9 +198,4 @@ impl BrokerConfig {
             })
             .cloned()
     }
-
-    /// Every `listener.name.*` key that was set, for checks at start-up.
-    pub fn listener_override_keys(&self) -> impl Iterator<Item = &str> {
-        self.listener_overrides.keys().map(String::as_str)
-    }
 }
