@@ -150,10 +150,7 @@ fn to_output(fx: Effects, rebalances: &mut Vec<RebalanceRecord>) -> Output<Reply
         records: fx
             .records
             .into_iter()
-            .map(|r| LogRecord {
-                key: r.key,
-                value: r.value,
-            })
+            .map(|r| LogRecord::plain(r.key, r.value))
             .collect(),
         replies: fx.replies,
     }
@@ -249,7 +246,7 @@ impl Groups {
         let now = self.clock.now_ms();
         let mut count = 0usize;
         let loaded = log.load(
-            &mut |offset, key, value| match coord.replay(now, key, value) {
+            &mut |offset, _tag, key, value| match coord.replay(now, key, value) {
                 Ok(Replayed::Unknown(t)) => tracing::warn!(
                     partition,
                     offset,
@@ -840,10 +837,7 @@ mod tests {
         for recs in cases {
             let log: Vec<cairn_runtime::LogRecord> = recs
                 .iter()
-                .map(|r| cairn_runtime::LogRecord {
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                })
+                .map(|r| cairn_runtime::LogRecord::plain(r.key.clone(), r.value.clone()))
                 .collect();
             let written = cairn_log::encode_records(&log, 1_700_000_000_000).len();
             assert_eq!(cairn_group::records::batch_size(&recs), written);

@@ -518,9 +518,11 @@ mod tests {
             .unwrap();
         for p in 0..parts as i32 {
             let recs: Vec<cairn_runtime::LogRecord> = (0..records)
-                .map(|i| cairn_runtime::LogRecord {
-                    key: format!("k{i}").into_bytes(),
-                    value: Some(b"v".to_vec()),
+                .map(|i| {
+                    cairn_runtime::LogRecord::plain(
+                        format!("k{i}").into_bytes(),
+                        Some(b"v".to_vec()),
+                    )
                 })
                 .collect();
             let batch = cairn_log::encode_records(&recs, ts);

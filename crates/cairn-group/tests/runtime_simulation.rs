@@ -267,10 +267,7 @@ impl Driver for Sim {
 fn to_log(records: &[Record]) -> Vec<LogRecord> {
     records
         .iter()
-        .map(|r| LogRecord {
-            key: r.key.clone(),
-            value: r.value.clone(),
-        })
+        .map(|r| LogRecord::plain(r.key.clone(), r.value.clone()))
         .collect()
 }
 

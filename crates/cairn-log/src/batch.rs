@@ -1092,6 +1092,10 @@ pub struct RecordRef<'a> {
     pub header_count: i32,
     /// The record belongs to a control batch (a transaction marker), not to data.
     pub control: bool,
+    /// The batch's producer (-1 without one) and whether it is transactional.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub transactional: bool,
 }
 
 /// Where the reader stopped in the bytes of one read (see [`RecordReader::read`]).
@@ -1198,6 +1202,11 @@ impl RecordReader {
         let base_ts = view.base_timestamp();
         let append_time = view.is_log_append_time().then(|| view.max_timestamp());
         let control = view.is_control();
+        let (producer_id, producer_epoch, transactional) = (
+            view.producer_id(),
+            view.producer_epoch(),
+            view.is_transactional(),
+        );
         // The parser checked that every field lies within the records region.
         let field = |len: i32, end: usize| (len >= 0).then(|| &data[end - len as usize..end]);
         for l in located.iter() {
@@ -1208,6 +1217,9 @@ impl RecordReader {
                 value: field(l.value_len, l.value_end),
                 header_count: l.header_count,
                 control,
+                producer_id,
+                producer_epoch,
+                transactional,
             };
             if f(&record).is_break() {
                 return Ok(ControlFlow::Break(()));
@@ -2029,6 +2041,18 @@ pub struct PlainRecord<'a> {
 /// Encodes `records` as one uncompressed v2 batch without a producer id, offsets 0..n (the log
 /// assigns the real ones on append). For internal writers (the group coordinator) and tests.
 pub fn encode_plain(records: &[PlainRecord<'_>]) -> bytes::BytesMut {
+    encode_tagged(records, None, false)
+}
+
+/// Like [`encode_plain`], but the batch may belong to a producer `(id, epoch)`: then it is a
+/// transactional batch, or with `control` a control batch (its one record a transaction
+/// marker, key and value as the caller encoded them).
+pub fn encode_tagged(
+    records: &[PlainRecord<'_>],
+    producer: Option<(i64, i16)>,
+    control: bool,
+) -> bytes::BytesMut {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
@@ -2036,12 +2060,12 @@ pub fn encode_plain(records: &[PlainRecord<'_>]) -> bytes::BytesMut {
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
-            control: false,
+            transactional: producer.is_some(),
+            control,
             delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder keeps records in one batch only while offset - sequence stays constant.

@@ -855,6 +855,7 @@ impl PartitionLog {
         config: &LogConfig,
         now_ms: i64,
         inflate_budget: &mut usize,
+        check_producers: bool,
     ) -> Result<Validated, LogError> {
         let append_time = config.timestamp_type == TimestampType::LogAppendTime;
         let mut pending = Vec::new();
@@ -866,7 +867,11 @@ impl PartitionLog {
             let view = view?;
             let (offsets, records, max_ts) =
                 Self::validate(&view, config.max_message_bytes, inflate_budget)?;
-            let producer = producers::Incoming::of(&view);
+            let producer = if check_producers {
+                producers::Incoming::of(&view)
+            } else {
+                None
+            };
             if let Some(b) = &producer {
                 // Kafka refuses these too: an idempotent batch without a sequence cannot be checked.
                 if b.first_seq < 0 {
@@ -896,7 +901,7 @@ impl PartitionLog {
     /// nothing: the fuzzer holds this path to its memory bound without a partition on disk.
     pub fn validate_batches(batches: &[u8], config: &LogConfig) -> Result<(), LogError> {
         let mut budget = config.max_uncompressed_bytes();
-        Self::validate_all(batches, config, 0, &mut budget).map(|_| ())
+        Self::validate_all(batches, config, 0, &mut budget, true).map(|_| ())
     }
 
     /// Validates, assigns offsets and writes `batches` as one unit.
@@ -916,6 +921,24 @@ impl PartitionLog {
         now_ms: i64,
         inflate_budget: &mut usize,
     ) -> Result<AppendInfo, LogError> {
+        self.append_checked(batches, now_ms, inflate_budget, true)
+    }
+
+    /// Appends batches written by the broker itself (a coordinator's records, which may carry
+    /// a producer id for offsets committed in a transaction, or transaction markers): they are
+    /// validated like any batch, but have no sequence to check.
+    pub fn append_internal(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let mut unlimited = usize::MAX;
+        self.append_checked(batches, now_ms, &mut unlimited, false)
+    }
+
+    fn append_checked(
+        &self,
+        batches: &[u8],
+        now_ms: i64,
+        inflate_budget: &mut usize,
+        check_producers: bool,
+    ) -> Result<AppendInfo, LogError> {
         if batches.is_empty() {
             return Err(LogError::InvalidRecord("empty record set".into()));
         }
@@ -925,7 +948,7 @@ impl PartitionLog {
         // Validation runs before taking the lock so reads are not held up by decompression.
         let allowance = config.max_uncompressed_bytes().min(*inflate_budget);
         let mut left = allowance;
-        let validated = Self::validate_all(batches, &config, now_ms, &mut left);
+        let validated = Self::validate_all(batches, &config, now_ms, &mut left, check_producers);
         *inflate_budget -= allowance - left;
         let (pending, fixes) = validated?;
         let mut buf = batches.to_vec();

@@ -4,9 +4,9 @@
 use std::ops::ControlFlow;
 
 use bytes::BytesMut;
-use cairn_runtime::{LoadStats, LogFault, LogRecord, RecordLog, RecordSink};
+use cairn_runtime::{BatchTag, LoadStats, LogFault, LogRecord, RecordLog, RecordSink};
 
-use crate::batch::{self, encode_plain, PlainRecord};
+use crate::batch::{self, encode_tagged, PlainRecord};
 use crate::{LogError, PartitionLog};
 
 /// How much one read takes while loading.
@@ -22,17 +22,55 @@ fn fault(e: LogError) -> LogFault {
     }
 }
 
-/// One request's records as one uncompressed batch, stamped `now_ms`.
+/// One request's records as uncompressed batches stamped `now_ms`: one batch per run of
+/// records with the same tag (a transactional producer's records, or a marker, carry that
+/// producer's id and epoch as Kafka writes them).
 pub fn encode_records(records: &[LogRecord], now_ms: i64) -> BytesMut {
-    let plain: Vec<PlainRecord> = records
-        .iter()
-        .map(|r| PlainRecord {
-            key: Some(&r.key),
-            value: r.value.as_deref(),
-            timestamp: now_ms,
-        })
-        .collect();
-    encode_plain(&plain)
+    let mut buf = BytesMut::new();
+    let mut start = 0;
+    while start < records.len() {
+        let tag = records[start].tag;
+        let end = records[start..]
+            .iter()
+            .position(|r| r.tag != tag)
+            .map_or(records.len(), |n| start + n);
+        let plain: Vec<PlainRecord> = records[start..end]
+            .iter()
+            .map(|r| PlainRecord {
+                key: Some(&r.key),
+                value: r.value.as_deref(),
+                timestamp: now_ms,
+            })
+            .collect();
+        let (producer, control) = match tag {
+            BatchTag::Plain => (None, false),
+            BatchTag::Transactional {
+                producer_id,
+                producer_epoch,
+            } => (Some((producer_id, producer_epoch)), false),
+            BatchTag::Control {
+                producer_id,
+                producer_epoch,
+            } => (Some((producer_id, producer_epoch)), true),
+        };
+        buf.extend_from_slice(&encode_tagged(&plain, producer, control));
+        start = end;
+    }
+    buf
+}
+
+fn tag_of(producer_id: i64, producer_epoch: i16, transactional: bool, control: bool) -> BatchTag {
+    match (transactional, control) {
+        (_, true) => BatchTag::Control {
+            producer_id,
+            producer_epoch,
+        },
+        (true, false) => BatchTag::Transactional {
+            producer_id,
+            producer_epoch,
+        },
+        (false, false) => BatchTag::Plain,
+    }
 }
 
 impl RecordLog for PartitionLog {
@@ -45,7 +83,7 @@ impl RecordLog for PartitionLog {
             return Ok(self.log_end_offset());
         }
         // All batches in one append: one write, validated and placed as a whole.
-        let info = PartitionLog::append(self, &buf, now_ms).map_err(fault)?;
+        let info = self.append_internal(&buf, now_ms).map_err(fault)?;
         Ok(info.last_offset + 1)
     }
 
@@ -92,9 +130,11 @@ impl RecordLog for PartitionLog {
             let walked = reader.read(
                 &read.data,
                 |r| {
-                    if r.offset >= from && !r.control {
+                    if r.offset >= from {
                         if let Some(key) = r.key {
-                            f(r.offset, key, r.value);
+                            let tag =
+                                tag_of(r.producer_id, r.producer_epoch, r.transactional, r.control);
+                            f(r.offset, tag, key, r.value);
                             *records += 1;
                         }
                     }

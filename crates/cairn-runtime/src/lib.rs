@@ -19,5 +19,5 @@ pub mod memlog;
 mod shard;
 
 pub use clock::{Clock, SystemClock};
-pub use log::{LoadStats, LogFault, LogRecord, RecordLog, RecordSink};
+pub use log::{BatchTag, LoadStats, LogFault, LogRecord, RecordLog, RecordSink};
 pub use shard::{Coordinator, Delivery, Output, Seq, Shard, Token, Write, WriteResult};

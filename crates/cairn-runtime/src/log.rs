@@ -1,10 +1,43 @@
 use std::fmt;
 
-/// One record a coordinator stores: a key and a value (`None` is a tombstone).
+/// One record a coordinator stores: a key and a value (`None` is a tombstone), and the kind of
+/// batch it is written in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+    pub tag: BatchTag,
+}
+
+impl LogRecord {
+    /// A record in an ordinary batch (no producer).
+    pub fn plain(key: Vec<u8>, value: Option<Vec<u8>>) -> LogRecord {
+        LogRecord {
+            key,
+            value,
+            tag: BatchTag::Plain,
+        }
+    }
+}
+
+/// The batch a record belongs to. Offsets committed inside a transaction are stored as that
+/// producer's transactional data, and the transaction's outcome as a control record (a COMMIT
+/// or ABORT marker) of the same producer, exactly as Kafka stores them; loading hands the tag
+/// back so a coordinator can tell pending records from settled ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum BatchTag {
+    #[default]
+    Plain,
+    /// Data written by a transactional producer, pending until its marker.
+    Transactional {
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+    /// A transaction marker: key and value are Kafka's control record key and value.
+    Control {
+        producer_id: i64,
+        producer_epoch: i16,
+    },
 }
 
 /// Why a write did not become durable.
@@ -36,8 +69,8 @@ impl fmt::Display for LogFault {
 
 impl std::error::Error for LogFault {}
 
-/// Receives each record while loading: `(offset, key, value)`.
-pub type RecordSink<'a> = dyn FnMut(i64, &[u8], Option<&[u8]>) + 'a;
+/// Receives each record while loading: `(offset, tag, key, value)`.
+pub type RecordSink<'a> = dyn FnMut(i64, BatchTag, &[u8], Option<&[u8]>) + 'a;
 
 /// What loading a log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +89,8 @@ pub struct LoadStats {
 /// [`LogFault::Fenced`]), `sync` has nothing left to do, and `truncate` removes rows past an
 /// offset. Offsets are the store's: dense per shard, assigned by `append`.
 pub trait RecordLog: Send + Sync {
-    /// Appends `batches` in order, each as one atomic batch, with one write. On error nothing
+    /// Appends `batches` in order, each as one atomic unit, with one write (a request's records
+    /// of different tags become consecutive batches of that unit). On error nothing
     /// of them may remain readable. Returns the offset after the last record.
     fn append(&self, batches: &[Vec<LogRecord>], now_ms: i64) -> Result<i64, LogFault>;
 
@@ -74,7 +108,7 @@ pub trait RecordLog: Send + Sync {
     /// coordinator refuses a state whose record would not fit before adopting it.
     fn max_batch_bytes(&self) -> usize;
 
-    /// Calls `f(offset, key, value)` for every record from the log's start, in order. Damage
+    /// Calls `f(offset, tag, key, value)` for every record from the log's start, in order. Damage
     /// is stepped over and reported in the stats, never fatal.
     fn load(&self, f: &mut RecordSink<'_>) -> Result<LoadStats, LogFault>;
 }

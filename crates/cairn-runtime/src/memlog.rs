@@ -152,7 +152,7 @@ impl RecordLog for MemLog {
     fn load(&self, f: &mut RecordSink<'_>) -> Result<LoadStats, LogFault> {
         let records = self.records();
         for (o, r) in &records {
-            f(*o, &r.key, r.value.as_deref());
+            f(*o, r.tag, &r.key, r.value.as_deref());
         }
         Ok(LoadStats {
             records: records.len() as u64,

@@ -57,7 +57,7 @@ impl Toy {
 
     fn loaded(log: &MemLog) -> Toy {
         let mut t = Toy::default();
-        log.load(&mut |_, k, v| t.replay(k, v)).unwrap();
+        log.load(&mut |_, _, k, v| t.replay(k, v)).unwrap();
         t
     }
 }
@@ -98,10 +98,7 @@ impl Coordinator for Toy {
 }
 
 fn rec(k: &str, v: &str) -> LogRecord {
-    LogRecord {
-        key: k.as_bytes().to_vec(),
-        value: Some(v.as_bytes().to_vec()),
-    }
+    LogRecord::plain(k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()))
 }
 
 /// A request that writes `records`, parks `park` and answers `answer`.
