@@ -600,10 +600,12 @@ fn rebuild_txns(segments: &[Segment]) -> Result<TxnIndex, LogError> {
                 TxnBatch::of(&view)
             };
             if let Some(t) = meaning {
+                let offsets = view.next_offset() - view.base_offset();
                 txns.apply(&TxnIndex::stage(
                     t,
                     view.base_offset(),
                     view.max_timestamp(),
+                    offsets,
                 ));
             }
             pos = skip_holes(&seg.holes, pos + size);
@@ -838,6 +840,13 @@ impl PartitionLog {
     /// Aborted transactions overlapping `[from, to)`, by first offset.
     pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
         self.inner.lock().txns.aborted_between(from, to)
+    }
+
+    /// How many offsets in `[from, to)` hold nothing a consumer is given: transaction markers,
+    /// and the records of transactions aborted within the range. Lag leaves them out, so a
+    /// group that consumed everything committed has none.
+    pub fn hidden_offsets(&self, from: i64, to: i64) -> i64 {
+        self.inner.lock().txns.hidden_between(from, to)
     }
 
     /// Transactions open here, oldest first.
@@ -1077,7 +1086,7 @@ impl PartitionLog {
                 .txns
                 .check(&txn_staged, p.producer.map(|b| b.producer_id), p.txn)?;
             if let Some(t) = p.txn {
-                txn_staged.push(TxnIndex::stage(t, next, p.max_ts));
+                txn_staged.push(TxnIndex::stage(t, next, p.max_ts, p.offsets));
             }
             if let Some(b) = &p.producer {
                 match inner.producers.check(&staged, b)? {

@@ -270,3 +270,21 @@ fn compaction_never_lets_an_aborted_record_replace_a_committed_one() {
     assert_eq!(first.base_offset(), 0);
     assert_eq!(log.aborted_transactions(0, 100).len(), 1);
 }
+
+#[test]
+fn markers_and_aborted_records_are_hidden_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    log.append(&plain(&["a"]), 1).unwrap(); // 0
+    log.append(&txn(10, 0, &["b", "c"]), 1).unwrap(); // 1-2
+    log.append_marker(10, 0, MarkerKind::Commit, 0, 2).unwrap(); // 3
+    log.append(&txn(11, 0, &["d", "e", "f"]), 1).unwrap(); // 4-6
+    log.append_marker(11, 0, MarkerKind::Abort, 0, 2).unwrap(); // 7
+    assert_eq!(log.log_end_offset(), 8);
+    // A reader that consumed "c" committed 3: nothing left to consume.
+    assert_eq!(log.hidden_offsets(3, 8), 5);
+    assert_eq!(log.hidden_offsets(0, 8), 5);
+    assert_eq!(log.hidden_offsets(0, 3), 0);
+    // Partly inside: only the marker counts.
+    assert_eq!(log.hidden_offsets(5, 8), 1);
+}

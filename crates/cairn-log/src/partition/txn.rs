@@ -8,7 +8,7 @@
 //! (and reading each control batch's one record), so what it holds is always what the log says.
 //! The last stable offset, the first offset of the oldest open transaction, follows from it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::batch::{self, BatchView};
 use crate::control::MarkerKind;
@@ -86,7 +86,13 @@ pub(super) struct Staged {
     batch: TxnBatch,
     base_offset: i64,
     max_ts: i64,
+    /// Offsets the batch takes.
+    offsets: i64,
 }
+
+/// Marker offsets kept for lag (which never counts them); beyond this many per partition the
+/// oldest are forgotten, and lag over a range that old may count a few markers.
+const MARKERS_KEPT: usize = 1 << 20;
 
 #[derive(Default, Debug, Clone)]
 pub(super) struct TxnIndex {
@@ -95,6 +101,12 @@ pub(super) struct TxnIndex {
     by_first: BTreeMap<i64, i64>,
     /// Aborted transactions in marker order (so also by last offset).
     aborted: Vec<AbortedTxn>,
+    /// Records each aborted transaction wrote here, parallel to `aborted`.
+    aborted_records: Vec<i64>,
+    /// Records each open transaction wrote so far.
+    open_records: HashMap<i64, i64>,
+    /// Offsets of the markers (control batches), oldest first.
+    markers: VecDeque<i64>,
     /// The newest epoch a transactional batch or marker of each producer carried.
     epochs: HashMap<i64, i16>,
 }
@@ -162,11 +174,12 @@ impl TxnIndex {
         }
     }
 
-    pub fn stage(batch: TxnBatch, base_offset: i64, max_ts: i64) -> Staged {
+    pub fn stage(batch: TxnBatch, base_offset: i64, max_ts: i64, offsets: i64) -> Staged {
         Staged {
             batch,
             base_offset,
             max_ts,
+            offsets,
         }
     }
 
@@ -175,6 +188,7 @@ impl TxnIndex {
         match s.batch {
             TxnBatch::Data { producer_id, epoch } => {
                 self.bump(producer_id, epoch);
+                *self.open_records.entry(producer_id).or_insert(0) += s.offsets;
                 match self.open.get_mut(&producer_id) {
                     Some(o) => {
                         o.last_timestamp_ms = o.last_timestamp_ms.max(s.max_ts);
@@ -200,6 +214,8 @@ impl TxnIndex {
                 kind,
             } => {
                 self.bump(producer_id, epoch);
+                self.marker_at(s.base_offset);
+                let records = self.open_records.remove(&producer_id).unwrap_or(0);
                 if let Some(o) = self.open.remove(&producer_id) {
                     self.by_first.remove(&o.first_offset);
                     if kind == MarkerKind::Abort {
@@ -208,11 +224,35 @@ impl TxnIndex {
                             first_offset: o.first_offset,
                             last_offset: s.base_offset,
                         });
+                        self.aborted_records.push(records);
                     }
                 }
             }
-            TxnBatch::OtherControl => {}
+            TxnBatch::OtherControl => self.marker_at(s.base_offset),
         }
+    }
+
+    fn marker_at(&mut self, offset: i64) {
+        if self.markers.len() == MARKERS_KEPT {
+            self.markers.pop_front();
+        }
+        self.markers.push_back(offset);
+    }
+
+    /// Offsets in `[from, to)` no consumer is ever given: markers, and the records of
+    /// transactions aborted wholly inside the range.
+    pub fn hidden_between(&self, from: i64, to: i64) -> i64 {
+        let a = self.markers.partition_point(|o| *o < from);
+        let b = self.markers.partition_point(|o| *o < to);
+        let markers = b.saturating_sub(a) as i64;
+        let start = self.aborted.partition_point(|x| x.last_offset < from);
+        let aborted: i64 = self.aborted[start..]
+            .iter()
+            .zip(&self.aborted_records[start..])
+            .filter(|(x, _)| x.first_offset >= from && x.last_offset < to)
+            .map(|(_, n)| *n)
+            .sum();
+        markers + aborted
     }
 
     fn bump(&mut self, pid: i64, epoch: i16) {
@@ -248,5 +288,8 @@ impl TxnIndex {
     pub fn drop_before(&mut self, start: i64) {
         let n = self.aborted.partition_point(|a| a.last_offset < start);
         self.aborted.drain(..n);
+        self.aborted_records.drain(..n);
+        let m = self.markers.partition_point(|o| *o < start);
+        self.markers.drain(..m);
     }
 }
