@@ -2069,7 +2069,8 @@ pub fn encode_tagged(
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder keeps records in one batch only while offset - sequence stays constant.
-            sequence: i as i32,
+            // A marker has no sequence (-1), as Kafka writes it.
+            sequence: if control { -1 } else { i as i32 },
             timestamp: r.timestamp,
             key: r.key.map(Bytes::copy_from_slice),
             value: r.value.map(Bytes::copy_from_slice),

@@ -980,6 +980,14 @@ impl PartitionLog {
                 ));
             }
             let txn = TxnBatch::of(&view);
+            // The broker's own control batches are markers: one COMMIT or ABORT record.
+            if view.is_control()
+                && (view.record_count() != 1 || !matches!(txn, Some(TxnBatch::Marker { .. })))
+            {
+                return Err(LogError::InvalidRecord(
+                    "a control batch must hold one COMMIT or ABORT marker".into(),
+                ));
+            }
             if let Some(b) = &producer {
                 // Kafka refuses these too: an idempotent batch without a sequence cannot be checked.
                 if b.first_seq < 0 {
