@@ -275,3 +275,83 @@ def test_kafka_python_transactional_producer(broker):
     g = kp_consumer(broker, group_id=group)
     assert g.committed(KTP(src, 0)) == 7
     g.close()
+
+
+def test_lag_metrics_and_topic_view_with_transactions(request, tmp_path):
+    """A group that committed, inside transactions, everything that was committed has no
+    lag, though markers and an aborted transaction sit in the log; the transaction counters
+    and the topics API see the transactions."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from cairn_harness import HttpBroker
+    from conftest import OUTPUT_DIR, _safe_name
+
+    b = HttpBroker(
+        data_dir=tmp_path / "data",
+        log_path=OUTPUT_DIR / f"{_safe_name(request.node.nodeid)}.log",
+        options={"num.partitions": 1, "cairn.lag.refresh.ms": 200},
+    )
+    b.start()
+    try:
+        def api(path):
+            with urllib.request.urlopen(b.url(path), timeout=5) as r:
+                body = r.read().decode()
+            return json.loads(body) if path.startswith("/api") else body
+
+        topic = unique_topic("lagtx")
+        create_topic(b, topic, partitions=1)
+        p = txn_producer(b)
+        group = "lag-" + uuid.uuid4().hex[:6]
+        c = reader(b, "read_committed", group=group, **{"enable.partition.eof": False})
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        # Two committed transactions and an aborted one, each followed by its marker.
+        for n, commit in enumerate([True, False, True]):
+            p.begin_transaction()
+            for i in range(3):
+                p.produce(topic, value=f"{n}-{i}")
+            p.flush(TIMEOUT)
+            if commit:
+                p.commit_transaction(TIMEOUT)
+            else:
+                p.abort_transaction(TIMEOUT)
+        got = []
+        deadline = time.time() + TIMEOUT
+        while len(got) < 6 and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m)
+        assert len(got) == 6
+        # The group commits the position after the last record it was given.
+        last = got[-1]
+        c.commit(offsets=[TopicPartition(topic, 0, last.offset() + 1)], asynchronous=False)
+        c.close()
+        end = c_end = None
+        deadline = time.time() + TIMEOUT
+        while time.time() < deadline:
+            try:
+                detail = api(f"/api/groups/{group}")
+            except urllib.error.HTTPError:
+                # Not in a lag snapshot yet.
+                time.sleep(0.2)
+                continue
+            parts = detail.get("partition_list") or []
+            if parts and parts[0].get("committed_offset") == last.offset() + 1:
+                end, c_end = parts[0].get("log_end_offset"), parts[0].get("lag")
+                if c_end is not None:
+                    break
+            time.sleep(0.2)
+        # 9 records and 3 markers: the last marker follows the last record given out.
+        assert end == last.offset() + 2
+        assert c_end == 0
+        text = api("/metrics")
+        assert 'cairn_transactions_total{outcome="committed"} 2' in text
+        assert 'cairn_transactions_total{outcome="aborted"} 1' in text
+        assert "cairn_transactions_open 0" in text
+        topics = {t["topic"]: t for t in api("/api/topics")["topics"]}
+        part = topics[topic]["partitions"][0]
+        assert part["last_stable_offset"] == part["log_end_offset"]
+        assert part["open_transactions"] == 0
+    finally:
+        b.stop()
