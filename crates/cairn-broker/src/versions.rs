@@ -28,10 +28,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     // v6 is unstable in Kafka and beyond what the protocol crate decodes.
     (ApiKey::InitProducerId, 0, 5),
-    // The original transaction protocol. AddPartitionsToTxn v4+ is the brokers' batched form;
-    // EndTxn and TxnOffsetCommit v5 belong to transaction version 2 (KIP-890 part 2), which
-    // this broker does not finalize, so clients stay on the original protocol.
-    (ApiKey::AddPartitionsToTxn, 0, 3),
+    // The original transaction protocol. AddPartitionsToTxn v4 is the brokers' batched form
+    // (with KIP-890's verify-only check); its v5 and EndTxn and TxnOffsetCommit v5 belong to
+    // transaction version 2 (KIP-890 part 2), which this broker does not finalize, so clients
+    // stay on the original protocol.
+    (ApiKey::AddPartitionsToTxn, 0, 4),
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 4),
     (ApiKey::TxnOffsetCommit, 0, 4),

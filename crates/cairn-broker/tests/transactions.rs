@@ -58,6 +58,35 @@ async fn add_partitions(
         .collect()
 }
 
+async fn verify_partitions(
+    sock: &mut TcpStream,
+    id: &str,
+    pid: i64,
+    epoch: i16,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<i16> {
+    let req = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_verify_only(true)
+            .with_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(partitions.to_vec()),
+            ]),
+    ]);
+    let r = call(sock, &req, 4).await;
+    assert_eq!(r.error_code, 0);
+    r.results_by_transaction[0].topic_results[0]
+        .results_by_partition
+        .iter()
+        .map(|p| p.partition_error_code)
+        .collect()
+}
+
 async fn end_txn(
     sock: &mut TcpStream,
     id: &str,
@@ -214,6 +243,15 @@ async fn transaction_api_errors_are_kafkas() {
     assert_eq!(
         add_partitions(&mut sock, "tx", pid, epoch, "t", &[0], 3).await,
         vec![0]
+    );
+    // KIP-890's verify-only form (v4, the brokers' batched shape) adds nothing.
+    assert_eq!(
+        verify_partitions(&mut sock, "tx", pid, epoch, "t", &[0, 1]).await,
+        vec![0, INVALID_TXN_STATE]
+    );
+    assert_eq!(
+        verify_partitions(&mut sock, "tx", pid, epoch - 1, "t", &[0]).await,
+        vec![PRODUCER_FENCED]
     );
     // An older epoch is fenced: PRODUCER_FENCED from v2, INVALID_PRODUCER_EPOCH before.
     assert_eq!(

@@ -4,7 +4,7 @@
 //! offset commit (`cairn-group`); the rules live there.
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -93,6 +93,9 @@ pub async fn add_partitions(
     ctx: &Ctx,
     req: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
+    if ctx.version >= 4 {
+        return add_partitions_batched(ctx, req).await;
+    }
     let st = &ctx.state;
     let id = req.v3_and_below_transactional_id.0.to_string();
     let all: Vec<(String, i32)> = req
@@ -174,6 +177,84 @@ pub async fn add_partitions(
         Ok(Err(e)) | Err(e) => txn_error_code(e, fenced_since(ctx, 2)),
     };
     answer(&|_, _| code)
+}
+
+/// AddPartitionsToTxn v4: the brokers' batched form (several transactions per request),
+/// needing CLUSTER_ACTION, with KIP-890's `verify_only`: then nothing is added and each
+/// partition answers whether the producer's ongoing transaction holds it (INVALID_TXN_STATE if
+/// not).
+async fn add_partitions_batched(
+    ctx: &Ctx,
+    req: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    let st = &ctx.state;
+    if !ctx.allowed_cluster(Operation::ClusterAction) {
+        return AddPartitionsToTxnResponse::default()
+            .with_error_code(Code::ClusterAuthorizationFailed.code());
+    }
+    let mut results = Vec::new();
+    for t in &req.transactions {
+        let id = t.transactional_id.0.to_string();
+        let parts: Vec<TopicPartition> = t
+            .topics
+            .iter()
+            .flat_map(|tp| {
+                let name = tp.name.0.to_string();
+                tp.partitions
+                    .iter()
+                    .map(move |p| TopicPartition::new(&name, *p))
+            })
+            .collect();
+        let (pid, epoch) = (t.producer_id.0, t.producer_epoch);
+        let codes: Vec<i16> = if t.verify_only {
+            match st
+                .txns
+                .read(&id, |c| c.verify_partitions(&id, pid, epoch, &parts))
+                .unwrap_or(Err(TxnError::InvalidProducerIdMapping))
+            {
+                Ok(held) => held
+                    .into_iter()
+                    .map(|h| if h { 0 } else { Code::InvalidTxnState.code() })
+                    .collect(),
+                Err(e) => vec![txn_error_code(e, true); parts.len()],
+            }
+        } else {
+            let res = st
+                .txns
+                .call(&id, |c, now| c.add_partitions(now, &id, pid, epoch, &parts))
+                .await;
+            let code = match res {
+                Ok(Ok(())) => 0,
+                Ok(Err(e)) | Err(e) => txn_error_code(e, true),
+            };
+            vec![code; parts.len()]
+        };
+        let mut codes = codes.into_iter();
+        let topic_results = t
+            .topics
+            .iter()
+            .map(|tp| {
+                let rs = tp
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        AddPartitionsToTxnPartitionResult::default()
+                            .with_partition_index(*p)
+                            .with_partition_error_code(codes.next().unwrap_or(0))
+                    })
+                    .collect();
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(tp.name.clone())
+                    .with_results_by_partition(rs)
+            })
+            .collect();
+        results.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(t.transactional_id.clone())
+                .with_topic_results(topic_results),
+        );
+    }
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
 }
 
 pub async fn add_offsets(ctx: &Ctx, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
