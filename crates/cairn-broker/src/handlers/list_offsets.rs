@@ -59,10 +59,11 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                             return r.with_error_code(Code::InvalidRequest.code());
                         }
                     };
-                    // As Kafka: a record found at or past the last stable offset is not yet
+                    // As Kafka: a record a timestamp lookup finds at or past the last stable
+                    // offset is not yet
                     // visible to read_committed, so there is no answer.
                     let found = match found {
-                        Ok(Some((o, _))) if p.timestamp != LATEST && o >= visible_end => Ok(None),
+                        Ok(Some((o, _))) if p.timestamp >= 0 && o >= visible_end => Ok(None),
                         f => f,
                     };
                     match found {
