@@ -12,8 +12,8 @@ use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    DescribeProducersRequest, DescribeTransactionsRequest, FindCoordinatorRequest,
-    ListTransactionsRequest, ProducerId, TransactionalId, WriteTxnMarkersRequest,
+    DescribeProducersRequest, DescribeTransactionsRequest, ListTransactionsRequest, ProducerId,
+    TransactionalId, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -117,44 +117,12 @@ fn retriable(e: Option<ResponseError>) -> bool {
 }
 
 impl Connection {
-    /// FindCoordinator for one transactional id; batched form from v4.
+    /// FindCoordinator for one transactional id.
     pub async fn find_transaction_coordinator(&self, transactional_id: &str) -> Result<BrokerInfo> {
-        let version = self.version_for::<FindCoordinatorRequest>()?;
-        if version < 1 {
-            return Err(Error::Protocol(
-                "the broker's FindCoordinator v0 knows consumer groups only".to_string(),
-            ));
-        }
-        let mut req = FindCoordinatorRequest::default().with_key_type(KEY_TYPE_TRANSACTION);
-        if version >= 4 {
-            req = req.with_coordinator_keys(vec![sb(transactional_id)]);
-        } else {
-            req = req.with_key(sb(transactional_id));
-        }
-        let what = || format!("find the coordinator of transactional id '{transactional_id}'");
-        let resp = within(ADMIN_REQUEST_LIMIT, what, self.send_versioned(req, version)).await?;
-        if version >= 4 {
-            let c = resp
-                .coordinators
-                .into_iter()
-                .find(|c| c.key.as_str() == transactional_id)
-                .ok_or_else(|| Error::Protocol(format!("{}: key missing", what())))?;
-            Error::check_code(c.error_code, c.error_message.as_deref(), what)?;
-            Ok(BrokerInfo {
-                node_id: c.node_id.0,
-                host: c.host.to_string(),
-                port: c.port,
-                rack: None,
-            })
-        } else {
-            Error::check_code(resp.error_code, resp.error_message.as_deref(), what)?;
-            Ok(BrokerInfo {
-                node_id: resp.node_id.0,
-                host: resp.host.to_string(),
-                port: resp.port,
-                rack: None,
-            })
-        }
+        self.find_coordinator_of(KEY_TYPE_TRANSACTION, transactional_id, || {
+            format!("find the coordinator of transactional id '{transactional_id}'")
+        })
+        .await
     }
 }
 
