@@ -43,7 +43,6 @@ from kutil import (
 API_INIT_PRODUCER_ID = 22
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
-TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 
 
 # --------------------------------------------------------------------------
@@ -211,28 +210,21 @@ def test_retry_after_restart_is_deduplicated_and_ids_do_not_repeat(broker_factor
     assert watermarks(broker, topic, 0)[1] == 1
 
 
-def test_transactional_id_is_refused_fast(broker_factory):
+def test_a_transactional_id_keeps_its_producer_id_and_bumps_the_epoch(broker_factory):
     broker = broker_factory()
     conn = Conn(broker.host, broker.port)
     try:
         err, pid, epoch = init_producer_id(conn, 1, transactional_id="txn-1")
-        assert (err, pid, epoch) == (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, -1)
+        assert (err, epoch) == (0, 0) and pid >= 0
+        assert init_producer_id(conn, 2, transactional_id="txn-1") == (0, pid, 1)
+        err, other, _ = init_producer_id(conn, 3, transactional_id="txn-2")
+        assert err == 0 and other != pid
     finally:
         conn.close()
-    assert "transactions are not supported" in broker.log_text()
-
-
-def test_transactional_producer_fails_fast_with_a_real_client(broker_factory):
-    """librdkafka's init_transactions() must fail at once, not retry until its timeout."""
-    from confluent_kafka import KafkaException, Producer
-
-    broker = broker_factory()
-    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "txn-real"})
-    started = time.monotonic()
+    # The producer id and epoch are durable: a restart continues from them.
+    broker.restart(graceful=False)
+    conn = Conn(broker.host, broker.port)
     try:
-        p.init_transactions(30)
-        raise AssertionError("init_transactions succeeded on a broker without transactions")
-    except KafkaException as e:
-        assert e.args[0].fatal() or not e.args[0].retriable(), e
-    assert time.monotonic() - started < 10, "the refusal should be immediate"
-    assert "transactions are not supported" in broker.log_text()
+        assert init_producer_id(conn, 4, transactional_id="txn-1") == (0, pid, 2)
+    finally:
+        conn.close()

@@ -2,6 +2,7 @@
 
 use cairn_group::GroupError;
 use cairn_log::{LogError, StoreError};
+use cairn_txn::TxnError;
 pub use kafka_protocol::ResponseError as Code;
 
 use crate::internal_topics::{Change, Refused};
@@ -20,6 +21,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::Io(_) => Code::KafkaStorageError.code(),
         LogError::OutOfOrderSequence { .. } => Code::OutOfOrderSequenceNumber.code(),
         LogError::InvalidProducerEpoch { .. } => Code::InvalidProducerEpoch.code(),
+        LogError::InvalidTxnState(_) => Code::InvalidTxnState.code(),
     }
 }
 
@@ -44,6 +46,21 @@ pub fn group_error_code(e: &GroupError) -> i16 {
         GroupError::GroupMaxSizeReached => Code::GroupMaxSizeReached.code(),
         GroupError::FencedInstanceId => Code::FencedInstanceId.code(),
         GroupError::GroupSubscribedToTopic => Code::GroupSubscribedToTopic.code(),
+    }
+}
+
+/// The transaction coordinator's errors. `fenced_known`: the request version has
+/// PRODUCER_FENCED (KIP-588); older versions get INVALID_PRODUCER_EPOCH for it, as in Kafka.
+pub fn txn_error_code(e: TxnError, fenced_known: bool) -> i16 {
+    match e {
+        TxnError::NotCoordinator => Code::NotCoordinator.code(),
+        TxnError::ConcurrentTransactions => Code::ConcurrentTransactions.code(),
+        TxnError::InvalidProducerIdMapping => Code::InvalidProducerIdMapping.code(),
+        TxnError::ProducerFenced if fenced_known => Code::ProducerFenced.code(),
+        TxnError::ProducerFenced => Code::InvalidProducerEpoch.code(),
+        TxnError::InvalidTxnState => Code::InvalidTxnState.code(),
+        TxnError::InvalidTransactionTimeout => Code::InvalidTransactionTimeout.code(),
+        TxnError::TransactionalIdNotFound => Code::TransactionalIdNotFound.code(),
     }
 }
 

@@ -150,7 +150,11 @@ fn to_output(fx: Effects, rebalances: &mut Vec<RebalanceRecord>) -> Output<Reply
         records: fx
             .records
             .into_iter()
-            .map(|r| LogRecord::plain(r.key, r.value))
+            .map(|r| LogRecord {
+                key: r.key,
+                value: r.value,
+                tag: r.tag,
+            })
             .collect(),
         replies: fx.replies,
     }
@@ -245,22 +249,22 @@ impl Groups {
         let mut coord = GroupCoordinator::with_id_seed(self.config.clone(), seed);
         let now = self.clock.now_ms();
         let mut count = 0usize;
-        let loaded = log.load(
-            &mut |offset, _tag, key, value| match coord.replay(now, key, value) {
-                Ok(Replayed::Unknown(t)) => tracing::warn!(
-                    partition,
-                    offset,
-                    record_type = t,
-                    "skipping unknown record type in {OFFSETS_TOPIC}"
-                ),
-                Ok(_) => count += 1,
-                Err(e) => tracing::warn!(
-                    partition,
-                    offset,
-                    "skipping unreadable record in {OFFSETS_TOPIC}: {e}"
-                ),
-            },
-        );
+        let loaded = log.load(&mut |offset, tag, key, value| match coord
+            .replay(now, tag, key, value)
+        {
+            Ok(Replayed::Unknown(t)) => tracing::warn!(
+                partition,
+                offset,
+                record_type = t,
+                "skipping unknown record type in {OFFSETS_TOPIC}"
+            ),
+            Ok(_) => count += 1,
+            Err(e) => tracing::warn!(
+                partition,
+                offset,
+                "skipping unreadable record in {OFFSETS_TOPIC}: {e}"
+            ),
+        });
         match loaded {
             Ok(stats) => {
                 for (first, end) in stats.lost {
@@ -475,6 +479,22 @@ impl Groups {
             Ok(Err(fault)) => Err(write_error(&fault)),
             Err(_) => Err(GroupError::NotCoordinator),
         }
+    }
+
+    /// Like [`Groups::call`], on the shard of one offsets partition (a transaction marker
+    /// concerns every group of that partition).
+    pub async fn call_partition<T>(
+        self: &Arc<Self>,
+        partition: i32,
+        f: impl FnOnce(&mut GroupCoordinator, i64) -> (T, Effects),
+    ) -> Result<T, GroupError> {
+        self.ready().await?;
+        let cell = self
+            .shards()
+            .get(partition as usize)
+            .cloned()
+            .ok_or(GroupError::NotCoordinator)?;
+        self.call_on(&cell, f).await
     }
 
     /// Like [`Groups::call`] for requests that may be parked (JoinGroup, SyncGroup).
@@ -825,6 +845,7 @@ mod tests {
             group_id: "g".into(),
             key,
             value,
+            tag: cairn_runtime::BatchTag::Plain,
         };
         let cases = vec![
             vec![rec(vec![1; 10], Some(vec![2; 20]))],

@@ -1,5 +1,5 @@
-//! Internal topics hold the broker's own state: today `__consumer_offsets`, the group
-//! coordinator's log. That state must be exactly the replay of the records the broker wrote
+//! Internal topics hold the broker's own state: `__consumer_offsets`, the group coordinator's
+//! log, and `__transaction_state`, the transaction coordinator's. That state must be exactly the replay of the records the broker wrote
 //! itself, and groups are placed on the partitions by a hash over the partition count. So
 //! clients may read these topics but not append to them, create, grow, delete or reconfigure
 //! them. Every path that changes a topic asks here first; the refusal becomes a Kafka error
@@ -8,12 +8,13 @@
 use std::fmt;
 
 use crate::groups::OFFSETS_TOPIC;
+use crate::txns::TXN_TOPIC;
 
 /// Whether `name` is an internal topic. Decided by name, as Kafka's `Topic.isInternal` does, so
 /// a topic of that name is internal however it came to exist (an older data directory may hold
 /// one a client created).
 pub fn is_internal(name: &str) -> bool {
-    name == OFFSETS_TOPIC
+    name == OFFSETS_TOPIC || name == TXN_TOPIC
 }
 
 /// What a client asked to do to an internal topic.
@@ -116,8 +117,9 @@ mod tests {
     use crate::errors::{internal_topic_code, Code};
 
     #[test]
-    fn only_the_offsets_topic_is_internal() {
+    fn only_the_coordinators_topics_are_internal() {
         assert!(is_internal("__consumer_offsets"));
+        assert!(is_internal("__transaction_state"));
         for name in [
             "orders",
             "__consumer_offsets2",

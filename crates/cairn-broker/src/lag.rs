@@ -416,7 +416,8 @@ impl LagEngine {
                 });
                 continue;
             };
-            let lag = (end - off).max(0);
+            // Markers and aborted records are never consumed, so they are not lag.
+            let lag = ((end - off).max(0) - log.hidden_offsets(off, end)).max(0);
             let lag_seconds = if lag == 0 {
                 Some(0.0)
             } else {

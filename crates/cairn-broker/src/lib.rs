@@ -15,6 +15,7 @@ mod metrics;
 mod security;
 mod server;
 mod state;
+mod txns;
 mod versions;
 mod view;
 pub mod wire;

@@ -80,6 +80,17 @@ pub struct Metrics {
     commit_failures: Family<ErrorLabel, Counter>,
     rebalances: Family<CauseLabel, Counter>,
     rebalance_seconds: HistogramFamily<PhaseLabel>,
+    /// Transactions completed, by outcome (committed, aborted), and those the broker aborted
+    /// because they outlived their timeout.
+    transactions: Family<OutcomeLabel, Counter>,
+    transactions_timed_out: Counter,
+    /// Open transactions (ongoing or prepared), counted at scrape time by the driver.
+    transactions_open: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -137,6 +148,9 @@ impl Metrics {
             commit_failures: Family::default(),
             rebalances: Family::default(),
             rebalance_seconds: Family::new_with_constructor(rebalance_histogram),
+            transactions: Family::default(),
+            transactions_timed_out: Counter::default(),
+            transactions_open: Gauge::default(),
         };
         let mut m = m;
         let r = &mut m.registry;
@@ -190,7 +204,37 @@ impl Metrics {
             "Duration of rebalances that reached Stable: total, preparing and completing phases",
             m.rebalance_seconds.clone(),
         );
+        r.register(
+            "cairn_transactions",
+            "Transactions completed (markers written), by outcome",
+            m.transactions.clone(),
+        );
+        r.register(
+            "cairn_transactions_timed_out",
+            "Transactions the broker aborted because they outlived their transaction.timeout.ms",
+            m.transactions_timed_out.clone(),
+        );
+        r.register(
+            "cairn_transactions_open",
+            "Transactions ongoing or prepared (not yet completed)",
+            m.transactions_open.clone(),
+        );
         m
+    }
+
+    pub fn transaction_completed(&self, commit: bool) {
+        let outcome = if commit { "committed" } else { "aborted" };
+        self.transactions
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    pub fn transaction_timed_out(&self) {
+        self.transactions_timed_out.inc();
+    }
+
+    pub fn set_transactions_open(&self, n: usize) {
+        self.transactions_open.set(n as i64);
     }
 
     pub fn request(&self, key: ApiKey, elapsed: Duration) {

@@ -122,8 +122,20 @@ impl Broker {
                 "group coordinator loaded"
             );
         }
+        let txns = Arc::new(crate::txns::Txns::new(
+            &config,
+            store.clone(),
+            groups.clone(),
+            metrics.clone(),
+        ));
+        let loader = txns.clone();
+        let loaded = tokio::task::spawn_blocking(move || loader.load()).await?;
+        if loaded > 0 {
+            tracing::info!(records = loaded, "transaction coordinator loaded");
+        }
         let state = Arc::new(BrokerState {
             groups,
+            txns,
             node_id: config.node_id(),
             security,
             appended: watch::channel(0).0,
@@ -132,6 +144,12 @@ impl Broker {
             config,
             metrics: metrics.clone(),
         });
+        let weak = Arc::downgrade(&state);
+        state.txns.set_on_marker(Arc::new(move || {
+            if let Some(s) = weak.upgrade() {
+                s.notify_append();
+            }
+        }));
         let lag = Arc::new(LagEngine::new(
             state.store.clone(),
             state.groups.clone(),
@@ -144,6 +162,7 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         spawn_background(state.clone(), shutdown_rx.clone());
         tokio::spawn(state.groups.clone().run_timers(shutdown_rx.clone()));
+        tokio::spawn(state.txns.clone().run_until(shutdown_rx.clone()));
         let mut tasks = Vec::new();
         let mut listeners = Vec::new();
         for (l, local, ctx) in bound {

@@ -20,6 +20,7 @@ pub struct BrokerState {
     pub flusher: Option<Flusher>,
     /// The group coordinator and offset manager.
     pub groups: Arc<Groups>,
+    pub txns: Arc<crate::txns::Txns>,
     pub metrics: Arc<Metrics>,
     /// Credentials, ACLs and the authorization check.
     pub security: Arc<crate::security::Security>,

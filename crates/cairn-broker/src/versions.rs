@@ -28,6 +28,18 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     // v6 is unstable in Kafka and beyond what the protocol crate decodes.
     (ApiKey::InitProducerId, 0, 5),
+    // The original transaction protocol. AddPartitionsToTxn v4+ is the brokers' batched form;
+    // EndTxn and TxnOffsetCommit v5 belong to transaction version 2 (KIP-890 part 2), which
+    // this broker does not finalize, so clients stay on the original protocol.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    // v2 of ListTransactions filters by a Java regular expression, not served.
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::WriteTxnMarkers, 1, 1),
     // SaslHandshake v0 is followed by bare SASL tokens (no SaslAuthenticate), and librdkafka
     // 2.0 authenticates only if v0 is in the advertised range. Kafka 4 removed the ACL APIs' v0.
     (ApiKey::SaslHandshake, 0, 1),

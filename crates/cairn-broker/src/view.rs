@@ -136,6 +136,8 @@ impl http::BrokerView for View {
                             partition: p,
                             log_start_offset: log.log_start_offset(),
                             log_end_offset: log.log_end_offset(),
+                            last_stable_offset: log.last_stable_offset(),
+                            open_transactions: log.open_transactions().len(),
                             size_bytes: log.size_bytes(),
                         })
                     })

@@ -1,105 +1,19 @@
 //! Wire-level tests of idempotent producers: InitProducerId and Produce sequence checks.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod common;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use cairn_broker::{Broker, BrokerOptions};
-use cairn_config::BrokerConfig;
+use bytes::Bytes;
+use common::{call, produce_to, producer_batch, start};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpStream;
 
-async fn start(dir: &std::path::Path) -> Broker {
-    Broker::start(BrokerOptions {
-        listen: Some("127.0.0.1:0".into()),
-        data_dir: dir.to_path_buf(),
-        config: BrokerConfig::from_pairs(BTreeMap::<String, String>::new()).unwrap(),
-    })
-    .await
-    .unwrap()
-}
-
-async fn call<R: Request>(sock: &mut TcpStream, req: &R, version: i16) -> R::Response {
-    let mut b = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(3)
-        .with_client_id(Some(StrBytes::from_static_str("idempotence-test")))
-        .encode(&mut b, R::header_version(version))
-        .unwrap();
-    req.encode(&mut b, version).unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(b.len() as i32);
-    frame.extend_from_slice(&b);
-    sock.write_all(&frame).await.unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(5), sock.read_i32())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut buf = vec![0u8; n as usize];
-    sock.read_exact(&mut buf).await.unwrap();
-    let mut resp = Bytes::from(buf);
-    let hv = ApiKey::try_from(R::KEY)
-        .unwrap()
-        .response_header_version(version);
-    ResponseHeader::decode(&mut resp, hv).unwrap();
-    R::Response::decode(&mut resp, version).unwrap()
-}
-
 fn batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: seq + i as i32,
-            timestamp: 1_000,
-            key: None,
-            value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    producer_batch(pid, epoch, seq, values, false)
 }
 
-/// (error, base offset) of producing `records` to partition 0 of `topic` with acks=all.
 async fn produce(sock: &mut TcpStream, topic: &str, records: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(records)),
-            ])]);
-    let r = call(sock, &req, 9).await;
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    produce_to(sock, topic, 0, records, None).await
 }
 
 async fn init_pid(sock: &mut TcpStream, txn: Option<&str>, version: i16) -> InitProducerIdResponse {
@@ -140,9 +54,15 @@ async fn init_producer_id_and_sequence_checks_over_the_wire() {
     pids.dedup();
     assert_eq!(pids.len(), 6, "producer ids repeat: {pids:?}");
 
+    // A transactional id keeps its producer id; each new instance bumps the epoch.
     let r = init_pid(&mut s, Some("txn"), 4).await;
-    assert_eq!(r.error_code, 53);
-    assert_eq!(r.producer_id.0, -1);
+    assert_eq!((r.error_code, r.producer_epoch), (0, 0));
+    let again = init_pid(&mut s, Some("txn"), 4).await;
+    assert_eq!(
+        (again.error_code, again.producer_id, again.producer_epoch),
+        (0, r.producer_id, 1)
+    );
+    assert!(!pids.contains(&r.producer_id.0));
     assert_eq!(init_pid(&mut s, Some(""), 4).await.error_code, 42);
 
     let pid = pids[0];

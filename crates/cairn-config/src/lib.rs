@@ -376,6 +376,24 @@ impl BrokerConfig {
     pub fn offsets_topic_segment_bytes(&self) -> i64 {
         self.long("offsets.topic.segment.bytes")
     }
+    pub fn transaction_state_log_num_partitions(&self) -> i32 {
+        self.long("transaction.state.log.num.partitions") as i32
+    }
+    pub fn transaction_state_log_segment_bytes(&self) -> i64 {
+        self.long("transaction.state.log.segment.bytes")
+    }
+    pub fn transaction_max_timeout_ms(&self) -> i32 {
+        self.long("transaction.max.timeout.ms") as i32
+    }
+    pub fn transactional_id_expiration_ms(&self) -> i64 {
+        self.long("transactional.id.expiration.ms")
+    }
+    pub fn transaction_abort_check_interval_ms(&self) -> i64 {
+        self.long("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+    }
+    pub fn transaction_remove_expired_interval_ms(&self) -> i64 {
+        self.long("transaction.remove.expired.transaction.cleanup.interval.ms")
+    }
     pub fn offsets_retention_ms(&self) -> i64 {
         self.long("offsets.retention.minutes")
             .saturating_mul(60_000)

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use cairn_runtime::{Seq, Token};
+use cairn_runtime::{BatchTag, Seq, Token};
 
 use crate::classic::prepare_rebalance;
 use crate::error::GroupError;
@@ -37,6 +37,9 @@ pub struct GroupCoordinator {
     /// Reused to look offsets up while replaying, so a commit to a partition already known
     /// allocates no key.
     replay_key: (String, i32),
+    /// Offsets committed inside transactions, by producer, until their marker (Kafka's
+    /// pending transactional offsets): invisible to reads, never expired.
+    pub(crate) txn_pending: BTreeMap<i64, BTreeMap<PendingKey, OffsetEntry>>,
 }
 
 /// One step back. A request saves a group the first time it touches it (everything but its
@@ -57,12 +60,22 @@ enum Undo {
         partition: i32,
         before: Option<OffsetEntry>,
     },
+    /// A transactional producer's pending offset, saved as replay replaces it.
+    Pending {
+        seq: Seq,
+        producer_id: i64,
+        key: PendingKey,
+        before: Option<OffsetEntry>,
+    },
 }
+
+/// (group, topic, partition) of a pending transactional offset.
+pub(crate) type PendingKey = (String, String, i32);
 
 impl Undo {
     fn seq(&self) -> Seq {
         match self {
-            Undo::Group { seq, .. } | Undo::Offset { seq, .. } => *seq,
+            Undo::Group { seq, .. } | Undo::Offset { seq, .. } | Undo::Pending { seq, .. } => *seq,
         }
     }
 }
@@ -92,6 +105,7 @@ impl GroupCoordinator {
             earlier_final: false,
             skipped_save: false,
             replay_key: (String::new(), 0),
+            txn_pending: BTreeMap::new(),
         }
     }
 
@@ -132,7 +146,7 @@ impl GroupCoordinator {
             fx.records.first().map(|r| &r.group_id)
         );
         for r in &fx.records {
-            let replayed = self.replay(now, &r.key, r.value.as_deref());
+            let replayed = self.replay(now, r.tag, &r.key, r.value.as_deref());
             debug_assert!(replayed.is_ok(), "own record must replay: {replayed:?}");
         }
     }
@@ -434,12 +448,41 @@ impl GroupCoordinator {
     /// loading calls it for every stored record, and every handler's records go through it.
     /// Session state (members parked in a rebalance, timers) is not recorded; a load rebuilds
     /// it from the last metadata record in [`Self::finish_load`].
+    ///
+    /// Offsets in a transactional batch are kept pending for their producer; the producer's
+    /// COMMIT marker applies them exactly as plain offset records, its ABORT marker drops them.
     pub fn replay(
         &mut self,
         now: i64,
+        tag: BatchTag,
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<Replayed, RecordError> {
+        match tag {
+            BatchTag::Plain => {}
+            BatchTag::Control { producer_id, .. } => {
+                return Ok(self.replay_marker(now, producer_id, key));
+            }
+            BatchTag::Transactional { producer_id, .. } => {
+                if let KeyRef::Offset {
+                    group,
+                    topic,
+                    partition,
+                    ..
+                } = records::decode_key_ref(key)?
+                {
+                    let entry = value
+                        .map(|v| {
+                            records::decode_offset_value_ref(v)
+                                .map(|r| OffsetEntry::from_value(r.to_owned_value()))
+                        })
+                        .transpose()?;
+                    let k = (group.to_string(), topic.to_string(), partition);
+                    self.set_pending(producer_id, k, entry);
+                    return Ok(Replayed::Offset);
+                }
+            }
+        }
         // Offset commits are nearly every record: decoded without copying, and the group and
         // topic copied into the maps only when they are not there yet.
         let (group, topic, partition) = match records::decode_key_ref(key)? {
@@ -461,6 +504,31 @@ impl GroupCoordinator {
                     .map(|r| OffsetEntry::from_value(r.to_owned_value()))
             })
             .transpose()?;
+        if entry.is_none() && !self.txn_pending.is_empty() {
+            // A removed offset takes the pending transactional ones of its partition along.
+            let k = (group.to_string(), topic.to_string(), partition);
+            let pids: Vec<i64> = self
+                .txn_pending
+                .iter()
+                .filter(|(_, m)| m.contains_key(&k))
+                .map(|(p, _)| *p)
+                .collect();
+            for pid in pids {
+                self.set_pending(pid, k.clone(), None);
+            }
+        }
+        Ok(self.put_offset(now, group, topic, partition, entry))
+    }
+
+    /// Sets (or with `None` removes) a committed offset, as an offset record does.
+    fn put_offset(
+        &mut self,
+        now: i64,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        entry: Option<OffsetEntry>,
+    ) -> Replayed {
         if entry.is_some() && !self.groups.contains_key(group) {
             // Offsets of an unknown group make it a simple group.
             self.save(group);
@@ -468,7 +536,7 @@ impl GroupCoordinator {
                 .insert(group.to_string(), Group::new(group, now));
         }
         let Some(g) = self.groups.get_mut(group) else {
-            return Ok(Replayed::Offset);
+            return Replayed::Offset;
         };
         let k = &mut self.replay_key;
         k.0.clear();
@@ -488,7 +556,89 @@ impl GroupCoordinator {
                 before,
             });
         }
-        Ok(Replayed::Offset)
+        Replayed::Offset
+    }
+
+    /// Sets (or removes) one pending transactional offset, saving what it replaces.
+    fn set_pending(&mut self, producer_id: i64, key: PendingKey, entry: Option<OffsetEntry>) {
+        let map = self.txn_pending.entry(producer_id).or_default();
+        let before = match entry {
+            Some(e) => map.insert(key.clone(), e),
+            None => map.remove(&key),
+        };
+        if map.is_empty() {
+            self.txn_pending.remove(&producer_id);
+        }
+        if let Some(seq) = self.scope {
+            self.undo.push_back(Undo::Pending {
+                seq,
+                producer_id,
+                key,
+                before,
+            });
+        }
+    }
+
+    /// A transaction marker of `producer_id`: COMMIT applies its pending offsets, ABORT drops
+    /// them. Other control records change nothing.
+    fn replay_marker(&mut self, now: i64, producer_id: i64, key: &[u8]) -> Replayed {
+        let Some(commit) = records::decode_marker_key(key) else {
+            return Replayed::Offset;
+        };
+        let pending: Vec<(PendingKey, OffsetEntry)> = self
+            .txn_pending
+            .get(&producer_id)
+            .map(|m| m.iter().map(|(k, e)| (k.clone(), e.clone())).collect())
+            .unwrap_or_default();
+        for (k, e) in pending {
+            self.set_pending(producer_id, k.clone(), None);
+            if commit {
+                let (group, topic, partition) = k;
+                self.put_offset(now, &group, &topic, partition, Some(e));
+            }
+        }
+        Replayed::Offset
+    }
+
+    /// Whether a transaction's offset for the partition is pending in the durable view
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (group.to_string(), topic.to_string(), partition);
+        let mut decided: BTreeMap<i64, bool> = BTreeMap::new();
+        for u in &self.undo {
+            if let Undo::Pending {
+                producer_id,
+                key: k,
+                before,
+                ..
+            } = u
+            {
+                if *k == key {
+                    decided.entry(*producer_id).or_insert(before.is_some());
+                }
+            }
+        }
+        if decided.values().any(|p| *p) {
+            return true;
+        }
+        self.txn_pending
+            .iter()
+            .any(|(pid, m)| !decided.contains_key(pid) && m.contains_key(&key))
+    }
+
+    /// Whether any transaction has offsets pending for the group (it is then not deleted).
+    pub(crate) fn group_has_pending(&self, group: &str) -> bool {
+        self.txn_pending
+            .values()
+            .any(|m| m.keys().any(|(g, _, _)| g == group))
+    }
+
+    /// Pending transactional offsets, for tests: producer → (group, topic, partition) → offset.
+    pub fn pending_offsets(&self) -> BTreeMap<i64, BTreeMap<PendingKey, i64>> {
+        self.txn_pending
+            .iter()
+            .map(|(p, m)| (*p, m.iter().map(|(k, e)| (k.clone(), e.offset)).collect()))
+            .collect()
     }
 
     fn replay_group(
@@ -694,6 +844,25 @@ impl cairn_runtime::Coordinator for GroupCoordinator {
                             self.groups.insert(group, g);
                         }
                         (None, None) => {}
+                    }
+                }
+                Undo::Pending {
+                    producer_id,
+                    key,
+                    before,
+                    ..
+                } => {
+                    let map = self.txn_pending.entry(producer_id).or_default();
+                    match before {
+                        Some(e) => {
+                            map.insert(key, e);
+                        }
+                        None => {
+                            map.remove(&key);
+                        }
+                    }
+                    if map.is_empty() {
+                        self.txn_pending.remove(&producer_id);
                     }
                 }
                 Undo::Group { id, before, .. } => {

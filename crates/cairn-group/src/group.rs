@@ -326,6 +326,7 @@ impl Group {
                 records::encode_group_value(&value, records::GROUP_VALUE_VERSION)
                     .expect("supported version"),
             ),
+            tag: cairn_runtime::BatchTag::Plain,
         }
     }
 
@@ -346,6 +347,7 @@ impl Group {
             group_id: self.id.clone(),
             key: records::encode_group_key(&self.id),
             value: None,
+            tag: cairn_runtime::BatchTag::Plain,
         }
     }
 
@@ -363,6 +365,7 @@ impl Group {
             group_id: self.id.clone(),
             key: records::encode_offset_key(&self.id, topic, partition),
             value,
+            tag: cairn_runtime::BatchTag::Plain,
         }
     }
 

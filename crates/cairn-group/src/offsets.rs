@@ -9,7 +9,7 @@ use crate::history::Cx;
 use crate::records;
 use crate::types::{
     CommitResult, Effects, FetchResult, FetchedOffset, GroupState, OffsetCommit, RebalanceCause,
-    Record,
+    Record, TxnOffsetCommit, TxnOffsetCommitResult,
 };
 
 /// Per-group outcome of a DeleteGroups.
@@ -69,6 +69,128 @@ fn is_expired(g: &Group, topic: &str, e: &OffsetEntry, now: i64, retention: i64)
 }
 
 impl GroupCoordinator {
+    /// TxnOffsetCommit: the offsets become the producer's pending transactional records, seen
+    /// by nobody until its COMMIT marker. Kafka's checks (KIP-447): an unknown group is
+    /// created (a simple group), a Dead one is COORDINATOR_NOT_AVAILABLE; a member id must be
+    /// a member, a static member's instance must match, and a generation, when given, must be
+    /// the group's.
+    pub fn txn_offset_commit(
+        &mut self,
+        now: i64,
+        req: &TxnOffsetCommit,
+    ) -> (TxnOffsetCommitResult, Effects) {
+        self.arm_expiry(now);
+        let mut fx = Effects::default();
+        let all = |e: GroupError| -> TxnOffsetCommitResult {
+            req.topics
+                .iter()
+                .map(|(t, ps)| {
+                    let rs = ps.iter().map(|p| (p.partition, Err(e.clone()))).collect();
+                    (t.clone(), rs)
+                })
+                .collect()
+        };
+        if req.group_id.is_empty() {
+            return (all(GroupError::InvalidGroupId), fx);
+        }
+        let mut fresh;
+        let g = match self.groups.get(&req.group_id) {
+            Some(g) => g,
+            None => {
+                fresh = Group::new(&req.group_id, now);
+                fx.records.push(fresh.metadata_record());
+                &mut fresh
+            }
+        };
+        let checked = if g.state == GroupState::Dead {
+            Err(GroupError::CoordinatorNotAvailable)
+        } else if !req.member_id.is_empty() || req.group_instance_id.is_some() {
+            validate_member(g, &req.member_id, req.group_instance_id.as_deref())
+        } else {
+            Ok(())
+        };
+        let checked = checked.and(
+            if req.generation_id >= 0 && req.generation_id != g.generation {
+                Err(GroupError::IllegalGeneration)
+            } else {
+                Ok(())
+            },
+        );
+        if let Err(e) = checked {
+            return (all(e), Effects::default());
+        }
+        let tag = cairn_runtime::BatchTag::Transactional {
+            producer_id: req.producer_id,
+            producer_epoch: req.producer_epoch,
+        };
+        let max_meta = self.config.offset_metadata_max_bytes;
+        let mut result: TxnOffsetCommitResult = Vec::new();
+        let mut commit_records = Vec::new();
+        for (topic, parts) in &req.topics {
+            let mut rs = Vec::new();
+            for p in parts {
+                let metadata = p.metadata.clone().unwrap_or_default();
+                if utf16_len(&metadata) > max_meta {
+                    rs.push((p.partition, Err(GroupError::OffsetMetadataTooLarge)));
+                    continue;
+                }
+                let entry = OffsetEntry {
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                    expire_timestamp: None,
+                };
+                let mut r = g.offset_record(topic, p.partition, Some(&entry));
+                r.tag = tag;
+                commit_records.push(r);
+                rs.push((p.partition, Ok(())));
+            }
+            result.push((topic.clone(), rs));
+        }
+        let size = records::batch_size(fx.records.iter().chain(&commit_records));
+        if size > self.config.max_record_batch_bytes {
+            for (_, rs) in &mut result {
+                for (_, r) in rs.iter_mut() {
+                    if r.is_ok() {
+                        *r = Err(GroupError::InvalidCommitOffsetSize);
+                    }
+                }
+            }
+            return (result, Effects::default());
+        }
+        fx.records.extend(commit_records);
+        self.apply(now, &fx);
+        (result, fx)
+    }
+
+    /// A transaction's marker in this offsets partition: written as a control record of the
+    /// producer; COMMIT makes its pending offsets committed, ABORT drops them. Always written,
+    /// even with nothing pending (markers are re-sent after a restart).
+    pub fn complete_transaction(
+        &mut self,
+        now: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Effects {
+        let (key, value) = records::encode_marker(commit, coordinator_epoch);
+        let mut fx = Effects::default();
+        fx.records.push(Record {
+            // A marker belongs to no one group: it settles the producer's offsets in all.
+            group_id: String::new(),
+            key,
+            value: Some(value),
+            tag: cairn_runtime::BatchTag::Control {
+                producer_id,
+                producer_epoch,
+            },
+        });
+        self.apply(now, &fx);
+        fx
+    }
+
     pub fn commit_offsets(&mut self, now: i64, req: OffsetCommit) -> (CommitResult, Effects) {
         self.arm_expiry(now);
         // A commit changes its offsets (saved one by one as they are replayed) and the
@@ -324,13 +446,19 @@ impl GroupCoordinator {
         for g in self.groups.values() {
             let mut expired = 0;
             for ((t, p), e) in &g.offsets {
-                if is_expired(g, t, e, now, retention) {
+                // An offset a transaction is about to replace is kept until it settles.
+                let pending = !self.txn_pending.is_empty() && self.has_pending(&g.id, t, *p);
+                if !pending && is_expired(g, t, e, now, retention) {
                     fx.records.push(g.offset_record(t, *p, None));
                     expired += 1;
                 }
             }
             // An Empty group with nothing left to remember is deleted.
-            if g.state == GroupState::Empty && g.offsets.len() == expired && g.pending.is_empty() {
+            if g.state == GroupState::Empty
+                && g.offsets.len() == expired
+                && g.pending.is_empty()
+                && !self.group_has_pending(&g.id)
+            {
                 fx.records.push(g.tombstone_record());
             }
         }

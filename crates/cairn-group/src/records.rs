@@ -604,6 +604,27 @@ pub fn decode_group_value(bytes: &[u8]) -> Result<GroupValue, RecordError> {
     })
 }
 
+/// A transaction marker's key and value, as Kafka writes them in every partition of a
+/// transaction, `__consumer_offsets` included: key int16 version 0 + int16 type (0 ABORT,
+/// 1 COMMIT), value int16 version 0 + int32 coordinator epoch.
+pub fn encode_marker(commit: bool, coordinator_epoch: i32) -> (Vec<u8>, Vec<u8>) {
+    let mut key = 0i16.to_be_bytes().to_vec();
+    key.extend_from_slice(&i16::from(commit).to_be_bytes());
+    let mut value = 0i16.to_be_bytes().to_vec();
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    (key, value)
+}
+
+/// Whether a control record's key is a COMMIT (true) or ABORT (false) marker; `None` for
+/// other control records.
+pub fn decode_marker_key(key: &[u8]) -> Option<bool> {
+    match key {
+        [_, _, 0, 0, ..] => Some(false),
+        [_, _, 0, 1, ..] => Some(true),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -37,7 +37,8 @@ fn listed(c: &GroupCoordinator) -> Vec<String> {
 fn replayed(records: &[Record]) -> std::collections::BTreeMap<String, RecordedGroup> {
     let mut r = GroupCoordinator::new(GroupConfig::default());
     for rec in records {
-        r.replay(0, &rec.key, rec.value.as_deref()).unwrap();
+        r.replay(0, rec.tag, &rec.key, rec.value.as_deref())
+            .unwrap();
     }
     r.recorded_state()
 }

@@ -653,7 +653,9 @@ fn loading_an_oversized_group_rebalances_it() {
         ..cfg()
     });
     for rec in &log {
-        loaded.replay(5000, &rec.key, rec.value.as_deref()).unwrap();
+        loaded
+            .replay(5000, rec.tag, &rec.key, rec.value.as_deref())
+            .unwrap();
     }
     assert!(
         loaded.rebalance_history(G).is_empty(),
@@ -762,7 +764,8 @@ fn a_loaded_empty_group_counts_moves_from_nothing() {
     assert_eq!(fx.records.len(), 1);
     let mut h = H::new();
     for rec in &fx.records {
-        h.c.replay(10, &rec.key, rec.value.as_deref()).unwrap();
+        h.c.replay(10, rec.tag, &rec.key, rec.value.as_deref())
+            .unwrap();
     }
     h.c.finish_load(10);
     let (t, fx) = h.join(20, "");

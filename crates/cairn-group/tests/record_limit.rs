@@ -173,7 +173,8 @@ fn too_large_assignment_fails_every_parked_member_and_rebalances() {
     );
     let mut r = GroupCoordinator::new(cfg(50_000));
     for rec in &log {
-        r.replay(4, &rec.key, rec.value.as_deref()).unwrap();
+        r.replay(4, rec.tag, &rec.key, rec.value.as_deref())
+            .unwrap();
     }
     let _ = r.finish_load(4);
     let d = r.describe_group("g").unwrap();

@@ -592,7 +592,8 @@ fn replay_rebuilds_state() {
     log.extend(c.commit_offsets(1, commit("s", "", -1, 3)).1.records);
     let mut r = GroupCoordinator::new(cfg());
     for rec in &log {
-        r.replay(2, &rec.key, rec.value.as_deref()).unwrap();
+        r.replay(2, rec.tag, &rec.key, rec.value.as_deref())
+            .unwrap();
     }
     let _ = r.finish_load(2);
     assert_eq!(r.fetch_offsets("g", None), c.fetch_offsets("g", None));
@@ -602,5 +603,8 @@ fn replay_rebuilds_state() {
         (d.state, d.generation_id, d.members[0].assignment.clone()),
         (GroupState::Stable, 1, vec![5])
     );
-    assert_eq!(r.replay(2, &[0, 9, 0, 0], None), Ok(Replayed::Unknown(9)));
+    assert_eq!(
+        r.replay(2, cairn_runtime::BatchTag::Plain, &[0, 9, 0, 0], None),
+        Ok(Replayed::Unknown(9))
+    );
 }

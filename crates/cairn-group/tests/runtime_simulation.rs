@@ -294,7 +294,8 @@ fn offset_of(r: &LogRecord) -> Option<(OffsetKey, Option<(i64, i64)>)> {
 fn replayed(records: &[LogRecord], now: i64, id_seed: u64) -> GroupCoordinator {
     let mut c = GroupCoordinator::with_id_seed(config(), id_seed);
     for r in records {
-        c.replay(now, &r.key, r.value.as_deref()).expect("replay");
+        c.replay(now, r.tag, &r.key, r.value.as_deref())
+            .expect("replay");
     }
     c
 }
@@ -755,7 +756,7 @@ impl Sim {
                     self.acked.extend(p.records.iter().cloned());
                     for r in &p.records {
                         self.shadow
-                            .replay(self.now, &r.key, r.value.as_deref())
+                            .replay(self.now, r.tag, &r.key, r.value.as_deref())
                             .expect("replay");
                     }
                 }

@@ -199,7 +199,7 @@ impl Sim {
         }
         for rec in fx.records {
             self.shadow
-                .replay(self.now, &rec.key, rec.value.as_deref())
+                .replay(self.now, rec.tag, &rec.key, rec.value.as_deref())
                 .unwrap_or_else(|e| panic!("seed {}: bad record: {e}", self.seed));
             match decode_key(&rec.key).unwrap() {
                 RecordKey::Offset {
@@ -302,7 +302,7 @@ impl Sim {
         let mut fresh = GroupCoordinator::with_id_seed(config(), self.seed ^ (self.restarts << 40));
         for rec in &self.log {
             fresh
-                .replay(self.now, &rec.key, rec.value.as_deref())
+                .replay(self.now, rec.tag, &rec.key, rec.value.as_deref())
                 .unwrap();
         }
         self.coord = fresh;

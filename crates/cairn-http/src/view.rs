@@ -150,5 +150,9 @@ pub struct TopicPartitionInfo {
     pub partition: i32,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// Where read_committed consumers stop: the first offset of the oldest open transaction.
+    pub last_stable_offset: i64,
+    /// Transactions open on the partition (each holds the last stable offset at its start).
+    pub open_transactions: usize,
     pub size_bytes: u64,
 }

@@ -6,13 +6,15 @@
 //! - [`Store`]: the persisted topic registry owning all partition logs.
 
 pub mod batch;
+pub mod control;
 mod partition;
 mod record_log;
 mod store;
 
+pub use control::{encode_marker, MarkerKind};
 pub use partition::{
-    AppendInfo, CompactStats, Damage, LogConfig, LogError, PartitionCheck, PartitionLog,
-    ReadResult, SegmentReport, TimestampType,
+    AbortedTxn, AppendInfo, CompactStats, Damage, LogConfig, LogError, OpenTxn, PartitionCheck,
+    PartitionLog, ReadResult, SegmentReport, TimestampType,
 };
 pub use record_log::encode_records;
 pub use store::{

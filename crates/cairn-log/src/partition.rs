@@ -25,9 +25,14 @@ use crate::batch::{self, BatchError, BatchView, HEADER_SIZE};
 mod compact;
 mod producers;
 mod scan;
+mod txn;
 use compact::CleanerState;
 pub use compact::CompactStats;
 use producers::{ProducerStates, Staged, Verdict};
+pub use txn::{AbortedTxn, OpenTxn};
+use txn::{TxnBatch, TxnIndex};
+
+use crate::control::MarkerKind;
 pub use scan::Damage;
 use scan::{readable_until, scan_segment, skip_holes, Bounds};
 
@@ -141,6 +146,8 @@ pub enum LogError {
         expected: i32,
         got: i32,
     },
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
     #[error("producer {producer_id}: epoch {epoch} is older than the current {current}")]
     InvalidProducerEpoch {
         producer_id: i64,
@@ -569,6 +576,44 @@ fn rebuild_producers(segments: &[Segment], compacted: bool) -> Result<ProducerSt
     Ok(states)
 }
 
+/// Rebuilds the transaction index from the whole log: every batch header, and the one record of
+/// each control batch (its key says COMMIT or ABORT). Damaged ranges are stepped over.
+fn rebuild_txns(segments: &[Segment]) -> Result<TxnIndex, LogError> {
+    let mut txns = TxnIndex::default();
+    for seg in segments {
+        let mut pos = skip_holes(&seg.holes, 0);
+        while pos + HEADER_SIZE as u64 <= seg.size {
+            let header = read_header(&seg.log, pos)?;
+            let Ok(view) = BatchView::new(&header[..]) else {
+                break;
+            };
+            let size = view.size() as u64;
+            let meaning = if view.is_control() {
+                if pos + size > seg.size {
+                    break;
+                }
+                let mut full = vec![0u8; size as usize];
+                seg.log.read_exact_at(&mut full, pos)?;
+                let full = BatchView::new(&full[..])?;
+                TxnBatch::of(&full)
+            } else {
+                TxnBatch::of(&view)
+            };
+            if let Some(t) = meaning {
+                let offsets = view.next_offset() - view.base_offset();
+                txns.apply(&TxnIndex::stage(
+                    t,
+                    view.base_offset(),
+                    view.max_timestamp(),
+                    offsets,
+                ));
+            }
+            pos = skip_holes(&seg.holes, pos + size);
+        }
+    }
+    Ok(txns)
+}
+
 struct Inner {
     /// Sorted by base offset; the last one is active.
     segments: Vec<Segment>,
@@ -576,6 +621,8 @@ struct Inner {
     marker_present: bool,
     /// Idempotent producers' sequences, checked and updated with offset assignment.
     producers: ProducerStates,
+    /// Open and aborted transactions, for the last stable offset and read_committed fetches.
+    txns: TxnIndex,
 }
 
 impl Inner {
@@ -635,6 +682,8 @@ struct Pending {
     offsets: i64,
     records: u32,
     producer: Option<producers::Incoming>,
+    /// What the batch means for transactions (transactional data or a marker).
+    txn: Option<TxnBatch>,
 }
 
 impl PartitionLog {
@@ -734,8 +783,10 @@ impl PartitionLog {
         let start = segments[0].base;
         let end = segments.last().expect("non-empty").next_offset;
         let producers = rebuild_producers(&segments, config.cleanup_compact)?;
+        let txns = rebuild_txns(&segments)?;
         info!(dir = %dir.display(), segments = segments.len(), start, end, clean,
-            producers = producers.len(), "partition log opened");
+            producers = producers.len(), open_transactions = txns.open().len(),
+            "partition log opened");
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             config: RwLock::new(config),
@@ -743,6 +794,7 @@ impl PartitionLog {
                 segments,
                 marker_present: false,
                 producers,
+                txns,
             }),
             cleaner: Mutex::new(CleanerState::default()),
             start: AtomicI64::new(start),
@@ -774,6 +826,55 @@ impl PartitionLog {
 
     pub fn log_end_offset(&self) -> i64 {
         self.end.load(Ordering::Acquire)
+    }
+
+    /// The last stable offset: the first offset of the oldest transaction still open here, or
+    /// the log end; never below the log start. read_committed readers stop there.
+    pub fn last_stable_offset(&self) -> i64 {
+        let inner = self.inner.lock();
+        let end = inner.segments.last().expect("non-empty").next_offset;
+        let start = self.log_start_offset();
+        inner.txns.first_open().map_or(end, |f| f.clamp(start, end))
+    }
+
+    /// Aborted transactions overlapping `[from, to)`, by first offset.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.inner.lock().txns.aborted_between(from, to)
+    }
+
+    /// How many offsets in `[from, to)` hold nothing a consumer is given: transaction markers,
+    /// and the records of transactions aborted within the range. Lag leaves them out, so a
+    /// group that consumed everything committed has none.
+    pub fn hidden_offsets(&self, from: i64, to: i64) -> i64 {
+        self.inner.lock().txns.hidden_between(from, to)
+    }
+
+    /// Transactions open here, oldest first.
+    pub fn open_transactions(&self) -> Vec<OpenTxn> {
+        self.inner.lock().txns.open()
+    }
+
+    /// Writes a COMMIT or ABORT marker (a control batch of the producer, as Kafka's
+    /// transaction coordinator has it written) and ends the producer's transaction here; an
+    /// ABORT of an open transaction is recorded as aborted. A marker for a producer with
+    /// nothing open is still written (markers are re-sent after a coordinator restart) and
+    /// changes nothing. An epoch older than the producer's newest here is refused.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        kind: MarkerKind,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<i64, LogError> {
+        let (key, value) = crate::control::encode_marker(kind, coordinator_epoch);
+        let record = batch::PlainRecord {
+            key: Some(&key),
+            value: Some(&value),
+            timestamp: now_ms,
+        };
+        let buf = batch::encode_tagged(&[record], Some((producer_id, producer_epoch)), true);
+        Ok(self.append_internal(&buf, now_ms)?.base_offset)
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -872,6 +973,13 @@ impl PartitionLog {
             } else {
                 None
             };
+            // Markers are the transaction coordinator's to write, as in Kafka.
+            if check_producers && view.is_control() {
+                return Err(LogError::InvalidRecord(
+                    "control batches cannot be produced by clients".into(),
+                ));
+            }
+            let txn = TxnBatch::of(&view);
             if let Some(b) = &producer {
                 // Kafka refuses these too: an idempotent batch without a sequence cannot be checked.
                 if b.first_seq < 0 {
@@ -892,6 +1000,7 @@ impl PartitionLog {
                 offsets,
                 records,
                 producer,
+                txn,
             });
         }
         Ok((pending, fixes))
@@ -970,8 +1079,15 @@ impl PartitionLog {
         // checked against exactly the state its offsets follow. Rolling never changes the next
         // offset, so the offsets staged here are the ones assigned below.
         let mut staged: Staged = Vec::new();
+        let mut txn_staged = Vec::new();
         let mut next = inner.segments.last().expect("non-empty").next_offset;
         for p in &pending {
+            inner
+                .txns
+                .check(&txn_staged, p.producer.map(|b| b.producer_id), p.txn)?;
+            if let Some(t) = p.txn {
+                txn_staged.push(TxnIndex::stage(t, next, p.max_ts, p.offsets));
+            }
             if let Some(b) = &p.producer {
                 match inner.producers.check(&staged, b)? {
                     Verdict::Append => {}
@@ -1038,6 +1154,9 @@ impl PartitionLog {
         seg.size += buf.len() as u64;
         seg.next_offset = next;
         inner.producers.commit(staged, now_ms);
+        for t in &txn_staged {
+            inner.txns.apply(t);
+        }
         // The active segment's index files are written at roll and close only: after a crash
         // the active segment is rescanned and its indexes rebuilt anyway, so per-append index
         // writes would buy nothing but syscalls.
@@ -1163,6 +1282,18 @@ impl PartitionLog {
         max_bytes: usize,
         first_batch_always: bool,
     ) -> Result<ReadResult, LogError> {
+        self.read_bounded(offset, max_bytes, first_batch_always, i64::MAX)
+    }
+
+    /// Like [`PartitionLog::read_limited`], but only batches that start below `max_offset`
+    /// (read_committed readers pass the last stable offset, which is always a batch start).
+    pub fn read_bounded(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        first_batch_always: bool,
+        max_offset: i64,
+    ) -> Result<ReadResult, LogError> {
         let (plan, hw) = self.plan_read(offset)?;
         let empty = |log: &Self| ReadResult {
             data: Bytes::new(),
@@ -1175,8 +1306,11 @@ impl PartitionLog {
         let Some((pos, header)) = Self::find_batch(&plan, offset)? else {
             return Ok(empty(self));
         };
-        let first_size = BatchView::new(&header[..])?.size() as u64;
-        if first_size > max_bytes as u64 && !first_batch_always {
+        let first = BatchView::new(&header[..])?;
+        let first_size = first.size() as u64;
+        if (first_size > max_bytes as u64 && !first_batch_always)
+            || first.base_offset() >= max_offset
+        {
             return Ok(empty(self));
         }
         // Never past the next damaged range: a read ends at it, the next one starts after it.
@@ -1184,12 +1318,12 @@ impl PartitionLog {
         let want = (max_bytes as u64).min(available).max(first_size);
         let mut data = vec![0u8; want as usize];
         plan.file.read_exact_at(&mut data, pos)?;
-        // Keep whole batches only.
+        // Keep whole batches only, below the bound.
         let mut keep = 0;
         for view in batch::batches(&data) {
             match view {
-                Ok(v) => keep += v.size(),
-                Err(_) => break,
+                Ok(v) if v.base_offset() < max_offset => keep += v.size(),
+                _ => break,
             }
         }
         data.truncate(keep.max(first_size as usize));
@@ -1352,6 +1486,7 @@ impl PartitionLog {
         let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
         let start = inner.segments[0].base;
         self.start.store(start, Ordering::Release);
+        inner.txns.drop_before(start);
         drop(inner);
         for seg in &removed {
             seg.delete_files(&self.dir);
@@ -1410,6 +1545,9 @@ impl PartitionLog {
             seg.first_batch_ts = None;
         }
         self.end.store(offset, Ordering::Release);
+        // The removed tail may have opened or ended transactions: read them again from what
+        // is left (rare: only after a failed sync).
+        inner.txns = rebuild_txns(&inner.segments)?;
         Ok(())
     }
 

@@ -189,6 +189,10 @@ pub struct TxnCoordinator {
 
 type Reply<T> = (Result<T, TxnError>, Output<()>);
 
+/// InitProducerId's answer (producer id and epoch), its records, and the abort to carry out
+/// first when it fenced an open transaction.
+pub type InitProducerIdResult = (Result<(i64, i16), TxnError>, Output<()>, Option<MarkerJob>);
+
 fn output(records: Vec<LogRecord>) -> Output<()> {
     Output {
         records,
@@ -305,7 +309,7 @@ impl TxnCoordinator {
         timeout_ms: i32,
         expected: (i64, i16),
         fresh_producer_id: i64,
-    ) -> (Result<(i64, i16), TxnError>, Output<()>, Option<MarkerJob>) {
+    ) -> InitProducerIdResult {
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
             return (
                 Err(TxnError::InvalidTransactionTimeout),

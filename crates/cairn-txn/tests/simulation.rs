@@ -75,6 +75,9 @@ enum Outcome {
     Aborted,
 }
 
+/// The markers each (partition, producer, transaction) got, in order (true: COMMIT).
+type Markers = BTreeMap<(usize, i64, u64), Vec<bool>>;
+
 struct Sim {
     rng: Rng,
     sync: bool,
@@ -158,7 +161,7 @@ impl Sim {
             }
             d.extend(self.shard.write_done(w, r));
         }
-        let done = d.iter().any(|x| *x == Delivery::Done(seq));
+        let done = d.contains(&Delivery::Done(seq));
         done.then(|| out.expect("handled"))
     }
 
@@ -343,7 +346,7 @@ impl Sim {
 
     /// Per partition: which transactions' data is visible (before a COMMIT marker of its
     /// producer) and which markers each transaction got.
-    fn visible(&self) -> (Vec<u64>, BTreeMap<(usize, i64, u64), Vec<bool>>) {
+    fn visible(&self) -> (Vec<u64>, Markers) {
         let mut visible = Vec::new();
         let mut markers: BTreeMap<(usize, i64, u64), Vec<bool>> = BTreeMap::new();
         for (p, entries) in self.parts.iter().enumerate() {

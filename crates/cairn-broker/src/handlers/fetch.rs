@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use uuid::Uuid;
 
 use cairn_auth::{Operation, ResourceType};
@@ -105,6 +107,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         return FetchResponse::default().with_error_code(Code::FetchSessionIdNotFound.code());
     }
     let (topics, parts) = wanted(ctx, &req);
+    let committed = ctx.version >= 4 && req.isolation_level == 1;
     // Kafka (KIP-541) caps what a request may ask with the broker's fetch.max.bytes. Kafka fails
     // the read for a negative max_bytes; we read it as 0, which still returns one batch.
     let max_bytes = (req.max_bytes as i64)
@@ -117,7 +120,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let mut appended = st.appended.subscribe();
     loop {
         appended.borrow_and_update();
-        let (resp, bytes, errors) = read_all(ctx, &topics, &parts, max_bytes);
+        let (resp, bytes, errors) = read_all(ctx, &topics, &parts, max_bytes, committed);
         let done = req.max_wait_ms <= 0
             || bytes >= min_bytes
             || errors
@@ -158,6 +161,7 @@ fn read_all(
     topics: &[Topic],
     parts: &[Part],
     max_bytes: usize,
+    committed: bool,
 ) -> (FetchResponse, usize, bool) {
     let st = &ctx.state;
     let mut remaining = max_bytes;
@@ -208,8 +212,14 @@ fn read_all(
             continue;
         }
         let limit = (part.max_bytes.max(0) as usize).min(remaining);
+        // Taken before reading: the read's high watermark is never below it.
+        let lso = log.last_stable_offset();
         let result = if limit == 0 && !first_batch_always {
             Ok(None)
+        } else if committed {
+            // read_committed: only batches below the last stable offset.
+            log.read_bounded(part.offset, limit, first_batch_always, lso)
+                .map(Some)
         } else {
             log.read_limited(part.offset, limit, first_batch_always)
                 .map(Some)
@@ -219,11 +229,26 @@ fn read_all(
                 if !r.data.is_empty() {
                     first_batch_always = false;
                 }
+                if committed {
+                    // The aborted transactions the returned range overlaps, so the consumer
+                    // can drop their records.
+                    let end = data_end(&r.data).unwrap_or(part.offset);
+                    let aborted = log
+                        .aborted_transactions(part.offset, end)
+                        .into_iter()
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect();
+                    pd = pd.with_aborted_transactions(Some(aborted));
+                }
                 total += r.data.len();
                 remaining = remaining.saturating_sub(r.data.len());
                 pd = pd
                     .with_high_watermark(r.high_watermark)
-                    .with_last_stable_offset(r.high_watermark)
+                    .with_last_stable_offset(lso.min(r.high_watermark))
                     .with_log_start_offset(r.log_start_offset)
                     .with_records(Some(r.data));
             }
@@ -231,7 +256,7 @@ fn read_all(
                 let hw = log.log_end_offset();
                 pd = pd
                     .with_high_watermark(hw)
-                    .with_last_stable_offset(hw)
+                    .with_last_stable_offset(lso.min(hw))
                     .with_log_start_offset(log.log_start_offset());
             }
             Err(e) => {
@@ -243,7 +268,7 @@ fn read_all(
                 pd = pd
                     .with_error_code(log_error_code(&e))
                     .with_high_watermark(hw)
-                    .with_last_stable_offset(hw)
+                    .with_last_stable_offset(lso.min(hw))
                     .with_log_start_offset(log.log_start_offset());
             }
         }
@@ -254,4 +279,12 @@ fn read_all(
         total,
         any_error,
     )
+}
+
+/// The offset after the last whole batch in `data`.
+fn data_end(data: &[u8]) -> Option<i64> {
+    cairn_log::batch::batches(data)
+        .map_while(Result::ok)
+        .last()
+        .map(|b| b.next_offset())
 }

@@ -52,10 +52,10 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
         vec![req.key.clone()]
     };
     // Group keys need the offsets topic: created (on a blocking thread) before answering.
-    let topic = if req.key_type == 0 {
-        st.groups.ensure_topic().await
-    } else {
-        Ok(())
+    let topic = match req.key_type {
+        0 => st.groups.ensure_topic().await,
+        1 => st.txns.ensure_topic().await,
+        _ => Ok(()),
     };
     let answer = |key: &StrBytes| -> (i16, Option<String>) {
         match req.key_type {
@@ -65,17 +65,7 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
             1 if !ctx.allowed(Operation::Describe, ResourceType::TransactionalId, key) => {
                 return (Code::TransactionalIdAuthorizationFailed.code(), None);
             }
-            0 => {}
-            // Transactions are not supported. A retriable answer would make a transactional
-            // producer retry until its timeout; this one is fatal at once in every client (as
-            // InitProducerId answers too), and the message and log line say why.
-            1 => {
-                tracing::warn!(peer = %ctx.peer, "FindCoordinator for a transactional id: transactions are not supported");
-                return (
-                    Code::TransactionalIdAuthorizationFailed.code(),
-                    Some("transactions are not supported by this broker".into()),
-                );
-            }
+            0 | 1 => {}
             other => {
                 return (
                     Code::InvalidRequest.code(),
@@ -84,12 +74,17 @@ pub async fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoo
             }
         }
         if key.is_empty() {
-            return (Code::InvalidRequest.code(), Some("empty group id".into()));
+            let what = if req.key_type == 0 {
+                "group id"
+            } else {
+                "transactional id"
+            };
+            return (Code::InvalidRequest.code(), Some(format!("empty {what}")));
         }
         match &topic {
             Ok(()) => (0, None),
             Err(e) => {
-                tracing::error!("cannot create the offsets topic: {e}");
+                tracing::error!("cannot create the coordinator's topic: {e}");
                 (Code::CoordinatorNotAvailable.code(), Some(e.clone()))
             }
         }
@@ -505,11 +500,15 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
 /// One group's committed offsets in the shape every OffsetFetch version needs; topics the
 /// principal may not describe are left out of an "all topics" answer and refused by name
 /// otherwise (TOPIC_AUTHORIZATION_FAILED, offset -1), as Kafka does.
+/// Each partition's committed offset with its error code. With `require_stable` (read_committed
+/// consumers, v7+) a partition whose offset is pending in an open transaction answers
+/// UNSTABLE_OFFSET_COMMIT, which clients retry, as Kafka does.
 fn fetch_one(
     ctx: &Ctx,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Vec<(String, Vec<g::FetchedOffset>, i16)> {
+    require_stable: bool,
+) -> Vec<(String, Vec<(g::FetchedOffset, i16)>)> {
     let mut refused = Vec::new();
     let topics = topics.map(|ts| {
         ts.into_iter()
@@ -522,23 +521,52 @@ fn fetch_one(
             })
             .collect::<Vec<_>>()
     });
-    let mut out: Vec<(String, Vec<g::FetchedOffset>, i16)> = fetch_allowed(ctx, group, topics)
+    let pending = |f: &g::FetchedOffset| {
+        require_stable
+            && ctx
+                .state
+                .groups
+                .read_group(group, |c| c.has_pending(group, &f.topic, f.partition))
+    };
+    let mut out: Vec<(String, Vec<(g::FetchedOffset, i16)>)> = fetch_allowed(ctx, group, topics)
         .into_iter()
         .filter(|(t, _)| ctx.may(Operation::Describe, ResourceType::Topic, t))
-        .map(|(t, v)| (t, v, 0))
+        .map(|(t, v)| {
+            let v = v
+                .into_iter()
+                .map(|f| {
+                    if pending(&f) {
+                        let unstable = g::FetchedOffset {
+                            offset: -1,
+                            leader_epoch: -1,
+                            metadata: String::new(),
+                            ..f
+                        };
+                        (unstable, Code::UnstableOffsetCommit.code())
+                    } else {
+                        (f, 0)
+                    }
+                })
+                .collect();
+            (t, v)
+        })
         .collect();
     for (t, ps) in refused {
+        let code = Code::TopicAuthorizationFailed.code();
         let parts = ps
             .into_iter()
-            .map(|p| g::FetchedOffset {
-                topic: t.clone(),
-                partition: p,
-                offset: -1,
-                leader_epoch: -1,
-                metadata: String::new(),
+            .map(|p| {
+                let f = g::FetchedOffset {
+                    topic: t.clone(),
+                    partition: p,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                };
+                (f, code)
             })
             .collect();
-        out.push((t, parts, Code::TopicAuthorizationFailed.code()));
+        out.push((t, parts));
     }
     out
 }
@@ -584,18 +612,18 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResp
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let res = fetch_one(ctx, &grp.group_id.0, topics);
+                let res = fetch_one(ctx, &grp.group_id.0, topics, req.require_stable);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(grp.group_id)
                     .with_topics(
                         res.into_iter()
-                            .map(|(t, parts, err)| {
+                            .map(|(t, parts)| {
                                 OffsetFetchResponseTopics::default()
                                     .with_name(TopicName(sb(t)))
                                     .with_partitions(
                                         parts
                                             .into_iter()
-                                            .map(|f| {
+                                            .map(|(f, err)| {
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_error_code(err)
                                                     .with_partition_index(f.partition)
@@ -644,16 +672,17 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResp
                 .collect(),
         );
     }
-    let res = fetch_one(ctx, &req.group_id.0, topics);
+    let require_stable = v >= 7 && req.require_stable;
+    let res = fetch_one(ctx, &req.group_id.0, topics, require_stable);
     OffsetFetchResponse::default().with_topics(
         res.into_iter()
-            .map(|(t, parts, err)| {
+            .map(|(t, parts)| {
                 OffsetFetchResponseTopic::default()
                     .with_name(TopicName(sb(t)))
                     .with_partitions(
                         parts
                             .into_iter()
-                            .map(|f| {
+                            .map(|(f, err)| {
                                 let p = OffsetFetchResponsePartition::default()
                                     .with_error_code(err)
                                     .with_partition_index(f.partition)

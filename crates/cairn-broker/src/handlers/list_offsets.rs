@@ -18,6 +18,8 @@ const LATEST_TIERED: i64 = -5;
 
 pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let st = &ctx.state;
+    // read_committed (v2+) sees the log only up to its last stable offset.
+    let committed = ctx.version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -40,10 +42,13 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                     if p.current_leader_epoch > 0 {
                         return r.with_error_code(Code::UnknownLeaderEpoch.code());
                     }
-                    // Without transactions the last stable offset is the high watermark, so both
-                    // isolation levels see the log end.
+                    let visible_end = if committed {
+                        log.last_stable_offset()
+                    } else {
+                        log.log_end_offset()
+                    };
                     let found = match p.timestamp {
-                        LATEST => Ok(Some((log.log_end_offset(), -1))),
+                        LATEST => Ok(Some((visible_end, -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
                         // Nothing is tiered: there is no tiered offset to report.
                         LATEST_TIERED => Ok(None),
@@ -53,6 +58,12 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                             tracing::info!(peer = %ctx.peer, timestamp = other, "ListOffsets with an unknown special timestamp");
                             return r.with_error_code(Code::InvalidRequest.code());
                         }
+                    };
+                    // As Kafka: a record found at or past the last stable offset is not yet
+                    // visible to read_committed, so there is no answer.
+                    let found = match found {
+                        Ok(Some((o, _))) if p.timestamp != LATEST && o >= visible_end => Ok(None),
+                        f => f,
                     };
                     match found {
                         Ok(Some((offset, ts))) => {

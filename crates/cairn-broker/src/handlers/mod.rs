@@ -28,6 +28,8 @@ mod produce;
 mod producer_id;
 mod sasl;
 mod security;
+mod txn;
+mod txn_admin;
 
 /// What a handler sees besides its request.
 pub struct Ctx {
@@ -198,6 +200,14 @@ pub async fn handle(
         DeleteGroups => groups::delete_groups,
         OffsetDelete => groups::offset_delete,
         InitProducerId => producer_id::handle,
+        AddPartitionsToTxn => txn::add_partitions,
+        AddOffsetsToTxn => txn::add_offsets,
+        EndTxn => txn::end_txn,
+        TxnOffsetCommit => txn::txn_offset_commit,
+        DescribeTransactions => txn_admin::describe_transactions,
+        ListTransactions => txn_admin::list_transactions,
+        DescribeProducers => txn_admin::describe_producers,
+        WriteTxnMarkers => txn_admin::write_txn_markers,
         CreateAcls => security::create_acls,
         DescribeAcls => security::describe_acls,
         DeleteAcls => security::delete_acls,

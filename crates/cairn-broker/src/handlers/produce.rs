@@ -26,7 +26,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
         .sum();
     let mut inflate_budget =
         cairn_log::batch::max_uncompressed_bytes(u32::try_from(request_bytes).unwrap_or(u32::MAX));
-    // A transactional id needs WRITE on it; transactions themselves are not served yet.
+    // A transactional id needs WRITE on it.
     let txn_denied = req
         .transactional_id
         .as_ref()
@@ -80,6 +80,22 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                 parts.push(r.with_error_code(Code::InvalidRecord.code()));
                 continue;
             };
+            // A transactional batch belongs to the producer's ongoing transaction, which
+            // must already hold this partition (AddPartitionsToTxn came first).
+            if let Some((pid, epoch)) = transactional_producer(&records) {
+                if !st.txns.holds(pid, epoch, &name, pd.index) {
+                    tracing::warn!(peer = %ctx.peer, client = %ctx.client_id, topic = %name,
+                        partition = pd.index, producer_id = pid,
+                        "transactional produce refused: the partition is not in an ongoing transaction of this producer");
+                    parts.push(
+                        r.with_error_code(Code::InvalidTxnState.code())
+                            .with_error_message(Some(sb(
+                                "the partition is not part of the producer's ongoing transaction",
+                            ))),
+                    );
+                    continue;
+                }
+            }
             match log.append_within(&records, now_ms(), &mut inflate_budget) {
                 Ok(info) => {
                     if info.duplicate {
@@ -139,4 +155,12 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
         return None;
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// The producer id and epoch of the first batch, if it is transactional (a produce request's
+/// batches for one partition all come from one producer).
+fn transactional_producer(records: &[u8]) -> Option<(i64, i16)> {
+    let view = cairn_log::batch::BatchView::new(records).ok()?;
+    view.is_transactional()
+        .then(|| (view.producer_id(), view.producer_epoch()))
 }

@@ -1,4 +1,5 @@
-//! InitProducerId: hands idempotent producers a producer id. Transactions are not supported.
+//! InitProducerId: hands idempotent producers a producer id; transactional ones are served by
+//! the transaction coordinator (`txn.rs`).
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
@@ -23,15 +24,7 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResp
         if !ctx.allowed(Operation::Write, ResourceType::TransactionalId, &txn.0) {
             return failed(Code::TransactionalIdAuthorizationFailed.code());
         }
-        // Transactions are not supported. TRANSACTIONAL_ID_AUTHORIZATION_FAILED is the one code
-        // every client treats as fatal for the transactional id at once (Java throws
-        // TransactionalIdAuthorizationException from initTransactions, librdkafka raises a fatal
-        // error, kafkajs and kafka-python do not retry it), so the application stops with an
-        // error naming its transactional id instead of retrying until a timeout. The response
-        // has no message field, so the real reason goes to the broker log.
-        tracing::warn!(peer = %ctx.peer, client = %ctx.client_id, transactional_id = %txn.0.as_str(),
-            "InitProducerId for a transactional producer refused: transactions are not supported");
-        return failed(Code::TransactionalIdAuthorizationFailed.code());
+        return super::txn::init_producer_id(ctx, &req, &txn.0).await;
     }
     // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
     // (implied since Kafka 3.0).

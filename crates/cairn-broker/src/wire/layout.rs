@@ -338,6 +338,58 @@ layout!(INIT_PRODUCER_ID, InitProducerIdRequest, flexible 2, [
     all(Ty::Str), all(Ty::I32), since(3, Ty::I64), since(3, Ty::I16),
 ]);
 
+// Transactions (flexible from 3). AddPartitionsToTxn v4+ batches transactions (the brokers'
+// form); its layout is listed for the whole range the crate decodes.
+layout!(ADD_PARTITIONS_TOPIC, add_partitions_to_txn_request::AddPartitionsToTxnTopic => size_of::<add_partitions_to_txn_response::AddPartitionsToTxnTopicResult>() + WORK, flexible 3, [
+    all(Ty::Str), all(Ty::Array(&Ty::I32, size_of::<add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult>() + WORK)),
+]);
+layout!(ADD_PARTITIONS_TXN, add_partitions_to_txn_request::AddPartitionsToTxnTransaction => size_of::<add_partitions_to_txn_response::AddPartitionsToTxnResult>() + WORK, flexible 3, [
+    all(Ty::Str), all(Ty::I64), all(Ty::I16), all(Ty::Bool), all(array_of!(ADD_PARTITIONS_TOPIC)),
+]);
+layout!(ADD_PARTITIONS_TO_TXN, AddPartitionsToTxnRequest, flexible 3, [
+    since(4, array_of!(ADD_PARTITIONS_TXN)),
+    until(3, Ty::Str), until(3, Ty::I64), until(3, Ty::I16), until(3, array_of!(ADD_PARTITIONS_TOPIC)),
+]);
+layout!(ADD_OFFSETS_TO_TXN, AddOffsetsToTxnRequest, flexible 3, [
+    all(Ty::Str), all(Ty::I64), all(Ty::I16), all(Ty::Str),
+]);
+layout!(END_TXN, EndTxnRequest, flexible 3, [
+    all(Ty::Str), all(Ty::I64), all(Ty::I16), all(Ty::Bool),
+]);
+layout!(TXN_OFFSET_COMMIT_PARTITION, txn_offset_commit_request::TxnOffsetCommitRequestPartition => size_of::<txn_offset_commit_response::TxnOffsetCommitResponsePartition>() + 4 * WORK, flexible 3, [
+    all(Ty::I32), all(Ty::I64), since(2, Ty::I32), all(Ty::Str),
+]);
+layout!(TXN_OFFSET_COMMIT_TOPIC, txn_offset_commit_request::TxnOffsetCommitRequestTopic => size_of::<txn_offset_commit_response::TxnOffsetCommitResponseTopic>() + WORK, flexible 3, [
+    all(Ty::Str), all(array_of!(TXN_OFFSET_COMMIT_PARTITION)),
+]);
+layout!(TXN_OFFSET_COMMIT, TxnOffsetCommitRequest, flexible 3, [
+    all(Ty::Str), all(Ty::Str), all(Ty::I64), all(Ty::I16),
+    since(3, Ty::I32), since(3, Ty::Str), since(3, Ty::Str),
+    all(array_of!(TXN_OFFSET_COMMIT_TOPIC)),
+]);
+
+layout!(DESCRIBE_TRANSACTIONS, DescribeTransactionsRequest, flexible 0, [
+    all(Ty::Array(&Ty::Str, size_of::<describe_transactions_response::TransactionState>() + WORK)),
+]);
+layout!(LIST_TRANSACTIONS, ListTransactionsRequest, flexible 0, [
+    all(STRS), all(Ty::Array(&Ty::I64, 0)), since(1, Ty::I64), since(2, Ty::Str),
+]);
+layout!(DESCRIBE_PRODUCERS_TOPIC, describe_producers_request::TopicRequest => size_of::<describe_producers_response::TopicResponse>() + WORK, flexible 0, [
+    all(Ty::Str), all(Ty::Array(&Ty::I32, size_of::<describe_producers_response::PartitionResponse>() + WORK)),
+]);
+layout!(DESCRIBE_PRODUCERS, DescribeProducersRequest, flexible 0, [
+    all(array_of!(DESCRIBE_PRODUCERS_TOPIC)),
+]);
+layout!(WRITE_TXN_MARKERS_TOPIC, write_txn_markers_request::WritableTxnMarkerTopic => size_of::<write_txn_markers_response::WritableTxnMarkerTopicResult>() + WORK, flexible 0, [
+    all(Ty::Str), all(Ty::Array(&Ty::I32, size_of::<write_txn_markers_response::WritableTxnMarkerPartitionResult>() + WORK)),
+]);
+layout!(WRITE_TXN_MARKER, write_txn_markers_request::WritableTxnMarker => size_of::<write_txn_markers_response::WritableTxnMarkerResult>() + WORK, flexible 0, [
+    all(Ty::I64), all(Ty::I16), all(Ty::Bool), all(array_of!(WRITE_TXN_MARKERS_TOPIC)), all(Ty::I32),
+]);
+layout!(WRITE_TXN_MARKERS, WriteTxnMarkersRequest, flexible 0, [
+    all(array_of!(WRITE_TXN_MARKER)),
+]);
+
 // SaslHandshake (never flexible) and SaslAuthenticate (flexible from 2).
 layout!(SASL_HANDSHAKE, SaslHandshakeRequest, flexible NEVER, [all(Ty::Str)]);
 layout!(SASL_AUTHENTICATE, SaslAuthenticateRequest, flexible 2, [all(Ty::Bytes)]);
@@ -395,6 +447,14 @@ pub fn request(key: ApiKey) -> Option<&'static Layout> {
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
         ApiKey::InitProducerId => &INIT_PRODUCER_ID,
+        ApiKey::AddPartitionsToTxn => &ADD_PARTITIONS_TO_TXN,
+        ApiKey::AddOffsetsToTxn => &ADD_OFFSETS_TO_TXN,
+        ApiKey::EndTxn => &END_TXN,
+        ApiKey::TxnOffsetCommit => &TXN_OFFSET_COMMIT,
+        ApiKey::DescribeTransactions => &DESCRIBE_TRANSACTIONS,
+        ApiKey::ListTransactions => &LIST_TRANSACTIONS,
+        ApiKey::DescribeProducers => &DESCRIBE_PRODUCERS,
+        ApiKey::WriteTxnMarkers => &WRITE_TXN_MARKERS,
         ApiKey::SaslHandshake => &SASL_HANDSHAKE,
         ApiKey::SaslAuthenticate => &SASL_AUTHENTICATE,
         ApiKey::CreateAcls => &CREATE_ACLS,

@@ -565,16 +565,19 @@
         const head = '<tr class="topic"><th scope="rowgroup" colspan="2">' + esc(t.topic) +
           (t.internal ? ' ' + badge('internal', 'internal') : '') +
           ' <span class="note">' + t.partitions.length + (t.partitions.length === 1 ? ' partition' : ' partitions') + '</span></th>' +
-          '<td class="n"></td><td class="n">' + num(records) + '</td><td class="n">' + size(bytes) + '</td></tr>';
+          '<td class="n"></td><td class="n">' + num(records) + '</td><td class="n"></td><td class="n">' + size(bytes) + '</td></tr>';
         const rows = t.partitions.map((p) => '<tr><td></td><th scope="row" class="n">' + p.partition + '</th>' +
           '<td class="n">' + num(p.log_start_offset) + ' – ' + num(p.log_end_offset) + '</td>' +
           '<td class="n">' + num(p.log_end_offset - p.log_start_offset) + '</td>' +
+          '<td class="n">' + (p.open_transactions > 0
+            ? num(p.open_transactions) + ' open, stable to ' + num(p.last_stable_offset)
+            : '') + '</td>' +
           '<td class="n">' + size(p.size_bytes) + '</td></tr>').join('');
         return '<tbody>' + head + rows + '</tbody>';
       }).join('');
       setHTML(body, '<div class="scroll"><table id="topics" class="data"><caption class="sr-only">Topics and their partitions</caption>' +
         '<thead><tr><th scope="col">Topic</th><th scope="col" class="n">Partition</th><th scope="col" class="n">Offsets (start – end)</th>' +
-        '<th scope="col" class="n">Records</th><th scope="col" class="n">Size</th></tr></thead>' + groups + '</table></div>');
+        '<th scope="col" class="n">Records</th><th scope="col" class="n">Transactions</th><th scope="col" class="n">Size</th></tr></thead>' + groups + '</table></div>');
     };
     box.addEventListener('change', () => { topicsState.internal = box.checked; draw(); });
     return poller(async (stopped) => {

@@ -116,13 +116,15 @@ fn record_count(view: &BatchView<&[u8]>) -> Result<usize, LogError> {
         .map_err(|_| LogError::CorruptBatch(format!("record count {}", view.record_count())))
 }
 
-/// Newest offset of every key in the given segments (control batches aside).
+/// Newest offset of every key in the given segments (control batches aside). Records of
+/// transactional batches never count as a key's newest value: their transaction may have
+/// aborted, and an aborted record must not make compaction drop the committed one before it.
 /// `limit` bounds each batch's inflated records (`LogConfig::max_uncompressed_bytes`).
 fn latest_offsets(segments: &[Snapshot], limit: usize) -> Result<HashMap<Vec<u8>, i64>, LogError> {
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
     for seg in segments {
         for_each_batch(&seg.file, seg.size, &seg.holes, |view| {
-            if view.is_control() {
+            if view.is_control() || view.is_transactional() {
                 return Ok(());
             }
             let data = view.decompressed_records(limit)?;
@@ -159,8 +161,10 @@ impl Filter<'_> {
         out: &mut Vec<u8>,
         stats: &mut CompactStats,
     ) -> Result<bool, LogError> {
-        // Transaction markers carry no keyed data; keep them as they are.
-        if view.is_control() {
+        // Transaction markers carry no keyed data, and transactional records are kept whole
+        // (whether they count depends on their marker, which compaction does not read):
+        // both stay as they are.
+        if view.is_control() || view.is_transactional() {
             out.extend_from_slice(view.as_bytes());
             return Ok(false);
         }
