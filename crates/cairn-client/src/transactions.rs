@@ -363,7 +363,7 @@ impl Client {
 pub fn explain(error: ResponseError) -> Option<&'static str> {
     Some(match error {
         ResponseError::TransactionalIdNotFound => {
-            "transactional id not found: its coordinator keeps no state for it (never used, or expired)"
+            "transactional id not found: its coordinator keeps no state for it, as it was never used or has expired"
         }
         ResponseError::TransactionalIdAuthorizationFailed => {
             "this principal may not DESCRIBE (or WRITE) this transactional id"
