@@ -9,6 +9,7 @@ it (the last stable offset moved) without seeing its records. A committed transa
 under `list --state CompleteCommit`.
 """
 
+import json
 import time
 import uuid
 
@@ -194,3 +195,48 @@ def test_transactions_bad_arguments_exit_nonzero(broker_factory):
     proc = cli(b, "transactions", "describe-producers", "--topic", topic, "--partition", "7", check=False)
     assert proc.returncode == 1, proc
     assert "7" in proc.stderr, proc.stderr
+
+
+def test_abort_needs_cluster_action(broker_factory, certs, tmp_path):
+    """With ACLs on, `abort` (WriteTxnMarkers) is refused without CLUSTER_ACTION on the cluster, with
+    an error that names it, and works once it is granted."""
+    from test_cli_security import props
+    from test_security import producer_of, start_sasl
+
+    b = start_sasl(broker_factory, certs, authorizer=True)
+    boot = b.bootstrap_for("SASL_SSL")
+    admin = props(tmp_path, "admin.properties", certs, [
+        "sasl.mechanism=PLAIN",
+        'sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret";',
+    ])
+    carol = props(tmp_path, "carol.properties", certs, [
+        "sasl.mechanism=SCRAM-SHA-512", "sasl.username=carol", "sasl.password=carol-secret",
+    ])
+    cli(boot, "users", "add", "--user", "carol", "--mechanism", "SCRAM-SHA-512",
+        "--command-config", admin, input="carol-secret\n")
+    topic = kutil.unique_topic("tx-acl")
+    cli(boot, "topics", "create", topic, "--partitions", "1", "--command-config", admin)
+    # carol may read the topic (what DescribeProducers asks), not act as a broker.
+    cli(boot, "acls", "add", "--allow-principal", "User:carol", "--operation", "Read",
+        "--operation", "Describe", "--topic", topic, "--command-config", admin)
+
+    p = producer_of(b, certs, "admin", "admin-secret", **{"transactional.id": "acl-tx"})
+    p.init_transactions(TIMEOUT_S)
+    p.begin_transaction()
+    p.produce(topic, value=b"pending", partition=0)
+    assert p.flush(TIMEOUT_S) == 0
+
+    abort = ["transactions", "abort", "--topic", topic, "--partition", "0", "--start-offset", "0"]
+    refused = cli(boot, *abort, "--command-config", carol, check=False)
+    assert refused.returncode == 1, refused
+    assert "CLUSTER_AUTHORIZATION_FAILED" in refused.stderr and "CLUSTER_ACTION" in refused.stderr, refused.stderr
+    still_open = json.loads(cli(boot, "transactions", "describe-producers", "--topic", topic, "--partition", "0",
+                                "--output", "json", "--command-config", carol).stdout)
+    assert [x["current_transaction_start_offset"] for x in still_open] == [0], still_open
+
+    cli(boot, "acls", "add", "--allow-principal", "User:carol", "--operation", "ClusterAction", "--cluster",
+        "--command-config", admin)
+    cli(boot, *abort, "--command-config", carol)
+    after = json.loads(cli(boot, "transactions", "describe-producers", "--topic", topic, "--partition", "0",
+                           "--output", "json", "--command-config", carol).stdout)
+    assert not [x for x in after if x["current_transaction_start_offset"] is not None], after

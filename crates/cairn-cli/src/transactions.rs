@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{anyhow, bail};
+use cairn_client::kafka_protocol::ResponseError;
 use cairn_client::transactions::{
     parse_state, ListedTransaction, ProducerInfo, TransactionDescription, TRANSACTION_STATES,
 };
@@ -462,7 +463,16 @@ async fn abort(client: &Client, common: &Common, args: &AbortArgs) -> anyhow::Re
             spec.coordinator_epoch,
         )
         .await
-        .map_err(|e| anyhow!("cannot abort the transaction: {}", describe_error(&e)))?;
+        .map_err(|e| {
+            // The generic text names ALTER and DESCRIBE; writing markers needs CLUSTER_ACTION.
+            if e.kafka_error() == Some(ResponseError::ClusterAuthorizationFailed) {
+                anyhow!(
+                    "cannot abort the transaction: CLUSTER_AUTHORIZATION_FAILED (writing transaction markers needs CLUSTER_ACTION on the cluster, or a super user)"
+                )
+            } else {
+                anyhow!("cannot abort the transaction: {}", describe_error(&e))
+            }
+        })?;
     if common.json() {
         return print_json(&AbortedView {
             topic,
@@ -645,7 +655,7 @@ async fn find_hanging(
                     None => {
                         descriptions.insert(d.transactional_id.clone(), Some(d));
                     }
-                    Some(cairn_client::kafka_protocol::ResponseError::TransactionalIdNotFound) => {
+                    Some(ResponseError::TransactionalIdNotFound) => {
                         descriptions.insert(d.transactional_id.clone(), None);
                     }
                     Some(_) => bail!(
