@@ -95,7 +95,9 @@ pub fn describe_error(e: &Error) -> String {
             message,
         } => {
             let mut text = format!("{context}: {}", crate::output::error_name(*error));
-            if let Some(why) = cairn_client::acl::explain(*error) {
+            let why = cairn_client::acl::explain(*error)
+                .or_else(|| cairn_client::transactions::explain(*error));
+            if let Some(why) = why {
                 text.push_str(&format!(" ({why})"));
             }
             if let Some(m) = message {

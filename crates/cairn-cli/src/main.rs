@@ -19,6 +19,7 @@ mod output;
 mod quick;
 mod reset;
 mod topics;
+mod transactions;
 mod users;
 
 #[derive(Parser)]
@@ -49,6 +50,9 @@ enum Command {
     Consume(quick::ConsumeArgs),
     /// ACLs: list, add and remove (what kafka-acls.sh does).
     Acls(acls::AclsArgs),
+    /// Transactions: list, describe, describe producers, find hanging ones and abort them
+    /// (what kafka-transactions.sh does).
+    Transactions(transactions::TransactionsArgs),
     /// SCRAM users: list, add and remove credentials (kafka-configs.sh's job for users).
     Users(users::UsersArgs),
     /// Check every segment of a data directory, read-only: exit 0 if intact, 1 if damage was
@@ -116,6 +120,7 @@ fn main() -> std::process::ExitCode {
             Command::Consume(args) => quick::consume(args).await,
             Command::Acls(args) => acls::run(args).await,
             Command::Users(args) => users::run(args).await,
+            Command::Transactions(args) => transactions::run(args).await,
             Command::Check(_) => unreachable!("handled before the runtime starts"),
         }
     });

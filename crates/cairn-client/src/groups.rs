@@ -142,21 +142,42 @@ pub struct JoinGroupParams {
 impl Connection {
     /// FindCoordinator for one group; batched form from v4.
     pub async fn find_coordinator(&self, group: &str) -> Result<BrokerInfo> {
+        self.find_coordinator_of(0, group, || format!("find coordinator for {group}"))
+            .await
+    }
+
+    /// FindCoordinator for one key of a type (0 group, 1 transactional id).
+    pub(crate) async fn find_coordinator_of(
+        &self,
+        key_type: i8,
+        key: &str,
+        what: impl Fn() -> String,
+    ) -> Result<BrokerInfo> {
         let version = self.version_for::<FindCoordinatorRequest>()?;
-        let mut req = FindCoordinatorRequest::default().with_key_type(0);
-        if version >= 4 {
-            req = req.with_coordinator_keys(vec![sb(group)]);
-        } else {
-            req = req.with_key(sb(group));
+        if version < 1 && key_type != 0 {
+            return Err(Error::Protocol(format!(
+                "{}: the broker's FindCoordinator v0 knows consumer groups only",
+                what()
+            )));
         }
-        let what = || format!("find coordinator for {group}");
-        let resp = within(GROUP_REQUEST_LIMIT, what, self.send_versioned(req, version)).await?;
+        let mut req = FindCoordinatorRequest::default().with_key_type(key_type);
+        if version >= 4 {
+            req = req.with_coordinator_keys(vec![sb(key)]);
+        } else {
+            req = req.with_key(sb(key));
+        }
+        let resp = within(
+            GROUP_REQUEST_LIMIT,
+            &what,
+            self.send_versioned(req, version),
+        )
+        .await?;
         if version >= 4 {
             let c = resp
                 .coordinators
                 .into_iter()
-                .find(|c| c.key.as_str() == group)
-                .ok_or_else(|| Error::Protocol(format!("{}: group missing", what())))?;
+                .find(|c| c.key.as_str() == key)
+                .ok_or_else(|| Error::Protocol(format!("{}: key missing", what())))?;
             Error::check_code(c.error_code, c.error_message.as_deref(), what)?;
             Ok(BrokerInfo {
                 node_id: c.node_id.0,

@@ -2,7 +2,8 @@
 //!
 //! [`Connection`] is one pipelined connection to one broker with API version
 //! negotiation; [`Client`] adds metadata, topic creation, produce, fetch and
-//! offset lookups on top; [`groups`] adds the consumer-group requests. All of
+//! offset lookups on top; [`groups`] adds the consumer-group requests and
+//! [`transactions`] the transaction administration. All of
 //! it works against any Kafka-compatible broker.
 
 pub mod acl;
@@ -18,6 +19,7 @@ pub mod sasl;
 pub mod security;
 #[cfg(test)]
 mod testing;
+pub mod transactions;
 
 pub use admin::{
     CommittedOffset, ConfigEntry, GroupDescription, GroupListing, MemberDescription, OffsetLookup,
