@@ -60,8 +60,7 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         }
                     };
                     // As Kafka: a record a timestamp lookup finds at or past the last stable
-                    // offset is not yet
-                    // visible to read_committed, so there is no answer.
+                    // offset is not yet visible to read_committed, so there is no answer.
                     let found = match found {
                         Ok(Some((o, _))) if p.timestamp >= 0 && o >= visible_end => Ok(None),
                         f => f,
