@@ -37,10 +37,16 @@ pub struct GroupCoordinator {
     /// Reused to look offsets up while replaying, so a commit to a partition already known
     /// allocates no key.
     replay_key: (String, i32),
-    /// Offsets committed inside transactions, by producer, until their marker (Kafka's
-    /// pending transactional offsets): invisible to reads, never expired.
-    pub(crate) txn_pending: BTreeMap<i64, BTreeMap<PendingKey, OffsetEntry>>,
+    /// Offsets committed inside transactions whose marker has not been replayed yet, per
+    /// producer id: invisible to every read until a COMMIT marker makes them committed.
+    pub(crate) txn_pending: BTreeMap<i64, BTreeMap<TxnKey, OffsetEntry>>,
+    /// Counts offset records replayed, to order them (see [`OffsetEntry::record_seq`]). Not
+    /// undone: only the order matters, and later records get larger numbers either way.
+    record_seq: u64,
 }
+
+/// (group, topic, partition) of a pending transactional offset.
+pub(crate) type TxnKey = (String, String, i32);
 
 /// One step back. A request saves a group the first time it touches it (everything but its
 /// offsets, which are saved key by key as records replace them), so reverting restores the
@@ -60,22 +66,21 @@ enum Undo {
         partition: i32,
         before: Option<OffsetEntry>,
     },
-    /// A transactional producer's pending offset, saved as replay replaces it.
-    Pending {
+    /// A pending transactional offset of one producer, saved like committed offsets.
+    TxnOffset {
         seq: Seq,
         producer_id: i64,
-        key: PendingKey,
+        key: TxnKey,
         before: Option<OffsetEntry>,
     },
 }
 
-/// (group, topic, partition) of a pending transactional offset.
-pub(crate) type PendingKey = (String, String, i32);
-
 impl Undo {
     fn seq(&self) -> Seq {
         match self {
-            Undo::Group { seq, .. } | Undo::Offset { seq, .. } | Undo::Pending { seq, .. } => *seq,
+            Undo::Group { seq, .. } | Undo::Offset { seq, .. } | Undo::TxnOffset { seq, .. } => {
+                *seq
+            }
         }
     }
 }
@@ -106,6 +111,7 @@ impl GroupCoordinator {
             skipped_save: false,
             replay_key: (String::new(), 0),
             txn_pending: BTreeMap::new(),
+            record_seq: 0,
         }
     }
 
@@ -225,6 +231,109 @@ impl GroupCoordinator {
             }
         }
         out
+    }
+
+    /// A producer's pending offset as the durable records leave it.
+    fn committed_txn_offset(&self, producer_id: i64, key: &TxnKey) -> Option<&OffsetEntry> {
+        for u in &self.undo {
+            if let Undo::TxnOffset {
+                producer_id: pid,
+                key: k,
+                before,
+                ..
+            } = u
+            {
+                if *pid == producer_id && k == key {
+                    return before.as_ref();
+                }
+            }
+        }
+        self.txn_pending.get(&producer_id)?.get(key)
+    }
+
+    /// Whether an open transaction holds an offset for this partition of the group, as the
+    /// durable records leave it (OffsetFetch with `require_stable` answers
+    /// UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (group.to_string(), topic.to_string(), partition);
+        let mut pids: BTreeSet<i64> = self
+            .txn_pending
+            .iter()
+            .filter(|(_, m)| m.contains_key(&key))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for u in &self.undo {
+            if let Undo::TxnOffset {
+                producer_id,
+                key: k,
+                ..
+            } = u
+            {
+                if *k == key {
+                    pids.insert(*producer_id);
+                }
+            }
+        }
+        pids.into_iter()
+            .any(|pid| self.committed_txn_offset(pid, &key).is_some())
+    }
+
+    /// Whether any open transaction holds an offset of the group (current state).
+    pub(crate) fn group_has_pending(&self, group: &str) -> bool {
+        self.txn_pending
+            .values()
+            .any(|m| m.keys().any(|(g, _, _)| g == group))
+    }
+
+    /// Whether any open transaction holds this partition's offset (current state).
+    pub(crate) fn partition_has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.txn_pending.values().any(|m| {
+            m.keys()
+                .any(|(g, t, p)| g == group && t == topic && *p == partition)
+        })
+    }
+
+    /// Every pending transactional offset, by (producer id, group, topic, partition): the part
+    /// of the recorded state that [`Self::recorded_state`] leaves out.
+    pub fn recorded_pending(&self) -> BTreeMap<(i64, String, String, i32), records::OffsetValue> {
+        self.txn_pending
+            .iter()
+            .flat_map(|(pid, m)| {
+                m.iter()
+                    .map(|((g, t, p), e)| ((*pid, g.clone(), t.clone(), *p), e.to_value()))
+            })
+            .collect()
+    }
+
+    /// Sets or removes one pending transactional offset, saving what it replaces.
+    fn set_txn_offset(&mut self, producer_id: i64, key: TxnKey, entry: Option<OffsetEntry>) {
+        let before = match entry {
+            Some(e) => self
+                .txn_pending
+                .entry(producer_id)
+                .or_default()
+                .insert(key.clone(), e),
+            None => {
+                let m = self.txn_pending.get_mut(&producer_id);
+                let before = m.and_then(|m| m.remove(&key));
+                if self
+                    .txn_pending
+                    .get(&producer_id)
+                    .is_some_and(|m| m.is_empty())
+                {
+                    self.txn_pending.remove(&producer_id);
+                }
+                before
+            }
+        };
+        if let Some(seq) = self.scope {
+            self.undo.push_back(Undo::TxnOffset {
+                seq,
+                producer_id,
+                key,
+                before,
+            });
+        }
     }
 
     /// Ids of every group that exists now or in the durable view.
@@ -449,8 +558,8 @@ impl GroupCoordinator {
     /// Session state (members parked in a rebalance, timers) is not recorded; a load rebuilds
     /// it from the last metadata record in [`Self::finish_load`].
     ///
-    /// Offsets in a transactional batch are kept pending for their producer; the producer's
-    /// COMMIT marker applies them exactly as plain offset records, its ABORT marker drops them.
+    /// `tag` is the batch the record came in: an offset in a producer's transactional batch
+    /// stays pending until that producer's marker (a control record) commits or drops it.
     pub fn replay(
         &mut self,
         now: i64,
@@ -458,30 +567,8 @@ impl GroupCoordinator {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<Replayed, RecordError> {
-        match tag {
-            BatchTag::Plain => {}
-            BatchTag::Control { producer_id, .. } => {
-                return Ok(self.replay_marker(now, producer_id, key));
-            }
-            BatchTag::Transactional { producer_id, .. } => {
-                if let KeyRef::Offset {
-                    group,
-                    topic,
-                    partition,
-                    ..
-                } = records::decode_key_ref(key)?
-                {
-                    let entry = value
-                        .map(|v| {
-                            records::decode_offset_value_ref(v)
-                                .map(|r| OffsetEntry::from_value(r.to_owned_value()))
-                        })
-                        .transpose()?;
-                    let k = (group.to_string(), topic.to_string(), partition);
-                    self.set_pending(producer_id, k, entry);
-                    return Ok(Replayed::Offset);
-                }
-            }
+        if let BatchTag::Control { producer_id, .. } = tag {
+            return self.replay_marker(producer_id, key, value);
         }
         // Offset commits are nearly every record: decoded without copying, and the group and
         // topic copied into the maps only when they are not there yet.
@@ -498,45 +585,95 @@ impl GroupCoordinator {
                 ..
             } => (group, topic, partition),
         };
-        let entry = value
+        let mut entry = value
             .map(|v| {
                 records::decode_offset_value_ref(v)
                     .map(|r| OffsetEntry::from_value(r.to_owned_value()))
             })
             .transpose()?;
-        if entry.is_none() && !self.txn_pending.is_empty() {
-            // A removed offset takes the pending transactional ones of its partition along.
-            let k = (group.to_string(), topic.to_string(), partition);
-            let pids: Vec<i64> = self
-                .txn_pending
-                .iter()
-                .filter(|(_, m)| m.contains_key(&k))
-                .map(|(p, _)| *p)
-                .collect();
-            for pid in pids {
-                self.set_pending(pid, k.clone(), None);
-            }
+        if let Some(e) = &mut entry {
+            self.record_seq += 1;
+            e.record_seq = self.record_seq;
         }
-        Ok(self.put_offset(now, group, topic, partition, entry))
-    }
-
-    /// Sets (or with `None` removes) a committed offset, as an offset record does.
-    fn put_offset(
-        &mut self,
-        now: i64,
-        group: &str,
-        topic: &str,
-        partition: i32,
-        entry: Option<OffsetEntry>,
-    ) -> Replayed {
         if entry.is_some() && !self.groups.contains_key(group) {
-            // Offsets of an unknown group make it a simple group.
+            // Offsets of an unknown group make it a simple group (transactional ones too, as
+            // Kafka's replay does).
             self.save(group);
             self.groups
                 .insert(group.to_string(), Group::new(group, now));
         }
+        if let (BatchTag::Transactional { producer_id, .. }, Some(e)) = (tag, &entry) {
+            let key = (group.to_string(), topic.to_string(), partition);
+            self.set_txn_offset(producer_id, key, Some(e.clone()));
+            return Ok(Replayed::Offset);
+        }
+        if entry.is_none() && !self.txn_pending.is_empty() {
+            // A tombstone also drops what open transactions hold for the partition, so a
+            // later COMMIT cannot bring a deleted offset back (Kafka does the same).
+            let key = (group.to_string(), topic.to_string(), partition);
+            let holders: Vec<i64> = self
+                .txn_pending
+                .iter()
+                .filter(|(_, m)| m.contains_key(&key))
+                .map(|(pid, _)| *pid)
+                .collect();
+            for pid in holders {
+                self.set_txn_offset(pid, key.clone(), None);
+            }
+        }
+        self.put_offset(group, topic, partition, entry)
+    }
+
+    /// A transaction marker: COMMIT turns every pending offset of the producer into a
+    /// committed one, as a plain offset record would; ABORT drops them.
+    fn replay_marker(
+        &mut self,
+        producer_id: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Replayed, RecordError> {
+        let kind = records::decode_control_key(key)?;
+        if let Some(v) = value {
+            records::decode_control_value(v)?;
+        }
+        let Some(pending) = self.txn_pending.get(&producer_id) else {
+            return Ok(Replayed::Marker);
+        };
+        let pending: Vec<(TxnKey, OffsetEntry)> = pending
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        for (k, e) in pending {
+            self.set_txn_offset(producer_id, k.clone(), None);
+            if kind != records::ControlType::Commit {
+                continue;
+            }
+            // A group deleted meanwhile takes its pending offsets with it; a plain commit
+            // written after the transaction's record wins over it (both as Kafka does).
+            let Some(g) = self.groups.get(&k.0) else {
+                continue;
+            };
+            let newer = g
+                .offsets
+                .get(&(k.1.clone(), k.2))
+                .is_some_and(|c| c.record_seq > e.record_seq);
+            if !newer {
+                self.put_offset(&k.0, &k.1, k.2, Some(e))?;
+            }
+        }
+        Ok(Replayed::Marker)
+    }
+
+    /// Sets or removes one committed offset, saving what it replaces.
+    fn put_offset(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        entry: Option<OffsetEntry>,
+    ) -> Result<Replayed, RecordError> {
         let Some(g) = self.groups.get_mut(group) else {
-            return Replayed::Offset;
+            return Ok(Replayed::Offset);
         };
         let k = &mut self.replay_key;
         k.0.clear();
@@ -556,89 +693,7 @@ impl GroupCoordinator {
                 before,
             });
         }
-        Replayed::Offset
-    }
-
-    /// Sets (or removes) one pending transactional offset, saving what it replaces.
-    fn set_pending(&mut self, producer_id: i64, key: PendingKey, entry: Option<OffsetEntry>) {
-        let map = self.txn_pending.entry(producer_id).or_default();
-        let before = match entry {
-            Some(e) => map.insert(key.clone(), e),
-            None => map.remove(&key),
-        };
-        if map.is_empty() {
-            self.txn_pending.remove(&producer_id);
-        }
-        if let Some(seq) = self.scope {
-            self.undo.push_back(Undo::Pending {
-                seq,
-                producer_id,
-                key,
-                before,
-            });
-        }
-    }
-
-    /// A transaction marker of `producer_id`: COMMIT applies its pending offsets, ABORT drops
-    /// them. Other control records change nothing.
-    fn replay_marker(&mut self, now: i64, producer_id: i64, key: &[u8]) -> Replayed {
-        let Some(commit) = records::decode_marker_key(key) else {
-            return Replayed::Offset;
-        };
-        let pending: Vec<(PendingKey, OffsetEntry)> = self
-            .txn_pending
-            .get(&producer_id)
-            .map(|m| m.iter().map(|(k, e)| (k.clone(), e.clone())).collect())
-            .unwrap_or_default();
-        for (k, e) in pending {
-            self.set_pending(producer_id, k.clone(), None);
-            if commit {
-                let (group, topic, partition) = k;
-                self.put_offset(now, &group, &topic, partition, Some(e));
-            }
-        }
-        Replayed::Offset
-    }
-
-    /// Whether a transaction's offset for the partition is pending in the durable view
-    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
-    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
-        let key = (group.to_string(), topic.to_string(), partition);
-        let mut decided: BTreeMap<i64, bool> = BTreeMap::new();
-        for u in &self.undo {
-            if let Undo::Pending {
-                producer_id,
-                key: k,
-                before,
-                ..
-            } = u
-            {
-                if *k == key {
-                    decided.entry(*producer_id).or_insert(before.is_some());
-                }
-            }
-        }
-        if decided.values().any(|p| *p) {
-            return true;
-        }
-        self.txn_pending
-            .iter()
-            .any(|(pid, m)| !decided.contains_key(pid) && m.contains_key(&key))
-    }
-
-    /// Whether any transaction has offsets pending for the group (it is then not deleted).
-    pub(crate) fn group_has_pending(&self, group: &str) -> bool {
-        self.txn_pending
-            .values()
-            .any(|m| m.keys().any(|(g, _, _)| g == group))
-    }
-
-    /// Pending transactional offsets, for tests: producer → (group, topic, partition) → offset.
-    pub fn pending_offsets(&self) -> BTreeMap<i64, BTreeMap<PendingKey, i64>> {
-        self.txn_pending
-            .iter()
-            .map(|(p, m)| (*p, m.iter().map(|(k, e)| (k.clone(), e.offset)).collect()))
-            .collect()
+        Ok(Replayed::Offset)
     }
 
     fn replay_group(
@@ -722,6 +777,7 @@ impl GroupCoordinator {
             }
         }
         self.groups.clear();
+        self.txn_pending.clear();
         self.next_expiry_check = None;
         fx
     }
@@ -846,25 +902,27 @@ impl cairn_runtime::Coordinator for GroupCoordinator {
                         (None, None) => {}
                     }
                 }
-                Undo::Pending {
+                Undo::TxnOffset {
                     producer_id,
                     key,
                     before,
                     ..
-                } => {
-                    let map = self.txn_pending.entry(producer_id).or_default();
-                    match before {
-                        Some(e) => {
-                            map.insert(key, e);
-                        }
-                        None => {
-                            map.remove(&key);
+                } => match before {
+                    Some(e) => {
+                        self.txn_pending
+                            .entry(producer_id)
+                            .or_default()
+                            .insert(key, e);
+                    }
+                    None => {
+                        if let Some(m) = self.txn_pending.get_mut(&producer_id) {
+                            m.remove(&key);
+                            if m.is_empty() {
+                                self.txn_pending.remove(&producer_id);
+                            }
                         }
                     }
-                    if map.is_empty() {
-                        self.txn_pending.remove(&producer_id);
-                    }
-                }
+                },
                 Undo::Group { id, before, .. } => {
                     let offsets = self.groups.remove(&id).map(|g| g.offsets);
                     if let Some(mut g) = before {

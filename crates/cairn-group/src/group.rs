@@ -49,6 +49,10 @@ pub(crate) struct OffsetEntry {
     pub metadata: String,
     pub commit_timestamp: i64,
     pub expire_timestamp: Option<i64>,
+    /// Position of the record among those replayed (log order): when a transaction commits,
+    /// its offset replaces a committed one only if its record is the later one (Kafka keeps
+    /// the most recent record, as compaction of the log would).
+    pub record_seq: u64,
 }
 
 impl OffsetEntry {
@@ -70,6 +74,7 @@ impl OffsetEntry {
             metadata: v.metadata,
             commit_timestamp: v.commit_timestamp,
             expire_timestamp: v.expire_timestamp,
+            record_seq: 0,
         }
     }
 }

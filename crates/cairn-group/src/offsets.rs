@@ -9,8 +9,10 @@ use crate::history::Cx;
 use crate::records;
 use crate::types::{
     CommitResult, Effects, FetchResult, FetchedOffset, GroupState, OffsetCommit, RebalanceCause,
-    Record, TxnOffsetCommit, TxnOffsetCommitResult,
+    Record, TxnCommitResult, TxnOffsetCommit,
 };
+use cairn_runtime::BatchTag;
+use std::collections::BTreeSet;
 
 /// Per-group outcome of a DeleteGroups.
 pub type DeleteGroupsResult = Vec<(String, Result<(), GroupError>)>;
@@ -45,6 +47,26 @@ fn validate_commit(g: &Group, req: &OffsetCommit) -> Result<(), GroupError> {
     Ok(())
 }
 
+/// Group-level TxnOffsetCommit validation, as Kafka's group coordinator does it for a
+/// transactional commit: a dead group; no member, generation or instance at all (older
+/// clients) is accepted in any state; otherwise the member (or static instance) must be known
+/// and the generation current. No REBALANCE_IN_PROGRESS: the transaction decides.
+fn validate_txn_commit(g: &Group, req: &TxnOffsetCommit) -> Result<(), GroupError> {
+    if g.state == GroupState::Dead {
+        return Err(GroupError::CoordinatorNotAvailable);
+    }
+    if req.generation_id < 0 && g.state == GroupState::Empty {
+        return Ok(());
+    }
+    if req.generation_id >= 0 || !req.member_id.is_empty() || req.group_instance_id.is_some() {
+        validate_member(g, &req.member_id, req.group_instance_id.as_deref())?;
+        if req.generation_id != g.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+    }
+    Ok(())
+}
+
 /// When (if ever) an offset of this group becomes eligible for expiry, by Kafka's retention rule:
 /// an explicit expire timestamp wins; otherwise retention counts from the commit in a simple
 /// group, from the moment an Empty group became empty, and from the commit for topics no member
@@ -69,128 +91,6 @@ fn is_expired(g: &Group, topic: &str, e: &OffsetEntry, now: i64, retention: i64)
 }
 
 impl GroupCoordinator {
-    /// TxnOffsetCommit: the offsets become the producer's pending transactional records, seen
-    /// by nobody until its COMMIT marker. Kafka's checks (KIP-447): an unknown group is
-    /// created (a simple group), a Dead one is COORDINATOR_NOT_AVAILABLE; a member id must be
-    /// a member, a static member's instance must match, and a generation, when given, must be
-    /// the group's.
-    pub fn txn_offset_commit(
-        &mut self,
-        now: i64,
-        req: &TxnOffsetCommit,
-    ) -> (TxnOffsetCommitResult, Effects) {
-        self.arm_expiry(now);
-        let mut fx = Effects::default();
-        let all = |e: GroupError| -> TxnOffsetCommitResult {
-            req.topics
-                .iter()
-                .map(|(t, ps)| {
-                    let rs = ps.iter().map(|p| (p.partition, Err(e.clone()))).collect();
-                    (t.clone(), rs)
-                })
-                .collect()
-        };
-        if req.group_id.is_empty() {
-            return (all(GroupError::InvalidGroupId), fx);
-        }
-        let mut fresh;
-        let g = match self.groups.get(&req.group_id) {
-            Some(g) => g,
-            None => {
-                fresh = Group::new(&req.group_id, now);
-                fx.records.push(fresh.metadata_record());
-                &mut fresh
-            }
-        };
-        let checked = if g.state == GroupState::Dead {
-            Err(GroupError::CoordinatorNotAvailable)
-        } else if !req.member_id.is_empty() || req.group_instance_id.is_some() {
-            validate_member(g, &req.member_id, req.group_instance_id.as_deref())
-        } else {
-            Ok(())
-        };
-        let checked = checked.and(
-            if req.generation_id >= 0 && req.generation_id != g.generation {
-                Err(GroupError::IllegalGeneration)
-            } else {
-                Ok(())
-            },
-        );
-        if let Err(e) = checked {
-            return (all(e), Effects::default());
-        }
-        let tag = cairn_runtime::BatchTag::Transactional {
-            producer_id: req.producer_id,
-            producer_epoch: req.producer_epoch,
-        };
-        let max_meta = self.config.offset_metadata_max_bytes;
-        let mut result: TxnOffsetCommitResult = Vec::new();
-        let mut commit_records = Vec::new();
-        for (topic, parts) in &req.topics {
-            let mut rs = Vec::new();
-            for p in parts {
-                let metadata = p.metadata.clone().unwrap_or_default();
-                if utf16_len(&metadata) > max_meta {
-                    rs.push((p.partition, Err(GroupError::OffsetMetadataTooLarge)));
-                    continue;
-                }
-                let entry = OffsetEntry {
-                    offset: p.offset,
-                    leader_epoch: p.leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                    expire_timestamp: None,
-                };
-                let mut r = g.offset_record(topic, p.partition, Some(&entry));
-                r.tag = tag;
-                commit_records.push(r);
-                rs.push((p.partition, Ok(())));
-            }
-            result.push((topic.clone(), rs));
-        }
-        let size = records::batch_size(fx.records.iter().chain(&commit_records));
-        if size > self.config.max_record_batch_bytes {
-            for (_, rs) in &mut result {
-                for (_, r) in rs.iter_mut() {
-                    if r.is_ok() {
-                        *r = Err(GroupError::InvalidCommitOffsetSize);
-                    }
-                }
-            }
-            return (result, Effects::default());
-        }
-        fx.records.extend(commit_records);
-        self.apply(now, &fx);
-        (result, fx)
-    }
-
-    /// A transaction's marker in this offsets partition: written as a control record of the
-    /// producer; COMMIT makes its pending offsets committed, ABORT drops them. Always written,
-    /// even with nothing pending (markers are re-sent after a restart).
-    pub fn complete_transaction(
-        &mut self,
-        now: i64,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-        coordinator_epoch: i32,
-    ) -> Effects {
-        let (key, value) = records::encode_marker(commit, coordinator_epoch);
-        let mut fx = Effects::default();
-        fx.records.push(Record {
-            // A marker belongs to no one group: it settles the producer's offsets in all.
-            group_id: String::new(),
-            key,
-            value: Some(value),
-            tag: cairn_runtime::BatchTag::Control {
-                producer_id,
-                producer_epoch,
-            },
-        });
-        self.apply(now, &fx);
-        fx
-    }
-
     pub fn commit_offsets(&mut self, now: i64, req: OffsetCommit) -> (CommitResult, Effects) {
         self.arm_expiry(now);
         // A commit changes its offsets (saved one by one as they are replayed) and the
@@ -267,6 +167,7 @@ impl GroupCoordinator {
                 metadata,
                 commit_timestamp: now,
                 expire_timestamp,
+                record_seq: 0,
             };
             commit_records.push(g.offset_record(&p.topic, p.partition, Some(&entry)));
             result
@@ -286,6 +187,130 @@ impl GroupCoordinator {
         }
         fx.records.extend(commit_records);
         (result, fx)
+    }
+
+    /// TxnOffsetCommit: the offsets are written in the producer's transactional batch and stay
+    /// pending (invisible to OffsetFetch) until the producer's COMMIT marker; an ABORT marker
+    /// drops them. An unknown group is created as an Empty simple group, as Kafka does.
+    pub fn txn_offset_commit(
+        &mut self,
+        now: i64,
+        req: &TxnOffsetCommit,
+    ) -> (TxnCommitResult, Effects) {
+        self.arm_expiry(now);
+        let (result, fx) = self.decide_txn_commit(now, req);
+        self.apply(now, &fx);
+        (result, fx)
+    }
+
+    fn decide_txn_commit(&mut self, now: i64, req: &TxnOffsetCommit) -> (TxnCommitResult, Effects) {
+        let mut fx = Effects::default();
+        let fail = |e: GroupError| -> TxnCommitResult {
+            req.topics
+                .iter()
+                .map(|(t, ps)| {
+                    let ps = ps.iter().map(|p| (p.partition, Err(e.clone()))).collect();
+                    (t.clone(), ps)
+                })
+                .collect()
+        };
+        if req.group_id.is_empty() {
+            return (fail(GroupError::InvalidGroupId), fx);
+        }
+        let fresh;
+        let g = match self.groups.get(&req.group_id) {
+            Some(g) => g,
+            // Only a commit without a generation creates the (simple) group.
+            None if req.generation_id >= 0 => {
+                return (fail(GroupError::IllegalGeneration), fx);
+            }
+            None => {
+                fresh = Group::new(&req.group_id, now);
+                fx.records.push(fresh.metadata_record());
+                &fresh
+            }
+        };
+        if let Err(e) = validate_txn_commit(g, req) {
+            return (fail(e), Effects::default());
+        }
+        let tag = BatchTag::Transactional {
+            producer_id: req.producer_id,
+            producer_epoch: req.producer_epoch,
+        };
+        let max_meta = self.config.offset_metadata_max_bytes;
+        let mut result: TxnCommitResult = Vec::new();
+        let mut commit_records: Vec<Record> = Vec::new();
+        for (topic, parts) in &req.topics {
+            let mut out = Vec::new();
+            for p in parts {
+                let metadata = p.metadata.clone().unwrap_or_default();
+                if utf16_len(&metadata) > max_meta {
+                    out.push((p.partition, Err(GroupError::OffsetMetadataTooLarge)));
+                    continue;
+                }
+                let entry = OffsetEntry {
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                    expire_timestamp: None,
+                    record_seq: 0,
+                };
+                let mut r = g.offset_record(topic, p.partition, Some(&entry));
+                r.tag = tag;
+                commit_records.push(r);
+                out.push((p.partition, Ok(())));
+            }
+            result.push((topic.clone(), out));
+        }
+        // Counted as one batch, as for plain commits: the request is one write, and the bound
+        // is safe whether the log splits it by tag or not.
+        let size = records::batch_size(fx.records.iter().chain(&commit_records));
+        if size > self.config.max_record_batch_bytes {
+            for (_, ps) in &mut result {
+                for (_, r) in ps {
+                    if r.is_ok() {
+                        *r = Err(GroupError::InvalidCommitOffsetSize);
+                    }
+                }
+            }
+            return (result, Effects::default());
+        }
+        fx.records.extend(commit_records);
+        (result, fx)
+    }
+
+    /// Writes a transaction marker for `producer_id` into this coordinator's log and applies
+    /// it: COMMIT makes the producer's pending offsets committed, ABORT drops them. Written
+    /// even when nothing is pending, since the transaction coordinator sends markers again
+    /// after a restart and each must be answered once it is durable.
+    pub fn complete_transaction(
+        &mut self,
+        now: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Effects {
+        self.arm_expiry(now);
+        let kind = if commit {
+            records::ControlType::Commit
+        } else {
+            records::ControlType::Abort
+        };
+        let mut fx = Effects::default();
+        fx.records.push(Record {
+            // A marker belongs to no group: it settles the producer's offsets in all of them.
+            group_id: String::new(),
+            key: records::encode_control_key(kind),
+            value: Some(records::encode_control_value(coordinator_epoch)),
+            tag: BatchTag::Control {
+                producer_id,
+                producer_epoch,
+            },
+        });
+        self.apply(now, &fx);
+        fx
     }
 
     /// Committed offsets; `partitions = None` means every committed partition of the group.
@@ -344,7 +369,7 @@ impl GroupCoordinator {
                 Some(g) if g.state == GroupState::Dead => Err(GroupError::GroupIdNotFound),
                 Some(g) if g.state != GroupState::Empty => Err(GroupError::NonEmptyGroup),
                 Some(g) => {
-                    delete_group_records(g, &mut fx);
+                    delete_group_records(g, &self.pending_partitions(id), &mut fx);
                     deleted.insert(id.clone());
                     Ok(())
                 }
@@ -383,7 +408,8 @@ impl GroupCoordinator {
                 Err(GroupError::GroupSubscribedToTopic)
             } else {
                 let key = (t.clone(), *p);
-                if g.offsets.contains_key(&key) && !tombstoned.contains(&key) {
+                let held = g.offsets.contains_key(&key) || self.partition_has_pending(group, t, *p);
+                if held && !tombstoned.contains(&key) {
                     fx.records.push(g.offset_record(t, *p, None));
                     tombstoned.insert(key);
                 }
@@ -435,6 +461,13 @@ impl GroupCoordinator {
             for (t, p) in g.offsets.keys().filter(|(t, _)| t == topic) {
                 fx.records.push(g.offset_record(t, *p, None));
             }
+            // Offsets open transactions hold for the topic go too, so a COMMIT cannot bring
+            // them back.
+            for (t, p) in self.pending_partitions(&g.id) {
+                if t == topic && !g.offsets.contains_key(&(t.clone(), p)) {
+                    fx.records.push(g.offset_record(&t, p, None));
+                }
+            }
         }
         self.apply(now, &fx);
         fx
@@ -446,9 +479,9 @@ impl GroupCoordinator {
         for g in self.groups.values() {
             let mut expired = 0;
             for ((t, p), e) in &g.offsets {
-                // An offset a transaction is about to replace is kept until it settles.
-                let pending = !self.txn_pending.is_empty() && self.has_pending(&g.id, t, *p);
-                if !pending && is_expired(g, t, e, now, retention) {
+                // An open transaction may still commit this partition: Kafka keeps it.
+                if is_expired(g, t, e, now, retention) && !self.partition_has_pending(&g.id, t, *p)
+                {
                     fx.records.push(g.offset_record(t, *p, None));
                     expired += 1;
                 }
@@ -465,10 +498,28 @@ impl GroupCoordinator {
     }
 }
 
-/// Offsets first, then the group, so a reader never sees offsets of a deleted group.
-fn delete_group_records(g: &Group, fx: &mut Effects) {
+/// Offsets first, then the group, so a reader never sees offsets of a deleted group. Like
+/// Kafka, partitions only open transactions hold get a tombstone too, which drops them.
+fn delete_group_records(g: &Group, pending: &BTreeSet<(String, i32)>, fx: &mut Effects) {
     for (t, p) in g.offsets.keys() {
         fx.records.push(g.offset_record(t, *p, None));
     }
+    for (t, p) in pending {
+        if !g.offsets.contains_key(&(t.clone(), *p)) {
+            fx.records.push(g.offset_record(t, *p, None));
+        }
+    }
     fx.records.push(g.tombstone_record());
+}
+
+impl GroupCoordinator {
+    /// Partitions of `group` some open transaction holds an offset for (current state).
+    fn pending_partitions(&self, group: &str) -> BTreeSet<(String, i32)> {
+        self.txn_pending
+            .values()
+            .flat_map(|m| m.keys())
+            .filter(|(g, _, _)| g == group)
+            .map(|(_, t, p)| (t.clone(), *p))
+            .collect()
+    }
 }

@@ -413,6 +413,57 @@ pub fn decode_key_ref(bytes: &[u8]) -> Result<KeyRef<'_>, RecordError> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Transaction markers
+
+/// The outcome a transaction marker (Kafka's control record) carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    Abort,
+    Commit,
+}
+
+/// Kafka's control record key: int16 version 0, int16 type (0 = ABORT, 1 = COMMIT).
+pub fn encode_control_key(kind: ControlType) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.i16(0);
+    w.i16(match kind {
+        ControlType::Abort => 0,
+        ControlType::Commit => 1,
+    });
+    w.buf
+}
+
+/// Reads a control key. Kafka reads the type of any version and ignores what follows; we do
+/// the same, and refuse types other than ABORT and COMMIT (no other marker touches offsets).
+pub fn decode_control_key(bytes: &[u8]) -> Result<ControlType, RecordError> {
+    let mut r = Reader::new(bytes);
+    let _version = r.i16()?;
+    match r.i16()? {
+        0 => Ok(ControlType::Abort),
+        1 => Ok(ControlType::Commit),
+        _ => Err(RecordError::Malformed("control record type")),
+    }
+}
+
+/// Kafka's end-transaction marker value: int16 version 0, int32 coordinator epoch.
+pub fn encode_control_value(coordinator_epoch: i32) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.i16(0);
+    w.i32(coordinator_epoch);
+    w.buf
+}
+
+/// The coordinator epoch of a marker value.
+pub fn decode_control_value(bytes: &[u8]) -> Result<i32, RecordError> {
+    let mut r = Reader::new(bytes);
+    let version = r.i16()?;
+    if version < 0 {
+        return Err(RecordError::UnsupportedVersion(version));
+    }
+    r.i32()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Offset values
 
 pub fn encode_offset_value(v: &OffsetValue, version: i16) -> Result<Vec<u8>, RecordError> {
@@ -602,27 +653,6 @@ pub fn decode_group_value(bytes: &[u8]) -> Result<GroupValue, RecordError> {
         current_state_timestamp,
         members,
     })
-}
-
-/// A transaction marker's key and value, as Kafka writes them in every partition of a
-/// transaction, `__consumer_offsets` included: key int16 version 0 + int16 type (0 ABORT,
-/// 1 COMMIT), value int16 version 0 + int32 coordinator epoch.
-pub fn encode_marker(commit: bool, coordinator_epoch: i32) -> (Vec<u8>, Vec<u8>) {
-    let mut key = 0i16.to_be_bytes().to_vec();
-    key.extend_from_slice(&i16::from(commit).to_be_bytes());
-    let mut value = 0i16.to_be_bytes().to_vec();
-    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
-    (key, value)
-}
-
-/// Whether a control record's key is a COMMIT (true) or ABORT (false) marker; `None` for
-/// other control records.
-pub fn decode_marker_key(key: &[u8]) -> Option<bool> {
-    match key {
-        [_, _, 0, 0, ..] => Some(false),
-        [_, _, 0, 1, ..] => Some(true),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

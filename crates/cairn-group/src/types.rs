@@ -236,37 +236,10 @@ pub struct Record {
     pub key: Vec<u8>,
     /// `None` is a tombstone.
     pub value: Option<Vec<u8>>,
-    /// The batch it is written in: offsets committed in a transaction are that producer's
-    /// transactional records, and its outcome a marker.
+    /// The batch to write it in: offsets committed inside a transaction belong to that
+    /// producer's batch, a transaction's outcome is a control (marker) batch.
     pub tag: cairn_runtime::BatchTag,
 }
-
-/// TxnOffsetCommit: offsets a transactional producer commits for a group inside its
-/// transaction. They stay pending until the transaction's marker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnOffsetCommit {
-    pub group_id: String,
-    pub transactional_id: String,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    /// -1 when the client sends none (versions before 3, or a producer without a consumer).
-    pub generation_id: i32,
-    /// Empty when none.
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub topics: Vec<(String, Vec<TxnOffsetPartition>)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnOffsetPartition {
-    pub partition: i32,
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
-}
-
-/// Per topic, each partition's outcome.
-pub type TxnOffsetCommitResult = Vec<(String, Vec<(i32, Result<(), GroupError>)>)>;
 
 /// Everything an operation wants done outside the state machine.
 ///
@@ -436,4 +409,31 @@ pub enum Replayed {
     Group,
     /// Unknown key type: the caller logs a warning and moves on.
     Unknown(i16),
+    /// A transaction marker: the producer's pending offsets were committed or dropped.
+    Marker,
 }
+
+/// A TxnOffsetCommit request (KIP-447 fields; `generation_id` -1 and `member_id` "" when the
+/// client sends none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnOffsetCommit {
+    pub group_id: String,
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub topics: Vec<(String, Vec<TxnOffsetPartition>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnOffsetPartition {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// Per-topic, per-partition outcome of a TxnOffsetCommit.
+pub type TxnCommitResult = Vec<(String, Vec<(i32, Result<(), GroupError>)>)>;

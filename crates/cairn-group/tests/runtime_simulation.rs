@@ -22,6 +22,12 @@
 //! (d) no partition is owned twice in a stable generation;
 //! (e) a failed write leaves nothing: after it the log holds exactly the acknowledged writes
 //!     and the state equals their replay (part of (b)).
+//! (f) transactions: producers commit offsets inside transactions (TxnOffsetCommit) into the
+//!     simple group, a consumer group and a group only transactions use, interleaved with
+//!     plain commits, deletions and crashes, and end them with COMMIT or ABORT markers. The
+//!     pending offsets the durable records hold are exactly the acknowledged ones (and never
+//!     served); an offset a durable COMMIT settled is served from then on (part of (a), also
+//!     across crashes); an aborted one never is.
 //!
 //! A failure names its seed and mode; rerun one seed with
 //! `SIM_SEED=<n> cargo test -p cairn-group --test runtime_simulation`, more with
@@ -35,11 +41,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use common::*;
 
-use cairn_group::records::{decode_key, decode_offset_value, RecordKey};
+use cairn_group::records::{self, decode_key, decode_offset_value, ControlType, RecordKey};
 use cairn_group::*;
 use cairn_runtime::memlog::{Fault, MemLog};
 use cairn_runtime::{
-    Delivery, LogFault, LogRecord, Output, RecordLog, Seq, Shard, Write, WriteResult,
+    BatchTag, Delivery, LogFault, LogRecord, Output, RecordLog, Seq, Shard, Write, WriteResult,
 };
 
 /// A log that refuses less than the coordinator believes fits (some seeds): a group record of
@@ -63,6 +69,17 @@ enum Kind {
         member_id: String,
         generation: i32,
     },
+    /// A TxnOffsetCommit of producer `pid`.
+    TxnCommit {
+        pid: i64,
+        group: String,
+        offsets: Vec<(String, i32, i64)>,
+    },
+    /// A transaction marker for producer `pid`.
+    Marker {
+        pid: i64,
+        commit: bool,
+    },
     /// `expected`: the error the visible state implies, when nothing was pending at issue.
     Commit {
         group: String,
@@ -76,6 +93,7 @@ enum Kind {
 /// The request's own result, stashed by the handler closure.
 enum Stash {
     Commit(CommitResult),
+    TxnCommit(TxnCommitResult),
     Heartbeat(Result<(), GroupError>),
     None,
 }
@@ -99,6 +117,13 @@ struct InFlight {
 }
 
 type OffsetKey = (String, String, i32);
+/// Acknowledged pending offsets: producer id → key → (offset, commit time).
+type PendingModel = BTreeMap<i64, BTreeMap<OffsetKey, (i64, i64)>>;
+
+/// Producer ids of the simulated transactional producers.
+const PRODUCERS: [i64; 3] = [1, 2, 3];
+/// A group only transactions commit to.
+const TXN_GROUP: &str = "txg";
 
 struct Sim {
     seed: u64,
@@ -126,6 +151,15 @@ struct Sim {
     topics: BTreeMap<String, i32>,
     next_token: ReplyToken,
     model: BTreeMap<OffsetKey, (i64, i64)>,
+    /// Offsets of open transactions whose TxnOffsetCommit was acknowledged.
+    model_pending: PendingModel,
+    /// Log position of the record behind each acknowledged committed offset and pending
+    /// offset: a COMMIT only replaces a committed offset whose record is older.
+    model_pos: BTreeMap<OffsetKey, i64>,
+    pending_pos: BTreeMap<(i64, OffsetKey), i64>,
+    /// Pending offsets written by requests whose outcome is unknown: `Some(offset)` a commit
+    /// that may have been kept, `None` a marker or tombstone that may have dropped it.
+    uncertain_pending: BTreeMap<(i64, OffsetKey), Vec<Option<i64>>>,
     generations: HashMap<String, i32>,
     memberships: HashMap<(String, i32), Vec<String>>,
     restarts: u64,
@@ -156,6 +190,13 @@ struct Stats {
     stable_syncs: u64,
     expirations: u64,
     groups_deleted: u64,
+    txn_commits_acked: u64,
+    commit_markers: u64,
+    abort_markers: u64,
+    txn_offsets_committed: u64,
+    txn_offsets_aborted: u64,
+    txn_offsets_dropped_by_tombstone: u64,
+    txn_offsets_superseded: u64,
 }
 
 impl Stats {
@@ -182,6 +223,13 @@ impl Stats {
         self.stable_syncs += o.stable_syncs;
         self.expirations += o.expirations;
         self.groups_deleted += o.groups_deleted;
+        self.txn_commits_acked += o.txn_commits_acked;
+        self.commit_markers += o.commit_markers;
+        self.abort_markers += o.abort_markers;
+        self.txn_offsets_committed += o.txn_offsets_committed;
+        self.txn_offsets_aborted += o.txn_offsets_aborted;
+        self.txn_offsets_dropped_by_tombstone += o.txn_offsets_dropped_by_tombstone;
+        self.txn_offsets_superseded += o.txn_offsets_superseded;
     }
 }
 
@@ -267,12 +315,22 @@ impl Driver for Sim {
 fn to_log(records: &[Record]) -> Vec<LogRecord> {
     records
         .iter()
-        .map(|r| LogRecord::plain(r.key.clone(), r.value.clone()))
+        .map(|r| LogRecord {
+            key: r.key.clone(),
+            value: r.value.clone(),
+            tag: r.tag,
+        })
         .collect()
 }
 
-/// The offset a record stores, if it is an offset record: `Some(None)` for a tombstone.
+/// The committed offset a record stores, if it is a plain offset record (or a tombstone, of
+/// any batch): `Some(None)` for a tombstone.
 fn offset_of(r: &LogRecord) -> Option<(OffsetKey, Option<(i64, i64)>)> {
+    match r.tag {
+        BatchTag::Control { .. } => return None,
+        BatchTag::Transactional { .. } if r.value.is_some() => return None,
+        _ => {}
+    }
     match decode_key(&r.key).expect("own key") {
         RecordKey::Offset {
             group,
@@ -343,6 +401,10 @@ impl Sim {
             topics,
             next_token: 1,
             model: BTreeMap::new(),
+            model_pending: BTreeMap::new(),
+            model_pos: BTreeMap::new(),
+            pending_pos: BTreeMap::new(),
+            uncertain_pending: BTreeMap::new(),
             generations: HashMap::new(),
             memberships: HashMap::new(),
             restarts: 0,
@@ -470,6 +532,17 @@ impl Sim {
                 "request {seq} answered before its records were synced ({durable} < {end})"
             );
         }
+        // Where each offset this request wrote landed in the log.
+        let mut positions: BTreeMap<OffsetKey, i64> = BTreeMap::new();
+        if let Some((start, _)) = p.range {
+            for (i, r) in p.records.iter().enumerate() {
+                if r.value.is_some() && !matches!(r.tag, BatchTag::Control { .. }) {
+                    if let Some((k, _)) = pending_of(r) {
+                        positions.insert(k, start + i as i64);
+                    }
+                }
+            }
+        }
         // Removals the coordinator made (retention, OffsetDelete, group deletion) are final.
         for r in &p.records {
             if let (Ok(RecordKey::Group { group }), None) = (decode_key(&r.key), &r.value) {
@@ -479,6 +552,14 @@ impl Sim {
                 self.memberships.retain(|(g, _), _| *g != group);
             }
             if let Some((k, None)) = offset_of(r) {
+                // A tombstone drops what open transactions hold for the partition.
+                for m in self.model_pending.values_mut() {
+                    if m.remove(&k).is_some() {
+                        self.stats.txn_offsets_dropped_by_tombstone += 1;
+                    }
+                }
+                self.pending_pos.retain(|(_, pk), _| *pk != k);
+                self.model_pos.remove(&k);
                 if let Some((_, at)) = self.model.remove(&k) {
                     if p.from_tick {
                         self.stats.expirations += 1;
@@ -498,6 +579,55 @@ impl Sim {
             }
         }
         match (p.kind, p.stash) {
+            (
+                Kind::TxnCommit {
+                    pid,
+                    group,
+                    offsets,
+                },
+                Stash::TxnCommit(res),
+            ) => {
+                let results: Vec<_> = res
+                    .iter()
+                    .flat_map(|(t, ps)| ps.iter().map(move |(p, r)| (t.clone(), *p, r.clone())))
+                    .collect();
+                check!(
+                    self,
+                    results.len() == offsets.len() && results.iter().all(|(_, _, r)| r.is_ok()),
+                    "transactional commit of {pid} to {group} refused: {results:?}"
+                );
+                self.stats.txn_commits_acked += 1;
+                let m = self.model_pending.entry(pid).or_default();
+                for (t, part, o) in offsets {
+                    let k = (group.clone(), t, part);
+                    self.pending_pos.insert((pid, k.clone()), positions[&k]);
+                    m.insert(k, (o, p.at));
+                }
+            }
+            (Kind::Marker { pid, commit }, _) => {
+                let settled = self.model_pending.remove(&pid).unwrap_or_default();
+                if commit {
+                    self.stats.commit_markers += 1;
+                    for (k, v) in settled {
+                        let pos = self
+                            .pending_pos
+                            .remove(&(pid, k.clone()))
+                            .expect("position");
+                        // A plain commit written after the transaction's record stays.
+                        if self.model_pos.get(&k).is_some_and(|c| *c > pos) {
+                            self.stats.txn_offsets_superseded += 1;
+                            continue;
+                        }
+                        self.stats.txn_offsets_committed += 1;
+                        self.model.insert(k.clone(), v);
+                        self.model_pos.insert(k, pos);
+                    }
+                } else {
+                    self.pending_pos.retain(|(ppid, _), _| *ppid != pid);
+                    self.stats.abort_markers += 1;
+                    self.stats.txn_offsets_aborted += settled.len() as u64;
+                }
+            }
             (
                 Kind::Commit {
                     group,
@@ -527,7 +657,9 @@ impl Sim {
                     self.stats.acked_commits += 1;
                     for (t, part, r) in res.partitions {
                         check!(self, r.is_ok(), "partition error {r:?}");
-                        self.model.insert((group.clone(), t, part), (offset, p.at));
+                        let k = (group.clone(), t, part);
+                        self.model_pos.insert(k.clone(), positions[&k]);
+                        self.model.insert(k, (offset, p.at));
                     }
                 } else {
                     self.stats.refused_commits += 1;
@@ -612,6 +744,56 @@ impl Sim {
         self.submit(kind, false, |c| {
             let (r, fx) = c.commit_offsets(now, req);
             (fx, Stash::Commit(r))
+        });
+    }
+
+    /// A transactional producer commits one or two offsets inside its transaction.
+    fn txn_commit(&mut self) {
+        let pid = PRODUCERS[self.rng.below(PRODUCERS.len() as u64) as usize];
+        let group = match self.rng.below(10) {
+            0..=5 => SIMPLE,
+            6..=7 => TXN_GROUP,
+            _ => GROUPS[0],
+        };
+        let mut offsets: Vec<(String, i32, i64)> = Vec::new();
+        for _ in 0..1 + self.rng.below(2) {
+            let t = if self.rng.chance(0.5) { "t0" } else { "t1" };
+            let p = self.rng.below(2) as i32;
+            if !offsets.iter().any(|(ot, op, _)| ot == t && *op == p) {
+                offsets.push((t.to_string(), p, 1000 + self.rng.below(1000) as i64));
+            }
+        }
+        let req = TxnOffsetCommit {
+            group_id: group.to_string(),
+            transactional_id: format!("tx{pid}"),
+            producer_id: pid,
+            producer_epoch: 0,
+            // Consumer-group-less producers send no member, as older clients do.
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+            topics: offsets
+                .iter()
+                .map(|(t, p, o)| {
+                    let part = TxnOffsetPartition {
+                        partition: *p,
+                        offset: *o,
+                        leader_epoch: -1,
+                        metadata: None,
+                    };
+                    (t.clone(), vec![part])
+                })
+                .collect(),
+        };
+        let kind = Kind::TxnCommit {
+            pid,
+            group: group.to_string(),
+            offsets,
+        };
+        let now = self.now;
+        self.submit(kind, false, |c| {
+            let (r, fx) = c.txn_offset_commit(now, &req);
+            (fx, Stash::TxnCommit(r))
         });
     }
 
@@ -778,8 +960,66 @@ impl Sim {
 
     fn note_uncertain(&mut self, records: &[LogRecord]) {
         for r in records {
-            if let Some((k, v)) = offset_of(r) {
-                self.uncertain.entry(k).or_default().push(v);
+            match r.tag {
+                BatchTag::Transactional { producer_id, .. } if r.value.is_some() => {
+                    if let Some((k, Some((o, _)))) = pending_of(r) {
+                        self.uncertain_pending
+                            .entry((producer_id, k))
+                            .or_default()
+                            .push(Some(o));
+                    }
+                }
+                BatchTag::Control { producer_id, .. } => {
+                    let commit = r.key == records::encode_control_key(ControlType::Commit);
+                    // Whatever the producer may hold pending may be settled by it.
+                    let mut held: Vec<(OffsetKey, Option<i64>)> = self
+                        .model_pending
+                        .get(&producer_id)
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), Some(v.0)))
+                        .collect();
+                    for ((pid, k), vs) in &self.uncertain_pending {
+                        if *pid == producer_id {
+                            held.extend(vs.iter().map(|v| (k.clone(), *v)));
+                        }
+                    }
+                    for (k, v) in held {
+                        self.uncertain_pending
+                            .entry((producer_id, k.clone()))
+                            .or_default()
+                            .push(None);
+                        if let (true, Some(o)) = (commit, v) {
+                            // The time is not compared, only the offset.
+                            self.uncertain.entry(k).or_default().push(Some((o, 0)));
+                        }
+                    }
+                }
+                _ => {
+                    if let Some((k, v)) = offset_of(r) {
+                        if v.is_none() {
+                            let holders: Vec<i64> = self
+                                .model_pending
+                                .iter()
+                                .filter(|(_, m)| m.contains_key(&k))
+                                .map(|(pid, _)| *pid)
+                                .chain(
+                                    self.uncertain_pending
+                                        .keys()
+                                        .filter(|(_, uk)| *uk == k)
+                                        .map(|(pid, _)| *pid),
+                                )
+                                .collect();
+                            for pid in holders {
+                                self.uncertain_pending
+                                    .entry((pid, k.clone()))
+                                    .or_default()
+                                    .push(None);
+                            }
+                        }
+                        self.uncertain.entry(k).or_default().push(v);
+                    }
+                }
             }
         }
     }
@@ -814,6 +1054,36 @@ impl Sim {
                 None => self.model.remove(&k),
             };
         }
+        // (f) every acknowledged pending offset survived unless an uncertain request may have
+        // replaced or settled it; nothing else is pending.
+        let live_pending = flat_pending(&fresh);
+        let acked_pending: BTreeMap<(i64, OffsetKey), i64> = self
+            .model_pending
+            .iter()
+            .flat_map(|(pid, m)| m.iter().map(move |(k, v)| ((*pid, k.clone()), v.0)))
+            .collect();
+        let uncertain_pending = std::mem::take(&mut self.uncertain_pending);
+        let keys: BTreeSet<&(i64, OffsetKey)> =
+            live_pending.keys().chain(acked_pending.keys()).collect();
+        for k in keys {
+            let now_v = live_pending.get(k).map(|x| x.0);
+            let acked = acked_pending.get(k).copied();
+            if now_v == acked {
+                continue;
+            }
+            let tried = uncertain_pending.get(k).cloned().unwrap_or_default();
+            check!(
+                self,
+                tried.contains(&now_v),
+                "pending {k:?} is {now_v:?} after replay: neither acknowledged {acked:?} nor attempted {tried:?}"
+            );
+            self.stats.kept_uncertain += 1;
+        }
+        self.model_pending.clear();
+        for ((pid, k), v) in live_pending {
+            self.model_pending.entry(pid).or_default().insert(k, v);
+        }
+        (self.model_pos, self.pending_pos) = log_positions(&records);
         self.acked = records;
         self.shadow = replayed(&self.acked, self.now, 0);
         for c in &mut self.clients {
@@ -963,6 +1233,15 @@ impl Sim {
                     (fx, Stash::None)
                 });
             }
+            88..=92 => self.txn_commit(),
+            93..=95 => {
+                let pid = PRODUCERS[self.rng.below(PRODUCERS.len() as u64) as usize];
+                let commit = self.rng.chance(0.6);
+                let now = self.now;
+                self.submit(Kind::Marker { pid, commit }, false, |c| {
+                    (c.complete_transaction(now, pid, 0, commit, 1), Stash::None)
+                });
+            }
             87 => {
                 // The topic is deleted (and at once recreated, as the clients keep using it).
                 let now = self.now;
@@ -1010,6 +1289,11 @@ impl Sim {
                 "undo left with nothing pending: {}",
                 coord.undo_len()
             );
+            check!(
+                self,
+                coord.recorded_pending() == self.shadow.recorded_pending(),
+                "pending transactional offsets differ from the replay of the log"
+            );
             let live = coord.recorded_state();
             let replay = self.shadow.recorded_state();
             if live != replay {
@@ -1044,6 +1328,38 @@ impl Sim {
                 "offsets of {g} served differ from the replay of the durable log"
             );
         }
+        // (f) the durable pending offsets are exactly the acknowledged ones, and the durable view
+        // of a running coordinator says the same.
+        let shadow_pending: BTreeMap<(i64, OffsetKey), i64> = flat_pending(&self.shadow)
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let acked_pending: BTreeMap<(i64, OffsetKey), i64> = self
+            .model_pending
+            .iter()
+            .flat_map(|(pid, m)| m.iter().map(move |(k, v)| ((*pid, k.clone()), v.0)))
+            .collect();
+        check!(
+            self,
+            shadow_pending == acked_pending,
+            "pending offsets in the durable log {shadow_pending:?} != acknowledged {acked_pending:?}"
+        );
+        if self.shard.offline().is_none() {
+            for (_, (g, t, p)) in shadow_pending.keys() {
+                check!(
+                    self,
+                    coord.has_pending(g, t, *p),
+                    "{g}/{t}/{p} durably pending but not reported so"
+                );
+            }
+            for (_, (g, t, p)) in flat_pending(coord).keys() {
+                check!(
+                    self,
+                    coord.has_pending(g, t, *p) == self.shadow.has_pending(g, t, *p),
+                    "has_pending({g}, {t}, {p}) differs from the durable log"
+                );
+            }
+        }
         // (b) a Stable or Empty group shows exactly what the durable records say; other
         // states are rebalances in progress, which are never written.
         check!(self, shows_only_written(coord, &self.shadow));
@@ -1074,6 +1390,78 @@ impl Sim {
                 break;
             }
         }
+    }
+}
+
+/// Every pending transactional offset of a coordinator: (producer, key) → (offset, time).
+fn flat_pending(c: &GroupCoordinator) -> BTreeMap<(i64, OffsetKey), (i64, i64)> {
+    c.recorded_pending()
+        .into_iter()
+        .map(|((pid, g, t, p), v)| ((pid, (g, t, p)), (v.offset, v.commit_timestamp)))
+        .collect()
+}
+
+/// Log positions of the records behind the committed and the pending offsets a replay of
+/// `records` holds, following the rules the model follows (tombstones drop both, a COMMIT
+/// replaces only an older record's offset).
+fn log_positions(
+    records: &[LogRecord],
+) -> (BTreeMap<OffsetKey, i64>, BTreeMap<(i64, OffsetKey), i64>) {
+    let mut committed: BTreeMap<OffsetKey, i64> = BTreeMap::new();
+    let mut pending: BTreeMap<(i64, OffsetKey), i64> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let pos = i as i64;
+        match r.tag {
+            BatchTag::Control { producer_id, .. } => {
+                let commit = r.key == records::encode_control_key(ControlType::Commit);
+                let mine: Vec<(i64, OffsetKey)> = pending
+                    .keys()
+                    .filter(|(pid, _)| *pid == producer_id)
+                    .cloned()
+                    .collect();
+                for key in mine {
+                    let at = pending.remove(&key).expect("pending");
+                    if commit && committed.get(&key.1).is_none_or(|c| *c < at) {
+                        committed.insert(key.1, at);
+                    }
+                }
+            }
+            BatchTag::Transactional { producer_id, .. } if r.value.is_some() => {
+                if let Some((k, _)) = pending_of(r) {
+                    pending.insert((producer_id, k), pos);
+                }
+            }
+            _ => match offset_of(r) {
+                Some((k, Some(_))) => {
+                    committed.insert(k, pos);
+                }
+                Some((k, None)) => {
+                    pending.retain(|(_, pk), _| *pk != k);
+                    committed.remove(&k);
+                }
+                None => {}
+            },
+        }
+    }
+    (committed, pending)
+}
+
+/// The pending offset a transactional record stores.
+fn pending_of(r: &LogRecord) -> Option<(OffsetKey, Option<(i64, i64)>)> {
+    match decode_key(&r.key).expect("own key") {
+        RecordKey::Offset {
+            group,
+            topic,
+            partition,
+            ..
+        } => {
+            let v = r.value.as_ref().map(|v| {
+                let v = decode_offset_value(v).expect("own value");
+                (v.offset, v.commit_timestamp)
+            });
+            Some(((group, topic, partition), v))
+        }
+        _ => None,
     }
 }
 
@@ -1145,4 +1533,9 @@ fn runtime_simulation() {
     assert!(totals[1].kept_uncertain > 0, "{:?}", totals[1]);
     assert!(all.expirations > 0, "{all:?}");
     assert!(all.groups_deleted > 10, "{all:?}");
+    assert!(all.txn_commits_acked > 200, "{all:?}");
+    assert!(all.txn_offsets_committed > 100, "{all:?}");
+    assert!(all.txn_offsets_aborted > 50, "{all:?}");
+    assert!(all.txn_offsets_dropped_by_tombstone > 0, "{all:?}");
+    assert!(all.txn_offsets_superseded > 0, "{all:?}");
 }
