@@ -359,21 +359,24 @@ impl Txns {
 
     /// Whether a transactional batch of `producer_id` at `epoch` may be appended to the
     /// partition: its transaction must be ongoing and hold the partition (KIP-890's check,
-    /// done in process since this broker is the coordinator).
-    pub fn holds(&self, producer_id: i64, epoch: i16, topic: &str, partition: i32) -> bool {
+    /// done in process since this broker is the coordinator). A fenced producer gets
+    /// `ProducerFenced`, anything else `InvalidTxnState`.
+    pub fn holds(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), TxnError> {
         let Some(id) = self.producers.lock().get(&producer_id).cloned() else {
-            return false;
+            return Err(TxnError::InvalidTxnState);
         };
-        self.read(&id, |c| {
-            c.verify_partitions(
-                &id,
-                producer_id,
-                epoch,
-                &[TopicPartition::new(topic, partition)],
-            )
-            .is_ok_and(|v| v.first() == Some(&true))
-        })
-        .unwrap_or(false)
+        let tp = [TopicPartition::new(topic, partition)];
+        match self.read(&id, |c| c.verify_partitions(&id, producer_id, epoch, &tp)) {
+            Some(Ok(v)) if v.first() == Some(&true) => Ok(()),
+            Some(Err(TxnError::ProducerFenced)) => Err(TxnError::ProducerFenced),
+            _ => Err(TxnError::InvalidTxnState),
+        }
     }
 
     /// Writes a prepared transaction's markers in the background, then completes it.

@@ -289,6 +289,12 @@ async fn transaction_api_errors_are_kafkas() {
     assert_eq!(again.producer_id.0, pid);
     // Fenced once by the abort, once more by the new instance.
     assert_eq!(again.producer_epoch, epoch + 2);
+    // The old instance's batches are refused as of an old epoch (fatal for clients).
+    let b = producer_batch(pid, epoch, 1, &["late"], true);
+    assert_eq!(
+        produce_to(&mut sock, "t", 0, b, Some("tx")).await.0,
+        INVALID_PRODUCER_EPOCH
+    );
     // The old instance's EndTxn is fenced.
     assert_eq!(
         end_txn(&mut sock, "tx", pid, epoch, true, 3).await,

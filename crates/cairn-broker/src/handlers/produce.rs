@@ -83,15 +83,25 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
             // A transactional batch belongs to the producer's ongoing transaction, which
             // must already hold this partition (AddPartitionsToTxn came first).
             if let Some((pid, epoch)) = transactional_producer(&records) {
-                if !st.txns.holds(pid, epoch, &name, pd.index) {
+                if let Err(e) = st.txns.holds(pid, epoch, &name, pd.index) {
+                    // A fenced producer gets Kafka's answer for an old epoch, which clients
+                    // treat as fatal; anything else is outside a transaction.
+                    let (code, why) = if e == cairn_txn::TxnError::ProducerFenced {
+                        (
+                            Code::InvalidProducerEpoch,
+                            "the producer's epoch is fenced by a newer one",
+                        )
+                    } else {
+                        (
+                            Code::InvalidTxnState,
+                            "the partition is not part of the producer's ongoing transaction",
+                        )
+                    };
                     tracing::warn!(peer = %ctx.peer, client = %ctx.client_id, topic = %name,
-                        partition = pd.index, producer_id = pid,
-                        "transactional produce refused: the partition is not in an ongoing transaction of this producer");
+                        partition = pd.index, producer_id = pid, "transactional produce refused: {why}");
                     parts.push(
-                        r.with_error_code(Code::InvalidTxnState.code())
-                            .with_error_message(Some(sb(
-                                "the partition is not part of the producer's ongoing transaction",
-                            ))),
+                        r.with_error_code(code.code())
+                            .with_error_message(Some(sb(why))),
                     );
                     continue;
                 }
