@@ -36,7 +36,9 @@ API_NAMES = {
     13: "LeaveGroup", 14: "SyncGroup", 15: "DescribeGroups", 16: "ListGroups",
     18: "ApiVersions", 19: "CreateTopics", 20: "DeleteTopics", 22: "InitProducerId",
     32: "DescribeConfigs", 37: "CreatePartitions", 42: "DeleteGroups", 47: "OffsetDelete",
-    60: "DescribeCluster",
+    60: "DescribeCluster", 24: "AddPartitionsToTxn", 25: "AddOffsetsToTxn", 26: "EndTxn",
+    28: "TxnOffsetCommit", 61: "DescribeProducers", 65: "DescribeTransactions",
+    66: "ListTransactions",
 }
 
 
@@ -153,6 +155,29 @@ def librdkafka_traffic(bootstrap):
     admin.list_consumer_groups().result(10)
     for f in admin.delete_topics(["rk-gone"]).values():
         f.result(10)
+    # A transactional producer: consume-transform-produce with offsets in the transaction,
+    # a commit and an abort, read back read_committed (transactional and control batches).
+    tp = Producer({"bootstrap.servers": bootstrap, "transactional.id": "rk-txn", "linger.ms": 5})
+    tp.init_transactions(10)
+    group_meta = Consumer({"bootstrap.servers": bootstrap,
+                           "group.id": "rk-txn-group"}).consumer_group_metadata()
+    for commit in (True, False):
+        tp.begin_transaction()
+        for i in range(5):
+            tp.produce("rk", key=f"t{i}".encode(), value=b"in a transaction")
+        tp.flush(10)
+        tp.send_offsets_to_transaction([TopicPartition("rk", 0, 7)], group_meta, 10)
+        if commit:
+            tp.commit_transaction(10)
+        else:
+            tp.abort_transaction(10)
+    rc = Consumer({"bootstrap.servers": bootstrap, "group.id": "rk-rc",
+                   "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+    rc.assign([TopicPartition("rk", p, 0) for p in range(3)])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        rc.poll(0.2)
+    rc.close()
     return got
 
 
