@@ -18,6 +18,7 @@ pub mod sasl;
 pub mod security;
 #[cfg(test)]
 mod testing;
+pub mod txn_producer;
 
 pub use admin::{
     CommittedOffset, ConfigEntry, GroupDescription, GroupListing, MemberDescription, OffsetLookup,
