@@ -6,11 +6,12 @@
 //!   (AddPartitionsToTxn when a transaction begins, sequenced transactional
 //!   batches, every produce answered, then EndTxn) and once from a plain
 //!   idempotent producer (a producer id without transactional id, sequenced
-//!   batches); the two alternate which goes first, and the ratio of their
-//!   throughputs is taken run by run.
+//!   batches); the two take turns in segments (ABBA order) within each run,
+//!   and the ratio of their throughputs is taken run by run.
 //! * EndTxn latency over the transactional runs, from sending EndTxn to its answer.
 //! * consume: the committed data of the transactional run read from the start
-//!   by a read_committed and a read_uncommitted fetcher, alternating first.
+//!   by a read_committed and a read_uncommitted fetcher, several passes each
+//!   in ABBA order, the median pass of each counting.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -77,6 +78,15 @@ pub struct TxnBenchArgs {
     #[arg(long, default_value_t = 100)]
     commit_interval_ms: u64,
 
+    /// Turns each producer takes per run (ABBA order); each run's payload is split between them.
+    #[arg(long, default_value_t = 8)]
+    segments: u64,
+
+    /// Read passes per mode and run (read_committed and read_uncommitted interleaved); the
+    /// median pass of each mode is the run's figure.
+    #[arg(long, default_value_t = 3)]
+    consume_passes: usize,
+
     /// Largest response asked for in one Fetch.
     #[arg(long, default_value = "4MiB", value_parser = parse_size)]
     fetch_size: u64,
@@ -96,8 +106,16 @@ struct Plan {
 
 impl Plan {
     fn new(args: &TxnBenchArgs) -> Result<Plan> {
-        if args.repeat == 0 || args.in_flight == 0 || args.partitions < 1 {
-            bail!("--repeat, --in-flight and --partitions must be at least 1");
+        if args.repeat == 0
+            || args.in_flight == 0
+            || args.partitions < 1
+            || args.consume_passes == 0
+            || args.segments == 0
+        {
+            bail!(
+                "--repeat, --in-flight, --partitions, --segments and --consume-passes must be at \
+                 least 1"
+            );
         }
         if args.record_size == 0 || args.commit_interval_ms == 0 {
             bail!("--record-size and --commit-interval-ms must be positive");
@@ -207,14 +225,16 @@ pub async fn run(args: TxnBenchArgs) -> Result<()> {
     );
     println!(
         "  {} records of {} B per producer run ({:.1} MB), {} records per batch, {} in flight, \
-         {} partition(s), acks {ACKS}, transactional producer commits every {} ms",
+         {} partition(s), acks {ACKS}, transactional producer commits every {} ms, {} read \
+         pass(es) per isolation level and run",
         plan.records(),
         plan.record_size,
         plan.payload() as f64 / MB,
         plan.records_per_batch,
         args.in_flight,
         args.partitions,
-        args.commit_interval_ms
+        args.commit_interval_ms,
+        args.consume_passes
     );
     if !args.broker_opts.is_empty() {
         println!("  broker options: {}", args.broker_opts.join(" "));
@@ -314,7 +334,9 @@ async fn measure(args: &TxnBenchArgs, plan: &Plan, addr: &str) -> Result<Report>
         batches: (args.partitions as u64).max(2),
         ..*plan
     };
-    produce_run(args, &warm_plan, addr, &warm, Some(&warm), &templates)
+    let mut writer = Writer::open(args, addr, &warm, Some(&warm)).await?;
+    writer
+        .segment(args, &warm_plan, &templates, warm_plan.batches)
         .await
         .context("warm-up transaction")?;
 
@@ -326,26 +348,40 @@ async fn measure(args: &TxnBenchArgs, plan: &Plan, addr: &str) -> Result<Report>
         create_topic(&admin, &txn_topic, args.partitions).await?;
         create_topic(&admin, &idem_topic, args.partitions).await?;
         let txn_id = format!("{}-{stamp}-p{run}", args.topic_prefix);
-        let (mut txn, mut idem) = (None, None);
-        for transactional in [txn_first, !txn_first] {
-            if transactional {
-                txn = Some(
-                    produce_run(args, plan, addr, &txn_topic, Some(&txn_id), &templates)
+        let mut txn = Writer::open(args, addr, &txn_topic, Some(&txn_id))
+            .await
+            .context("transactional producer")?;
+        let mut idem = Writer::open(args, addr, &idem_topic, None)
+            .await
+            .context("idempotent producer")?;
+        // The two take turns in ABBA order, segment by segment, so that what else the machine
+        // does at any moment weighs on both alike.
+        let segments = args.segments.min(plan.batches);
+        for k in 0..segments {
+            let batches = plan.batches / segments + u64::from(k < plan.batches % segments);
+            let first = txn_first == (k % 2 == 0);
+            for transactional in [first, !first] {
+                if transactional {
+                    txn.segment(args, plan, &templates, batches)
                         .await
-                        .context("transactional produce")?,
-                );
-            } else {
-                idem = Some(
-                    produce_run(args, plan, addr, &idem_topic, None, &templates)
+                        .context("transactional produce")?;
+                } else {
+                    idem.segment(args, plan, &templates, batches)
                         .await
-                        .context("idempotent produce")?,
-                );
+                        .context("idempotent produce")?;
+                }
             }
         }
-        let (txn, idem) = (txn.expect("ran"), idem.expect("ran"));
+        let (txn, idem) = (txn.finish(), idem.finish());
         let ends = wait_stable(&admin, &txn_topic, args.partitions).await?;
-        let (mut rc, mut ru) = (None, None);
-        for committed in [txn_first, !txn_first] {
+        // Reads are short and cheap to repeat: several passes in ABBA order, each mode's
+        // median pass counts, so one slow moment on a shared machine does not decide the run.
+        let (mut rcs, mut rus) = (Vec::new(), Vec::new());
+        let order = (0..args.consume_passes).flat_map(|k| {
+            let first = txn_first == (k % 2 == 0);
+            [first, !first]
+        });
+        for committed in order {
             let r = consume_run(args, plan, addr, &txn_topic, &ends, committed)
                 .await
                 .with_context(|| {
@@ -359,12 +395,12 @@ async fn measure(args: &TxnBenchArgs, plan: &Plan, addr: &str) -> Result<Report>
                     )
                 })?;
             if committed {
-                rc = Some(r);
+                rcs.push(r);
             } else {
-                ru = Some(r);
+                rus.push(r);
             }
         }
-        let (rc, ru) = (rc.expect("ran"), ru.expect("ran"));
+        let (rc, ru) = (median_pass(rcs), median_pass(rus));
         println!(
             "run {run}/{}: idempotent {:.1} MB/s, transactional {:.1} MB/s (ratio {:.3}; {} \
              commits, EndTxn p50 {:.3} ms p99 {:.3} ms) | read_uncommitted {:.1} MB/s, \
@@ -388,69 +424,107 @@ async fn measure(args: &TxnBenchArgs, plan: &Plan, addr: &str) -> Result<Report>
     Ok(report)
 }
 
-/// One producer writes the plan's batches to `topic`, round-robin over its
-/// partitions, keeping --in-flight requests outstanding; transactional when
-/// `txn_id` is given. Setting up the producer is not timed.
-async fn produce_run(
-    args: &TxnBenchArgs,
-    plan: &Plan,
-    addr: &str,
-    topic: &str,
-    txn_id: Option<&str>,
-    templates: &[Bytes],
-) -> Result<ProduceRun> {
-    let client = Arc::new(Client::connect(addr, CLIENT_ID).await?);
-    let partitions: Vec<i32> = (0..args.partitions).collect();
-    for &p in &partitions {
-        client.leader_connection(topic, p).await?;
-    }
-    let mut producer = match txn_id {
-        Some(id) => TransactionalProducer::init(client, id, Duration::from_secs(60)).await?,
-        None => TransactionalProducer::idempotent(client).await?,
-    };
-    let interval = Duration::from_millis(args.commit_interval_ms);
-    let mut run = ProduceRun {
-        payload: plan.payload(),
-        ..ProduceRun::default()
-    };
-    let mut pending = VecDeque::with_capacity(args.in_flight);
-    let start = Instant::now();
-    let mut txn_start = start;
-    for b in 0..plan.batches {
-        let partition = partitions[(b % partitions.len() as u64) as usize];
-        if txn_id.is_some() && !producer.in_transaction() {
-            // Begin: add, in one request, the partitions this transaction will write.
-            let ahead = (plan.batches - b).min(partitions.len() as u64) as usize;
-            let first = (b % partitions.len() as u64) as usize;
-            let next: Vec<i32> = (0..ahead)
-                .map(|k| partitions[(first + k) % partitions.len()])
-                .collect();
-            producer.add_partitions(topic, &next).await?;
-            txn_start = Instant::now();
+/// One producer writing to `topic`, round-robin over its partitions, keeping
+/// --in-flight requests outstanding; transactional when it has a
+/// transactional id. It writes in segments, so that the two kinds of
+/// producer can take turns within a run; only the segments are timed.
+struct Writer {
+    producer: TransactionalProducer,
+    topic: String,
+    partitions: Vec<i32>,
+    transactional: bool,
+    /// Batches written so far (which template and partition come next).
+    written: u64,
+    run: ProduceRun,
+}
+
+impl Writer {
+    async fn open(
+        args: &TxnBenchArgs,
+        addr: &str,
+        topic: &str,
+        txn_id: Option<&str>,
+    ) -> Result<Writer> {
+        let client = Arc::new(Client::connect(addr, CLIENT_ID).await?);
+        let partitions: Vec<i32> = (0..args.partitions).collect();
+        for &p in &partitions {
+            client.leader_connection(topic, p).await?;
         }
-        if pending.len() >= args.in_flight {
-            let ack: cairn_client::Result<_> = pending.pop_front().expect("non-empty").await;
-            ack?;
+        let producer = match txn_id {
+            Some(id) => TransactionalProducer::init(client, id, Duration::from_secs(60)).await?,
+            None => TransactionalProducer::idempotent(client).await?,
+        };
+        Ok(Writer {
+            producer,
+            topic: topic.to_string(),
+            partitions,
+            transactional: txn_id.is_some(),
+            written: 0,
+            run: ProduceRun::default(),
+        })
+    }
+
+    /// Writes `batches` more batches and waits for all of them; a
+    /// transactional writer commits whenever its transaction is
+    /// --commit-interval-ms old, and at the end of the segment.
+    async fn segment(
+        &mut self,
+        args: &TxnBenchArgs,
+        plan: &Plan,
+        templates: &[Bytes],
+        batches: u64,
+    ) -> Result<()> {
+        let interval = Duration::from_millis(args.commit_interval_ms);
+        let parts = self.partitions.len() as u64;
+        let mut pending = VecDeque::with_capacity(args.in_flight);
+        let start = Instant::now();
+        let mut txn_start = start;
+        for k in 0..batches {
+            let b = self.written + k;
+            let partition = self.partitions[(b % parts) as usize];
+            if self.transactional && !self.producer.in_transaction() {
+                // Begin: add, in one request, the partitions this transaction will write.
+                let ahead = (batches - k).min(parts);
+                let next: Vec<i32> = (0..ahead)
+                    .map(|i| self.partitions[((b + i) % parts) as usize])
+                    .collect();
+                self.producer.add_partitions(&self.topic, &next).await?;
+                txn_start = Instant::now();
+            }
+            if pending.len() >= args.in_flight {
+                let ack: cairn_client::Result<_> = pending.pop_front().expect("non-empty").await;
+                ack?;
+            }
+            let batch = &templates[(b % templates.len() as u64) as usize];
+            pending.push_back(
+                self.producer
+                    .send_batch(&self.topic, partition, batch, ACKS)
+                    .await?,
+            );
+            if self.transactional && txn_start.elapsed() >= interval {
+                commit(&mut self.producer, &mut pending, &mut self.run).await?;
+            }
         }
-        let batch = &templates[(b % templates.len() as u64) as usize];
-        pending.push_back(producer.send_batch(topic, partition, batch, ACKS).await?);
-        if txn_id.is_some() && txn_start.elapsed() >= interval {
-            commit(&mut producer, &mut pending, &mut run).await?;
+        if self.transactional {
+            commit(&mut self.producer, &mut pending, &mut self.run).await?;
         }
+        while let Some(ack) = pending.pop_front() {
+            ack.await?;
+        }
+        self.run.secs += start.elapsed().as_secs_f64();
+        self.run.payload += batches * plan.records_per_batch * plan.record_size as u64;
+        self.written += batches;
+        Ok(())
     }
-    if txn_id.is_some() {
-        commit(&mut producer, &mut pending, &mut run).await?;
+
+    fn finish(mut self) -> ProduceRun {
+        self.run.end_txn.sort_unstable();
+        let stats = self.producer.stats();
+        self.run.add_partitions = stats.add_partitions_time;
+        self.run.add_partitions_calls = stats.add_partitions;
+        self.run.retries = stats.retries;
+        self.run
     }
-    while let Some(ack) = pending.pop_front() {
-        ack.await?;
-    }
-    run.secs = start.elapsed().as_secs_f64();
-    run.end_txn.sort_unstable();
-    let stats = producer.stats();
-    run.add_partitions = stats.add_partitions_time;
-    run.add_partitions_calls = stats.add_partitions;
-    run.retries = stats.retries;
-    Ok(run)
 }
 
 /// Waits for every produce of the transaction, then commits it, timing EndTxn.
@@ -571,6 +645,12 @@ async fn consume_run(
         payload: bytes,
         fetches,
     })
+}
+
+/// The pass with the median throughput (the upper one of an even count).
+fn median_pass(mut passes: Vec<ConsumeRun>) -> ConsumeRun {
+    passes.sort_by(|a, b| a.mb_per_s().total_cmp(&b.mb_per_s()));
+    passes[passes.len() / 2]
 }
 
 /// A few distinct batches of random values (not compressible), encoded once;
@@ -737,6 +817,8 @@ fn to_json(
             "acks": ACKS,
             "commit_interval_ms": args.commit_interval_ms,
             "fetch_size": args.fetch_size,
+            "consume_passes": args.consume_passes,
+            "segments": args.segments,
         },
         "bar": BAR,
         "produce": {
@@ -783,6 +865,8 @@ mod tests {
             in_flight: 5,
             partitions: 1,
             commit_interval_ms: 100,
+            consume_passes: 3,
+            segments: 8,
             fetch_size: 1 << 20,
             topic_prefix: "t".into(),
         };
@@ -814,5 +898,11 @@ mod tests {
         assert!((ratios[0] - 0.95).abs() < 1e-9 && (ratios[1] - 0.5).abs() < 1e-9);
         assert_eq!(verdict(0.95), "met");
         assert_eq!(verdict(0.949), "MISSED");
+        let c = |mb: f64| ConsumeRun {
+            secs: 1.0,
+            payload: (mb * MB) as u64,
+            fetches: 1,
+        };
+        assert_eq!(median_pass(vec![c(9.0), c(1.0), c(5.0)]).mb_per_s(), 5.0);
     }
 }
