@@ -157,6 +157,9 @@ pub enum BenchSuite {
     /// Consumer groups: offset commit throughput and latency (default and
     /// fsync durability), rebalance time, coordinator recovery time.
     Groups(Box<crate::bench_groups::GroupBenchArgs>),
+    /// Transactions: transactional against idempotent produce, EndTxn latency, read_committed
+    /// against read_uncommitted consume.
+    Transactions(Box<crate::bench_txn::TxnBenchArgs>),
 }
 
 impl BenchArgs {
@@ -238,6 +241,9 @@ impl Plan {
 pub async fn run(mut args: BenchArgs) -> Result<()> {
     if let Some(BenchSuite::Groups(groups)) = args.suite {
         return crate::bench_groups::run(*groups).await;
+    }
+    if let Some(BenchSuite::Transactions(txn)) = args.suite {
+        return crate::bench_txn::run(*txn).await;
     }
     args.security = crate::common::load_security(args.command_config.as_deref())?;
     let secure = if args.with_sasl_ssl {
@@ -1289,7 +1295,7 @@ pub(crate) fn si(v: f64) -> String {
 }
 
 /// Parses "65536", "64k", "64KiB", "1.5M", "2GiB" (k/M/G are powers of 1000).
-fn parse_size(s: &str) -> std::result::Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

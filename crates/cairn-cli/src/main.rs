@@ -11,6 +11,7 @@ mod acls;
 mod bench;
 mod bench_groups;
 mod bench_security;
+mod bench_txn;
 mod check;
 mod common;
 mod groups;

@@ -14,7 +14,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+    MetadataResponse, ProduceRequest, ProduceResponse, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -163,7 +163,12 @@ pub struct ProduceAck {
 #[derive(Clone, Debug)]
 pub struct RawFetch {
     pub high_watermark: i64,
+    /// The last stable offset, when the broker sends one (Fetch v4+).
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// With read_committed: (producer id, first offset) of the aborted
+    /// transactions in the fetched range.
+    pub aborted_transactions: Vec<(i64, i64)>,
     pub records: Bytes,
 }
 
@@ -515,9 +520,26 @@ impl Client {
         batch: Bytes,
         acks: i16,
     ) -> Result<impl Future<Output = Result<ProduceAck>> + Send + 'static> {
+        self.submit_produce_as(topic, partition, batch, acks, None)
+            .await
+    }
+
+    /// [`Self::submit_produce`] naming the producer's transactional id, which
+    /// a broker requires with transactional batches.
+    pub async fn submit_produce_as(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: i16,
+        transactional_id: Option<&str>,
+    ) -> Result<impl Future<Output = Result<ProduceAck>> + Send + 'static> {
         let conn = self.leader_connection(topic, partition).await?;
         let version = conn.version_at_most::<ProduceRequest>(PRODUCE_MAX_VERSION)?;
         let req = ProduceRequest::default()
+            .with_transactional_id(
+                transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
+            )
             .with_acks(acks)
             .with_timeout_ms(self.timeout_ms())
             .with_topic_data(vec![TopicProduceData::default()
@@ -550,6 +572,22 @@ impl Client {
         max_bytes: i32,
         max_wait_ms: i32,
     ) -> Result<RawFetch> {
+        self.fetch_raw_isolated(topic, partition, offset, max_bytes, max_wait_ms, 0)
+            .await
+    }
+
+    /// [`Self::fetch_raw`] with an isolation level: 0 read_uncommitted, 1
+    /// read_committed (data below the last stable offset only, with the
+    /// aborted transactions of the range).
+    pub async fn fetch_raw_isolated(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+        isolation_level: i8,
+    ) -> Result<RawFetch> {
         let conn = self.leader_connection(topic, partition).await?;
         let version = conn.version_at_most::<FetchRequest>(FETCH_MAX_VERSION)?;
         let req = FetchRequest::default()
@@ -557,7 +595,7 @@ impl Client {
             .with_max_wait_ms(max_wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(max_bytes)
-            .with_isolation_level(0)
+            .with_isolation_level(isolation_level)
             // Session id 0 with epoch -1: a plain full fetch, no session.
             .with_session_id(0)
             .with_session_epoch(-1)
@@ -581,7 +619,14 @@ impl Client {
         Error::check_code(data.error_code, None, context)?;
         Ok(RawFetch {
             high_watermark: data.high_watermark,
+            last_stable_offset: data.last_stable_offset,
             log_start_offset: data.log_start_offset,
+            aborted_transactions: data
+                .aborted_transactions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect(),
             records: data.records.unwrap_or_default(),
         })
     }

@@ -20,6 +20,7 @@ pub mod security;
 #[cfg(test)]
 mod testing;
 pub mod transactions;
+pub mod txn_producer;
 
 pub use admin::{
     CommittedOffset, ConfigEntry, GroupDescription, GroupListing, MemberDescription, OffsetLookup,

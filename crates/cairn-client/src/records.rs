@@ -66,31 +66,61 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Who writes a batch, for idempotent and transactional producers: the
+/// producer id and epoch from InitProducerId, the sequence of the batch's
+/// first record in its partition, and whether it belongs to a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub transactional: bool,
+}
+
 /// Encodes `records` as one v2 record batch without producer id (a plain,
 /// non-idempotent producer). The broker assigns the real offsets.
 pub fn encode_batch(records: &[ProduceRecord], compression: Compression) -> Result<Bytes> {
+    encode_batch_as(records, compression, None)
+}
+
+/// [`encode_batch`] for the producer `producer` (none: a plain producer).
+pub fn encode_batch_as(
+    records: &[ProduceRecord],
+    compression: Compression,
+    producer: Option<ProducerIdentity>,
+) -> Result<Bytes> {
     if records.is_empty() {
         return Err(Error::Records(anyhow::anyhow!(
             "a batch needs at least one record"
         )));
     }
     let now = now_ms();
+    // Without a producer the base sequence must be -1, the "no sequence" marker.
+    let (producer_id, producer_epoch, base_sequence, transactional) = match producer {
+        Some(p) => (
+            p.producer_id,
+            p.producer_epoch,
+            p.base_sequence,
+            p.transactional,
+        ),
+        None => (NO_PRODUCER_ID, NO_PRODUCER_EPOCH, -1, false),
+    };
     let encoded: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch whenever offset minus sequence
-            // changes, so sequences advance with offsets; starting at -1
-            // makes the batch's base sequence the "no sequence" marker.
-            sequence: (i as i32).wrapping_sub(1),
+            // changes, so sequences advance with offsets; only the base
+            // sequence goes on the wire.
+            sequence: base_sequence.wrapping_add(i as i32),
             timestamp: r.timestamp.unwrap_or(now),
             key: r.key.clone(),
             value: r.value.clone(),
@@ -108,6 +138,56 @@ pub fn encode_batch(records: &[ProduceRecord], compression: Compression) -> Resu
     };
     RecordBatchEncoder::encode(&mut buf, &encoded, &options).map_err(Error::Records)?;
     Ok(buf.freeze())
+}
+
+/// Byte positions in a v2 batch header.
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+const PRODUCER_ID_OFFSET: usize = 43;
+const PRODUCER_EPOCH_OFFSET: usize = 51;
+const BASE_SEQUENCE_OFFSET: usize = 53;
+const RECORD_COUNT_OFFSET: usize = 57;
+const BATCH_HEADER_LEN: usize = 61;
+const TRANSACTIONAL_FLAG: i16 = 1 << 4;
+const CONTROL_FLAG: i16 = 1 << 5;
+
+/// Rewrites the producer fields and transactional flag of one encoded batch
+/// and recomputes its CRC, so a producer can send a pre-encoded batch again
+/// under a new sequence without encoding its records again.
+pub fn restamp_batch(batch: &[u8], producer: ProducerIdentity) -> Result<Bytes> {
+    if batch.len() < BATCH_HEADER_LEN || batch[MAGIC_OFFSET] != 2 {
+        return Err(Error::Records(anyhow::anyhow!(
+            "not a single v2 record batch"
+        )));
+    }
+    let mut out = BytesMut::from(batch);
+    let attributes = i16::from_be_bytes([out[ATTRIBUTES_OFFSET], out[ATTRIBUTES_OFFSET + 1]]);
+    if attributes & CONTROL_FLAG != 0 {
+        return Err(Error::Records(anyhow::anyhow!(
+            "control batches are written by the broker"
+        )));
+    }
+    let attributes = if producer.transactional {
+        attributes | TRANSACTIONAL_FLAG
+    } else {
+        attributes & !TRANSACTIONAL_FLAG
+    };
+    out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8]
+        .copy_from_slice(&producer.producer_id.to_be_bytes());
+    out[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2]
+        .copy_from_slice(&producer.producer_epoch.to_be_bytes());
+    out[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
+        .copy_from_slice(&producer.base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// Number of records in an encoded v2 batch, from its header.
+pub fn batch_record_count(batch: &[u8]) -> Option<i32> {
+    let field = batch.get(RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4)?;
+    Some(i32::from_be_bytes(field.try_into().ok()?))
 }
 
 /// Size of the batch header fields before the batch length: base offset (8)
