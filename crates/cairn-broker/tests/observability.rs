@@ -1,49 +1,22 @@
 //! The HTTP listener over an in-process broker: health, lag JSON against the truth, metrics,
 //! a group in the middle of a rebalance and its history.
 
+mod common;
+
 use cairn_log::batch::{encode_plain, PlainRecord};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use cairn_broker::{Broker, BrokerOptions};
 use cairn_config::BrokerConfig;
 use cairn_group::consumer_protocol::{
     encode_assignment, encode_subscription, Assignment, Subscription,
 };
+use common::{call, s};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-async fn call<R: Request>(sock: &mut TcpStream, req: &R, version: i16) -> R::Response {
-    let mut b = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(1)
-        .with_client_id(Some(s("obs-test")))
-        .encode(&mut b, R::header_version(version))
-        .unwrap();
-    req.encode(&mut b, version).unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(b.len() as i32);
-    frame.extend_from_slice(&b);
-    sock.write_all(&frame).await.unwrap();
-    let n = sock.read_i32().await.unwrap();
-    let mut buf = vec![0u8; n as usize];
-    sock.read_exact(&mut buf).await.unwrap();
-    let mut resp = Bytes::from(buf);
-    let hv = ApiKey::try_from(R::KEY)
-        .unwrap()
-        .response_header_version(version);
-    ResponseHeader::decode(&mut resp, hv).unwrap();
-    R::Response::decode(&mut resp, version).unwrap()
-}
 
 fn batch(n: usize, ts: i64) -> Bytes {
     let values: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();

@@ -2,15 +2,18 @@
 //! gates every other request, failures close the connection, sessions expire, ACLs and SCRAM
 //! users are enforced and survive a restart.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use cairn_auth::{ScramClient, ScramMechanism};
 use cairn_broker::{Broker, BrokerOptions};
 use cairn_config::BrokerConfig;
+use common::send;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -101,39 +104,6 @@ async fn start(dir: &std::path::Path, cfg: BrokerConfig) -> Broker {
 
 fn addr(b: &Broker, name: &str) -> std::net::SocketAddr {
     b.listeners.iter().find(|(n, _)| n == name).unwrap().1
-}
-
-async fn send<S, R>(sock: &mut S, req: &R, version: i16) -> Option<R::Response>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-    R: Request,
-{
-    let mut b = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("security-test")))
-        .encode(&mut b, R::header_version(version))
-        .unwrap();
-    req.encode(&mut b, version).unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(b.len() as i32);
-    frame.extend_from_slice(&b);
-    sock.write_all(&frame).await.ok()?;
-    sock.flush().await.ok()?;
-    let n = tokio::time::timeout(Duration::from_secs(5), sock.read_i32())
-        .await
-        .expect("an answer or a close within 5 s")
-        .ok()?;
-    let mut buf = vec![0u8; n as usize];
-    sock.read_exact(&mut buf).await.ok()?;
-    let mut resp = Bytes::from(buf);
-    let hv = ApiKey::try_from(R::KEY)
-        .unwrap()
-        .response_header_version(version);
-    ResponseHeader::decode(&mut resp, hv).unwrap();
-    Some(R::Response::decode(&mut resp, version).unwrap())
 }
 
 async fn closed<S: AsyncRead + Unpin>(sock: &mut S) -> bool {

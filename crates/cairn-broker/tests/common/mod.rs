@@ -13,7 +13,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub async fn start_with(dir: &std::path::Path, settings: &[(&str, &str)]) -> Broker {
@@ -38,7 +38,13 @@ pub fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-pub async fn call<R: Request>(sock: &mut TcpStream, req: &R, version: i16) -> R::Response {
+/// Sends one request over any stream (plain or TLS) and reads its answer; `None` if the
+/// broker closed the connection instead.
+pub async fn send<S, R>(sock: &mut S, req: &R, version: i16) -> Option<R::Response>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Request,
+{
     let mut b = BytesMut::new();
     RequestHeader::default()
         .with_request_api_key(R::KEY)
@@ -51,19 +57,25 @@ pub async fn call<R: Request>(sock: &mut TcpStream, req: &R, version: i16) -> R:
     let mut frame = BytesMut::new();
     frame.put_i32(b.len() as i32);
     frame.extend_from_slice(&b);
-    sock.write_all(&frame).await.unwrap();
+    sock.write_all(&frame).await.ok()?;
+    sock.flush().await.ok()?;
     let n = tokio::time::timeout(Duration::from_secs(10), sock.read_i32())
         .await
-        .unwrap()
-        .unwrap();
+        .expect("an answer or a close within 10 s")
+        .ok()?;
     let mut buf = vec![0u8; n as usize];
-    sock.read_exact(&mut buf).await.unwrap();
+    sock.read_exact(&mut buf).await.ok()?;
     let mut resp = Bytes::from(buf);
     let hv = ApiKey::try_from(R::KEY)
         .unwrap()
         .response_header_version(version);
     ResponseHeader::decode(&mut resp, hv).unwrap();
-    R::Response::decode(&mut resp, version).unwrap()
+    Some(R::Response::decode(&mut resp, version).unwrap())
+}
+
+/// Like [`send`], for a request that must be answered.
+pub async fn call<R: Request>(sock: &mut TcpStream, req: &R, version: i16) -> R::Response {
+    send(sock, req, version).await.expect("a response")
 }
 
 /// An uncompressed v2 batch of producer `pid`/`epoch` with sequences from `seq`; transactional
