@@ -278,10 +278,6 @@ impl TxnCoordinator {
         rec
     }
 
-    pub fn get(&self, id: &str) -> Option<&TxnMeta> {
-        self.txns.get(id)
-    }
-
     /// What the log says of `id`: the state before any request not yet durable.
     pub fn durable(&self, id: &str) -> Option<&TxnMeta> {
         match self.undo.iter().find(|u| u.transactional_id == id) {
@@ -604,15 +600,6 @@ impl TxnCoordinator {
             }
         }
         (jobs, output(records))
-    }
-
-    /// Transactions whose timeout has passed, counted for metrics by the caller.
-    pub fn len(&self) -> usize {
-        self.txns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.txns.is_empty()
     }
 }
 
