@@ -46,6 +46,12 @@ pub fn group_error_code(e: &GroupError) -> i16 {
         GroupError::GroupMaxSizeReached => Code::GroupMaxSizeReached.code(),
         GroupError::FencedInstanceId => Code::FencedInstanceId.code(),
         GroupError::GroupSubscribedToTopic => Code::GroupSubscribedToTopic.code(),
+        GroupError::FencedMemberEpoch => Code::FencedMemberEpoch.code(),
+        GroupError::StaleMemberEpoch => Code::StaleMemberEpoch.code(),
+        GroupError::UnreleasedInstanceId => Code::UnreleasedInstanceId.code(),
+        GroupError::UnsupportedAssignor => Code::UnsupportedAssignor.code(),
+        GroupError::InvalidRegularExpression(_) => Code::InvalidRegularExpression.code(),
+        GroupError::InvalidRequest(_) => Code::InvalidRequest.code(),
     }
 }
 

@@ -433,7 +433,9 @@ impl GroupCoordinator {
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
                 state: g.state,
+                state_name: g.state.name(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                group_type: crate::types::GroupType::Classic,
             })
             .collect()
     }

@@ -30,6 +30,19 @@ pub enum GroupError {
     GroupMaxSizeReached,
     FencedInstanceId,
     GroupSubscribedToTopic,
+    /// A consumer-group member's epoch is not the one the coordinator expects: it must
+    /// rejoin with epoch 0.
+    FencedMemberEpoch,
+    /// An offset commit or fetch with a member epoch that is not the member's.
+    StaleMemberEpoch,
+    /// A static member rejoined while its previous incarnation still holds the instance id.
+    UnreleasedInstanceId,
+    /// The member asked for a server assignor the broker does not offer.
+    UnsupportedAssignor,
+    /// `subscribed_topic_regex` is not a valid regular expression.
+    InvalidRegularExpression(String),
+    /// A request whose fields contradict each other (Kafka's INVALID_REQUEST), with why.
+    InvalidRequest(String),
 }
 
 impl fmt::Display for GroupError {

@@ -5,6 +5,7 @@
 //! formats, see [`records`]) and replies to send, which must be held back until those records
 //! are durable.
 
+pub mod consumer;
 pub mod consumer_protocol;
 pub mod hash;
 pub mod records;

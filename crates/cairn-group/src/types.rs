@@ -15,6 +15,14 @@ pub struct GroupConfig {
     pub max_session_timeout_ms: i32,
     /// `group.max.size`
     pub max_size: usize,
+    /// `group.consumer.heartbeat.interval.ms`
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.session.timeout.ms`
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.max.size`
+    pub consumer_max_size: usize,
+    /// `group.consumer.assignors`: the first is the default.
+    pub consumer_assignors: Vec<String>,
     /// `offsets.retention.minutes`, in milliseconds
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`
@@ -36,6 +44,10 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             max_size: usize::MAX,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_max_size: usize::MAX,
+            consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
@@ -200,9 +212,13 @@ pub struct FetchResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupListing {
     pub group_id: String,
+    /// The classic state; for a consumer group, see `state_name`.
     pub state: GroupState,
-    /// "" for simple groups.
+    /// The state's name as ListGroups reports it, for either type.
+    pub state_name: &'static str,
+    /// "" for simple groups; "consumer" for consumer groups.
     pub protocol_type: String,
+    pub group_type: GroupType,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,3 +453,117 @@ pub struct TxnOffsetPartition {
 
 /// Per-topic, per-partition outcome of a TxnOffsetCommit.
 pub type TxnCommitResult = Vec<(String, Vec<(i32, Result<(), GroupError>)>)>;
+
+/// Which protocol a group speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupType {
+    /// JoinGroup/SyncGroup groups, and simple (commit-only) groups.
+    #[default]
+    Classic,
+    /// KIP-848 groups (ConsumerGroupHeartbeat).
+    Consumer,
+}
+
+impl GroupType {
+    /// The name ListGroups v5 and ConsumerGroupDescribe use.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupType::Classic => "classic",
+            GroupType::Consumer => "consumer",
+        }
+    }
+}
+
+/// One topic as the broker knows it when a consumer group looks at metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub id: crate::consumer::TopicId,
+    pub name: String,
+    pub partitions: i32,
+}
+
+/// Every topic the broker has, handed to consumer-group operations (the coordinator reads no
+/// metadata itself). Internal topics are left out by the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopicsSnapshot {
+    pub by_name: std::collections::BTreeMap<String, TopicInfo>,
+}
+
+impl TopicsSnapshot {
+    pub fn new(topics: impl IntoIterator<Item = TopicInfo>) -> Self {
+        TopicsSnapshot {
+            by_name: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
+        }
+    }
+
+    pub fn by_id(&self, id: &crate::consumer::TopicId) -> Option<&TopicInfo> {
+        self.by_name.values().find(|t| &t.id == id)
+    }
+}
+
+/// A ConsumerGroupHeartbeat request. Fields a client did not change since its last heartbeat
+/// arrive as `None` (or -1), and the member keeps what it had.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerHeartbeat {
+    pub group_id: String,
+    /// v0 lets the broker choose it (an empty id on join); v1 clients always send one.
+    pub member_id: String,
+    /// 0 joins, -1 leaves, -2 is a static member leaving for a while.
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    /// -1: unchanged.
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    /// What the member owns now; `None`: unchanged.
+    pub topic_partitions: Option<Vec<(crate::consumer::TopicId, Vec<i32>)>>,
+    pub client_id: String,
+    pub client_host: String,
+    pub api_version: i16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerHeartbeatResponse {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// `None`: unchanged since the member last heard it.
+    pub assignment: Option<Vec<(crate::consumer::TopicId, Vec<i32>)>>,
+}
+
+/// ConsumerGroupDescribe's view of one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    /// What it owns now (its current assignment).
+    pub assignment: crate::consumer::Assignment,
+    /// Where it is heading.
+    pub target_assignment: crate::consumer::Assignment,
+    /// Partitions it must still give up.
+    pub pending_revocation: crate::consumer::Assignment,
+    /// "stable", "unrevoked_partitions", "unreleased_partitions" or "unknown".
+    pub state: &'static str,
+    /// 0 classic, 1 consumer (ConsumerGroupDescribe v1's `member_type`).
+    pub member_type: i8,
+}
+
+/// ConsumerGroupDescribe's view of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupDescription {
+    pub group_id: String,
+    /// "Empty", "Assigning", "Reconciling", "Stable" or "Dead".
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor_name: String,
+    pub members: Vec<ConsumerMemberDescription>,
+}

@@ -1,0 +1,1 @@
+//! Server-side assignors (`group.consumer.assignors`): `uniform` and `range`.
