@@ -131,11 +131,13 @@ fn random_group(rng: &mut Rng, homogeneous: bool) -> (Vec<MemberSpec>, BTreeMap<
     }
     members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
     members.dedup_by(|a, b| a.member_id == b.member_id);
-    // Only topics someone subscribes to, as the caller promises.
+    // Usually only topics someone subscribes to, as the caller promises; sometimes others too,
+    // which must stay unassigned.
     let subscribed: BTreeSet<TopicId> = members.iter().flat_map(|m| m.topics.clone()).collect();
+    let extra = rng.chance(30);
     let topics = topics
         .into_iter()
-        .filter(|(t, _)| subscribed.contains(t))
+        .filter(|(t, _)| extra || subscribed.contains(t))
         .collect();
     (members, topics)
 }

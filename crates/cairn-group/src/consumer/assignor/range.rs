@@ -44,10 +44,8 @@ impl Assignor for RangeAssignor {
         // Subscribers of each topic, in rank order.
         let mut subscribers: Vec<Vec<u32>> = vec![Vec::new(); table.ids.len()];
         for &m in &ranked {
-            for id in &members[m].topics {
-                if let Some(t) = table.index(id) {
-                    subscribers[t].push(m as u32);
-                }
+            for t in table.indices(&members[m].topics) {
+                subscribers[t].push(m as u32);
             }
         }
 

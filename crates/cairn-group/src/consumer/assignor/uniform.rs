@@ -81,11 +81,9 @@ fn keep_current(
 fn homogeneous(members: &[MemberSpec], table: &mut Table) {
     let mut subscribed = vec![false; table.ids.len()];
     let mut total = 0usize;
-    for id in &members[0].topics {
-        if let Some(t) = table.index(id) {
-            subscribed[t] = true;
-            total += table.partitions(t);
-        }
+    for t in table.indices(&members[0].topics) {
+        subscribed[t] = true;
+        total += table.partitions(t);
     }
     let n = members.len();
     let min_quota = total / n;
@@ -157,10 +155,8 @@ fn heterogeneous(members: &[MemberSpec], table: &mut Table) {
     let topics = table.ids.len();
     let mut subscribers: Vec<Vec<u32>> = vec![Vec::new(); topics];
     for (m, member) in members.iter().enumerate() {
-        for id in &member.topics {
-            if let Some(t) = table.index(id) {
-                subscribers[t].push(m as u32);
-            }
+        for t in table.indices(&member.topics) {
+            subscribers[t].push(m as u32);
         }
     }
     let mut size: Vec<usize> = members
@@ -214,6 +210,17 @@ fn heterogeneous(members: &[MemberSpec], table: &mut Table) {
 
 /// One topic's share of the balancing; true if it moved anything.
 fn balance_topic(table: &mut Table, t: usize, subs: &[u32], size: &mut [usize]) -> bool {
+    // Usually nothing to do: check that cheaply before building the per-member lists.
+    let least = subs.iter().map(|&m| size[m as usize]).min().unwrap_or(0);
+    let most = table.owner[t]
+        .iter()
+        .filter(|&&o| o != NOBODY)
+        .map(|&o| size[o as usize])
+        .max()
+        .unwrap_or(0);
+    if most <= least + 1 {
+        return false;
+    }
     // Partitions of this topic held by each subscriber (position in `subs`), highest last so
     // that a member gives up its highest partition first.
     let mut held: Vec<Vec<u32>> = vec![Vec::new(); subs.len()];
