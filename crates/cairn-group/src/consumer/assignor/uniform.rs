@@ -53,7 +53,7 @@ fn keep_current(
     table: &mut Table,
     m: usize,
     member: &MemberSpec,
-    mut subscribed: impl FnMut(usize, &TopicId) -> bool,
+    subscribed: impl Fn(usize, &TopicId) -> bool,
 ) -> Vec<(u32, u32)> {
     let mut kept = Vec::new();
     for (id, parts) in &member.current {
@@ -221,8 +221,8 @@ fn balance_topic(table: &mut Table, t: usize, subs: &[u32], size: &mut [usize]) 
     if most <= least + 1 {
         return false;
     }
-    // Partitions of this topic held by each subscriber (position in `subs`), highest last so
-    // that a member gives up its highest partition first.
+    // Partitions of this topic held by each subscriber (position in `subs`), highest last: a
+    // member gives up the partition it received last, else its highest one.
     let mut held: Vec<Vec<u32>> = vec![Vec::new(); subs.len()];
     let position = |m: u32| subs.binary_search(&m).ok();
     for (p, &o) in table.owner[t].iter().enumerate() {
