@@ -67,3 +67,74 @@ fn build(store: &Store) -> Topics {
         names,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::open(
+            dir,
+            Arc::new(|_: &cairn_log::TopicMeta| cairn_log::LogConfig::default()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_view_is_shared_until_a_change_is_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store
+            .create_topic("a", 2, Default::default(), false)
+            .unwrap();
+        store
+            .create_topic("__consumer_offsets", 1, Default::default(), true)
+            .unwrap();
+        let view = TopicsView::default();
+        let first = view.get(&store);
+        assert_eq!(
+            first.snapshot.by_name.len(),
+            1,
+            "internal topics are left out"
+        );
+        let a = &first.snapshot.by_name["a"];
+        assert_eq!(a.partitions, 2);
+        assert_eq!(first.names[&a.id], "a");
+        assert!(Arc::ptr_eq(&first, &view.get(&store)), "not rebuilt");
+
+        store.add_partitions("a", 5).unwrap();
+        store
+            .create_topic("b", 1, Default::default(), false)
+            .unwrap();
+        view.changed();
+        let second = view.get(&store);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second.snapshot.by_name["a"].partitions, 5);
+        assert!(second.snapshot.by_name.contains_key("b"));
+        assert!(Arc::ptr_eq(&second, &view.get(&store)));
+    }
+
+    /// Prints what a rebuild and a cached answer cost over a thousand topics.
+    #[test]
+    fn a_cached_view_costs_nothing_per_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        for i in 0..1000 {
+            store
+                .create_topic(&format!("t{i}"), 1, Default::default(), false)
+                .unwrap();
+        }
+        let view = TopicsView::default();
+        let t = Instant::now();
+        let built = view.get(&store);
+        let build = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..1000 {
+            assert!(Arc::ptr_eq(&built, &view.get(&store)));
+        }
+        let cached = t.elapsed() / 1000;
+        eprintln!("1000 topics: build {build:?}, cached get {cached:?}");
+        assert!(cached < build, "a cached get must not rebuild");
+    }
+}
