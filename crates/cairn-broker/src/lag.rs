@@ -7,8 +7,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_group::consumer::{Assignment, TopicId};
 use cairn_group::consumer_protocol::{decode_assignment, group_by_topic};
-use cairn_group::{FetchedOffset, GroupDescription, GroupState};
+use cairn_group::{
+    ConsumerGroupDescription, FetchedOffset, GroupDescription, GroupState, GroupType,
+};
 use cairn_log::{PartitionLog, Store};
 use parking_lot::{Mutex, RwLock};
 
@@ -87,9 +90,17 @@ pub struct PartitionLag {
     pub log_end: i64,
     pub lag: Option<i64>,
     pub lag_seconds: Option<f64>,
+    /// The member holding the partition now (for a consumer group, assigned or still being
+    /// revoked).
     pub owner: Option<String>,
+    /// Consumer groups: the member whose target assignment has the partition. It differs from
+    /// `owner` while the partition moves.
+    pub target_owner: Option<String>,
     pub status: Status,
 }
+
+/// Topic name → sorted partitions.
+pub type TopicPartitionList = Vec<(String, Vec<i32>)>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberLag {
@@ -97,16 +108,55 @@ pub struct MemberLag {
     pub client_id: String,
     pub client_host: String,
     pub instance_id: Option<String>,
-    pub assignment: Vec<(String, Vec<i32>)>,
+    /// What the member owns now (its current assignment).
+    pub assignment: TopicPartitionList,
+    /// Consumer groups only.
+    pub consumer: Option<ConsumerMemberLag>,
+}
+
+/// A consumer-group member's reconciliation, as ConsumerGroupDescribe tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerMemberLag {
+    pub member_epoch: i32,
+    /// "stable", "unrevoked_partitions", "unreleased_partitions" or "unknown".
+    pub state: &'static str,
+    pub subscribed_topics: Vec<String>,
+    pub subscribed_regex: Option<String>,
+    /// Where the member is heading.
+    pub target: TopicPartitionList,
+    /// Target partitions it does not own yet (still held by another member, or not yet handed
+    /// over).
+    pub pending_assignment: TopicPartitionList,
+    /// Partitions it owns but must give up first.
+    pub pending_revocation: TopicPartitionList,
+}
+
+impl ConsumerMemberLag {
+    /// Partitions the member has yet to gain or give up.
+    pub fn reconciling(&self) -> usize {
+        count(&self.pending_assignment) + count(&self.pending_revocation)
+    }
+}
+
+fn count(l: &TopicPartitionList) -> usize {
+    l.iter().map(|(_, ps)| ps.len()).sum()
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupLag {
     pub group: String,
+    pub group_type: GroupType,
+    /// The classic state. A consumer group shows Empty or Stable here; see `state_name`.
     pub state: GroupState,
+    /// The state as ListGroups names it, for either type (a consumer group: Empty, Assigning,
+    /// Reconciling, Stable).
+    pub state_name: &'static str,
     pub protocol_type: String,
     pub assignor: Option<String>,
+    /// The generation of a classic group; the group epoch of a consumer group.
     pub generation: i32,
+    /// Consumer groups: the group epoch the target assignment was computed for.
+    pub assignment_epoch: Option<i32>,
     pub leader: Option<String>,
     pub members: Vec<MemberLag>,
     /// Sorted by topic, then partition.
@@ -168,7 +218,7 @@ impl SnapshotCell {
     }
 }
 
-type PartKey = (String, i32);
+pub type PartKey = (String, i32);
 
 /// What carries over from one snapshot to the next; touched by the refresher only.
 #[derive(Default)]
@@ -247,16 +297,30 @@ impl LagEngine {
         let started = Instant::now();
         let now = now_ms();
         // Only cheap copies under the coordinator lock; log reads happen after it is released.
-        let raw: Vec<(GroupDescription, Vec<FetchedOffset>)> = self.groups.read_all(|c| {
+        let raw: Vec<(Described, Vec<FetchedOffset>)> = self.groups.read_all(|c| {
             c.list_groups()
                 .into_iter()
                 .filter_map(|l| {
-                    let d = c.describe_group(&l.group_id)?;
+                    // DescribeGroups speaks of classic groups only; consumer groups have their
+                    // own description.
+                    let d = match l.group_type {
+                        GroupType::Classic => Described::Classic(c.describe_group(&l.group_id)?),
+                        GroupType::Consumer => Described::Consumer(
+                            c.describe_consumer_group(&l.group_id).ok()?,
+                            l.state,
+                        ),
+                    };
                     let offsets = c.fetch_offsets(&l.group_id, None).partitions;
                     Some((d, offsets))
                 })
                 .collect()
         });
+        let topics = self.store.topics();
+        // Consumer groups name topics by id.
+        let names: HashMap<TopicId, String> = topics
+            .iter()
+            .map(|t| (*t.id.as_bytes(), t.name.clone()))
+            .collect();
         let mut carry = self.carry.lock();
         let mut logs: HashMap<PartKey, Option<Arc<PartitionLog>>> = HashMap::new();
         let mut windows = HashMap::with_capacity(carry.windows.len());
@@ -265,9 +329,13 @@ impl LagEngine {
         let mut assigned = HashMap::with_capacity(raw.len());
         let mut groups = Vec::with_capacity(raw.len());
         for (d, offsets) in raw {
+            let input = match d {
+                Described::Classic(d) => classic_input(d),
+                Described::Consumer(d, state) => consumer_input(d, state, &names),
+            };
             let g = self.group_lag(
                 now,
-                d,
+                input,
                 offsets,
                 &mut carry,
                 &mut logs,
@@ -301,7 +369,7 @@ impl LagEngine {
         }
 
         let mut partitions = Vec::new();
-        for t in self.store.topics() {
+        for t in topics {
             if t.internal || t.name == OFFSETS_TOPIC {
                 continue;
             }
@@ -329,7 +397,7 @@ impl LagEngine {
     fn group_lag(
         &self,
         now: i64,
-        d: GroupDescription,
+        d: GroupInput,
         offsets: Vec<FetchedOffset>,
         carry: &mut Carry,
         logs: &mut HashMap<PartKey, Option<Arc<PartitionLog>>>,
@@ -337,31 +405,20 @@ impl LagEngine {
         timestamps: &mut HashMap<(String, i32, i64), i64>,
         assigned: &mut HashMap<String, Vec<PartKey>>,
     ) -> GroupLag {
-        let consumer = d.protocol_type == "consumer";
-        let mut owners: HashMap<PartKey, String> = HashMap::new();
-        let members: Vec<MemberLag> = d
-            .members
-            .into_iter()
-            .map(|m| {
-                let assignment = if consumer && !m.assignment.is_empty() {
-                    decode_assignment(&m.assignment)
-                        .map(|a| a.topic_partitions())
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                for tp in &assignment {
-                    owners.insert(tp.clone(), m.member_id.clone());
-                }
-                MemberLag {
-                    member_id: m.member_id,
-                    client_id: m.client_id,
-                    client_host: m.client_host,
-                    instance_id: m.group_instance_id,
-                    assignment: group_by_topic(assignment),
-                }
-            })
-            .collect();
+        let GroupInput {
+            group_id,
+            group_type,
+            state,
+            state_name,
+            protocol_type,
+            assignor,
+            generation,
+            assignment_epoch,
+            leader,
+            members,
+            mut owners,
+            mut target_owners,
+        } = d;
         let has_members = !members.is_empty();
 
         let mut committed: HashMap<PartKey, i64> = offsets
@@ -369,14 +426,24 @@ impl LagEngine {
             .filter(|o| o.offset >= 0)
             .map(|o| ((o.topic, o.partition), o.offset))
             .collect();
-        let rebalancing = matches!(
-            d.state,
-            GroupState::PreparingRebalance | GroupState::CompletingRebalance
-        );
+        // Only a classic group hides its assignment while it rebalances.
+        let rebalancing = group_type == GroupType::Classic
+            && matches!(
+                state,
+                GroupState::PreparingRebalance | GroupState::CompletingRebalance
+            );
         let now_assigned: Vec<PartKey> = if owners.is_empty() && rebalancing {
-            carry.assigned.remove(&d.group_id).unwrap_or_default()
+            carry.assigned.remove(&group_id).unwrap_or_default()
         } else {
-            owners.keys().cloned().collect()
+            // A consumer group's partitions on their way to a member count as assigned too.
+            let mut all: Vec<PartKey> = owners.keys().cloned().collect();
+            all.extend(
+                target_owners
+                    .keys()
+                    .filter(|k| !owners.contains_key(*k))
+                    .cloned(),
+            );
+            all
         };
         let mut keys: Vec<PartKey> = committed.keys().cloned().collect();
         keys.extend(
@@ -386,7 +453,7 @@ impl LagEngine {
                 .cloned(),
         );
         if !now_assigned.is_empty() {
-            assigned.insert(d.group_id.clone(), now_assigned);
+            assigned.insert(group_id.clone(), now_assigned);
         }
         keys.sort();
 
@@ -402,6 +469,7 @@ impl LagEngine {
             let Some(log) = log else { continue };
             let (start, end) = (log.log_start_offset(), log.log_end_offset());
             let owner = owners.remove(&key);
+            let target_owner = target_owners.remove(&key);
             let Some(off) = committed.remove(&key) else {
                 partitions.push(PartitionLag {
                     topic: key.0,
@@ -412,6 +480,7 @@ impl LagEngine {
                     lag: None,
                     lag_seconds: None,
                     owner,
+                    target_owner,
                     status: Status::Ok,
                 });
                 continue;
@@ -440,7 +509,7 @@ impl LagEngine {
                 }
                 ts.map(|ts| (now - ts).max(0) as f64 / 1000.0)
             };
-            let wkey = (d.group_id.clone(), key.0.clone(), key.1);
+            let wkey = (group_id.clone(), key.0.clone(), key.1);
             let mut w = carry.windows.remove(&wkey).unwrap_or_default();
             if w.len() >= self.window {
                 w.pop_front();
@@ -464,24 +533,31 @@ impl LagEngine {
                 lag: Some(lag),
                 lag_seconds,
                 owner,
+                target_owner,
                 status: pstatus,
             });
         }
-        let assignor = if d.protocol.is_empty() {
-            // Kafka only names the protocol in Stable; keep the last one seen across a rebalance.
-            (d.state != GroupState::Empty && d.state != GroupState::Dead)
-                .then(|| carry.assignors.get(&d.group_id).cloned())
-                .flatten()
-        } else {
-            Some(d.protocol)
+        let assignor = match assignor {
+            // Kafka only names a classic group's protocol in Stable; keep the last one seen
+            // across a rebalance.
+            None if group_type == GroupType::Classic
+                && state != GroupState::Empty
+                && state != GroupState::Dead =>
+            {
+                carry.assignors.get(&group_id).cloned()
+            }
+            a => a,
         };
         GroupLag {
-            group: d.group_id,
-            state: d.state,
-            protocol_type: d.protocol_type,
+            group: group_id,
+            group_type,
+            state,
+            state_name,
+            protocol_type,
             assignor,
-            generation: d.generation_id,
-            leader: d.leader,
+            generation,
+            assignment_epoch,
+            leader,
             members,
             partitions,
             total_lag: total,
@@ -489,6 +565,154 @@ impl LagEngine {
             max_lag_seconds: max_secs,
             status,
         }
+    }
+}
+
+/// A group as the coordinator described it, by protocol.
+enum Described {
+    Classic(GroupDescription),
+    /// With the classic state the listing gives it.
+    Consumer(ConsumerGroupDescription, GroupState),
+}
+
+/// What the lag computation needs of a group, whichever protocol it speaks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInput {
+    pub group_id: String,
+    pub group_type: GroupType,
+    pub state: GroupState,
+    pub state_name: &'static str,
+    pub protocol_type: String,
+    /// `None`: not known now (a classic group outside Stable).
+    pub assignor: Option<String>,
+    pub generation: i32,
+    pub assignment_epoch: Option<i32>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberLag>,
+    /// Partition → the member holding it.
+    pub owners: HashMap<PartKey, String>,
+    /// Partition → the member whose target has it (consumer groups).
+    pub target_owners: HashMap<PartKey, String>,
+}
+
+/// A classic group: assignments are the leader's, decoded when the protocol type is "consumer".
+pub fn classic_input(d: GroupDescription) -> GroupInput {
+    let consumer = d.protocol_type == "consumer";
+    let mut owners: HashMap<PartKey, String> = HashMap::new();
+    let members = d
+        .members
+        .into_iter()
+        .map(|m| {
+            let assignment = if consumer && !m.assignment.is_empty() {
+                decode_assignment(&m.assignment)
+                    .map(|a| a.topic_partitions())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            for tp in &assignment {
+                owners.insert(tp.clone(), m.member_id.clone());
+            }
+            MemberLag {
+                member_id: m.member_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                instance_id: m.group_instance_id,
+                assignment: group_by_topic(assignment),
+                consumer: None,
+            }
+        })
+        .collect();
+    GroupInput {
+        group_id: d.group_id,
+        group_type: GroupType::Classic,
+        state: d.state,
+        state_name: d.state.name(),
+        protocol_type: d.protocol_type,
+        assignor: (!d.protocol.is_empty()).then_some(d.protocol),
+        generation: d.generation_id,
+        assignment_epoch: None,
+        leader: d.leader,
+        members,
+        owners,
+        target_owners: HashMap::new(),
+    }
+}
+
+/// A consumer group (KIP-848): the broker's assignment, by topic id. A partition's owner is
+/// the member that holds it, assigned or still revoking; its target owner the member whose
+/// target assignment has it. Topics the store no longer knows are named by their id.
+pub fn consumer_input(
+    d: ConsumerGroupDescription,
+    state: GroupState,
+    names: &HashMap<TopicId, String>,
+) -> GroupInput {
+    let name = |id: &TopicId| {
+        names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| uuid::Uuid::from_bytes(*id).to_string())
+    };
+    let pairs = |a: &Assignment| -> Vec<PartKey> {
+        a.iter()
+            .flat_map(|(id, ps)| {
+                let t = name(id);
+                ps.iter().map(move |p| (t.clone(), *p))
+            })
+            .collect()
+    };
+    let mut owners: HashMap<PartKey, String> = HashMap::new();
+    let mut target_owners: HashMap<PartKey, String> = HashMap::new();
+    let members = d
+        .members
+        .into_iter()
+        .map(|m| {
+            let current = pairs(&m.assignment);
+            let target = pairs(&m.target_assignment);
+            let revoking = pairs(&m.pending_revocation);
+            for k in revoking.iter().chain(&current) {
+                owners.insert(k.clone(), m.member_id.clone());
+            }
+            for k in &target {
+                target_owners.insert(k.clone(), m.member_id.clone());
+            }
+            let held: HashSet<&PartKey> = current.iter().collect();
+            let pending: Vec<PartKey> = target
+                .iter()
+                .filter(|k| !held.contains(k))
+                .cloned()
+                .collect();
+            MemberLag {
+                consumer: Some(ConsumerMemberLag {
+                    member_epoch: m.member_epoch,
+                    state: m.state,
+                    subscribed_topics: m.subscribed_topic_names,
+                    subscribed_regex: m.subscribed_topic_regex,
+                    target: group_by_topic(target),
+                    pending_assignment: group_by_topic(pending),
+                    pending_revocation: group_by_topic(revoking),
+                }),
+                member_id: m.member_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                instance_id: m.instance_id,
+                assignment: group_by_topic(current),
+            }
+        })
+        .collect();
+    GroupInput {
+        group_id: d.group_id,
+        group_type: GroupType::Consumer,
+        state,
+        state_name: d.state,
+        protocol_type: "consumer".to_string(),
+        assignor: (!d.assignor_name.is_empty()).then_some(d.assignor_name),
+        generation: d.group_epoch,
+        assignment_epoch: Some(d.assignment_epoch),
+        leader: None,
+        members,
+        owners,
+        target_owners,
     }
 }
 
