@@ -1418,6 +1418,13 @@ fn settle(g: &mut Group, now: i64, fx: &mut Effects) {
     let Some(cg) = g.consumer.as_deref() else {
         return;
     };
+    let in_progress = g
+        .history
+        .back()
+        .is_some_and(|r| r.outcome == crate::types::RebalanceOutcome::InProgress);
+    if !in_progress {
+        return;
+    }
     match cg.state_name() {
         "Stable" => history::became_stable(g, now, fx),
         "Empty" => history::emptied(g, now, fx),
