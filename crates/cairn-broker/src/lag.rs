@@ -872,6 +872,292 @@ mod tests {
         assert!(cold < Duration::from_secs(5) && warm < Duration::from_secs(2));
     }
 
+    fn assignment(id: TopicId, ps: &[i32]) -> Assignment {
+        if ps.is_empty() {
+            return Assignment::new();
+        }
+        [(id, ps.iter().copied().collect())].into_iter().collect()
+    }
+
+    fn cmember(
+        id: &str,
+        epoch: i32,
+        state: &'static str,
+        current: Assignment,
+        target: Assignment,
+        revoking: Assignment,
+    ) -> cairn_group::ConsumerMemberDescription {
+        cairn_group::ConsumerMemberDescription {
+            member_id: id.into(),
+            instance_id: None,
+            rack_id: None,
+            member_epoch: epoch,
+            client_id: format!("client-{id}"),
+            client_host: "/127.0.0.1".into(),
+            subscribed_topic_names: vec!["t".into()],
+            subscribed_topic_regex: None,
+            assignment: current,
+            target_assignment: target,
+            pending_revocation: revoking,
+            state,
+            member_type: 1,
+        }
+    }
+
+    /// The pure mapping: ids to names, owners (assigned or revoking), target owners, and what
+    /// each member still has to gain or give up.
+    #[test]
+    fn consumer_group_mapping() {
+        let (t, gone) = ([1u8; 16], [2u8; 16]);
+        let names: HashMap<TopicId, String> = [(t, "t".to_string())].into_iter().collect();
+        let mut m1_current = assignment(t, &[0, 1]);
+        m1_current.insert(gone, [0].into_iter().collect());
+        let d = ConsumerGroupDescription {
+            group_id: "cg".into(),
+            state: "Reconciling",
+            group_epoch: 5,
+            assignment_epoch: 5,
+            assignor_name: "uniform".into(),
+            members: vec![
+                // Must give up t-2 before it moves to epoch 5.
+                cmember(
+                    "m1",
+                    4,
+                    "unrevoked_partitions",
+                    m1_current,
+                    assignment(t, &[0, 1]),
+                    assignment(t, &[2]),
+                ),
+                // Waits for t-2; already owns t-3.
+                cmember(
+                    "m2",
+                    5,
+                    "unreleased_partitions",
+                    assignment(t, &[3]),
+                    assignment(t, &[2, 3]),
+                    Assignment::new(),
+                ),
+            ],
+        };
+        let g = consumer_input(d, GroupState::Stable, &names);
+        assert_eq!(g.group_type, GroupType::Consumer);
+        assert_eq!(g.state_name, "Reconciling");
+        assert_eq!((g.generation, g.assignment_epoch), (5, Some(5)));
+        assert_eq!(g.assignor.as_deref(), Some("uniform"));
+        assert_eq!(g.protocol_type, "consumer");
+        assert_eq!(g.leader, None);
+        let owner = |p: i32| g.owners.get(&("t".to_string(), p)).map(String::as_str);
+        let target = |p: i32| {
+            g.target_owners
+                .get(&("t".to_string(), p))
+                .map(String::as_str)
+        };
+        // t-2 is still held by the member revoking it, and heading to m2.
+        assert_eq!(
+            (0..4).map(owner).collect::<Vec<_>>(),
+            vec![Some("m1"), Some("m1"), Some("m1"), Some("m2")]
+        );
+        assert_eq!(
+            (0..4).map(target).collect::<Vec<_>>(),
+            vec![Some("m1"), Some("m1"), Some("m2"), Some("m2")]
+        );
+        // A topic the store no longer knows keeps its id as a name.
+        let gone_name = uuid::Uuid::from_bytes(gone).to_string();
+        assert_eq!(
+            g.owners.get(&(gone_name.clone(), 0)).map(String::as_str),
+            Some("m1")
+        );
+        let m1 = &g.members[0];
+        assert_eq!(
+            m1.assignment,
+            vec![(gone_name, vec![0]), ("t".to_string(), vec![0, 1])]
+        );
+        let c1 = m1.consumer.as_ref().unwrap();
+        assert_eq!((c1.member_epoch, c1.state), (4, "unrevoked_partitions"));
+        assert_eq!(c1.pending_revocation, vec![("t".to_string(), vec![2])]);
+        assert!(c1.pending_assignment.is_empty());
+        assert_eq!(c1.reconciling(), 1);
+        let c2 = g.members[1].consumer.as_ref().unwrap();
+        assert_eq!(c2.target, vec![("t".to_string(), vec![2, 3])]);
+        assert_eq!(c2.pending_assignment, vec![("t".to_string(), vec![2])]);
+        assert_eq!(c2.subscribed_topics, vec!["t".to_string()]);
+        assert_eq!(c2.reconciling(), 1);
+    }
+
+    async fn heartbeat(
+        groups: &Arc<Groups>,
+        store: &Store,
+        member_id: &str,
+        epoch: i32,
+        owned: Option<Vec<i32>>,
+    ) -> cairn_group::ConsumerHeartbeatResponse {
+        let topics = crate::topics_view::TopicsView::default().get(store);
+        let id = topics.snapshot.by_name["t"].id;
+        let hb = cairn_group::ConsumerHeartbeat {
+            group_id: "cg".into(),
+            member_id: member_id.into(),
+            member_epoch: epoch,
+            rebalance_timeout_ms: if epoch == 0 { 60_000 } else { -1 },
+            subscribed_topic_names: (epoch == 0).then(|| vec!["t".to_string()]),
+            topic_partitions: owned.map(|ps| {
+                if ps.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![(id, ps)]
+                }
+            }),
+            client_id: format!("client-{member_id}"),
+            client_host: "/127.0.0.1".into(),
+            api_version: 1,
+            ..Default::default()
+        };
+        groups
+            .call("cg", move |c, now| {
+                c.consumer_heartbeat(now, hb, &topics.snapshot)
+            })
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn owned(r: &cairn_group::ConsumerHeartbeatResponse) -> Vec<i32> {
+        let mut ps: Vec<i32> = r
+            .assignment
+            .iter()
+            .flatten()
+            .flat_map(|(_, ps)| ps.iter().copied())
+            .collect();
+        ps.sort_unstable();
+        ps
+    }
+
+    /// A consumer group through the coordinator: it is in the snapshot with its type, epochs,
+    /// members' reconciliation and lag, and in the metrics.
+    #[tokio::test]
+    async fn consumer_group_lag_and_reconciliation() {
+        let (_dir, groups, engine) = setup(4, 10, now_ms() - 10_000).await;
+        let store = engine.store.clone();
+        // Offsets committed before anyone joined are kept when the group turns consumer.
+        commit(&groups, "cg", &[(0, 4), (1, 10)]).await;
+        let a = heartbeat(&groups, &store, "member-a", 0, Some(vec![])).await;
+        assert_eq!(owned(&a), vec![0, 1, 2, 3]);
+        let a = heartbeat(
+            &groups,
+            &store,
+            "member-a",
+            a.member_epoch,
+            Some(vec![0, 1, 2, 3]),
+        )
+        .await;
+        let b = heartbeat(&groups, &store, "member-b", 0, Some(vec![])).await;
+        // member-a learns what to give up; it has not done so yet.
+        let a2 = heartbeat(
+            &groups,
+            &store,
+            "member-a",
+            a.member_epoch,
+            Some(vec![0, 1, 2, 3]),
+        )
+        .await;
+        let kept = owned(&a2);
+        assert_eq!(kept.len(), 2, "{a2:?}");
+        let moving: Vec<i32> = (0..4).filter(|p| !kept.contains(p)).collect();
+
+        engine.refresh();
+        let snap = engine.snapshot();
+        let g = snap.group("cg").expect("consumer group in the snapshot");
+        assert_eq!(g.group_type, GroupType::Consumer);
+        assert_eq!(g.state_name, "Reconciling");
+        assert_eq!(g.protocol_type, "consumer");
+        assert_eq!(g.assignment_epoch, Some(g.generation));
+        assert!(g.generation >= 2, "{}", g.generation);
+        let ma = g
+            .members
+            .iter()
+            .find(|m| m.member_id == "member-a")
+            .unwrap();
+        let ca = ma.consumer.as_ref().unwrap();
+        assert_eq!(ca.state, "unrevoked_partitions");
+        assert!(ca.member_epoch < g.generation);
+        assert_eq!(
+            ca.pending_revocation,
+            vec![("t".to_string(), moving.clone())]
+        );
+        let mb = g
+            .members
+            .iter()
+            .find(|m| m.member_id == "member-b")
+            .unwrap();
+        let cb = mb.consumer.as_ref().unwrap();
+        assert_eq!(cb.target, vec![("t".to_string(), moving.clone())]);
+        assert_eq!(cb.pending_assignment, cb.target);
+        assert!(mb.assignment.is_empty());
+        // Every partition is listed: committed ones with their lag, the others uncommitted.
+        assert_eq!(g.partitions.len(), 4);
+        for p in &g.partitions {
+            assert_eq!(p.owner.as_deref(), Some("member-a"), "{p:?}");
+            let to = if moving.contains(&p.partition) {
+                "member-b"
+            } else {
+                "member-a"
+            };
+            assert_eq!(p.target_owner.as_deref(), Some(to), "{p:?}");
+        }
+        assert_eq!(g.partitions[0].lag, Some(6));
+        assert_eq!(g.partitions[1].lag, Some(0));
+        assert_eq!(g.uncommitted(), 2);
+        assert_eq!(g.total_lag, 6);
+        let text = crate::metrics::Metrics::new(engine.cell.clone()).render();
+        for line in [
+            "cairn_groups{type=\"consumer\",state=\"Reconciling\"} 1".to_string(),
+            "cairn_groups{type=\"classic\",state=\"Stable\"} 0".to_string(),
+            format!(
+                "cairn_consumer_group_epoch{{group=\"cg\"}} {}",
+                g.generation
+            ),
+            format!(
+                "cairn_consumer_group_assignment_epoch{{group=\"cg\"}} {}",
+                g.generation
+            ),
+            "cairn_consumer_group_reconciling_partitions{group=\"cg\"} 4".to_string(),
+            "cairn_group_state{group=\"cg\",state=\"Reconciling\"} 1".to_string(),
+            "kafka_consumergroup_group_lag{group=\"cg\",topic=\"t\",partition=\"0\"} 6".to_string(),
+        ] {
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        }
+
+        // Both reconcile: member-a gives up what it must, member-b then receives it.
+        let a3 = heartbeat(
+            &groups,
+            &store,
+            "member-a",
+            a2.member_epoch,
+            Some(kept.clone()),
+        )
+        .await;
+        let b2 = heartbeat(&groups, &store, "member-b", b.member_epoch, Some(vec![])).await;
+        let b_owned = if b2.assignment.is_some() {
+            owned(&b2)
+        } else {
+            Vec::new()
+        };
+        let b3 = heartbeat(&groups, &store, "member-b", b2.member_epoch, Some(b_owned)).await;
+        assert_eq!(a3.member_epoch, b3.member_epoch);
+        engine.refresh();
+        let snap = engine.snapshot();
+        let g = snap.group("cg").unwrap();
+        assert_eq!(g.state_name, "Stable", "{g:#?}");
+        assert!(g.members.iter().all(|m| {
+            let c = m.consumer.as_ref().unwrap();
+            c.reconciling() == 0 && c.state == "stable" && c.member_epoch == g.generation
+        }));
+        assert!(g.partitions.iter().all(|p| p.owner == p.target_owner));
+        let history = groups.read_group("cg", |c| c.rebalance_history("cg"));
+        let last = history.last().expect("epoch bumps recorded");
+        assert_eq!(last.generation, Some(g.generation));
+        assert!(last.completed_ms.is_some(), "{last:?}");
+    }
+
     fn s(committed: i64, lag: i64) -> Sample {
         Sample { committed, lag }
     }

@@ -382,6 +382,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn state_names_are_listgroups() {
+        use cairn_group::GroupState as S;
+        let classic: Vec<&str> = [
+            S::Empty,
+            S::PreparingRebalance,
+            S::CompletingRebalance,
+            S::Stable,
+            S::Dead,
+        ]
+        .iter()
+        .map(|s| s.name())
+        .collect();
+        assert_eq!(states_of(GroupType::Classic), classic.as_slice());
+        assert!(states_of(GroupType::Consumer).contains(&"Reconciling"));
+    }
+
+    #[test]
     fn error_names_are_kafkas() {
         assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
         assert_eq!(error_name(25), "UNKNOWN_MEMBER_ID");

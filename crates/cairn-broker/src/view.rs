@@ -239,3 +239,78 @@ fn rebalances(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_group::{RebalanceCause, RebalanceOutcome, RebalanceRecord};
+
+    fn record(cause: RebalanceCause) -> RebalanceRecord {
+        RebalanceRecord {
+            group_id: "g".into(),
+            seq: 7,
+            cause,
+            from_generation: 3,
+            generation: Some(4),
+            started_ms: 1_000,
+            join_completed_ms: Some(1_010),
+            completed_ms: Some(1_250),
+            members_before: 2,
+            members_after: Some(3),
+            partitions_moved: Some(2),
+            outcome: RebalanceOutcome::Stable,
+        }
+    }
+
+    /// Consumer-group causes name what caused them, and an epoch bump of a consumer group says
+    /// how long its members took to reconcile; a classic rebalance has no such phase.
+    #[test]
+    fn consumer_group_rebalances() {
+        let causes = [
+            (
+                RebalanceCause::MemberFenced {
+                    member_id: "m1".into(),
+                },
+                "member_fenced",
+                "m1",
+            ),
+            (
+                RebalanceCause::SubscriptionChanged {
+                    member_id: "m2".into(),
+                },
+                "subscription_changed",
+                "m2",
+            ),
+            (
+                RebalanceCause::MetadataChanged {
+                    topics: vec!["a".into(), "b".into()],
+                },
+                "metadata_changed",
+                "a,b",
+            ),
+            (
+                RebalanceCause::RegexResolved {
+                    topics: vec!["logs-1".into()],
+                },
+                "regex_resolved",
+                "logs-1",
+            ),
+        ];
+        for (cause, kind, detail) in causes {
+            let r = rebalances(vec![record(cause)], true).remove(0);
+            assert_eq!(r.cause, kind);
+            assert_eq!(r.cause_detail.as_deref(), Some(detail));
+            assert_eq!(r.generation, Some(4));
+            assert_eq!(r.reconciliation_ms, Some(240));
+            assert_eq!(r.total_ms, Some(250));
+        }
+        let classic = rebalances(
+            vec![record(RebalanceCause::MemberJoined {
+                member_id: "m".into(),
+            })],
+            false,
+        );
+        assert_eq!(classic[0].reconciliation_ms, None);
+        assert_eq!(classic[0].completing_ms, Some(240));
+    }
+}
