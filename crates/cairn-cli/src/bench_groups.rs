@@ -55,6 +55,8 @@ pub enum Part {
     Rebalance,
     /// Time for a restarted broker to load `__consumer_offsets`.
     Recovery,
+    /// The consumer groups' `uniform` assignor over a large group, in process.
+    Assignor,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,9 +82,21 @@ pub struct GroupBenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "commit,rebalance,recovery"
+        default_value = "commit,rebalance,recovery,assignor"
     )]
     only: Vec<Part>,
+
+    /// Members of the group the assignor part assigns.
+    #[arg(long, default_value_t = 1000)]
+    assignor_members: usize,
+
+    /// Topics every member of that group subscribes to.
+    #[arg(long, default_value_t = 1000)]
+    assignor_topics: usize,
+
+    /// Partitions over all those topics.
+    #[arg(long, default_value_t = 50_000)]
+    assignor_partitions: usize,
 
     /// Setting for every broker the bench starts, as for `serve -o` (repeatable).
     #[arg(long = "broker-opt", value_name = "KEY=VALUE")]
@@ -239,6 +253,7 @@ struct Report {
     commit: Vec<(Durability, Vec<CommitRun>)>,
     rebalance: Vec<(usize, Vec<RebalanceRun>)>,
     recovery: Option<Recovery>,
+    assignor: Option<crate::bench_assignor::AssignorRun>,
 }
 
 async fn measure(args: &GroupBenchArgs) -> Result<Report> {
@@ -273,6 +288,17 @@ async fn measure(args: &GroupBenchArgs) -> Result<Report> {
         println!();
         report.recovery = Some(recovery_bench(args).await.context("coordinator recovery")?);
         print_recovery(report.recovery.as_ref().expect("just set"));
+    }
+    if args.only.contains(&Part::Assignor) {
+        println!();
+        let run = crate::bench_assignor::run(
+            args.assignor_members,
+            args.assignor_topics,
+            args.assignor_partitions,
+            args.repeat.max(5),
+        );
+        crate::bench_assignor::print(&run);
+        report.assignor = Some(run);
     }
     Ok(report)
 }
@@ -1470,6 +1496,7 @@ impl Report {
                 "sizes": rebalance,
             },
             "recovery": recovery,
+            "assignor": self.assignor.as_ref().map(crate::bench_assignor::to_json),
         })
         .to_string()
     }

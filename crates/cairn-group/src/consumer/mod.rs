@@ -163,6 +163,9 @@ pub(crate) struct ConsumerGroup {
     pub target: BTreeMap<String, Assignment>,
     /// Who holds each partition now (assigned or still revoking), at which member epoch.
     pub owners: BTreeMap<(TopicId, i32), (String, i32)>,
+    /// The topics generation (see [`TopicsSnapshot::generation`]) the subscription metadata
+    /// was last checked against. Not recorded.
+    pub checked_generation: u64,
 }
 
 impl ConsumerGroup {
@@ -519,6 +522,8 @@ struct Timers {
     member_id: String,
     /// A new group epoch and why: starts a rebalance record.
     bumped: Option<(RebalanceCause, i32)>,
+    /// The topics generation the group's subscription was checked against.
+    checked_generation: u64,
     session_deadline: i64,
     /// `Some(None)`: cancel the rebalance timer; `Some(Some(..))`: arm it.
     rebalance: Option<Option<(i64, i32)>>,
@@ -610,6 +615,9 @@ impl GroupCoordinator {
             return;
         };
         if let Some(t) = timers {
+            if let Some(cg) = g.consumer.as_mut() {
+                cg.checked_generation = t.checked_generation;
+            }
             if let Some(m) = g
                 .consumer
                 .as_mut()
@@ -760,8 +768,18 @@ impl GroupCoordinator {
             }
         }
         cg.members.insert(updated.id.clone(), updated.clone());
-        // The subscribed topics as they exist now.
-        let metadata = self.subscription_metadata(&cg, topics);
+        // The subscribed topics as they exist now, unless neither the topics nor the
+        // subscriptions changed since the group last looked.
+        let unchanged = topics.generation != 0
+            && topics.generation == cg.checked_generation
+            && !bump
+            && !new_member
+            && replaced.is_none();
+        let metadata = if unchanged {
+            cg.metadata.clone()
+        } else {
+            self.subscription_metadata(&cg, topics)
+        };
         if metadata != cg.metadata {
             if cause.is_none() {
                 cause = Some(metadata_cause(&cg, &cg.metadata, &metadata));
@@ -830,6 +848,7 @@ impl GroupCoordinator {
             Some(Timers {
                 member_id: reconciled.id.clone(),
                 bumped,
+                checked_generation: topics.generation,
                 session_deadline: now + i64::from(self.config.consumer_session_timeout_ms),
                 rebalance,
             }),
