@@ -38,3 +38,5 @@ pub use groups::{JoinGroupParams, Joined, JoinedMember, PartitionOffset};
 pub use kafka_protocol;
 pub use records::{ConsumedRecord, ProduceRecord};
 pub use security::{SaslCredentials, SaslMechanism, Security, SecurityProtocol, TlsSettings};
+/// Topic ids, as consumer-protocol assignments carry them.
+pub use uuid::Uuid;
