@@ -52,6 +52,7 @@ pub fn group_error_code(e: &GroupError) -> i16 {
         GroupError::UnsupportedAssignor => Code::UnsupportedAssignor.code(),
         GroupError::InvalidRegularExpression(_) => Code::InvalidRegularExpression.code(),
         GroupError::InvalidRequest(_) => Code::InvalidRequest.code(),
+        GroupError::UnsupportedVersion => Code::UnsupportedVersion.code(),
     }
 }
 

@@ -15,6 +15,7 @@ mod metrics;
 mod security;
 mod server;
 mod state;
+mod topics_view;
 mod txns;
 mod versions;
 mod view;

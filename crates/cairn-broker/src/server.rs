@@ -143,6 +143,7 @@ impl Broker {
             store,
             config,
             metrics: metrics.clone(),
+            topics: Default::default(),
         });
         let weak = Arc::downgrade(&state);
         state.txns.set_on_marker(Arc::new(move || {

@@ -24,6 +24,8 @@ pub struct BrokerState {
     pub metrics: Arc<Metrics>,
     /// Credentials, ACLs and the authorization check.
     pub security: Arc<crate::security::Security>,
+    /// Topics as consumer groups see them, rebuilt only after a change.
+    pub topics: crate::topics_view::TopicsView,
 }
 
 impl BrokerState {

@@ -26,6 +26,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // KIP-848's consumer group protocol; left out of ApiVersions when
+    // group.coordinator.rebalance.protocols does not name `consumer`.
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
     // v6 is unstable in Kafka and beyond what the protocol crate decodes.
     (ApiKey::InitProducerId, 0, 5),
     // The original transaction protocol. AddPartitionsToTxn v4 is the brokers' batched form

@@ -174,7 +174,12 @@ fn rebalance_history(groups: &crate::groups::Groups, group: &str) -> Vec<cairn_h
                 | C::MemberRejoinedWithNewMetadata { member_id }
                 | C::LeaderRejoined { member_id }
                 | C::MemberLeft { member_id }
-                | C::SessionTimeout { member_id } => Some(member_id.clone()),
+                | C::SessionTimeout { member_id }
+                | C::SubscriptionChanged { member_id }
+                | C::MemberFenced { member_id } => Some(member_id.clone()),
+                C::MetadataChanged { topics } | C::RegexResolved { topics } => {
+                    Some(topics.join(","))
+                }
                 C::RebalanceTimeout { member_ids } | C::SyncTimeout { member_ids } => {
                     Some(member_ids.join(","))
                 }

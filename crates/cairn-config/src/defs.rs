@@ -110,6 +110,12 @@ const fn def(
 
 const LONG_MAX: &str = "9223372036854775807";
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+/// The server-side assignors Cairn has (Kafka also takes class names; Cairn has no plugins).
+const CONSUMER_ASSIGNORS: &[&str] = &["uniform", "range"];
+/// Kafka also knows share and streams groups; Cairn serves neither.
+const REBALANCE_PROTOCOLS: &[&str] = &["classic", "consumer"];
+/// `group.consumer.migration.policy`, compared case-insensitively as Kafka does.
+pub const MIGRATION_POLICIES: &[&str] = &["disabled", "downgrade", "upgrade", "bidirectional"];
 
 use ConfigType::*;
 
@@ -181,6 +187,16 @@ pub static BROKER_DEFS: &[ConfigDef] = &[
     def("group.min.session.timeout.ms", Int, Some("6000"), Some(0), "Smallest session timeout a member may ask for."),
     def("group.max.session.timeout.ms", Int, Some("1800000"), Some(0), "Largest session timeout a member may ask for."),
     def("group.max.size", Int, Some("2147483647"), Some(1), "Largest number of members in one classic group."),
+    def("group.consumer.heartbeat.interval.ms", Int, Some("5000"), Some(1), "How often members of consumer-protocol groups heartbeat; the broker tells each member."),
+    def("group.consumer.min.heartbeat.interval.ms", Int, Some("5000"), Some(1), "Smallest heartbeat interval of consumer-protocol groups."),
+    def("group.consumer.max.heartbeat.interval.ms", Int, Some("15000"), Some(1), "Largest heartbeat interval of consumer-protocol groups."),
+    def("group.consumer.session.timeout.ms", Int, Some("45000"), Some(1), "A consumer-protocol member not heard from for this long is removed."),
+    def("group.consumer.min.session.timeout.ms", Int, Some("45000"), Some(1), "Smallest session timeout of consumer-protocol groups."),
+    def("group.consumer.max.session.timeout.ms", Int, Some("60000"), Some(1), "Largest session timeout of consumer-protocol groups."),
+    def("group.consumer.max.size", Int, Some("2147483647"), Some(1), "Largest number of members in one consumer-protocol group."),
+    ConfigDef { one_of: CONSUMER_ASSIGNORS, ..def("group.consumer.assignors", List, Some("uniform,range"), None, "Server-side assignors of consumer-protocol groups (uniform, range); the first is the default.") },
+    def("group.consumer.migration.policy", String, Some("bidirectional"), None, "Online conversion between classic and consumer-protocol groups: disabled, downgrade, upgrade or bidirectional."),
+    ConfigDef { one_of: REBALANCE_PROTOCOLS, ..def("group.coordinator.rebalance.protocols", List, Some("classic,consumer"), None, "Group protocols served: classic (JoinGroup/SyncGroup) and consumer (ConsumerGroupHeartbeat); classic cannot be left out.") },
     def("cairn.lag.refresh.ms", Long, Some("5000"), Some(100), "How often the broker recomputes consumer lag and group status for /metrics and the HTTP API (one sample per interval)."),
     def("cairn.lag.window.samples", Int, Some("10"), Some(2), "Samples per partition that the group status rule looks at (window = samples x cairn.lag.refresh.ms)."),
     ConfigDef {

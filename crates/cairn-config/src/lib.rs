@@ -219,10 +219,85 @@ impl BrokerConfig {
                 .unwrap_or_default(),
         )
         .map_err(|r| bad("max.connections.per.ip.overrides", r))?;
+        self.check_consumer_group_keys()?;
         if self.long("max.connections.per.ip") == 0 && overrides.is_empty() {
             return Err(bad(
                 "max.connections.per.ip",
                 "can be 0 only if max.connections.per.ip.overrides is set".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Kafka's checks of the consumer group protocol's settings (its GroupCoordinatorConfig),
+    /// with Kafka's wording.
+    fn check_consumer_group_keys(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: self.get(key).unwrap_or_default(),
+            reason,
+        };
+        let hb = "group.consumer.heartbeat.interval.ms";
+        let hb_min = "group.consumer.min.heartbeat.interval.ms";
+        let hb_max = "group.consumer.max.heartbeat.interval.ms";
+        let st = "group.consumer.session.timeout.ms";
+        let st_min = "group.consumer.min.session.timeout.ms";
+        let st_max = "group.consumer.max.session.timeout.ms";
+        // (key to fix, holds, what must hold), in Kafka's order.
+        let rules = [
+            (
+                hb_max,
+                self.long(hb_max) >= self.long(hb_min),
+                format!("must be greater than or equal to {hb_min}"),
+            ),
+            (
+                hb,
+                self.long(hb) >= self.long(hb_min),
+                format!("must be greater than or equal to {hb_min}"),
+            ),
+            (
+                hb,
+                self.long(hb) <= self.long(hb_max),
+                format!("must be less than or equal to {hb_max}"),
+            ),
+            (
+                st_max,
+                self.long(st_max) >= self.long(st_min),
+                format!("must be greater than or equal to {st_min}"),
+            ),
+            (
+                st,
+                self.long(st) >= self.long(st_min),
+                format!("must be greater than or equal to {st_min}"),
+            ),
+            (
+                st,
+                self.long(st) <= self.long(st_max),
+                format!("must be less than or equal to {st_max}"),
+            ),
+            (
+                hb,
+                self.long(hb) < self.long(st),
+                format!("must be less than {st}"),
+            ),
+        ];
+        if let Some((key, _, reason)) = rules.into_iter().find(|(_, ok, _)| !ok) {
+            return Err(bad(key, reason));
+        }
+        let policy = self
+            .get("group.consumer.migration.policy")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !defs::MIGRATION_POLICIES.contains(&policy.trim()) {
+            return Err(bad(
+                "group.consumer.migration.policy",
+                format!("expected one of {:?}", defs::MIGRATION_POLICIES),
+            ));
+        }
+        if !self.rebalance_protocols().iter().any(|p| p == "classic") {
+            return Err(bad(
+                "group.coordinator.rebalance.protocols",
+                "disabling the 'classic' protocol is not supported".into(),
             ));
         }
         Ok(())
@@ -416,6 +491,49 @@ impl BrokerConfig {
     pub fn group_max_size(&self) -> i64 {
         self.long("group.max.size")
     }
+    pub fn group_consumer_heartbeat_interval_ms(&self) -> i32 {
+        self.long("group.consumer.heartbeat.interval.ms") as i32
+    }
+    pub fn group_consumer_min_heartbeat_interval_ms(&self) -> i32 {
+        self.long("group.consumer.min.heartbeat.interval.ms") as i32
+    }
+    pub fn group_consumer_max_heartbeat_interval_ms(&self) -> i32 {
+        self.long("group.consumer.max.heartbeat.interval.ms") as i32
+    }
+    pub fn group_consumer_session_timeout_ms(&self) -> i32 {
+        self.long("group.consumer.session.timeout.ms") as i32
+    }
+    pub fn group_consumer_min_session_timeout_ms(&self) -> i32 {
+        self.long("group.consumer.min.session.timeout.ms") as i32
+    }
+    pub fn group_consumer_max_session_timeout_ms(&self) -> i32 {
+        self.long("group.consumer.max.session.timeout.ms") as i32
+    }
+    pub fn group_consumer_max_size(&self) -> i64 {
+        self.long("group.consumer.max.size")
+    }
+    /// Server-side assignor names in order; the first is the default.
+    pub fn group_consumer_assignors(&self) -> Vec<String> {
+        split_list(&self.get("group.consumer.assignors").unwrap_or_default())
+    }
+    /// One of `disabled`, `downgrade`, `upgrade`, `bidirectional` (lower case).
+    pub fn group_consumer_migration_policy(&self) -> String {
+        self.get("group.consumer.migration.policy")
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    }
+    pub fn rebalance_protocols(&self) -> Vec<String> {
+        split_list(
+            &self
+                .get("group.coordinator.rebalance.protocols")
+                .unwrap_or_default(),
+        )
+    }
+    /// Whether ConsumerGroupHeartbeat and ConsumerGroupDescribe are served.
+    pub fn consumer_protocol_enabled(&self) -> bool {
+        self.rebalance_protocols().iter().any(|p| p == "consumer")
+    }
     pub fn lag_refresh_ms(&self) -> i64 {
         self.long("cairn.lag.refresh.ms")
     }
@@ -516,6 +634,15 @@ impl BrokerConfig {
 }
 
 /// Validates topic-level overrides as CreateTopics/AlterConfigs receive them.
+/// A list setting's items, trimmed, empty ones dropped.
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     for (k, v) in configs {
         let def = TOPIC_DEFS
@@ -647,6 +774,77 @@ mod tests {
         assert!(e.to_string().contains("num.partitions"), "{e}");
         let e = cfg(&[("auto.create.topics.enable", "yes")]).unwrap_err();
         assert!(e.to_string().contains("auto.create.topics.enable"));
+    }
+
+    #[test]
+    fn consumer_group_settings_follow_kafkas_rules() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.group_consumer_heartbeat_interval_ms(), 5000);
+        assert_eq!(c.group_consumer_session_timeout_ms(), 45000);
+        assert_eq!(c.group_consumer_max_size(), i32::MAX as i64);
+        assert_eq!(c.group_consumer_assignors(), vec!["uniform", "range"]);
+        assert_eq!(c.group_consumer_migration_policy(), "bidirectional");
+        assert!(c.consumer_protocol_enabled());
+        let err = |pairs: &[(&str, &str)], key: &str| {
+            let e = cfg(pairs).unwrap_err().to_string();
+            assert!(e.contains(key), "{pairs:?}: {e}");
+        };
+        // The interval must stay below the session timeout, both within their bounds.
+        err(
+            &[
+                ("group.consumer.max.heartbeat.interval.ms", "60000"),
+                ("group.consumer.heartbeat.interval.ms", "50000"),
+            ],
+            "must be less than group.consumer.session.timeout.ms",
+        );
+        err(
+            &[("group.consumer.heartbeat.interval.ms", "4000")],
+            "greater than or equal to group.consumer.min.heartbeat",
+        );
+        err(
+            &[("group.consumer.heartbeat.interval.ms", "16000")],
+            "less than or equal to group.consumer.max.heartbeat",
+        );
+        err(
+            &[("group.consumer.session.timeout.ms", "70000")],
+            "less than or equal to group.consumer.max.session",
+        );
+        err(
+            &[("group.consumer.max.session.timeout.ms", "40000")],
+            "group.consumer.max.session.timeout.ms",
+        );
+        err(
+            &[("group.consumer.assignors", "uniform,sticky")],
+            "group.consumer.assignors",
+        );
+        err(
+            &[("group.consumer.assignors", "")],
+            "group.consumer.assignors",
+        );
+        err(
+            &[("group.consumer.migration.policy", "sideways")],
+            "group.consumer.migration.policy",
+        );
+        err(
+            &[("group.coordinator.rebalance.protocols", "consumer")],
+            "classic",
+        );
+        err(
+            &[("group.coordinator.rebalance.protocols", "classic,share")],
+            "group.coordinator.rebalance.protocols",
+        );
+        let c = cfg(&[
+            ("group.consumer.heartbeat.interval.ms", "1000"),
+            ("group.consumer.min.heartbeat.interval.ms", "1000"),
+            ("group.consumer.assignors", "range, uniform"),
+            ("group.consumer.migration.policy", "Upgrade"),
+            ("group.coordinator.rebalance.protocols", "classic"),
+        ])
+        .unwrap();
+        assert_eq!(c.group_consumer_heartbeat_interval_ms(), 1000);
+        assert_eq!(c.group_consumer_assignors(), vec!["range", "uniform"]);
+        assert_eq!(c.group_consumer_migration_policy(), "upgrade");
+        assert!(!c.consumer_protocol_enabled());
     }
 
     #[test]

@@ -307,6 +307,22 @@ impl GroupCoordinator {
         {
             return Err(GroupError::InvalidSessionTimeout);
         }
+        if let Some(g) = self.groups.get_mut(&req.group_id) {
+            if let Some(cg) = g.consumer.take() {
+                if !cg.members.is_empty() {
+                    g.consumer = Some(cg);
+                    // Members of both protocols in one group (online migration) are not
+                    // supported: the classic member is refused.
+                    return Err(GroupError::InconsistentGroupProtocol);
+                }
+                // An empty consumer group becomes a classic one: its records are deleted,
+                // its offsets stay.
+                crate::consumer::tombstones(&req.group_id, &cg, &mut fx.records);
+                g.protocol_type = None;
+                g.subscribed = None;
+                g.state = GroupState::Empty;
+            }
+        }
         let created = !self.groups.contains_key(&req.group_id);
         if created {
             if !req.member_id.is_empty() {

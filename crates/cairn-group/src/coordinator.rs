@@ -43,6 +43,8 @@ pub struct GroupCoordinator {
     /// Counts offset records replayed, to order them (see [`OffsetEntry::record_seq`]). Not
     /// undone: only the order matters, and later records get larger numbers either way.
     record_seq: u64,
+    /// Compiled subscription regexes of consumer groups, by pattern (a pure cache).
+    pub(crate) regex_cache: std::collections::HashMap<String, regex::Regex>,
 }
 
 /// (group, topic, partition) of a pending transactional offset.
@@ -112,6 +114,7 @@ impl GroupCoordinator {
             replay_key: (String::new(), 0),
             txn_pending: BTreeMap::new(),
             record_seq: 0,
+            regex_cache: std::collections::HashMap::new(),
         }
     }
 
@@ -433,9 +436,16 @@ impl GroupCoordinator {
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
                 state: g.state,
-                state_name: g.state.name(),
+                state_name: g
+                    .consumer
+                    .as_deref()
+                    .map_or(g.state.name(), |cg| cg.state_name()),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                group_type: crate::types::GroupType::Classic,
+                group_type: if g.consumer.is_some() {
+                    crate::types::GroupType::Consumer
+                } else {
+                    crate::types::GroupType::Classic
+                },
             })
             .collect()
     }
@@ -443,8 +453,10 @@ impl GroupCoordinator {
     /// The group as it was before the first request not yet durable touched it. A Stable or
     /// Empty group is therefore always one whose record is durable; a rebalance in progress
     /// (which Kafka never writes) shows the generation it is completing.
+    /// `None` for a consumer group too: DescribeGroups speaks of classic groups only (see
+    /// [`Self::describe_consumer_group`]).
     pub fn describe_group(&self, id: &str) -> Option<GroupDescription> {
-        let g = self.committed_group(id)?;
+        let g = self.committed_group(id).filter(|g| g.consumer.is_none())?;
         let stable = g.state == GroupState::Stable;
         let proto = g.protocol_name.clone().unwrap_or_default();
         Some(GroupDescription {
@@ -535,7 +547,11 @@ impl GroupCoordinator {
             .collect();
         for id in due {
             self.save(&id);
-            self.fire_group_timers(&id, now, &mut fx);
+            if self.groups.get(&id).is_some_and(|g| g.consumer.is_some()) {
+                self.fire_consumer_timers(&id, now, &mut fx);
+            } else {
+                self.fire_group_timers(&id, now, &mut fx);
+            }
         }
         if self.next_expiry_check.is_some_and(|t| t <= now) {
             self.next_expiry_check = Some(now + self.config.offsets_retention_check_interval_ms);
@@ -575,7 +591,12 @@ impl GroupCoordinator {
         // Offset commits are nearly every record: decoded without copying, and the group and
         // topic copied into the maps only when they are not there yet.
         let (group, topic, partition) = match records::decode_key_ref(key)? {
-            KeyRef::Unknown { key_type } => return Ok(Replayed::Unknown(key_type)),
+            KeyRef::Unknown { key_type } => {
+                return match crate::consumer::records::decode_key(key)? {
+                    Some(k) => self.replay_consumer(now, k, value),
+                    None => Ok(Replayed::Unknown(key_type)),
+                };
+            }
             KeyRef::Group { group } => {
                 let group = group.to_string();
                 return self.replay_group(now, group, value);
@@ -738,6 +759,11 @@ impl GroupCoordinator {
         let mut fx = Effects::default();
         let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         for g in self.groups.values_mut() {
+            if let Some(cg) = g.consumer.as_deref_mut() {
+                crate::consumer::loaded(cg, now, cx.cfg.consumer_session_timeout_ms);
+                history::loaded(g);
+                continue;
+            }
             if let Some(gv) = g.stored.clone() {
                 load_group_value(g, gv);
             }
@@ -787,6 +813,9 @@ impl GroupCoordinator {
 
 /// The earliest time at which one of the group's timers fires.
 fn group_deadline(g: &Group) -> Option<i64> {
+    if let Some(cg) = g.consumer.as_deref() {
+        return crate::consumer::deadline(cg);
+    }
     let mut best: Option<i64> = None;
     let mut consider = |t: Option<i64>| {
         if let Some(t) = t {

@@ -41,6 +41,8 @@ pub enum GroupError {
     UnsupportedAssignor,
     /// `subscribed_topic_regex` is not a valid regular expression.
     InvalidRegularExpression(String),
+    /// A consumer-group member committing with an OffsetCommit version older than 9.
+    UnsupportedVersion,
     /// A request whose fields contradict each other (Kafka's INVALID_REQUEST), with why.
     InvalidRequest(String),
 }

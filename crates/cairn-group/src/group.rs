@@ -116,6 +116,9 @@ pub(crate) struct Group {
     /// The group's last metadata record, as replayed: what a restart would load. Changed
     /// only by replay.
     pub stored: Option<GroupValue>,
+    /// Set for a consumer group (KIP-848): its recorded state and member timers. The classic
+    /// fields above then only mirror it (state Empty or Stable, the subscribed topics).
+    pub consumer: Option<Box<crate::consumer::ConsumerGroup>>,
 }
 
 impl Group {
@@ -140,6 +143,7 @@ impl Group {
             generation_members: 0,
             stable_owners: Some(Owners::new()),
             stored: None,
+            consumer: None,
         }
     }
 
@@ -344,6 +348,15 @@ impl Group {
             Err(size)
         } else {
             Ok(record)
+        }
+    }
+
+    /// The records that delete the group: a consumer group's own tombstones, or the classic
+    /// group record's.
+    pub fn delete_records(&self, out: &mut Vec<Record>) {
+        match self.consumer.as_deref() {
+            Some(cg) => crate::consumer::tombstones(&self.id, cg, out),
+            None => out.push(self.tombstone_record()),
         }
     }
 

@@ -95,6 +95,17 @@ pub(crate) fn join_completed(g: &mut Group, now: i64) {
     }
 }
 
+/// A consumer group's epoch moved to `epoch`: its target assignment is computed at once, so
+/// the record goes straight to reconciling.
+pub(crate) fn epoch_bumped(g: &mut Group, now: i64, epoch: i32, members: usize) {
+    if let Some(r) = in_progress(g) {
+        r.from_generation = epoch - 1;
+        r.join_completed_ms = Some(now);
+        r.generation = Some(epoch);
+        r.members_after = Some(members);
+    }
+}
+
 /// The join phase completed with nobody left: the group is Empty.
 pub(crate) fn emptied(g: &mut Group, now: i64, fx: &mut Effects) {
     settle_assignment(g);
@@ -141,6 +152,9 @@ fn settle_assignment(g: &mut Group) {
 /// Owners of the group's current assignment; `None` unless the protocol type is "consumer"
 /// and every non-empty assignment decodes. An empty assignment owns nothing.
 pub(crate) fn owners(g: &Group) -> Option<Owners> {
+    if let Some(cg) = g.consumer.as_deref() {
+        return Some(crate::consumer::owners(cg));
+    }
     if g.protocol_type.as_deref() != Some("consumer") {
         return None;
     }

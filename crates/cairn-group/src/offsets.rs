@@ -55,6 +55,21 @@ fn validate_txn_commit(g: &Group, req: &TxnOffsetCommit) -> Result<(), GroupErro
     if g.state == GroupState::Dead {
         return Err(GroupError::CoordinatorNotAvailable);
     }
+    if let Some(cg) = g.consumer.as_deref() {
+        // A consumer group: the member and its current epoch, as Kafka checks a
+        // transactional commit (an older producer sends neither).
+        if req.generation_id < 0 && req.member_id.is_empty() {
+            return Ok(());
+        }
+        let m = cg
+            .members
+            .get(&req.member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        if m.epoch != req.generation_id {
+            return Err(GroupError::StaleMemberEpoch);
+        }
+        return Ok(());
+    }
     if req.generation_id < 0 && g.state == GroupState::Empty {
         return Ok(());
     }
@@ -133,9 +148,28 @@ impl GroupCoordinator {
                 &mut fresh
             }
         };
-        if let Err(e) = validate_commit(g, req) {
-            return (fail(e), fx);
-        }
+        let per_partition = if g.consumer.is_some() {
+            let parts: Vec<(String, i32)> = req
+                .partitions
+                .iter()
+                .map(|p| (p.topic.clone(), p.partition))
+                .collect();
+            match GroupCoordinator::check_consumer_commit(
+                g,
+                &req.member_id,
+                req.generation_id,
+                req.api_version,
+                &parts,
+            ) {
+                Ok(v) => Some(v),
+                Err(e) => return (fail(e), fx),
+            }
+        } else {
+            if let Err(e) = validate_commit(g, req) {
+                return (fail(e), fx);
+            }
+            None
+        };
         if matches!(g.state, GroupState::Stable | GroupState::PreparingRebalance) {
             if let Some(m) = g.member_mut(&req.member_id) {
                 m.session_deadline = now + i64::from(m.session_timeout_ms);
@@ -144,7 +178,13 @@ impl GroupCoordinator {
         let max_meta = self.config.offset_metadata_max_bytes;
         let mut result = CommitResult::default();
         let mut commit_records: Vec<Record> = Vec::new();
-        for p in &req.partitions {
+        for (i, p) in req.partitions.iter().enumerate() {
+            if let Some(Err(e)) = per_partition.as_ref().map(|v| &v[i]) {
+                result
+                    .partitions
+                    .push((p.topic.clone(), p.partition, Err(e.clone())));
+                continue;
+            }
             let metadata = p.metadata.clone().unwrap_or_default();
             if utf16_len(&metadata) > max_meta {
                 result.partitions.push((
@@ -368,6 +408,9 @@ impl GroupCoordinator {
                 Some(_) if deleted.contains(id) => Err(GroupError::GroupIdNotFound),
                 Some(g) if g.state == GroupState::Dead => Err(GroupError::GroupIdNotFound),
                 Some(g) if g.state != GroupState::Empty => Err(GroupError::NonEmptyGroup),
+                Some(g) if g.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) => {
+                    Err(GroupError::NonEmptyGroup)
+                }
                 Some(g) => {
                     delete_group_records(g, &self.pending_partitions(id), &mut fx);
                     deleted.insert(id.clone());
@@ -430,7 +473,9 @@ impl GroupCoordinator {
             .groups
             .values()
             .filter(|g| {
-                matches!(
+                // Consumer groups see new partitions in their next heartbeat's metadata.
+                g.consumer.is_none()
+                    && matches!(
                     g.state,
                     GroupState::Stable | GroupState::CompletingRebalance
                 ) && g.is_subscribed(topic)
@@ -492,7 +537,7 @@ impl GroupCoordinator {
                 && g.pending.is_empty()
                 && !self.group_has_pending(&g.id)
             {
-                fx.records.push(g.tombstone_record());
+                g.delete_records(&mut fx.records);
             }
         }
     }
@@ -509,7 +554,7 @@ fn delete_group_records(g: &Group, pending: &BTreeSet<(String, i32)>, fx: &mut E
             fx.records.push(g.offset_record(t, *p, None));
         }
     }
-    fx.records.push(g.tombstone_record());
+    g.delete_records(&mut fx.records);
 }
 
 impl GroupCoordinator {

@@ -333,6 +333,22 @@ pub enum RebalanceCause {
     },
     /// Forced when loading (the group is over `group.max.size`).
     GroupLoaded,
+    /// Consumer groups: a member changed its subscribed topic names or regex.
+    SubscriptionChanged {
+        member_id: String,
+    },
+    /// Consumer groups: a subscribed topic was created, deleted or gained partitions.
+    MetadataChanged {
+        topics: Vec<String>,
+    },
+    /// Consumer groups: a subscribed regular expression now matches other topics.
+    RegexResolved {
+        topics: Vec<String>,
+    },
+    /// Consumer groups: a member did not revoke its partitions within its rebalance timeout.
+    MemberFenced {
+        member_id: String,
+    },
     Other(String),
 }
 
@@ -351,6 +367,10 @@ impl RebalanceCause {
             RebalanceCause::PartitionsAdded { .. } => "partitions_added",
             RebalanceCause::TopicDeleted { .. } => "topic_deleted",
             RebalanceCause::GroupLoaded => "group_loaded",
+            RebalanceCause::SubscriptionChanged { .. } => "subscription_changed",
+            RebalanceCause::MetadataChanged { .. } => "metadata_changed",
+            RebalanceCause::RegexResolved { .. } => "regex_resolved",
+            RebalanceCause::MemberFenced { .. } => "member_fenced",
             RebalanceCause::Other(_) => "other",
         }
     }

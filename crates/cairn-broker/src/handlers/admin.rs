@@ -50,6 +50,7 @@ pub fn auto_create(ctx: &Ctx, name: &str) -> Result<TopicMeta, i16> {
         .create_topic(name, parts, BTreeMap::new(), false)
     {
         Ok(t) => {
+            ctx.state.topics.changed();
             tracing::info!(topic = name, partitions = parts, client = %ctx.client_id, "auto-created topic");
             Ok(t)
         }
@@ -169,6 +170,7 @@ pub async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsR
             } else {
                 match st.store.create_topic(&name, parts, configs.clone(), false) {
                     Ok(m) => {
+                        st.topics.changed();
                         tracing::info!(topic = %name, partitions = parts, "created topic");
                         Some(m)
                     }
@@ -265,6 +267,7 @@ pub async fn delete_topics(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsR
             }
             match st.store.delete_topic(&meta.name) {
                 Ok(_) => {
+                    st.topics.changed();
                     tracing::info!(topic = %meta.name, client = %ctx.client_id, "deleted topic");
                     deleted.push(meta.name.clone());
                     res
@@ -368,6 +371,7 @@ pub async fn create_partitions(
             }
             match st.store.add_partitions(&meta.name, t.count as u32) {
                 Ok(_) => {
+                    st.topics.changed();
                     tracing::info!(topic = %meta.name, partitions = t.count, "added partitions");
                     grown.push(meta.name.clone());
                     res

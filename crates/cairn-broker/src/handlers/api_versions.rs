@@ -1,15 +1,26 @@
 //! ApiVersions: the version table, and the KIP-511 answer to versions we do not know.
 
+use cairn_config::BrokerConfig;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
 use super::Ctx;
 use crate::errors::Code;
 use crate::versions::SUPPORTED;
 
-fn table() -> Vec<ApiVersion> {
+/// The served table, less the consumer group protocol's APIs when it is switched off (as
+/// Kafka leaves them out when `consumer` is not among its rebalance protocols).
+fn table(config: &BrokerConfig) -> Vec<ApiVersion> {
+    let consumer = config.consumer_protocol_enabled();
     SUPPORTED
         .iter()
+        .filter(|(k, _, _)| {
+            consumer
+                || !matches!(
+                    k,
+                    ApiKey::ConsumerGroupHeartbeat | ApiKey::ConsumerGroupDescribe
+                )
+        })
         .map(|(k, lo, hi)| {
             ApiVersion::default()
                 .with_api_key(*k as i16)
@@ -19,10 +30,10 @@ fn table() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub fn unsupported() -> ApiVersionsResponse {
+pub fn unsupported(config: &BrokerConfig) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(Code::UnsupportedVersion.code())
-        .with_api_keys(table())
+        .with_api_keys(table(config))
 }
 
 /// Kafka's pattern for client software name and version (v3+).
@@ -44,7 +55,7 @@ pub async fn handle(ctx: &Ctx, req: ApiVersionsRequest) -> ApiVersionsResponse {
             version = %req.client_software_version.as_str(), "ApiVersions with invalid client software fields");
         return ApiVersionsResponse::default()
             .with_error_code(Code::InvalidRequest.code())
-            .with_api_keys(table());
+            .with_api_keys(table(&ctx.state.config));
     }
-    ApiVersionsResponse::default().with_api_keys(table())
+    ApiVersionsResponse::default().with_api_keys(table(&ctx.state.config))
 }

@@ -607,6 +607,18 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResp
                         .with_group_id(grp.group_id)
                         .with_error_code(Code::GroupAuthorizationFailed.code());
                 }
+                // v9+: a consumer group's member names itself and its epoch (KIP-848), and a
+                // wrong one is the group's error.
+                if let Some(member) = grp.member_id.as_ref().filter(|_| v >= 9) {
+                    let checked = ctx.state.groups.read_group(&grp.group_id.0, |c| {
+                        c.check_consumer_fetch(&grp.group_id.0, member, grp.member_epoch)
+                    });
+                    if let Err(e) = checked {
+                        return OffsetFetchResponseGroup::default()
+                            .with_group_id(grp.group_id)
+                            .with_error_code(group_error_code(&e));
+                    }
+                }
                 let topics = grp.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -720,18 +732,18 @@ pub async fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> ListGroupsRespons
         .read_all(|c| c.list_groups())
         .into_iter()
         .filter(|l| all || ctx.may(Operation::Describe, ResourceType::Group, &l.group_id))
-        .filter(|l| states.is_empty() || states.contains(&l.state.name().to_ascii_lowercase()))
-        // Every group here speaks the classic protocol.
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        // Both filters ignore case, as Kafka's; a type it does not know matches no group.
+        .filter(|l| states.is_empty() || states.contains(&l.state_name.to_ascii_lowercase()))
+        .filter(|l| types.is_empty() || types.iter().any(|t| t == l.group_type.name()))
         .map(|l| {
             let mut lg = ListedGroup::default()
                 .with_group_id(GroupId(sb(l.group_id)))
                 .with_protocol_type(sb(l.protocol_type));
             if ctx.version >= 4 {
-                lg = lg.with_group_state(sb(l.state.name()));
+                lg = lg.with_group_state(sb(l.state_name));
             }
             if ctx.version >= 5 {
-                lg = lg.with_group_type(sb("classic"));
+                lg = lg.with_group_type(sb(l.group_type.name()));
             }
             lg
         })
@@ -754,10 +766,14 @@ pub async fn describe_groups(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeG
             } else {
                 i32::MIN
             };
-            let d = ctx
-                .state
-                .groups
-                .read_group(&id.0, |c| c.describe_group(&id.0));
+            // A consumer group is not described here: Kafka answers it as a missing classic
+            // group, saying why from v6 (GroupMetadataManager.describeGroups).
+            let (d, consumer) = ctx.state.groups.read_group(&id.0, |c| {
+                (
+                    c.describe_group(&id.0),
+                    c.describe_consumer_group(&id.0).is_ok(),
+                )
+            });
             let described = match d {
                 Some(d) if d.state != g::GroupState::Dead => {
                     let stable = d.state == g::GroupState::Stable;
@@ -794,12 +810,18 @@ pub async fn describe_groups(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeG
                         )
                 }
                 _ => {
+                    let id_text = id.0.to_string();
                     let dg = DescribedGroup::default()
                         .with_group_id(id)
                         .with_group_state(sb("Dead"));
                     if ctx.version >= 6 {
+                        let why = if consumer {
+                            format!("Group {} is not a classic group.", id_text)
+                        } else {
+                            format!("Group {} not found.", id_text)
+                        };
                         dg.with_error_code(Code::GroupIdNotFound.code())
-                            .with_error_message(Some(sb("group not found")))
+                            .with_error_message(Some(sb(why)))
                     } else {
                         dg
                     }

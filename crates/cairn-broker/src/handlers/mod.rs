@@ -20,6 +20,7 @@ use crate::wire::{self, Decoded, Request};
 mod admin;
 mod api_versions;
 mod configs;
+mod consumer_groups;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -133,7 +134,7 @@ pub async fn handle(
     }
     if key == ApiKey::ApiVersions && served(key).is_some_and(|(_, hi)| version > hi) {
         // KIP-511: answer in v0 with UNSUPPORTED_VERSION so the client can retry lower.
-        let body = api_versions::unsupported();
+        let body = api_versions::unsupported(&state.config);
         return Ok(Some(encode(key, 0, correlation_id, &body)?));
     }
     let started = std::time::Instant::now();
@@ -199,6 +200,8 @@ pub async fn handle(
         DescribeGroups => groups::describe_groups,
         DeleteGroups => groups::delete_groups,
         OffsetDelete => groups::offset_delete,
+        ConsumerGroupHeartbeat => consumer_groups::heartbeat,
+        ConsumerGroupDescribe => consumer_groups::describe,
         InitProducerId => producer_id::handle,
         AddPartitionsToTxn => txn::add_partitions,
         AddOffsetsToTxn => txn::add_offsets,

@@ -333,6 +333,25 @@ layout!(OFFSET_DELETE, OffsetDeleteRequest, flexible NEVER, [
     all(Ty::Str), all(array_of!(OFFSET_DELETE_TOPIC)),
 ]);
 
+// ConsumerGroupHeartbeat (flexible in every version). The answer is one assignment, built by
+// the coordinator whatever the request carries; what is charged per element is the handler's
+// own copy of the subscription and the owned partitions.
+layout!(CONSUMER_HEARTBEAT_TOPIC, consumer_group_heartbeat_request::TopicPartitions => size_of::<(cairn_group::consumer::TopicId, Vec<i32>)>(), flexible 0, [
+    all(Ty::Uuid), all(Ty::Array(&Ty::I32, 4)),
+]);
+layout!(CONSUMER_HEARTBEAT, ConsumerGroupHeartbeatRequest, flexible 0, [
+    all(Ty::Str), all(Ty::Str), all(Ty::I32), all(Ty::Str), all(Ty::Str), all(Ty::I32),
+    all(Ty::Array(&Ty::Str, size_of::<String>() + WORK)), since(1, Ty::Str), all(Ty::Str),
+    all(array_of!(CONSUMER_HEARTBEAT_TOPIC)),
+]);
+
+// ConsumerGroupDescribe (flexible in every version). Members are not bounded by the request;
+// each group's entry is charged like DescribeGroups'.
+layout!(CONSUMER_GROUP_DESCRIBE, ConsumerGroupDescribeRequest, flexible 0, [
+    all(Ty::Array(&Ty::Str, size_of::<consumer_group_describe_response::DescribedGroup>() + WORK)),
+    all(Ty::Bool),
+]);
+
 // InitProducerId (flexible from 2).
 layout!(INIT_PRODUCER_ID, InitProducerIdRequest, flexible 2, [
     all(Ty::Str), all(Ty::I32), since(3, Ty::I64), since(3, Ty::I16),
@@ -446,6 +465,8 @@ pub fn request(key: ApiKey) -> Option<&'static Layout> {
         ApiKey::DescribeGroups => &DESCRIBE_GROUPS,
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
+        ApiKey::ConsumerGroupHeartbeat => &CONSUMER_HEARTBEAT,
+        ApiKey::ConsumerGroupDescribe => &CONSUMER_GROUP_DESCRIBE,
         ApiKey::InitProducerId => &INIT_PRODUCER_ID,
         ApiKey::AddPartitionsToTxn => &ADD_PARTITIONS_TO_TXN,
         ApiKey::AddOffsetsToTxn => &ADD_OFFSETS_TO_TXN,
