@@ -116,7 +116,12 @@ def poll_until(consumers, done, timeout=60):
 
 def stable_view(b, group, members, partitions):
     """The JSON members view once every member is at the group epoch and owns its target."""
-    d = cli_json(b, "groups", "describe", group, "--members")
+    proc = cli(b, "groups", "describe", group, "--members", "--output", "json", check=False)
+    if proc.returncode != 0:
+        # Not created yet: the members' first heartbeats are on their way.
+        assert "does not exist" in proc.stderr, proc.stderr
+        return None
+    d = json.loads(proc.stdout)
     ms = d["members"]
     if d["state"] != "Stable" or len(ms) != members:
         return None
