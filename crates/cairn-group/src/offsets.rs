@@ -476,9 +476,10 @@ impl GroupCoordinator {
                 // Consumer groups see new partitions in their next heartbeat's metadata.
                 g.consumer.is_none()
                     && matches!(
-                    g.state,
-                    GroupState::Stable | GroupState::CompletingRebalance
-                ) && g.is_subscribed(topic)
+                        g.state,
+                        GroupState::Stable | GroupState::CompletingRebalance
+                    )
+                    && g.is_subscribed(topic)
             })
             .map(|g| g.id.clone())
             .collect();

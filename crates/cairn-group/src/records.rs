@@ -173,28 +173,28 @@ pub struct GroupValue {
 // Writer
 
 #[derive(Default)]
-struct Writer {
-    buf: Vec<u8>,
+pub(crate) struct Writer {
+    pub(crate) buf: Vec<u8>,
 }
 
 impl Writer {
-    fn i16(&mut self, v: i16) {
+    pub(crate) fn i16(&mut self, v: i16) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
-    fn i32(&mut self, v: i32) {
+    pub(crate) fn i32(&mut self, v: i32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
-    fn i64(&mut self, v: i64) {
+    pub(crate) fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
-    fn uvarint(&mut self, mut v: u64) {
+    pub(crate) fn uvarint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.buf.push((v as u8) | 0x80);
             v >>= 7;
         }
         self.buf.push(v as u8);
     }
-    fn string(&mut self, s: &str, flexible: bool) {
+    pub(crate) fn string(&mut self, s: &str, flexible: bool) {
         if flexible {
             self.uvarint(s.len() as u64 + 1);
         } else {
@@ -202,14 +202,14 @@ impl Writer {
         }
         self.buf.extend_from_slice(s.as_bytes());
     }
-    fn nullable_string(&mut self, s: Option<&str>, flexible: bool) {
+    pub(crate) fn nullable_string(&mut self, s: Option<&str>, flexible: bool) {
         match s {
             Some(s) => self.string(s, flexible),
             None if flexible => self.uvarint(0),
             None => self.i16(-1),
         }
     }
-    fn bytes(&mut self, b: &[u8], flexible: bool) {
+    pub(crate) fn bytes(&mut self, b: &[u8], flexible: bool) {
         if flexible {
             self.uvarint(b.len() as u64 + 1);
         } else {
@@ -217,14 +217,14 @@ impl Writer {
         }
         self.buf.extend_from_slice(b);
     }
-    fn array_len(&mut self, n: usize, flexible: bool) {
+    pub(crate) fn array_len(&mut self, n: usize, flexible: bool) {
         if flexible {
             self.uvarint(n as u64 + 1);
         } else {
             self.i32(n as i32);
         }
     }
-    fn no_tags(&mut self) {
+    pub(crate) fn no_tags(&mut self) {
         self.uvarint(0);
     }
 }
@@ -232,16 +232,16 @@ impl Writer {
 // ---------------------------------------------------------------------------------------------
 // Reader
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         if self.buf.len() - self.pos < n {
             return Err(RecordError::Truncated);
         }
@@ -249,16 +249,16 @@ impl<'a> Reader<'a> {
         self.pos += n;
         Ok(s)
     }
-    fn i16(&mut self) -> Result<i16, RecordError> {
+    pub(crate) fn i16(&mut self) -> Result<i16, RecordError> {
         Ok(i16::from_be_bytes(self.take(2)?.try_into().unwrap()))
     }
-    fn i32(&mut self) -> Result<i32, RecordError> {
+    pub(crate) fn i32(&mut self) -> Result<i32, RecordError> {
         Ok(i32::from_be_bytes(self.take(4)?.try_into().unwrap()))
     }
-    fn i64(&mut self) -> Result<i64, RecordError> {
+    pub(crate) fn i64(&mut self) -> Result<i64, RecordError> {
         Ok(i64::from_be_bytes(self.take(8)?.try_into().unwrap()))
     }
-    fn uvarint(&mut self) -> Result<u64, RecordError> {
+    pub(crate) fn uvarint(&mut self) -> Result<u64, RecordError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.take(1)?[0];
@@ -270,7 +270,7 @@ impl<'a> Reader<'a> {
         Err(RecordError::Malformed("varint too long"))
     }
     /// Length prefix; `None` means null.
-    fn len(&mut self, flexible: bool, wide: bool) -> Result<Option<usize>, RecordError> {
+    pub(crate) fn len(&mut self, flexible: bool, wide: bool) -> Result<Option<usize>, RecordError> {
         let n: i64 = if flexible {
             self.uvarint()? as i64 - 1
         } else if wide {
@@ -288,7 +288,7 @@ impl<'a> Reader<'a> {
         }
         Ok(Some(n))
     }
-    fn nullable_str(&mut self, flexible: bool) -> Result<Option<&'a str>, RecordError> {
+    pub(crate) fn nullable_str(&mut self, flexible: bool) -> Result<Option<&'a str>, RecordError> {
         match self.len(flexible, false)? {
             None => Ok(None),
             Some(n) => std::str::from_utf8(self.take(n)?)
@@ -296,27 +296,30 @@ impl<'a> Reader<'a> {
                 .map_err(|_| RecordError::InvalidString),
         }
     }
-    fn str(&mut self, flexible: bool) -> Result<&'a str, RecordError> {
+    pub(crate) fn str(&mut self, flexible: bool) -> Result<&'a str, RecordError> {
         self.nullable_str(flexible)?
             .ok_or(RecordError::NegativeLength)
     }
-    fn nullable_string(&mut self, flexible: bool) -> Result<Option<String>, RecordError> {
+    pub(crate) fn nullable_string(
+        &mut self,
+        flexible: bool,
+    ) -> Result<Option<String>, RecordError> {
         Ok(self.nullable_str(flexible)?.map(str::to_owned))
     }
-    fn string(&mut self, flexible: bool) -> Result<String, RecordError> {
+    pub(crate) fn string(&mut self, flexible: bool) -> Result<String, RecordError> {
         self.str(flexible).map(str::to_owned)
     }
-    fn bytes(&mut self, flexible: bool) -> Result<Vec<u8>, RecordError> {
+    pub(crate) fn bytes(&mut self, flexible: bool) -> Result<Vec<u8>, RecordError> {
         match self.len(flexible, true)? {
             None => Err(RecordError::NegativeLength),
             Some(n) => Ok(self.take(n)?.to_vec()),
         }
     }
-    fn array_len(&mut self, flexible: bool) -> Result<usize, RecordError> {
+    pub(crate) fn array_len(&mut self, flexible: bool) -> Result<usize, RecordError> {
         self.len(flexible, true)?.ok_or(RecordError::NegativeLength)
     }
     /// Reads a tagged-field section, handing each (tag, data) to `f`; unknown tags are skipped.
-    fn tags(
+    pub(crate) fn tags(
         &mut self,
         mut f: impl FnMut(u64, &'a [u8]) -> Result<(), RecordError>,
     ) -> Result<(), RecordError> {

@@ -111,7 +111,13 @@ impl T {
             .expect("member")
     }
 
-    fn commit(&mut self, member: &str, epoch: i32, version: i16, parts: &[(&str, i32)]) -> CommitResult {
+    fn commit(
+        &mut self,
+        member: &str,
+        epoch: i32,
+        version: i16,
+        parts: &[(&str, i32)],
+    ) -> CommitResult {
         let req = OffsetCommit {
             group_id: G.into(),
             member_id: member.into(),
@@ -138,7 +144,8 @@ impl T {
     fn restart(&mut self) {
         let mut c = GroupCoordinator::with_id_seed(GroupConfig::default(), 4);
         for r in &self.log {
-            c.replay(self.now, r.tag, &r.key, r.value.as_deref()).unwrap();
+            c.replay(self.now, r.tag, &r.key, r.value.as_deref())
+                .unwrap();
         }
         c.finish_load(self.now);
         self.c = c;
@@ -153,7 +160,10 @@ fn first_member_gets_everything_at_epoch_one() {
     assert_eq!(r.heartbeat_interval_ms, 5_000);
     assert_eq!(count(&of(&r.assignment.unwrap())), 8);
     let d = t.describe();
-    assert_eq!((d.state, d.group_epoch, d.assignment_epoch), ("Stable", 1, 1));
+    assert_eq!(
+        (d.state, d.group_epoch, d.assignment_epoch),
+        ("Stable", 1, 1)
+    );
     assert_eq!(d.assignor_name, "uniform");
     // A heartbeat that changes nothing writes nothing and carries no assignment.
     let owned = t.member("m1").assignment;
@@ -208,7 +218,10 @@ fn epochs_are_fenced_as_kafka_does() {
     let mut t = setup();
     let r = t.hb(join("m1", &["a"])).unwrap();
     let owned = of(&r.assignment.unwrap());
-    assert_eq!(t.hb(beat("m1", 5, &owned)), Err(GroupError::FencedMemberEpoch));
+    assert_eq!(
+        t.hb(beat("m1", 5, &owned)),
+        Err(GroupError::FencedMemberEpoch)
+    );
     t.hb(join("m2", &["a"])).unwrap();
     // m1 revokes and moves to epoch 2 (previous 1).
     let r = t.hb(beat("m1", 1, &owned)).unwrap();
@@ -218,13 +231,19 @@ fn epochs_are_fenced_as_kafka_does() {
     // The answer was lost: epoch 1 with a subset of its assignment is accepted...
     assert!(t.hb(beat("m1", 1, &kept)).is_ok());
     // ...but not with partitions it no longer has, nor an older epoch.
-    assert_eq!(t.hb(beat("m1", 1, &owned)), Err(GroupError::FencedMemberEpoch));
+    assert_eq!(
+        t.hb(beat("m1", 1, &owned)),
+        Err(GroupError::FencedMemberEpoch)
+    );
     // Epoch 0 is a join, and a join needs a full request.
     assert!(matches!(
         t.hb(beat("m1", 0, &Assignment::new())),
         Err(GroupError::InvalidRequest(_))
     ));
-    assert_eq!(t.hb(beat("nobody", 1, &Assignment::new())), Err(GroupError::UnknownMemberId));
+    assert_eq!(
+        t.hb(beat("nobody", 1, &Assignment::new())),
+        Err(GroupError::UnknownMemberId)
+    );
     let mut other = beat("m1", 1, &Assignment::new());
     other.group_id = "missing".into();
     assert_eq!(t.hb(other), Err(GroupError::GroupIdNotFound));
@@ -251,7 +270,10 @@ fn bad_requests_are_refused_before_anything_changes() {
     let mut r = join("m1", &[]);
     r.subscribed_topic_names = None;
     r.subscribed_topic_regex = Some("a(".into());
-    assert!(matches!(t.hb(r), Err(GroupError::InvalidRegularExpression(_))));
+    assert!(matches!(
+        t.hb(r),
+        Err(GroupError::InvalidRegularExpression(_))
+    ));
     assert!(t.log.is_empty());
     assert!(t.c.describe_consumer_group(G).is_err());
     // v0 lets the broker name the member.
@@ -284,11 +306,18 @@ fn static_member_leaves_for_a_while_and_comes_back() {
     // (the old one is away: this is the restart, with a new member id)
     let resp = t.hb(r).unwrap();
     assert_eq!(resp.member_id, "d2");
-    assert_eq!(t.describe().group_epoch, epoch, "a static rejoin moves nothing");
+    assert_eq!(
+        t.describe().group_epoch,
+        epoch,
+        "a static rejoin moves nothing"
+    );
     let d = t.describe();
     assert!(d.members.iter().all(|m| m.member_id != "s1"));
     let d2 = t.member("d2");
-    assert_eq!(d2.assignment, d2.target_assignment, "it takes the old incarnation's place");
+    assert_eq!(
+        d2.assignment, d2.target_assignment,
+        "it takes the old incarnation's place"
+    );
     // A second incarnation while d2 is active: refused.
     let mut r = join("d3", &["a"]);
     r.instance_id = Some("i1".into());
@@ -321,24 +350,46 @@ fn sessions_and_rebalance_timeouts_fence_members() {
     assert_eq!(t.describe().members.len(), 1);
     t.tick(2_000);
     assert_eq!(t.describe().state, "Empty");
-    assert_eq!(t.c.rebalance_history(G).last().unwrap().cause.kind(), "session_timeout");
+    assert_eq!(
+        t.c.rebalance_history(G).last().unwrap().cause.kind(),
+        "session_timeout"
+    );
 }
 
 #[test]
 fn commits_are_fenced_by_member_epoch_per_partition() {
     let mut t = setup();
     let owned = of(&t.hb(join("m1", &["a"])).unwrap().assignment.unwrap());
-    assert!(t.commit("m1", 1, 9, &[("a", 0)]).partitions.iter().all(|p| p.2.is_ok()));
-    assert_eq!(t.commit("m1", 1, 8, &[("a", 0)]).error, Some(GroupError::UnsupportedVersion));
-    assert_eq!(t.commit("zz", 1, 9, &[("a", 0)]).error, Some(GroupError::UnknownMemberId));
-    assert_eq!(t.commit("", -1, 9, &[("a", 0)]).error, Some(GroupError::UnknownMemberId));
-    assert_eq!(t.commit("m1", 2, 9, &[("a", 0)]).error, Some(GroupError::StaleMemberEpoch));
+    assert!(t
+        .commit("m1", 1, 9, &[("a", 0)])
+        .partitions
+        .iter()
+        .all(|p| p.2.is_ok()));
+    assert_eq!(
+        t.commit("m1", 1, 8, &[("a", 0)]).error,
+        Some(GroupError::UnsupportedVersion)
+    );
+    assert_eq!(
+        t.commit("zz", 1, 9, &[("a", 0)]).error,
+        Some(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        t.commit("", -1, 9, &[("a", 0)]).error,
+        Some(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        t.commit("m1", 2, 9, &[("a", 0)]).error,
+        Some(GroupError::StaleMemberEpoch)
+    );
     // m2 joins; m1 revokes and moves to epoch 2 keeping half its partitions.
     t.hb(join("m2", &["a"])).unwrap();
     let kept = of(&t.hb(beat("m1", 1, &owned)).unwrap().assignment.unwrap());
     assert_eq!(t.hb(beat("m1", 1, &kept)).unwrap().member_epoch, 2);
     let kept_p = *kept[&tid("a")].iter().next().unwrap();
-    let gone_p = *owned[&tid("a")].iter().find(|p| !kept[&tid("a")].contains(p)).unwrap();
+    let gone_p = *owned[&tid("a")]
+        .iter()
+        .find(|p| !kept[&tid("a")].contains(p))
+        .unwrap();
     // A commit still naming epoch 1: accepted for a partition held since epoch 1
     // (KIP-1251), refused for one it no longer has.
     let r = t.commit("m1", 1, 9, &[("a", kept_p), ("a", gone_p)]);
@@ -346,8 +397,14 @@ fn commits_are_fenced_by_member_epoch_per_partition() {
     assert_eq!(r.partitions[1].2, Err(GroupError::StaleMemberEpoch));
     // A fetch names the member and its epoch.
     assert_eq!(t.c.check_consumer_fetch(G, "m1", 2), Ok(()));
-    assert_eq!(t.c.check_consumer_fetch(G, "m1", 1), Err(GroupError::StaleMemberEpoch));
-    assert_eq!(t.c.check_consumer_fetch(G, "x", 1), Err(GroupError::UnknownMemberId));
+    assert_eq!(
+        t.c.check_consumer_fetch(G, "m1", 1),
+        Err(GroupError::StaleMemberEpoch)
+    );
+    assert_eq!(
+        t.c.check_consumer_fetch(G, "x", 1),
+        Err(GroupError::UnknownMemberId)
+    );
     assert_eq!(t.c.check_consumer_fetch("classic-or-none", "x", 1), Ok(()));
 }
 
@@ -363,17 +420,31 @@ fn regex_and_new_partitions_bump_the_group_epoch() {
     let r = t.hb(beat("m1", 1, &got)).unwrap();
     assert_eq!(r.member_epoch, 2);
     assert_eq!(count(&of(&r.assignment.unwrap())), 9);
-    assert_eq!(t.c.rebalance_history(G).last().unwrap().cause.kind(), "regex_resolved");
+    assert_eq!(
+        t.c.rebalance_history(G).last().unwrap().cause.kind(),
+        "regex_resolved"
+    );
     t.topics = topics(&[("a", 8), ("b", 2), ("ab", 3), ("ba", 1)]);
     let owned = t.member("m1").assignment;
     let r = t.hb(beat("m1", 2, &owned)).unwrap();
-    assert_eq!((r.member_epoch, count(&of(&r.assignment.unwrap()))), (3, 11));
-    assert_eq!(t.c.rebalance_history(G).last().unwrap().cause.kind(), "metadata_changed");
+    assert_eq!(
+        (r.member_epoch, count(&of(&r.assignment.unwrap()))),
+        (3, 11)
+    );
+    assert_eq!(
+        t.c.rebalance_history(G).last().unwrap().cause.kind(),
+        "metadata_changed"
+    );
     // A deleted topic leaves the assignment.
     t.topics = topics(&[("a", 8)]);
     let owned = t.member("m1").assignment;
     let r = t.hb(beat("m1", 3, &owned)).unwrap();
-    assert_eq!(r.member_epoch, 4);
+    assert_eq!(t.describe().group_epoch, 4);
+    // It must first stop consuming the deleted topic's partitions.
+    assert_eq!(r.member_epoch, 3);
+    let kept = of(&r.assignment.unwrap());
+    assert_eq!(kept.keys().collect::<Vec<_>>(), vec![&tid("a")]);
+    assert_eq!(t.hb(beat("m1", 3, &kept)).unwrap().member_epoch, 4);
 }
 
 #[test]
@@ -408,9 +479,8 @@ fn deletion_and_offset_deletion() {
     t.commit("m1", 1, 9, &[("a", 0), ("b", 0)]);
     let (r, _) = t.c.delete_groups(t.now, &[G.to_string()]);
     assert_eq!(r[0].1, Err(GroupError::NonEmptyGroup));
-    let (r, fx) = t
-        .c
-        .delete_offsets(t.now, G, &[("a".into(), 0), ("b".into(), 0)]);
+    let (r, fx) =
+        t.c.delete_offsets(t.now, G, &[("a".into(), 0), ("b".into(), 0)]);
     t.log.extend(fx.records);
     let r = r.unwrap();
     assert_eq!(r[0].2, Err(GroupError::GroupSubscribedToTopic));
@@ -431,7 +501,10 @@ fn deletion_and_offset_deletion() {
 fn classic_and_consumer_groups_do_not_mix_but_empty_ones_convert() {
     let mut t = setup();
     t.hb(join("m1", &["a"])).unwrap();
-    assert!(t.c.describe_group(G).is_none(), "DescribeGroups is for classic groups");
+    assert!(
+        t.c.describe_group(G).is_none(),
+        "DescribeGroups is for classic groups"
+    );
     let join_classic = JoinGroup {
         group_id: G.into(),
         session_timeout_ms: 10_000,
@@ -473,11 +546,15 @@ fn classic_and_consumer_groups_do_not_mix_but_empty_ones_convert() {
         c
     });
     let fx = t.c.join_group(t.now, 2, join_classic);
-    assert!(!matches!(
+    // The classic protocol's first answer to a new member: it is now a classic group.
+    assert!(matches!(
         &fx.replies.first().map(|r| &r.1),
-        Some(Reply::Join(Err(_)))
+        Some(Reply::Join(Err(GroupError::MemberIdRequired { .. })))
     ));
     assert!(t.c.describe_consumer_group(G).is_err());
     let fetched = t.c.fetch_offsets(G, None);
-    assert_eq!(fetched.partitions[0].offset, 42, "offsets survive the conversion");
+    assert_eq!(
+        fetched.partitions[0].offset, 42,
+        "offsets survive the conversion"
+    );
 }

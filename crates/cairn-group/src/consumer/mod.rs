@@ -4,13 +4,11 @@
 pub mod assignor;
 pub mod records;
 
-
 /// A topic's id (a UUID's 16 bytes). Consumer-group records and heartbeats name topics by id.
 pub type TopicId = [u8; 16];
 
 /// Partitions per topic.
 pub type Assignment = BTreeMap<TopicId, BTreeSet<i32>>;
-
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,8 +53,8 @@ pub enum MemberState {
 impl MemberState {
     pub fn code(self) -> i8 {
         match self {
-            MemberState::UnrevokedPartitions => 2,
-            MemberState::UnreleasedPartitions => 1,
+            MemberState::UnrevokedPartitions => 1,
+            MemberState::UnreleasedPartitions => 2,
             MemberState::Stable => 0,
             MemberState::Unknown => 127,
         }
@@ -65,8 +63,8 @@ impl MemberState {
     pub fn from_code(c: i8) -> Self {
         match c {
             0 => MemberState::Stable,
-            1 => MemberState::UnreleasedPartitions,
-            2 => MemberState::UnrevokedPartitions,
+            1 => MemberState::UnrevokedPartitions,
+            2 => MemberState::UnreleasedPartitions,
             _ => MemberState::Unknown,
         }
     }
@@ -255,7 +253,10 @@ fn remove_member_records(group: &str, member: &str, out: &mut Vec<Record>) {
     ));
     out.push(rec(
         group,
-        ConsumerKey::MemberMetadata { group: g, member: m },
+        ConsumerKey::MemberMetadata {
+            group: g,
+            member: m,
+        },
         None,
     ));
 }
@@ -286,7 +287,9 @@ fn epoch_record(group: &str, epoch: i32) -> Record {
         ConsumerKey::GroupMetadata {
             group: group.to_string(),
         },
-        Some(records::encode_group_metadata(&GroupMetadataValue { epoch })),
+        Some(records::encode_group_metadata(&GroupMetadataValue {
+            epoch,
+        })),
     )
 }
 
@@ -319,9 +322,11 @@ fn target_record(group: &str, member: &str, a: &Assignment) -> Record {
             group: group.to_string(),
             member: member.to_string(),
         },
-        Some(records::encode_target_member(&TargetAssignmentMemberValue {
-            partitions: a.clone(),
-        })),
+        Some(records::encode_target_member(
+            &TargetAssignmentMemberValue {
+                partitions: a.clone(),
+            },
+        )),
     )
 }
 
@@ -808,9 +813,7 @@ impl GroupCoordinator {
                 }),
             );
         }
-        let bumped = cause
-            .filter(|_| bump)
-            .map(|c| (c, epoch));
+        let bumped = cause.filter(|_| bump).map(|c| (c, epoch));
         let full = joining
             || (req.rebalance_timeout_ms != -1
                 && req.subscribed_topic_names.is_some()
@@ -961,8 +964,7 @@ impl GroupCoordinator {
         for (n, v) in &cg.metadata {
             let wanted = cg.members.values().any(|m| {
                 m.names.iter().any(|x| x == n)
-                    || m
-                        .regex
+                    || m.regex
                         .as_ref()
                         .and_then(|r| self.regex(r))
                         .is_some_and(|re| re.is_match(n))
@@ -989,7 +991,11 @@ impl GroupCoordinator {
 
     /// The new target assignment of every member, by the assignor most members ask for
     /// (else the first configured one).
-    fn compute_target(&mut self, cg: &ConsumerGroup, updated: &CMember) -> BTreeMap<String, Assignment> {
+    fn compute_target(
+        &mut self,
+        cg: &ConsumerGroup,
+        updated: &CMember,
+    ) -> BTreeMap<String, Assignment> {
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for m in cg.members.values() {
             if let Some(a) = &m.server_assignor {
@@ -1091,8 +1097,13 @@ impl GroupCoordinator {
 
     /// ConsumerGroupDescribe, from the durable view. GROUP_ID_NOT_FOUND for unknown groups
     /// and classic ones.
-    pub fn describe_consumer_group(&self, id: &str) -> Result<ConsumerGroupDescription, GroupError> {
-        let g = self.committed_group(id).ok_or(GroupError::GroupIdNotFound)?;
+    pub fn describe_consumer_group(
+        &self,
+        id: &str,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
+        let g = self
+            .committed_group(id)
+            .ok_or(GroupError::GroupIdNotFound)?;
         let cg = g.consumer.as_deref().ok_or(GroupError::GroupIdNotFound)?;
         let assignor = cg
             .members
@@ -1143,7 +1154,10 @@ impl GroupCoordinator {
         else {
             return Ok(());
         };
-        let m = cg.members.get(member_id).ok_or(GroupError::UnknownMemberId)?;
+        let m = cg
+            .members
+            .get(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if m.epoch != member_epoch {
             return Err(GroupError::StaleMemberEpoch);
         }
@@ -1261,7 +1275,10 @@ impl GroupCoordinator {
                 for (t, ps) in &c.assigned {
                     for p in ps {
                         let since = if m.assigned.get(t).is_some_and(|a| a.contains(p)) {
-                            m.partition_epochs.get(&(*t, *p)).copied().unwrap_or(m.epoch)
+                            m.partition_epochs
+                                .get(&(*t, *p))
+                                .copied()
+                                .unwrap_or(m.epoch)
                         } else {
                             c.member_epoch
                         };
@@ -1308,7 +1325,10 @@ impl GroupCoordinator {
         if member_epoch < 0 && cg.members.is_empty() {
             return Ok(vec![Ok(()); partitions.len()]);
         }
-        let m = cg.members.get(member_id).ok_or(GroupError::UnknownMemberId)?;
+        let m = cg
+            .members
+            .get(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if api_version < 9 {
             return Err(GroupError::UnsupportedVersion);
         }
@@ -1369,7 +1389,11 @@ fn metadata_cause(
         .collect();
     let names = cg.subscribed_names();
     let by_regex = changed.iter().any(|n| !names.contains(n.as_str()));
-    if by_regex && changed.iter().all(|n| !old.contains_key(n) || !new.contains_key(n)) {
+    if by_regex
+        && changed
+            .iter()
+            .all(|n| !old.contains_key(n) || !new.contains_key(n))
+    {
         RebalanceCause::RegexResolved { topics: changed }
     } else {
         RebalanceCause::MetadataChanged { topics: changed }
@@ -1457,7 +1481,12 @@ pub(crate) fn owners(cg: &ConsumerGroup) -> history::Owners {
 pub(crate) fn deadline(cg: &ConsumerGroup) -> Option<i64> {
     cg.members
         .values()
-        .flat_map(|m| [Some(m.session_deadline), m.rebalance_deadline.map(|(t, _)| t)])
+        .flat_map(|m| {
+            [
+                Some(m.session_deadline),
+                m.rebalance_deadline.map(|(t, _)| t),
+            ]
+        })
         .flatten()
         .min()
 }
