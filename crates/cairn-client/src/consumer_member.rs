@@ -110,6 +110,8 @@ pub(crate) struct MemberState {
     rejoins: u32,
     heartbeats: u64,
     failed: Option<String>,
+    /// When what it owns last changed.
+    owned_changed_at: Option<Instant>,
 }
 
 /// What to do after a heartbeat's answer.
@@ -137,6 +139,7 @@ impl MemberState {
             rejoins: 0,
             heartbeats: 0,
             failed: None,
+            owned_changed_at: None,
         }
     }
 
@@ -215,6 +218,9 @@ impl MemberState {
             None => {}
             Some(ResponseError::FencedMemberEpoch | ResponseError::UnknownMemberId) => {
                 // Join again as a new incarnation: nothing owned, epoch 0.
+                if !self.owned.is_empty() {
+                    self.owned_changed_at = Some(Instant::now());
+                }
                 self.owned.clear();
                 self.member_epoch = 0;
                 self.sent = SentFields::default();
@@ -263,6 +269,7 @@ impl MemberState {
             owned.retain(|_, ps| !ps.is_empty());
             if owned != self.owned {
                 self.owned = owned;
+                self.owned_changed_at = Some(Instant::now());
             }
         }
         if self.sent.owned.as_ref() != Some(&self.owned) {
@@ -310,6 +317,8 @@ pub struct MemberSnapshot {
     pub heartbeats: u64,
     /// Why the heartbeat loop stopped, if it did.
     pub failed: Option<String>,
+    /// When `owned` last changed.
+    pub owned_changed_at: Option<Instant>,
 }
 
 struct Shared {
@@ -421,6 +430,7 @@ impl ConsumerMember {
             rejoins: s.rejoins,
             heartbeats: s.heartbeats,
             failed: s.failed.clone(),
+            owned_changed_at: s.owned_changed_at,
         }
     }
 
