@@ -1141,7 +1141,7 @@ struct ConsumerRun {
     /// CreatePartitions answered until ConsumerGroupDescribe showed a new
     /// group epoch.
     epoch_bumped: Option<Duration>,
-    /// When the change was made, as a fraction of the members' heartbeat cycle.
+    /// When the change was made: time since the members' latest heartbeat.
     phase: Duration,
     /// CreatePartitions answered until the first member had new partitions:
     /// the wait for a heartbeat.
@@ -1168,7 +1168,7 @@ async fn consumer_bench(args: &GroupBenchArgs) -> Result<Vec<ConsumerRun>> {
                 .await
                 .with_context(|| format!("run {run}"))?;
             println!(
-                "  run {run}/{}: partitions added {:.0} ms into the heartbeat cycle; all {} \
+                "  run {run}/{}: partitions added {:.0} ms after the members' latest heartbeat; all {} \
                  members reconciled {:.1} ms later (first member had new partitions after {} ms, \
                  the last after {} ms; group epoch {} -> {}, seen bumped after {} ms; heartbeat \
                  interval {} ms; the group first settled in {:.0} ms; {} rejoin(s))",
@@ -1231,21 +1231,36 @@ async fn consumer_run(
     .await
     .context("the group did not settle on the first partitions")?;
     let settle = t0.elapsed();
-    // The members heartbeat one interval after the acknowledgement that
-    // settled them (just now); runs change the topic at evenly spread points
-    // of that cycle, (2k-1)/2R of it in, so that their median is a typical
-    // heartbeat wait rather than a lucky or unlucky one.
+    // Runs change the topic at evenly spread points of the members' heartbeat
+    // cycle, (2k-1)/2R of it after the latest heartbeat, so that their median
+    // is a typical heartbeat wait rather than a lucky or unlucky one.
     let interval = members
         .first()
         .map_or(Duration::ZERO, |m| m.snapshot().heartbeat_interval);
-    let phase = interval.mul_f64((2 * run - 1) as f64 / (2 * args.repeat) as f64);
-    tokio::time::sleep(phase).await;
+    let target = interval.mul_f64((2 * run - 1) as f64 / (2 * args.repeat) as f64);
+    let latest_heartbeat = |members: &[ConsumerMember]| {
+        members
+            .iter()
+            .filter_map(|m| m.snapshot().last_heartbeat_at)
+            .max()
+    };
+    if let Some(last) = latest_heartbeat(&members) {
+        let mut at = last + target;
+        while at < Instant::now() {
+            at += interval;
+        }
+        tokio::time::sleep_until(at.into()).await;
+    }
     let total_partitions = args.consumer_partitions + args.consumer_added;
     client
         .create_partitions(&topic, total_partitions)
         .await
         .context("CreatePartitions")?;
     let changed = Instant::now();
+    // The phase actually hit: time since the latest heartbeat before the change.
+    let phase = latest_heartbeat(&members)
+        .filter(|&l| l <= changed)
+        .map_or(Duration::ZERO, |l| changed - l);
     let after = wait_reconciled(
         client,
         &group,
@@ -1882,6 +1897,7 @@ mod tests {
             heartbeats: 1,
             failed: None,
             owned_changed_at: None,
+            last_heartbeat_at: None,
         };
         let a = snap(vec![(t, vec![0, 2])]);
         let b = snap(vec![(t, vec![1])]);

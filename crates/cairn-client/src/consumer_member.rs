@@ -21,7 +21,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -112,6 +111,8 @@ pub(crate) struct MemberState {
     failed: Option<String>,
     /// When what it owns last changed.
     owned_changed_at: Option<Instant>,
+    /// When the last heartbeat was built to be sent.
+    last_heartbeat_at: Option<Instant>,
 }
 
 /// What to do after a heartbeat's answer.
@@ -140,6 +141,7 @@ impl MemberState {
             heartbeats: 0,
             failed: None,
             owned_changed_at: None,
+            last_heartbeat_at: None,
         }
     }
 
@@ -202,6 +204,7 @@ impl MemberState {
         self.in_flight = Some(fields);
         self.ack_pending = false;
         self.heartbeats += 1;
+        self.last_heartbeat_at = Some(Instant::now());
         req
     }
 
@@ -319,12 +322,13 @@ pub struct MemberSnapshot {
     pub failed: Option<String>,
     /// When `owned` last changed.
     pub owned_changed_at: Option<Instant>,
+    /// When the last heartbeat went out.
+    pub last_heartbeat_at: Option<Instant>,
 }
 
 struct Shared {
     state: Mutex<MemberState>,
     conn: tokio::sync::Mutex<Arc<Connection>>,
-    wake: Notify,
 }
 
 /// A joined member of a consumer-protocol group, heartbeating in the background.
@@ -379,7 +383,6 @@ impl ConsumerMember {
         let shared = Arc::new(Shared {
             state: Mutex::new(MemberState::new(config, member_id)),
             conn: tokio::sync::Mutex::new(conn),
-            wake: Notify::new(),
         });
         // The first round trip here, so that join errors reach the caller.
         let first = heartbeat_once(&shared).await?;
@@ -431,6 +434,7 @@ impl ConsumerMember {
             heartbeats: s.heartbeats,
             failed: s.failed.clone(),
             owned_changed_at: s.owned_changed_at,
+            last_heartbeat_at: s.last_heartbeat_at,
         }
     }
 
@@ -595,10 +599,7 @@ async fn heartbeat_loop(client: Arc<Client>, shared: Arc<Shared>, first: Next) {
         match next {
             Next::After(d) => {
                 if !d.is_zero() {
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = shared.wake.notified() => {}
-                    }
+                    tokio::time::sleep(d).await;
                 }
             }
             Next::Reconnect => {
