@@ -1,18 +1,22 @@
 """`cairn bench groups --only consumer` runs end to end with small sizes and a short heartbeat
 against the broker it starts: consumer-protocol members settle, the topic grows, and every member
-reconciles at a new group epoch without being fenced. The time itself is only checked against a
+reconciles at a new group epoch without being fenced, commits with its member epoch and leaves;
+once with topic names, once with a regular expression the broker resolves. The time itself is only checked against a
 loose bound (one heartbeat interval plus slack), since a test machine is noisy."""
 
 import json
 import os
 import subprocess
 
+import pytest
+
 from cairn_harness import cairn_bin
 
 HEARTBEAT_MS = 300
 
 
-def test_bench_groups_consumer_protocol_reconciles():
+@pytest.mark.parametrize("regex", [False, True], ids=["names", "regex"])
+def test_bench_groups_consumer_protocol_reconciles(regex):
     argv = [
         str(cairn_bin()),
         "bench",
@@ -32,6 +36,7 @@ def test_bench_groups_consumer_protocol_reconciles():
         "--broker-opt",
         f"group.consumer.min.heartbeat.interval.ms={HEARTBEAT_MS}",
         "--json",
+        *(["--consumer-regex"] if regex else []),
     ]
     env = {**os.environ, "CAIRN_LOG": "warn", "NO_COLOR": "1"}
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
@@ -42,6 +47,7 @@ def test_bench_groups_consumer_protocol_reconciles():
 
     summary = json.loads(out.strip().splitlines()[-1])
     c = summary["consumer"]
+    assert c["regex"] is regex
     assert (c["members"], c["partitions_before"], c["partitions_added"]) == (4, 4, 60)
     assert c["heartbeat_interval_ms"] == HEARTBEAT_MS
     assert len(c["runs"]) == 2

@@ -165,6 +165,11 @@ pub struct GroupBenchArgs {
     #[arg(long, default_value_t = 900)]
     consumer_added: i32,
 
+    /// Consumer: members subscribe with a regular expression matching the
+    /// topic (resolved by the broker) instead of its name.
+    #[arg(long)]
+    consumer_regex: bool,
+
     /// Consumer: server-side assignor the members ask for (the broker's default if unset).
     #[arg(long)]
     consumer_assignor: Option<String>,
@@ -305,7 +310,7 @@ async fn measure(args: &GroupBenchArgs) -> Result<Report> {
         println!(
             "consumer protocol (KIP-848): {} members (ConsumerGroupHeartbeat, broker-side \
              assignor {}) stable on a topic of {} partition(s), then {} partitions are added; time \
-             from the CreatePartitions answer until every member has reconciled (at the group \
+             from the CreatePartitions request until every member has reconciled (at the group \
              epoch, owned sets disjoint, covering every partition)",
             args.consumer_members,
             args.consumer_assignor
@@ -1136,17 +1141,17 @@ fn ms(d: Duration) -> f64 {
 // `Part`, with its result in `Report` next to `consumer`.
 
 struct ConsumerRun {
-    /// CreatePartitions answered until every member had reconciled.
+    /// CreatePartitions sent until every member had reconciled.
     total: Duration,
-    /// CreatePartitions answered until ConsumerGroupDescribe showed a new
+    /// CreatePartitions sent until ConsumerGroupDescribe showed a new
     /// group epoch.
     epoch_bumped: Option<Duration>,
     /// When the change was made: time since the members' latest heartbeat.
     phase: Duration,
-    /// CreatePartitions answered until the first member had new partitions:
+    /// CreatePartitions sent until the first member had new partitions:
     /// the wait for a heartbeat.
     first_assigned: Option<Duration>,
-    /// CreatePartitions answered until the last member had its new partitions.
+    /// CreatePartitions sent until the last member had its new partitions.
     last_assigned: Option<Duration>,
     /// Group epoch before and after.
     epochs: (i32, i32),
@@ -1211,7 +1216,12 @@ async fn consumer_run(
         let m = ConsumerMember::join(
             client.clone(),
             &group,
-            Subscription::Topics(vec![topic.clone()]),
+            if args.consumer_regex {
+                // The broker resolves it (RE2/J syntax); it matches this run's topic only.
+                Subscription::Regex(format!("^{topic}$"))
+            } else {
+                Subscription::Topics(vec![topic.clone()])
+            },
             args.consumer_assignor.as_deref(),
             None,
         )
@@ -1252,11 +1262,13 @@ async fn consumer_run(
         tokio::time::sleep_until(at.into()).await;
     }
     let total_partitions = args.consumer_partitions + args.consumer_added;
+    // Timed from the request, not its answer: a heartbeat during the
+    // CreatePartitions round trip may already bring the new partitions.
+    let changed = Instant::now();
     client
         .create_partitions(&topic, total_partitions)
         .await
         .context("CreatePartitions")?;
-    let changed = Instant::now();
     // The phase actually hit: time since the latest heartbeat before the change.
     let phase = latest_heartbeat(&members)
         .filter(|&l| l <= changed)
@@ -1274,8 +1286,35 @@ async fn consumer_run(
     .context("the members did not reconcile after the partitions were added")?;
     let total = changed.elapsed();
     let snaps: Vec<MemberSnapshot> = members.iter().map(|m| m.snapshot()).collect();
+    // Each member commits its partitions with its member epoch (OffsetCommit
+    // v9), which a reconciled member must be allowed to do, then leaves.
+    for m in &members {
+        let offsets: Vec<(String, i32, i64)> = m
+            .assignment()
+            .await?
+            .into_iter()
+            .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p, 0)))
+            .collect();
+        for o in m.commit(&offsets).await.context("commit")? {
+            if let Some(e) = o.error {
+                bail!(
+                    "commit of {}/{} with the member epoch refused: {e:?}",
+                    o.topic,
+                    o.partition
+                );
+            }
+        }
+    }
     for m in members {
         m.leave().await.context("leave")?;
+    }
+    let left = client
+        .describe_consumer_groups(&[&group])
+        .await?
+        .pop()
+        .map_or(0, |d| d.members.len());
+    if left != 0 {
+        bail!("{left} member(s) still in {group} after leaving");
     }
     let assigned: Vec<Duration> = snaps
         .iter()
@@ -1285,7 +1324,9 @@ async fn consumer_run(
         .collect();
     Ok(ConsumerRun {
         total,
-        epoch_bumped: after.epoch_bumped,
+        epoch_bumped: after
+            .epoch_bumped
+            .map(|at| at.saturating_duration_since(changed)),
         phase,
         first_assigned: assigned.iter().min().copied(),
         last_assigned: assigned.iter().max().copied(),
@@ -1301,7 +1342,7 @@ async fn consumer_run(
 struct Reconciled {
     group_epoch: i32,
     /// When a description first showed a group epoch above the one given.
-    epoch_bumped: Option<Duration>,
+    epoch_bumped: Option<Instant>,
 }
 
 /// Polls ConsumerGroupDescribe until every member has reconciled with a
@@ -1328,7 +1369,7 @@ async fn wait_reconciled(
         }
         let bumped = above.is_none_or(|a| d.group_epoch > a);
         if bumped && epoch_bumped.is_none() {
-            epoch_bumped = Some(t0.elapsed());
+            epoch_bumped = Some(Instant::now());
         }
         let snaps: Vec<MemberSnapshot> = members.iter().map(|m| m.snapshot()).collect();
         if let Some(f) = snaps.iter().find_map(|s| s.failed.clone()) {
@@ -1809,6 +1850,7 @@ impl Report {
                 "partitions_before": args.consumer_partitions,
                 "partitions_added": args.consumer_added,
                 "assignor": args.consumer_assignor,
+                "regex": args.consumer_regex,
                 "heartbeat_interval_ms": self.consumer.first().map(|r| ms(r.heartbeat)),
                 "reconciled_ms": (!self.consumer.is_empty())
                     .then(|| median(self.consumer.iter().map(|r| ms(r.total)))),
