@@ -1285,6 +1285,17 @@ async fn consumer_run(
     .await
     .context("the members did not reconcile after the partitions were added")?;
     let total = changed.elapsed();
+    // The member's own view agrees: it waits for the same epoch.
+    let epoch = members[0]
+        .wait_reconciled(Duration::from_secs(10))
+        .await
+        .context("a member's own wait for reconciliation")?;
+    if epoch != after.group_epoch {
+        bail!(
+            "a member reconciled at group epoch {epoch}, the bench saw {}",
+            after.group_epoch
+        );
+    }
     let snaps: Vec<MemberSnapshot> = members.iter().map(|m| m.snapshot()).collect();
     // Each member commits its partitions with its member epoch (OffsetCommit
     // v9), which a reconciled member must be allowed to do, then leaves.
