@@ -41,7 +41,7 @@ impl TopicsView {
                 return t.clone();
             }
         }
-        let built = Arc::new(build(store));
+        let built = Arc::new(build(store, generation));
         let mut cached = self.cached.lock();
         if cached.as_ref().is_none_or(|(g, _)| *g <= generation) {
             *cached = Some((generation, built.clone()));
@@ -50,7 +50,7 @@ impl TopicsView {
     }
 }
 
-fn build(store: &Store) -> Topics {
+fn build(store: &Store, generation: u64) -> Topics {
     let infos: Vec<TopicInfo> = store
         .topics()
         .into_iter()
@@ -62,10 +62,10 @@ fn build(store: &Store) -> Topics {
         })
         .collect();
     let names = infos.iter().map(|t| (t.id, t.name.clone())).collect();
-    Topics {
-        snapshot: TopicsSnapshot::new(infos),
-        names,
-    }
+    let mut snapshot = TopicsSnapshot::new(infos);
+    // Never 0, which tells the coordinator the generation is unknown.
+    snapshot.generation = generation + 1;
+    Topics { snapshot, names }
 }
 
 #[cfg(test)]

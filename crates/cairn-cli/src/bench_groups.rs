@@ -1,8 +1,8 @@
 //! `cairn bench groups`: the consumer-group side of the broker.
 //!
-//! Three measurements, each against brokers the bench starts itself (from the
+//! These measurements run against brokers the bench starts itself (from the
 //! current executable, data in a temporary directory) so that it can choose
-//! their settings and restart them:
+//! their settings and restart them (the assignor's, in process, needs none):
 //!
 //! * offset commits: many simple groups (generation -1, no members) commit
 //!   offsets for a few partitions of one topic, each commit waiting for its
@@ -64,6 +64,8 @@ pub enum Part {
     /// KIP-848: time for consumer-protocol members to reconcile after the
     /// topic they consume grows.
     Consumer,
+    /// The consumer groups' `uniform` assignor over a large group, in process.
+    Assignor,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,9 +91,21 @@ pub struct GroupBenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "commit,rebalance,consumer,recovery"
+        default_value = "commit,rebalance,consumer,recovery,assignor"
     )]
     only: Vec<Part>,
+
+    /// Members of the group the assignor part assigns.
+    #[arg(long, default_value_t = 1000)]
+    assignor_members: usize,
+
+    /// Topics every member of that group subscribes to.
+    #[arg(long, default_value_t = 1000)]
+    assignor_topics: usize,
+
+    /// Partitions over all those topics.
+    #[arg(long, default_value_t = 50_000)]
+    assignor_partitions: usize,
 
     /// Setting for every broker the bench starts, as for `serve -o` (repeatable).
     #[arg(long = "broker-opt", value_name = "KEY=VALUE")]
@@ -275,6 +289,7 @@ struct Report {
     rebalance: Vec<(usize, Vec<RebalanceRun>)>,
     consumer: Vec<ConsumerRun>,
     recovery: Option<Recovery>,
+    assignor: Option<crate::bench_assignor::AssignorRun>,
 }
 
 async fn measure(args: &GroupBenchArgs) -> Result<Report> {
@@ -326,6 +341,17 @@ async fn measure(args: &GroupBenchArgs) -> Result<Report> {
         println!();
         report.recovery = Some(recovery_bench(args).await.context("coordinator recovery")?);
         print_recovery(report.recovery.as_ref().expect("just set"));
+    }
+    if args.only.contains(&Part::Assignor) {
+        println!();
+        let run = crate::bench_assignor::run(
+            args.assignor_members,
+            args.assignor_topics,
+            args.assignor_partitions,
+            args.repeat.max(5),
+        );
+        crate::bench_assignor::print(&run);
+        report.assignor = Some(run);
     }
     Ok(report)
 }
@@ -1137,8 +1163,7 @@ fn ms(d: Duration) -> f64 {
 //
 // The second KIP-848 figure, the uniform assignor's own time for 1,000
 // members x 1,000 topics x 50,000 partitions, calls the assignor directly
-// rather than going through a broker; it belongs beside this one, as its own
-// `Part`, with its result in `Report` next to `consumer`.
+// rather than going through a broker: `Part::Assignor`.
 
 struct ConsumerRun {
     /// CreatePartitions sent until every member had reconciled.
@@ -1878,6 +1903,7 @@ impl Report {
                 })).collect::<Vec<_>>(),
             },
             "recovery": recovery,
+            "assignor": self.assignor.as_ref().map(crate::bench_assignor::to_json),
         })
         .to_string()
     }

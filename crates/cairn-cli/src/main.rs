@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod acls;
 mod bench;
+mod bench_assignor;
 mod bench_groups;
 mod bench_security;
 mod bench_txn;

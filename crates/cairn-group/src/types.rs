@@ -507,12 +507,17 @@ pub struct TopicInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicsSnapshot {
     pub by_name: std::collections::BTreeMap<String, TopicInfo>,
+    /// Changes whenever the topics do (0: unknown). A group whose subscription has not changed
+    /// since it last looked at this generation skips looking again, so a heartbeat of a large
+    /// group does not walk every member's subscription.
+    pub generation: u64,
 }
 
 impl TopicsSnapshot {
     pub fn new(topics: impl IntoIterator<Item = TopicInfo>) -> Self {
         TopicsSnapshot {
             by_name: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            generation: 0,
         }
     }
 

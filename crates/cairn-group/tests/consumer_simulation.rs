@@ -90,14 +90,19 @@ struct Sim {
     topics: BTreeMap<String, i32>,
     clients: Vec<Client>,
     seq: u64,
+    /// Bumped with every topic change (never 0).
+    topics_gen: u64,
 }
 
-fn snapshot(topics: &BTreeMap<String, i32>) -> TopicsSnapshot {
-    TopicsSnapshot::new(topics.iter().map(|(n, p)| TopicInfo {
+/// The broker's topics; `generation` changes with them, as the broker's does.
+fn snapshot(topics: &BTreeMap<String, i32>, generation: u64) -> TopicsSnapshot {
+    let mut s = TopicsSnapshot::new(topics.iter().map(|(n, p)| TopicInfo {
         id: topic_id(n),
         name: n.clone(),
         partitions: *p,
-    }))
+    }));
+    s.generation = generation;
+    s
 }
 
 fn config() -> GroupConfig {
@@ -225,7 +230,7 @@ impl Sim {
             client_host: "/127.0.0.1".into(),
             api_version: 1,
         };
-        let snap = snapshot(&self.topics);
+        let snap = snapshot(&self.topics, self.topics_gen);
         let Some(r) = self.run(fail, |co, now| co.consumer_heartbeat(now, req, &snap)) else {
             return;
         };
@@ -410,7 +415,7 @@ impl Sim {
                     api_version: 1,
                     ..ConsumerHeartbeat::default()
                 };
-                let snap = snapshot(&self.topics);
+                let snap = snapshot(&self.topics, self.topics_gen);
                 if let Some(r) = self.run(fail, |co, now| co.consumer_heartbeat(now, req, &snap)) {
                     if r.is_ok() {
                         let cl = &mut self.clients[ci];
@@ -455,6 +460,7 @@ impl Sim {
                 }
             }
             70..=74 => {
+                self.topics_gen += 1;
                 let n = self.topics.len();
                 if self.rng.chance(50) && n < 6 {
                     self.topics
@@ -509,7 +515,7 @@ impl Sim {
             api_version: 1,
             ..ConsumerHeartbeat::default()
         };
-        let snap = snapshot(&self.topics);
+        let snap = snapshot(&self.topics, self.topics_gen);
         if let Some(r) = self.run(fail, |co, now| co.consumer_heartbeat(now, req, &snap)) {
             let cl = &mut self.clients[ci];
             match r {
@@ -580,6 +586,7 @@ fn run_seed(seed: u64, steps: usize) {
         topics: [("t0".to_string(), 4), ("t1".to_string(), 3)].into(),
         clients,
         seq: 0,
+        topics_gen: 1,
     };
     for _ in 0..steps {
         sim.step();
