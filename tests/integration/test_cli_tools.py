@@ -361,7 +361,7 @@ def test_groups_list_and_all_groups(b):
         assert empty_group in only_empty and live not in only_empty
         listed = {g["group"]: g for g in cli_json(b, "groups", "list", "--state", "Stable")}
         assert live in listed and empty_group not in listed
-        assert listed[live] == {"group": live, "state": "Stable", "protocol_type": "consumer"}
+        assert listed[live] == {"group": live, "state": "Stable", "protocol_type": "consumer", "group_type": "classic"}
 
         assert "unknown group state" in cli_fails(b, "groups", "list", "--state", "Running").stderr
 

@@ -1,8 +1,8 @@
 //! `cairn bench groups`: the consumer-group side of the broker.
 //!
-//! Three measurements, each against brokers the bench starts itself (from the
+//! These measurements run against brokers the bench starts itself (from the
 //! current executable, data in a temporary directory) so that it can choose
-//! their settings and restart them:
+//! their settings and restart them (the assignor's, in process, needs none):
 //!
 //! * offset commits: many simple groups (generation -1, no members) commit
 //!   offsets for a few partitions of one topic, each commit waiting for its
@@ -14,6 +14,11 @@
 //!   heartbeat loop that rejoins on REBALANCE_IN_PROGRESS) is joined by one
 //!   more member; the time from that member's JoinGroup until every member
 //!   has its assignment of the new generation.
+//! * consumer protocol (KIP-848): a group of consumer-protocol members
+//!   (ConsumerGroupHeartbeat, broker-side assignment) is stable on a topic,
+//!   then the topic grows by many partitions; the time from that change
+//!   until every member has reconciled: each at the group epoch, owned sets
+//!   disjoint and covering every partition.
 //! * coordinator recovery: many offset-commit records are written to
 //!   `__consumer_offsets`, the broker is stopped with SIGTERM and started
 //!   again on the same data; the broker's own load figure and the wall time
@@ -26,9 +31,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use cairn_client::consumer_member::{ConsumerMember, MemberSnapshot, Subscription};
 use cairn_client::groups::{decode_assignment, decode_subscription, encode_assignment};
 use cairn_client::kafka_protocol::ResponseError;
-use cairn_client::{Client, Connection, JoinGroupParams, JoinedMember, PartitionOffset};
+use cairn_client::{Client, Connection, JoinGroupParams, JoinedMember, PartitionOffset, Uuid};
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Barrier};
 
@@ -55,6 +61,9 @@ pub enum Part {
     Rebalance,
     /// Time for a restarted broker to load `__consumer_offsets`.
     Recovery,
+    /// KIP-848: time for consumer-protocol members to reconcile after the
+    /// topic they consume grows.
+    Consumer,
     /// The consumer groups' `uniform` assignor over a large group, in process.
     Assignor,
 }
@@ -82,7 +91,7 @@ pub struct GroupBenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "commit,rebalance,recovery,assignor"
+        default_value = "commit,rebalance,consumer,recovery,assignor"
     )]
     only: Vec<Part>,
 
@@ -158,6 +167,27 @@ pub struct GroupBenchArgs {
     #[arg(long, default_value_t = 64)]
     rebalance_partitions: i32,
 
+    /// Consumer: members of the consumer-protocol group.
+    #[arg(long, default_value_t = 10)]
+    consumer_members: usize,
+
+    /// Consumer: partitions of the topic while the group settles.
+    #[arg(long, default_value_t = 10)]
+    consumer_partitions: i32,
+
+    /// Consumer: partitions added to the topic (CreatePartitions) once it is stable.
+    #[arg(long, default_value_t = 900)]
+    consumer_added: i32,
+
+    /// Consumer: members subscribe with a regular expression matching the
+    /// topic (resolved by the broker) instead of its name.
+    #[arg(long)]
+    consumer_regex: bool,
+
+    /// Consumer: server-side assignor the members ask for (the broker's default if unset).
+    #[arg(long)]
+    consumer_assignor: Option<String>,
+
     /// Recovery: offset-commit records to write before the restart.
     #[arg(long, default_value_t = 1_000_000)]
     recovery_records: u64,
@@ -199,6 +229,11 @@ impl GroupBenchArgs {
         }
         if self.members.contains(&0) || self.heartbeat_ms == 0 || self.rebalance_partitions < 1 {
             bail!("--members, --heartbeat-ms and --rebalance-partitions must be positive");
+        }
+        if self.consumer_members == 0 || self.consumer_partitions < 1 || self.consumer_added < 1 {
+            bail!(
+                "--consumer-members, --consumer-partitions and --consumer-added must be positive"
+            );
         }
         if self.recovery_records == 0
             || self.recovery_groups == 0
@@ -252,6 +287,7 @@ pub async fn run(args: GroupBenchArgs) -> Result<()> {
 struct Report {
     commit: Vec<(Durability, Vec<CommitRun>)>,
     rebalance: Vec<(usize, Vec<RebalanceRun>)>,
+    consumer: Vec<ConsumerRun>,
     recovery: Option<Recovery>,
     assignor: Option<crate::bench_assignor::AssignorRun>,
 }
@@ -283,6 +319,23 @@ async fn measure(args: &GroupBenchArgs) -> Result<Report> {
         );
         report.rebalance = rebalance_bench(args).await.context("rebalance")?;
         print_rebalance(args, &report.rebalance);
+    }
+    if args.only.contains(&Part::Consumer) {
+        println!();
+        println!(
+            "consumer protocol (KIP-848): {} members (ConsumerGroupHeartbeat, broker-side \
+             assignor {}) stable on a topic of {} partition(s), then {} partitions are added; time \
+             from the CreatePartitions request until every member has reconciled (at the group \
+             epoch, owned sets disjoint, covering every partition)",
+            args.consumer_members,
+            args.consumer_assignor
+                .as_deref()
+                .unwrap_or("(broker default)"),
+            args.consumer_partitions,
+            args.consumer_added
+        );
+        report.consumer = consumer_bench(args).await.context("consumer protocol")?;
+        print_consumer(&report.consumer);
     }
     if args.only.contains(&Part::Recovery) {
         println!();
@@ -1100,6 +1153,339 @@ fn ms(d: Duration) -> f64 {
 }
 
 // ---------------------------------------------------------------------------
+// Consumer protocol (KIP-848)
+//
+// Kafka's own figure for this scenario is 10 consumers while 900 partitions
+// are added: 5 s (against 103 s with the classic protocol). The members learn
+// of the new group epoch at their next heartbeat, so the time is bounded by
+// one heartbeat interval (`group.consumer.heartbeat.interval.ms`, 5 s by
+// default) plus the reconciliation itself.
+//
+// The second KIP-848 figure, the uniform assignor's own time for 1,000
+// members x 1,000 topics x 50,000 partitions, calls the assignor directly
+// rather than going through a broker: `Part::Assignor`.
+
+struct ConsumerRun {
+    /// CreatePartitions sent until every member had reconciled.
+    total: Duration,
+    /// CreatePartitions sent until ConsumerGroupDescribe showed a new
+    /// group epoch.
+    epoch_bumped: Option<Duration>,
+    /// When the change was made: time since the members' latest heartbeat.
+    phase: Duration,
+    /// CreatePartitions sent until the first member had new partitions:
+    /// the wait for a heartbeat.
+    first_assigned: Option<Duration>,
+    /// CreatePartitions sent until the last member had its new partitions.
+    last_assigned: Option<Duration>,
+    /// Group epoch before and after.
+    epochs: (i32, i32),
+    /// Heartbeat interval the broker gave the members.
+    heartbeat: Duration,
+    /// Time for the members to settle on the small topic first.
+    settle: Duration,
+    /// Times members were fenced and joined again (0 in a clean run).
+    rejoins: u32,
+}
+
+async fn consumer_bench(args: &GroupBenchArgs) -> Result<Vec<ConsumerRun>> {
+    let opts = base_opts(args, &[]);
+    with_broker(args, "consumer", opts, async |addr: &str| {
+        let client = Arc::new(Client::connect(addr, CLIENT_ID).await?);
+        let mut runs = Vec::new();
+        for run in 1..=args.repeat {
+            let r = consumer_run(args, &client, run)
+                .await
+                .with_context(|| format!("run {run}"))?;
+            println!(
+                "  run {run}/{}: partitions added {:.0} ms after the members' latest heartbeat; all {} \
+                 members reconciled {:.1} ms later (first member had new partitions after {} ms, \
+                 the last after {} ms; group epoch {} -> {}, seen bumped after {} ms; heartbeat \
+                 interval {} ms; the group first settled in {:.0} ms; {} rejoin(s))",
+                args.repeat,
+                ms(r.phase),
+                args.consumer_members,
+                ms(r.total),
+                opt_ms(r.first_assigned),
+                opt_ms(r.last_assigned),
+                r.epochs.0,
+                r.epochs.1,
+                opt_ms(r.epoch_bumped),
+                r.heartbeat.as_millis(),
+                ms(r.settle),
+                r.rejoins
+            );
+            runs.push(r);
+        }
+        Ok(runs)
+    })
+    .await
+}
+
+async fn consumer_run(
+    args: &GroupBenchArgs,
+    client: &Arc<Client>,
+    run: usize,
+) -> Result<ConsumerRun> {
+    let topic = format!("bench-consumer-r{run}");
+    let group = format!("bench-consumer-r{run}");
+    create_topic(client, &topic, args.consumer_partitions).await?;
+    let topic_id = client
+        .wait_for_topic(&topic, Duration::from_secs(10))
+        .await?
+        .topic_id;
+    coordinator_of(client, std::slice::from_ref(&group)).await?;
+    let t0 = Instant::now();
+    let mut members = Vec::with_capacity(args.consumer_members);
+    for _ in 0..args.consumer_members {
+        let m = ConsumerMember::join(
+            client.clone(),
+            &group,
+            if args.consumer_regex {
+                // The broker resolves it (RE2/J syntax); it matches this run's topic only.
+                Subscription::Regex(format!("^{topic}$"))
+            } else {
+                Subscription::Topics(vec![topic.clone()])
+            },
+            args.consumer_assignor.as_deref(),
+            None,
+        )
+        .await
+        .context("ConsumerGroupHeartbeat join")?;
+        members.push(m);
+    }
+    let before = wait_reconciled(
+        client,
+        &group,
+        &members,
+        topic_id,
+        args.consumer_partitions,
+        None,
+        SETTLE_LIMIT,
+    )
+    .await
+    .context("the group did not settle on the first partitions")?;
+    let settle = t0.elapsed();
+    // Runs change the topic at evenly spread points of the members' heartbeat
+    // cycle, (2k-1)/2R of it after the latest heartbeat, so that their median
+    // is a typical heartbeat wait rather than a lucky or unlucky one.
+    let interval = members
+        .first()
+        .map_or(Duration::ZERO, |m| m.snapshot().heartbeat_interval);
+    let target = interval.mul_f64((2 * run - 1) as f64 / (2 * args.repeat) as f64);
+    let latest_heartbeat = |members: &[ConsumerMember]| {
+        members
+            .iter()
+            .filter_map(|m| m.snapshot().last_heartbeat_at)
+            .max()
+    };
+    if let Some(last) = latest_heartbeat(&members) {
+        let mut at = last + target;
+        while at < Instant::now() {
+            at += interval;
+        }
+        tokio::time::sleep_until(at.into()).await;
+    }
+    let total_partitions = args.consumer_partitions + args.consumer_added;
+    // Timed from the request, not its answer: a heartbeat during the
+    // CreatePartitions round trip may already bring the new partitions.
+    let changed = Instant::now();
+    client
+        .create_partitions(&topic, total_partitions)
+        .await
+        .context("CreatePartitions")?;
+    // The phase actually hit: time since the latest heartbeat before the change.
+    let phase = latest_heartbeat(&members)
+        .filter(|&l| l <= changed)
+        .map_or(Duration::ZERO, |l| changed - l);
+    let after = wait_reconciled(
+        client,
+        &group,
+        &members,
+        topic_id,
+        total_partitions,
+        Some(before.group_epoch),
+        SETTLE_LIMIT,
+    )
+    .await
+    .context("the members did not reconcile after the partitions were added")?;
+    let total = changed.elapsed();
+    // The member's own view agrees: it waits for the same epoch.
+    let epoch = members[0]
+        .wait_reconciled(Duration::from_secs(10))
+        .await
+        .context("a member's own wait for reconciliation")?;
+    if epoch != after.group_epoch {
+        bail!(
+            "a member reconciled at group epoch {epoch}, the bench saw {}",
+            after.group_epoch
+        );
+    }
+    let snaps: Vec<MemberSnapshot> = members.iter().map(|m| m.snapshot()).collect();
+    // Each member commits its partitions with its member epoch (OffsetCommit
+    // v9), which a reconciled member must be allowed to do, then leaves.
+    for m in &members {
+        let offsets: Vec<(String, i32, i64)> = m
+            .assignment()
+            .await?
+            .into_iter()
+            .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p, 0)))
+            .collect();
+        for o in m.commit(&offsets).await.context("commit")? {
+            if let Some(e) = o.error {
+                bail!(
+                    "commit of {}/{} with the member epoch refused: {e:?}",
+                    o.topic,
+                    o.partition
+                );
+            }
+        }
+    }
+    for m in members {
+        m.leave().await.context("leave")?;
+    }
+    let left = client
+        .describe_consumer_groups(&[&group])
+        .await?
+        .pop()
+        .map_or(0, |d| d.members.len());
+    if left != 0 {
+        bail!("{left} member(s) still in {group} after leaving");
+    }
+    let assigned: Vec<Duration> = snaps
+        .iter()
+        .filter_map(|s| s.owned_changed_at)
+        .filter(|&at| at >= changed)
+        .map(|at| at - changed)
+        .collect();
+    Ok(ConsumerRun {
+        total,
+        epoch_bumped: after
+            .epoch_bumped
+            .map(|at| at.saturating_duration_since(changed)),
+        phase,
+        first_assigned: assigned.iter().min().copied(),
+        last_assigned: assigned.iter().max().copied(),
+        epochs: (before.group_epoch, after.group_epoch),
+        heartbeat: snaps
+            .first()
+            .map_or(Duration::ZERO, |s| s.heartbeat_interval),
+        settle,
+        rejoins: snaps.iter().map(|s| s.rejoins).sum(),
+    })
+}
+
+struct Reconciled {
+    group_epoch: i32,
+    /// When a description first showed a group epoch above the one given.
+    epoch_bumped: Option<Instant>,
+}
+
+/// Polls ConsumerGroupDescribe until every member has reconciled with a
+/// group epoch above `above` (if given) over `partitions` partitions.
+async fn wait_reconciled(
+    client: &Client,
+    group: &str,
+    members: &[ConsumerMember],
+    topic_id: Uuid,
+    partitions: i32,
+    above: Option<i32>,
+    limit: Duration,
+) -> Result<Reconciled> {
+    let t0 = Instant::now();
+    let mut epoch_bumped = None;
+    loop {
+        let d = client
+            .describe_consumer_groups(&[group])
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow!("no description of {group}"))?;
+        if let Some(e) = d.error {
+            bail!("ConsumerGroupDescribe of {group}: {e:?}");
+        }
+        let bumped = above.is_none_or(|a| d.group_epoch > a);
+        if bumped && epoch_bumped.is_none() {
+            epoch_bumped = Some(Instant::now());
+        }
+        let snaps: Vec<MemberSnapshot> = members.iter().map(|m| m.snapshot()).collect();
+        if let Some(f) = snaps.iter().find_map(|s| s.failed.clone()) {
+            bail!("a member stopped: {f}");
+        }
+        if bumped
+            && d.members.len() == members.len()
+            && members.iter().all(|m| m.reconciled_with(&d))
+            && covers_once(&snaps, topic_id, partitions)
+        {
+            return Ok(Reconciled {
+                group_epoch: d.group_epoch,
+                epoch_bumped,
+            });
+        }
+        if t0.elapsed() > limit {
+            bail!(
+                "not reconciled within {limit:?}: group epoch {}, member epochs {:?}, owned {:?}",
+                d.group_epoch,
+                snaps.iter().map(|s| s.member_epoch).collect::<Vec<_>>(),
+                snaps
+                    .iter()
+                    .map(|s| s.owned.values().map(Vec::len).sum::<usize>())
+                    .collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether the members own every partition of the topic exactly once and
+/// nothing else.
+fn covers_once(snaps: &[MemberSnapshot], topic_id: Uuid, partitions: i32) -> bool {
+    let mut seen = vec![false; partitions.max(0) as usize];
+    for s in snaps {
+        for (id, ps) in &s.owned {
+            if *id != topic_id {
+                return false;
+            }
+            for &p in ps {
+                match seen.get_mut(p as usize) {
+                    Some(slot) if !*slot => *slot = true,
+                    _ => return false,
+                }
+            }
+        }
+    }
+    seen.iter().all(|&s| s)
+}
+
+fn print_consumer(runs: &[ConsumerRun]) {
+    if runs.is_empty() {
+        return;
+    }
+    let heartbeat = ms(runs[0].heartbeat);
+    let total = median(runs.iter().map(|r| ms(r.total)));
+    let after_first = median(
+        runs.iter()
+            .filter_map(|r| r.first_assigned.map(|f| ms(r.total) - ms(f))),
+    );
+    let max_total = runs.iter().map(|r| ms(r.total)).fold(0.0, f64::max);
+    println!(
+        "  median: {total:.1} ms until every member reconciled (runs: {}; worst {max_total:.1}); \
+         of that, {after_first:.1} ms after the first member's heartbeat brought new partitions; \
+         heartbeat interval {heartbeat:.0} ms, so the bar (1 s + one interval) is {:.0} ms",
+        runs.iter()
+            .map(|r| format!("{:.1}", ms(r.total)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        1000.0 + heartbeat
+    );
+    println!(
+        "  note: the members learn of the new partitions at their next heartbeat, so each run \
+         includes up to one interval of waiting (the runs change the topic at evenly spread \
+         points of that cycle); the time after the first new assignment is the reconciliation \
+         itself"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Coordinator recovery
 
 struct Recovery {
@@ -1495,6 +1881,27 @@ impl Report {
                 "includes_heartbeat_wait": true,
                 "sizes": rebalance,
             },
+            "consumer": {
+                "members": args.consumer_members,
+                "partitions_before": args.consumer_partitions,
+                "partitions_added": args.consumer_added,
+                "assignor": args.consumer_assignor,
+                "regex": args.consumer_regex,
+                "heartbeat_interval_ms": self.consumer.first().map(|r| ms(r.heartbeat)),
+                "reconciled_ms": (!self.consumer.is_empty())
+                    .then(|| median(self.consumer.iter().map(|r| ms(r.total)))),
+                "runs": self.consumer.iter().map(|r| json!({
+                    "reconciled_ms": ms(r.total),
+                    "epoch_bumped_ms": r.epoch_bumped.map(ms),
+                    "phase_ms": ms(r.phase),
+                    "first_assigned_ms": r.first_assigned.map(ms),
+                    "last_assigned_ms": r.last_assigned.map(ms),
+                    "group_epoch_before": r.epochs.0,
+                    "group_epoch_after": r.epochs.1,
+                    "settle_ms": ms(r.settle),
+                    "rejoins": r.rejoins,
+                })).collect::<Vec<_>>(),
+            },
             "recovery": recovery,
             "assignor": self.assignor.as_ref().map(crate::bench_assignor::to_json),
         })
@@ -1554,6 +1961,38 @@ mod tests {
             })
             .collect();
         assert_eq!(sizes, [1, 0, 0]);
+    }
+
+    #[test]
+    fn coverage_needs_every_partition_exactly_once() {
+        let t = Uuid::from_u128(7);
+        let snap = |owned: Vec<(Uuid, Vec<i32>)>| MemberSnapshot {
+            member_id: "m".into(),
+            member_epoch: 1,
+            heartbeat_interval: Duration::from_secs(5),
+            owned: owned.into_iter().collect(),
+            acknowledged: true,
+            rejoins: 0,
+            heartbeats: 1,
+            failed: None,
+            owned_changed_at: None,
+            last_heartbeat_at: None,
+        };
+        let a = snap(vec![(t, vec![0, 2])]);
+        let b = snap(vec![(t, vec![1])]);
+        assert!(covers_once(&[a.clone(), b.clone()], t, 3));
+        assert!(
+            !covers_once(std::slice::from_ref(&a), t, 3),
+            "partition 1 unowned"
+        );
+        assert!(
+            !covers_once(&[a.clone(), b.clone(), snap(vec![(t, vec![1])])], t, 3),
+            "owned twice"
+        );
+        assert!(
+            !covers_once(&[a, b, snap(vec![(Uuid::from_u128(8), vec![0])])], t, 3),
+            "other topic"
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use cairn_client::groups::decode_assignment;
 use cairn_client::kafka_protocol::ResponseError;
-use cairn_client::{BrokerInfo, Client, Connection, GroupDescription, LATEST_OFFSET};
+use cairn_client::{
+    AssignedPartitions, BrokerInfo, Client, Connection, ConsumerGroupDescription, GroupDescription,
+    LATEST_OFFSET,
+};
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 
@@ -20,13 +23,16 @@ use crate::reset::{self, ResetArgs};
 
 const CLIENT_ID: &str = "cairn-groups";
 
-/// The states a classic group can be in, as Kafka spells them.
+/// The states a group can be in, as Kafka spells them: classic groups'
+/// then the two only consumer-protocol groups have.
 pub const GROUP_STATES: &[&str] = &[
     "Stable",
     "PreparingRebalance",
     "CompletingRebalance",
     "Empty",
     "Dead",
+    "Assigning",
+    "Reconciling",
 ];
 
 #[derive(Args)]
@@ -45,6 +51,10 @@ enum GroupsCommand {
         /// groups in those states: --state Stable,Empty.
         #[arg(long, value_name = "STATE", num_args = 0..=1, default_missing_value = "")]
         state: Option<String>,
+        /// Show each group's type (classic or consumer); with values
+        /// (comma-separated), only groups of those types: --type consumer.
+        #[arg(long = "type", value_name = "TYPE", num_args = 0..=1, default_missing_value = "")]
+        group_type: Option<String>,
     },
     /// Offsets and lag per partition (default), members, or state of groups.
     Describe(DescribeArgs),
@@ -103,7 +113,9 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
     }
     let client = common.connect(CLIENT_ID).await?;
     match args.command {
-        GroupsCommand::List { state } => list(&client, common, state.as_deref()).await,
+        GroupsCommand::List { state, group_type } => {
+            list(&client, common, state.as_deref(), group_type.as_deref()).await
+        }
         GroupsCommand::Describe(d) => describe(&client, common, d).await,
         GroupsCommand::ResetOffsets(r) => reset::run(&client, common, r).await,
         GroupsCommand::Delete { groups } => delete(&client, common, &groups).await,
@@ -128,6 +140,23 @@ pub fn parse_state(s: &str) -> anyhow::Result<String> {
         })
 }
 
+/// The group types, as ListGroups v5 spells them.
+pub const GROUP_TYPES: &[&str] = &["classic", "consumer"];
+
+/// Canonical spelling of a group type given on the command line.
+pub fn parse_type(s: &str) -> anyhow::Result<String> {
+    GROUP_TYPES
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(s.trim()))
+        .map(|k| k.to_string())
+        .ok_or_else(|| {
+            anyhow!(
+                "unknown group type '{s}'; one of {}",
+                GROUP_TYPES.join(", ")
+            )
+        })
+}
+
 // ---------------------------------------------------------------- list
 
 #[derive(Clone, Debug, Serialize)]
@@ -135,20 +164,41 @@ pub struct ListedGroup {
     pub group: String,
     pub state: String,
     pub protocol_type: String,
+    /// "classic" or "consumer".
+    pub group_type: String,
 }
 
-pub fn render_list(groups: &[ListedGroup], with_state: bool) -> String {
-    if !with_state {
+pub fn render_list(groups: &[ListedGroup], with_state: bool, with_type: bool) -> String {
+    if !with_state && !with_type {
         return groups.iter().map(|g| format!("{}\n", g.group)).collect();
     }
-    let mut t = Table::new(&["GROUP", "STATE"]);
+    let mut headers = vec!["GROUP"];
+    if with_state {
+        headers.push("STATE");
+    }
+    if with_type {
+        headers.push("TYPE");
+    }
+    let mut t = Table::new(&headers);
     for g in groups {
-        t.row(vec![g.group.clone(), g.state.clone()]);
+        let mut row = vec![g.group.clone()];
+        if with_state {
+            row.push(g.state.clone());
+        }
+        if with_type {
+            row.push(g.group_type.clone());
+        }
+        t.row(row);
     }
     t.render()
 }
 
-async fn list(client: &Client, common: &Common, state: Option<&str>) -> anyhow::Result<()> {
+async fn list(
+    client: &Client,
+    common: &Common,
+    state: Option<&str>,
+    group_type: Option<&str>,
+) -> anyhow::Result<()> {
     let filter: Vec<String> = match state {
         Some(s) if !s.is_empty() => s
             .split(',')
@@ -156,7 +206,14 @@ async fn list(client: &Client, common: &Common, state: Option<&str>) -> anyhow::
             .collect::<anyhow::Result<_>>()?,
         _ => Vec::new(),
     };
-    let listed = client.list_groups(&filter).await?;
+    let types: Vec<String> = match group_type {
+        Some(t) if !t.is_empty() => t
+            .split(',')
+            .map(parse_type)
+            .collect::<anyhow::Result<_>>()?,
+        _ => Vec::new(),
+    };
+    let listed = client.list_groups_filtered(&filter, &types).await?;
     let mut groups = Vec::new();
     for g in listed {
         let state = match g.state {
@@ -171,16 +228,22 @@ async fn list(client: &Client, common: &Common, state: Option<&str>) -> anyhow::
         if !filter.is_empty() && !filter.iter().any(|f| f.eq_ignore_ascii_case(&state)) {
             continue;
         }
+        // Brokers before ListGroups v5 have classic groups only.
+        let kind = g.group_type.unwrap_or_else(|| "classic".to_string());
+        if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case(&kind)) {
+            continue;
+        }
         groups.push(ListedGroup {
             group: g.group_id,
             state,
             protocol_type: g.protocol_type,
+            group_type: kind,
         });
     }
     if common.json() {
         return print_json(&groups);
     }
-    print(&render_list(&groups, state.is_some()))
+    print(&render_list(&groups, state.is_some(), group_type.is_some()))
 }
 
 // ---------------------------------------------------------------- describe
@@ -204,7 +267,33 @@ pub struct MemberView {
     pub group_instance_id: Option<String>,
     pub host: String,
     pub client_id: String,
+    /// For a consumer-protocol group, what the member owns now.
     pub assignment: Vec<AssignedTopic>,
+    /// The rest is known for members of consumer-protocol groups only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerMemberView>,
+}
+
+/// What ConsumerGroupDescribe adds about a member.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ConsumerMemberView {
+    pub member_epoch: i32,
+    /// "consumer" or "classic" (a classic member of an upgraded group);
+    /// `None` when the broker does not say.
+    pub member_type: Option<String>,
+    pub subscribed_topics: Vec<String>,
+    pub subscribed_regex: Option<String>,
+    pub target_assignment: Vec<AssignedTopic>,
+    /// Target partitions the member does not own yet.
+    pub assigning: Vec<AssignedTopic>,
+    /// Owned partitions not in its target, still to be revoked.
+    pub revoking: Vec<AssignedTopic>,
+}
+
+impl ConsumerMemberView {
+    fn reconciling(&self) -> bool {
+        !self.assigning.is_empty() || !self.revoking.is_empty()
+    }
 }
 
 impl MemberView {
@@ -231,6 +320,14 @@ pub struct GroupView {
     pub group: String,
     pub state: String,
     pub protocol_type: String,
+    /// "classic" or "consumer".
+    pub group_type: String,
+    /// Consumer-protocol groups only: the group epoch and the epoch the
+    /// target assignment was computed at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_epoch: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignment_epoch: Option<i32>,
     /// The assignor (the chosen protocol); known only while the group is Stable.
     pub assignor: Option<String>,
     pub coordinator: CoordinatorView,
@@ -248,8 +345,12 @@ fn coordinator_text(c: &CoordinatorView) -> String {
 /// The offsets view of one group: a summary line, then the table
 /// kafka-consumer-groups.sh prints.
 pub fn render_offsets(g: &GroupView) -> String {
+    let epochs = match (g.group_epoch, g.assignment_epoch) {
+        (Some(ge), Some(ae)) => format!(", group epoch {ge}, assignment epoch {ae}"),
+        _ => String::new(),
+    };
     let mut out = format!(
-        "Consumer group '{}': state {}, assignor {}, coordinator {}, {} member(s)\n",
+        "Consumer group '{}': state {}, assignor {}{epochs}, coordinator {}, {} member(s)\n",
         g.group,
         g.state,
         g.assignor.as_deref().unwrap_or("-"),
@@ -297,10 +398,14 @@ pub fn render_offsets(g: &GroupView) -> String {
 }
 
 fn assignment_text(m: &MemberView) -> String {
-    if m.assignment.iter().all(|a| a.partitions.is_empty()) {
+    topics_text(&m.assignment)
+}
+
+fn topics_text(topics: &[AssignedTopic]) -> String {
+    if topics.iter().all(|a| a.partitions.is_empty()) {
         return "-".to_string();
     }
-    m.assignment
+    topics
         .iter()
         .filter(|a| !a.partitions.is_empty())
         .map(|a| {
@@ -311,8 +416,26 @@ fn assignment_text(m: &MemberView) -> String {
         .join(", ")
 }
 
-/// The members view over one or more groups.
+/// What a reconciling member still has to take and give up:
+/// `+t(3) -t(1)`, or `-` when it owns its target.
+fn reconciling_text(c: &ConsumerMemberView) -> String {
+    if !c.reconciling() {
+        return "-".to_string();
+    }
+    let mut parts = Vec::new();
+    if !c.assigning.is_empty() {
+        parts.push(format!("+{}", topics_text(&c.assigning)));
+    }
+    if !c.revoking.is_empty() {
+        parts.push(format!("-{}", topics_text(&c.revoking)));
+    }
+    parts.join(" ")
+}
+
+/// The members view over one or more groups. Consumer-protocol groups add
+/// member epochs, target assignments and what is still reconciling.
 pub fn render_members(groups: &[GroupView], verbose: bool) -> String {
+    let consumer = groups.iter().any(|g| g.group_epoch.is_some());
     let mut headers = vec![
         "GROUP",
         "CONSUMER-ID",
@@ -321,8 +444,14 @@ pub fn render_members(groups: &[GroupView], verbose: bool) -> String {
         "CLIENT-ID",
         "#PARTITIONS",
     ];
+    if consumer {
+        headers.extend(["MEMBER-EPOCH", "TARGET-EPOCH", "RECONCILING"]);
+    }
     if verbose {
         headers.push("ASSIGNMENT");
+        if consumer {
+            headers.push("TARGET-ASSIGNMENT");
+        }
     }
     let mut t = Table::new(&headers);
     let mut notes = String::new();
@@ -342,8 +471,19 @@ pub fn render_members(groups: &[GroupView], verbose: bool) -> String {
                 m.client_id.clone(),
                 m.partition_count().to_string(),
             ];
+            let c = m.consumer.as_ref();
+            if consumer {
+                row.push(or_dash(c.map(|c| c.member_epoch)));
+                row.push(or_dash(c.and(g.assignment_epoch)));
+                row.push(c.map_or_else(|| "-".to_string(), reconciling_text));
+            }
             if verbose {
                 row.push(assignment_text(m));
+                if consumer {
+                    row.push(
+                        c.map_or_else(|| "-".to_string(), |c| topics_text(&c.target_assignment)),
+                    );
+                }
             }
             t.row(row);
         }
@@ -360,21 +500,27 @@ pub fn render_members(groups: &[GroupView], verbose: bool) -> String {
 
 /// The state view over one or more groups.
 pub fn render_state(groups: &[GroupView]) -> String {
-    let mut t = Table::new(&[
-        "GROUP",
-        "COORDINATOR (ID)",
-        "ASSIGNMENT-STRATEGY",
-        "STATE",
-        "#MEMBERS",
-    ]);
+    let consumer = groups.iter().any(|g| g.group_epoch.is_some());
+    let mut headers = vec!["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE"];
+    if consumer {
+        headers.extend(["TYPE", "GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH"]);
+    }
+    headers.push("#MEMBERS");
+    let mut t = Table::new(&headers);
     for g in groups {
-        t.row(vec![
+        let mut row = vec![
             g.group.clone(),
             coordinator_text(&g.coordinator),
             or_dash(g.assignor.clone()),
             g.state.clone(),
-            g.member_count.to_string(),
-        ]);
+        ];
+        if consumer {
+            row.push(g.group_type.clone());
+            row.push(or_dash(g.group_epoch));
+            row.push(or_dash(g.assignment_epoch));
+        }
+        row.push(g.member_count.to_string());
+        t.row(row);
     }
     t.render()
 }
@@ -442,11 +588,98 @@ fn member_views(d: &GroupDescription) -> Vec<MemberView> {
                         AssignedTopic { topic, partitions }
                     })
                     .collect(),
+                consumer: None,
             }
         })
         .collect();
     members.sort_by(|a, b| a.consumer_id.cmp(&b.consumer_id));
     members
+}
+
+fn assigned_topics(a: &[AssignedPartitions]) -> Vec<AssignedTopic> {
+    a.iter()
+        .filter(|t| !t.partitions.is_empty())
+        .map(|t| AssignedTopic {
+            topic: t.topic.clone(),
+            partitions: t.partitions.clone(),
+        })
+        .collect()
+}
+
+/// Partitions of `a` that are not in `b`, by topic.
+fn minus(a: &[AssignedTopic], b: &[AssignedTopic]) -> Vec<AssignedTopic> {
+    a.iter()
+        .filter_map(|t| {
+            let other: BTreeSet<i32> = b
+                .iter()
+                .filter(|o| o.topic == t.topic)
+                .flat_map(|o| o.partitions.iter().copied())
+                .collect();
+            let partitions: Vec<i32> = t
+                .partitions
+                .iter()
+                .copied()
+                .filter(|p| !other.contains(p))
+                .collect();
+            (!partitions.is_empty()).then(|| AssignedTopic {
+                topic: t.topic.clone(),
+                partitions,
+            })
+        })
+        .collect()
+}
+
+fn consumer_member_views(d: &ConsumerGroupDescription) -> Vec<MemberView> {
+    d.members
+        .iter()
+        .map(|m| {
+            let assignment = assigned_topics(&m.assignment);
+            let target_assignment = assigned_topics(&m.target_assignment);
+            MemberView {
+                consumer_id: m.member_id.clone(),
+                group_instance_id: m.instance_id.clone(),
+                host: m.client_host.clone(),
+                client_id: m.client_id.clone(),
+                consumer: Some(ConsumerMemberView {
+                    member_epoch: m.member_epoch,
+                    member_type: m.member_type.map(|t| {
+                        match t {
+                            0 => "classic",
+                            1 => "consumer",
+                            _ => "unknown",
+                        }
+                        .to_string()
+                    }),
+                    subscribed_topics: m.subscribed_topic_names.clone(),
+                    subscribed_regex: m.subscribed_topic_regex.clone(),
+                    assigning: minus(&target_assignment, &assignment),
+                    revoking: minus(&assignment, &target_assignment),
+                    target_assignment,
+                }),
+                assignment,
+            }
+        })
+        .collect()
+}
+
+/// ConsumerGroupDescribe on the coordinator; `None` when the group is not
+/// a consumer-protocol group (or the broker does not know the request).
+async fn describe_consumer_one(
+    conn: &Connection,
+    group: &str,
+) -> anyhow::Result<Option<ConsumerGroupDescription>> {
+    let d = match conn.describe_consumer_groups(&[group]).await {
+        Ok(mut d) => d
+            .pop()
+            .ok_or_else(|| anyhow!("no description of group '{group}'"))?,
+        Err(cairn_client::Error::UnsupportedApi(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match d.error {
+        None => Ok(Some(d)),
+        Some(ResponseError::GroupIdNotFound) => Ok(None),
+        Some(e) => bail!("cannot describe group '{group}': {}", error_name(e)),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -458,6 +691,30 @@ enum View {
 
 /// Everything the chosen view needs about one group; `None` if it does not exist.
 async fn group_view(client: &Client, group: &str, view: View) -> anyhow::Result<Option<GroupView>> {
+    let (info, conn) = coordinator(client, group).await?;
+    if let Some(d) = describe_consumer_one(&conn, group).await? {
+        let mut v = GroupView {
+            group: group.to_string(),
+            state: d.state.clone(),
+            protocol_type: "consumer".to_string(),
+            group_type: "consumer".to_string(),
+            group_epoch: Some(d.group_epoch),
+            assignment_epoch: Some(d.assignment_epoch),
+            assignor: Some(d.assignor.clone()).filter(|a| !a.is_empty()),
+            coordinator: CoordinatorView {
+                id: info.node_id,
+                host: info.host.clone(),
+                port: info.port,
+            },
+            member_count: d.members.len(),
+            members: consumer_member_views(&d),
+            offsets: None,
+        };
+        if view == View::Offsets {
+            v.offsets = Some(offset_rows(client, &conn, group, &v.members).await?);
+        }
+        return Ok(Some(v));
+    }
     let Some((info, conn, d)) = describe_one(client, group).await? else {
         return Ok(None);
     };
@@ -466,6 +723,9 @@ async fn group_view(client: &Client, group: &str, view: View) -> anyhow::Result<
         group: group.to_string(),
         state: d.state.clone(),
         protocol_type: d.protocol_type.clone(),
+        group_type: "classic".to_string(),
+        group_epoch: None,
+        assignment_epoch: None,
         assignor: Some(d.protocol.clone()).filter(|p| !p.is_empty()),
         coordinator: CoordinatorView {
             id: info.node_id,
@@ -753,6 +1013,7 @@ mod tests {
                 topic: "orders".into(),
                 partitions: vec![0, 1],
             }],
+            consumer: None,
         };
         let m2 = MemberView {
             consumer_id: "cairn-console-consumer-7e1d".into(),
@@ -769,6 +1030,7 @@ mod tests {
                     partitions: vec![0],
                 },
             ],
+            consumer: None,
         };
         let row = |topic: &str, p, cur: Option<i64>, end: Option<i64>, m: Option<&MemberView>| {
             OffsetRow {
@@ -793,6 +1055,9 @@ mod tests {
             group: "billing".into(),
             state: "Stable".into(),
             protocol_type: "consumer".into(),
+            group_type: "classic".into(),
+            group_epoch: None,
+            assignment_epoch: None,
             assignor: Some("range".into()),
             coordinator: CoordinatorView {
                 id: 1,
@@ -810,6 +1075,9 @@ mod tests {
             group: "nightly-report".into(),
             state: "Empty".into(),
             protocol_type: "consumer".into(),
+            group_type: "classic".into(),
+            group_epoch: None,
+            assignment_epoch: None,
             assignor: None,
             coordinator: CoordinatorView {
                 id: 1,
@@ -829,6 +1097,104 @@ mod tests {
                 client_id: None,
             }]),
         }
+    }
+
+    /// A consumer-protocol group in the middle of a reconciliation: m1 still
+    /// owns orders/1, which its target gives to m2.
+    fn consumer_group() -> GroupView {
+        let d = ConsumerGroupDescription {
+            group_id: "ingest".into(),
+            error: None,
+            error_message: None,
+            state: "Reconciling".into(),
+            group_epoch: 7,
+            assignment_epoch: 7,
+            assignor: "uniform".into(),
+            members: vec![
+                cairn_client::ConsumerMemberDescription {
+                    member_id: "m1".into(),
+                    instance_id: Some("worker-1".into()),
+                    rack_id: None,
+                    member_epoch: 6,
+                    client_id: "rdkafka".into(),
+                    client_host: "/127.0.0.1".into(),
+                    subscribed_topic_names: vec!["orders".into()],
+                    subscribed_topic_regex: None,
+                    assignment: vec![assigned("orders", &[0, 1])],
+                    target_assignment: vec![assigned("orders", &[0])],
+                    member_type: Some(1),
+                },
+                cairn_client::ConsumerMemberDescription {
+                    member_id: "m2".into(),
+                    instance_id: None,
+                    rack_id: None,
+                    member_epoch: 7,
+                    client_id: "rdkafka".into(),
+                    client_host: "/127.0.0.1".into(),
+                    subscribed_topic_names: vec![],
+                    subscribed_topic_regex: Some("ord.*".into()),
+                    assignment: vec![assigned("orders", &[2])],
+                    target_assignment: vec![assigned("orders", &[1, 2])],
+                    member_type: Some(1),
+                },
+            ],
+        };
+        GroupView {
+            group: "ingest".into(),
+            state: d.state.clone(),
+            protocol_type: "consumer".into(),
+            group_type: "consumer".into(),
+            group_epoch: Some(7),
+            assignment_epoch: Some(7),
+            assignor: Some("uniform".into()),
+            coordinator: CoordinatorView {
+                id: 1,
+                host: "127.0.0.1".into(),
+                port: 9092,
+            },
+            member_count: 2,
+            members: consumer_member_views(&d),
+            offsets: Some(vec![]),
+        }
+    }
+
+    fn assigned(topic: &str, ps: &[i32]) -> AssignedPartitions {
+        AssignedPartitions {
+            topic_id: Default::default(),
+            topic: topic.into(),
+            partitions: ps.to_vec(),
+        }
+    }
+
+    #[test]
+    fn consumer_group_views() {
+        let g = consumer_group();
+        let m1 = g.members[0].consumer.as_ref().unwrap();
+        assert!(m1.assigning.is_empty());
+        assert_eq!(m1.revoking[0].partitions, [1]);
+        let m2 = g.members[1].consumer.as_ref().unwrap();
+        assert_eq!(m2.assigning[0].partitions, [1]);
+        insta::assert_snapshot!(
+            "consumer_members_verbose",
+            render_members(&[g.clone(), sample()], true)
+        );
+        insta::assert_snapshot!(
+            "consumer_members",
+            render_members(std::slice::from_ref(&g), false)
+        );
+        insta::assert_snapshot!("consumer_state", render_state(&[g.clone(), sample()]));
+        insta::assert_snapshot!("consumer_offsets", render_offsets(&g));
+        insta::assert_snapshot!(
+            "consumer_member_json",
+            serde_json::to_string_pretty(&g.members[1]).unwrap()
+        );
+    }
+
+    #[test]
+    fn types_parse_case_insensitively() {
+        assert_eq!(parse_type("Consumer").unwrap(), "consumer");
+        assert_eq!(parse_type(" classic").unwrap(), "classic");
+        assert!(parse_type("share").is_err());
     }
 
     #[test]
@@ -863,21 +1229,32 @@ mod tests {
                 group: "billing".into(),
                 state: "Stable".into(),
                 protocol_type: "consumer".into(),
+                group_type: "classic".into(),
             },
             ListedGroup {
                 group: "nightly-report".into(),
                 state: "Empty".into(),
                 protocol_type: "consumer".into(),
+                group_type: "classic".into(),
             },
         ];
-        insta::assert_snapshot!(render_list(&groups, false), @r"
+        insta::assert_snapshot!(render_list(&groups, false, false), @r"
         billing
         nightly-report
         ");
-        insta::assert_snapshot!(render_list(&groups, true), @r"
+        insta::assert_snapshot!(render_list(&groups, true, false), @r"
         GROUP           STATE
         billing         Stable
         nightly-report  Empty
+        ");
+        insta::assert_snapshot!(render_list(&groups, true, true), @r"
+        GROUP           STATE   TYPE
+        billing         Stable  classic
+        nightly-report  Empty   classic
+        ");
+        insta::assert_snapshot!(render_list(&groups[..1], false, true), @r"
+        GROUP    TYPE
+        billing  classic
         ");
     }
 

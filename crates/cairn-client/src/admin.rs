@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::messages::consumer_group_describe_response;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -21,9 +22,10 @@ use kafka_protocol::messages::offset_delete_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, GroupId, ListGroupsRequest,
-    ListOffsetsRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    BrokerId, ConsumerGroupDescribeRequest, CreatePartitionsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, GroupId,
+    ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -57,6 +59,9 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// Known only from brokers that speak ListGroups v4 or later.
     pub state: Option<String>,
+    /// "classic" or "consumer"; known only from brokers that speak
+    /// ListGroups v5 or later.
+    pub group_type: Option<String>,
 }
 
 /// One group as DescribeGroups reports it.
@@ -84,6 +89,71 @@ pub struct MemberDescription {
     pub metadata: Bytes,
     /// What the leader assigned (a consumer assignment); empty unless Stable.
     pub assignment: Bytes,
+}
+
+/// One group as ConsumerGroupDescribe reports it (groups of the consumer
+/// protocol, KIP-848).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerGroupDescription {
+    pub group_id: String,
+    /// GROUP_ID_NOT_FOUND for unknown groups and for classic groups.
+    pub error: Option<ResponseError>,
+    pub error_message: Option<String>,
+    /// Empty, Assigning, Reconciling, Stable or Dead.
+    pub state: String,
+    pub group_epoch: i32,
+    /// The group epoch the target assignment was computed at.
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<ConsumerMemberDescription>,
+}
+
+/// One member of a consumer-protocol group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    /// What the member owns now.
+    pub assignment: Vec<AssignedPartitions>,
+    /// What the assignor wants it to own.
+    pub target_assignment: Vec<AssignedPartitions>,
+    /// 0 classic, 1 consumer; `None` before ConsumerGroupDescribe v1.
+    pub member_type: Option<i8>,
+}
+
+impl ConsumerMemberDescription {
+    /// (topic, partition) pairs of the current assignment, sorted.
+    pub fn owned(&self) -> Vec<(String, i32)> {
+        flatten(&self.assignment)
+    }
+
+    /// (topic, partition) pairs of the target assignment, sorted.
+    pub fn target(&self) -> Vec<(String, i32)> {
+        flatten(&self.target_assignment)
+    }
+}
+
+fn flatten(a: &[AssignedPartitions]) -> Vec<(String, i32)> {
+    let mut out: Vec<(String, i32)> = a
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|&p| (t.topic.clone(), p)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Partitions of one topic in a consumer-protocol assignment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssignedPartitions {
+    pub topic_id: uuid::Uuid,
+    pub topic: String,
+    pub partitions: Vec<i32>,
 }
 
 /// One committed offset of a group.
@@ -179,6 +249,81 @@ impl Connection {
                             assignment: m.member_assignment.clone(),
                         })
                         .collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// ConsumerGroupDescribe for several groups, in the order asked, at the
+    /// highest version both sides speak.
+    pub async fn describe_consumer_groups(
+        &self,
+        groups: &[&str],
+    ) -> Result<Vec<ConsumerGroupDescription>> {
+        let version = self.version_for::<ConsumerGroupDescribeRequest>()?;
+        let req = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(groups.iter().map(|g| GroupId(sb(g))).collect());
+        let what = || format!("describe consumer groups {groups:?}");
+        let resp = within(ADMIN_REQUEST_LIMIT, what, self.send_versioned(req, version)).await?;
+        let assigned = |a: &consumer_group_describe_response::Assignment| {
+            let mut topics: Vec<AssignedPartitions> = a
+                .topic_partitions
+                .iter()
+                .map(|t| {
+                    let mut partitions = t.partitions.clone();
+                    partitions.sort_unstable();
+                    AssignedPartitions {
+                        topic_id: t.topic_id,
+                        topic: t.topic_name.0.to_string(),
+                        partitions,
+                    }
+                })
+                .collect();
+            topics.sort_by(|a, b| a.topic.cmp(&b.topic));
+            topics
+        };
+        groups
+            .iter()
+            .map(|&g| {
+                let d = resp
+                    .groups
+                    .iter()
+                    .find(|d| d.group_id.0.as_str() == g)
+                    .ok_or_else(|| Error::Protocol(format!("{}: {g} missing", what())))?;
+                let mut members: Vec<ConsumerMemberDescription> = d
+                    .members
+                    .iter()
+                    .map(|m| ConsumerMemberDescription {
+                        member_id: m.member_id.to_string(),
+                        instance_id: m.instance_id.as_ref().map(|i| i.to_string()),
+                        rack_id: m.rack_id.as_ref().map(|r| r.to_string()),
+                        member_epoch: m.member_epoch,
+                        client_id: m.client_id.to_string(),
+                        client_host: m.client_host.to_string(),
+                        subscribed_topic_names: m
+                            .subscribed_topic_names
+                            .iter()
+                            .map(|t| t.0.to_string())
+                            .collect(),
+                        subscribed_topic_regex: m
+                            .subscribed_topic_regex
+                            .as_ref()
+                            .map(|r| r.to_string()),
+                        assignment: assigned(&m.assignment),
+                        target_assignment: assigned(&m.target_assignment),
+                        member_type: (version >= 1).then_some(m.member_type),
+                    })
+                    .collect();
+                members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+                Ok(ConsumerGroupDescription {
+                    group_id: g.to_string(),
+                    error: code_error(d.error_code),
+                    error_message: d.error_message.as_ref().map(|m| m.to_string()),
+                    state: d.group_state.to_string(),
+                    group_epoch: d.group_epoch,
+                    assignment_epoch: d.assignment_epoch,
+                    assignor: d.assignor_name.to_string(),
+                    members,
                 })
             })
             .collect()
@@ -380,6 +525,18 @@ impl Client {
     /// filters on the broker (ListGroups v4+); an older broker's groups come
     /// back unfiltered with `state: None`.
     pub async fn list_groups(&self, states: &[String]) -> Result<Vec<GroupListing>> {
+        self.list_groups_filtered(states, &[]).await
+    }
+
+    /// [`Client::list_groups`] with a filter on the group type too
+    /// ("classic", "consumer"), applied by brokers that speak ListGroups v5.
+    /// An older broker knows classic groups only: asked for other types it
+    /// lists nothing, since none of its groups can match.
+    pub async fn list_groups_filtered(
+        &self,
+        states: &[String],
+        types: &[String],
+    ) -> Result<Vec<GroupListing>> {
         let meta = self.refresh_metadata(Some(&[])).await?;
         let mut found: BTreeMap<String, GroupListing> = BTreeMap::new();
         for node in meta.brokers.keys() {
@@ -389,6 +546,12 @@ impl Client {
             if version >= 4 {
                 req = req.with_states_filter(states.iter().map(|s| sb(s)).collect());
             }
+            if version >= 5 {
+                req = req.with_types_filter(types.iter().map(|t| sb(t)).collect());
+            } else if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case("classic"))
+            {
+                continue;
+            }
             let what = || format!("list groups on broker {node}");
             let resp = within(ADMIN_REQUEST_LIMIT, what, conn.send_versioned(req, version)).await?;
             Error::check_code(resp.error_code, None, what)?;
@@ -397,11 +560,27 @@ impl Client {
                     group_id: g.group_id.0.to_string(),
                     protocol_type: g.protocol_type.to_string(),
                     state: (version >= 4).then(|| g.group_state.to_string()),
+                    group_type: (version >= 5).then(|| g.group_type.to_string()),
                 };
                 found.insert(listing.group_id.clone(), listing);
             }
         }
         Ok(found.into_values().collect())
+    }
+
+    /// ConsumerGroupDescribe of each group on its coordinator, in the order
+    /// asked. Unknown and classic groups come back with GROUP_ID_NOT_FOUND
+    /// in `error`.
+    pub async fn describe_consumer_groups(
+        &self,
+        groups: &[&str],
+    ) -> Result<Vec<ConsumerGroupDescription>> {
+        let mut out = Vec::with_capacity(groups.len());
+        for &g in groups {
+            let conn = self.coordinator_connection(g).await?;
+            out.extend(conn.describe_consumer_groups(&[g]).await?);
+        }
+        Ok(out)
     }
 
     /// Deletes a topic.

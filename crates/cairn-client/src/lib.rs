@@ -11,6 +11,7 @@ pub mod admin;
 mod auth;
 mod client;
 mod connection;
+pub mod consumer_member;
 mod error;
 pub mod groups;
 pub mod member;
@@ -23,7 +24,8 @@ pub mod transactions;
 pub mod txn_producer;
 
 pub use admin::{
-    CommittedOffset, ConfigEntry, GroupDescription, GroupListing, MemberDescription, OffsetLookup,
+    AssignedPartitions, CommittedOffset, ConfigEntry, ConsumerGroupDescription,
+    ConsumerMemberDescription, GroupDescription, GroupListing, MemberDescription, OffsetLookup,
     PartitionFetch, PartitionOutcome,
 };
 pub use client::{
@@ -36,3 +38,5 @@ pub use groups::{JoinGroupParams, Joined, JoinedMember, PartitionOffset};
 pub use kafka_protocol;
 pub use records::{ConsumedRecord, ProduceRecord};
 pub use security::{SaslCredentials, SaslMechanism, Security, SecurityProtocol, TlsSettings};
+/// Topic ids, as consumer-protocol assignments carry them.
+pub use uuid::Uuid;
