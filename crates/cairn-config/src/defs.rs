@@ -195,7 +195,7 @@ pub static BROKER_DEFS: &[ConfigDef] = &[
     def("group.consumer.max.session.timeout.ms", Int, Some("60000"), Some(1), "Largest session timeout of consumer-protocol groups."),
     def("group.consumer.max.size", Int, Some("2147483647"), Some(1), "Largest number of members in one consumer-protocol group."),
     ConfigDef { one_of: CONSUMER_ASSIGNORS, ..def("group.consumer.assignors", List, Some("uniform,range"), None, "Server-side assignors of consumer-protocol groups (uniform, range); the first is the default.") },
-    def("group.consumer.migration.policy", String, Some("bidirectional"), None, "Online conversion between classic and consumer-protocol groups: disabled, downgrade, upgrade or bidirectional."),
+    def("group.consumer.migration.policy", String, Some("bidirectional"), None, "Online conversion between classic and consumer-protocol groups: disabled, downgrade, upgrade or bidirectional. Accepted and validated; groups with members do not change protocol yet (empty groups always may)."),
     ConfigDef { one_of: REBALANCE_PROTOCOLS, ..def("group.coordinator.rebalance.protocols", List, Some("classic,consumer"), None, "Group protocols served: classic (JoinGroup/SyncGroup) and consumer (ConsumerGroupHeartbeat); classic cannot be left out.") },
     def("cairn.lag.refresh.ms", Long, Some("5000"), Some(100), "How often the broker recomputes consumer lag and group status for /metrics and the HTTP API (one sample per interval)."),
     def("cairn.lag.window.samples", Int, Some("10"), Some(2), "Samples per partition that the group status rule looks at (window = samples x cairn.lag.refresh.ms)."),
