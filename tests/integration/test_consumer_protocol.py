@@ -49,6 +49,7 @@ CG_BROKER_OPTIONS = {
 
 # Kafka error codes
 ERR_NONE = 0
+ERR_COORDINATOR_LOAD_IN_PROGRESS = 14
 ERR_UNKNOWN_MEMBER_ID = 25
 ERR_GROUP_ID_NOT_FOUND = 69
 ERR_STALE_MEMBER_EPOCH = 113
@@ -660,7 +661,11 @@ def test_offsets_and_group_epoch_survive_broker_kill9(cbroker):
 
         cbroker.kill9()
         cbroker.start()
+        deadline = time.monotonic() + 30
         after = raw_describe(cbroker, group)
+        while after["error"] == ERR_COORDINATOR_LOAD_IN_PROGRESS and time.monotonic() < deadline:
+            time.sleep(0.1)
+            after = raw_describe(cbroker, group)
         assert after["error"] == ERR_NONE, after
         assert after["group_epoch"] == before["group_epoch"], (before, after)
         assert after["assignment_epoch"] == before["assignment_epoch"], (before, after)
