@@ -38,7 +38,7 @@ API_NAMES = {
     32: "DescribeConfigs", 37: "CreatePartitions", 42: "DeleteGroups", 47: "OffsetDelete",
     60: "DescribeCluster", 24: "AddPartitionsToTxn", 25: "AddOffsetsToTxn", 26: "EndTxn",
     28: "TxnOffsetCommit", 61: "DescribeProducers", 65: "DescribeTransactions",
-    66: "ListTransactions",
+    66: "ListTransactions", 68: "ConsumerGroupHeartbeat", 69: "ConsumerGroupDescribe",
 }
 
 
@@ -178,6 +178,21 @@ def librdkafka_traffic(bootstrap):
     while time.monotonic() < deadline:
         rc.poll(0.2)
     rc.close()
+    # A consumer group with the broker's assignment (KIP-848): heartbeats with a regex
+    # subscription, commits with the member epoch, a describe, the leave.
+    kc = Consumer({"bootstrap.servers": bootstrap, "group.id": "rk-848",
+                   "group.protocol": "consumer", "auto.offset.reset": "earliest",
+                   "enable.auto.commit": False})
+    kc.subscribe(["^rk.*"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = kc.poll(0.2)
+        if m is not None and not m.error():
+            kc.commit(m, asynchronous=False)
+            break
+    for f in admin.describe_consumer_groups(["rk-848"]).values():
+        f.result(10)
+    kc.close()
     return got
 
 

@@ -20,7 +20,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use cairn_group::GroupState;
+use cairn_group::GroupType;
 
 use crate::lag::{GroupLag, PartitionLag, SnapshotCell, Status};
 
@@ -382,10 +382,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn state_names_are_listgroups() {
+        use cairn_group::GroupState as S;
+        let classic: Vec<&str> = [
+            S::Empty,
+            S::PreparingRebalance,
+            S::CompletingRebalance,
+            S::Stable,
+            S::Dead,
+        ]
+        .iter()
+        .map(|s| s.name())
+        .collect();
+        assert_eq!(states_of(GroupType::Classic), classic.as_slice());
+        assert!(states_of(GroupType::Consumer).contains(&"Reconciling"));
+    }
+
+    #[test]
     fn error_names_are_kafkas() {
         assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
         assert_eq!(error_name(25), "UNKNOWN_MEMBER_ID");
         assert_eq!(error_name(-12345), "CODE_-12345");
+    }
+}
+
+/// The state names a group of this type can have, as ListGroups names them.
+fn states_of(t: GroupType) -> &'static [&'static str] {
+    // `GroupState::name` spells these.
+    const CLASSIC: [&str; 5] = [
+        "Empty",
+        "PreparingRebalance",
+        "CompletingRebalance",
+        "Stable",
+        "Dead",
+    ];
+    const CONSUMER: [&str; 5] = ["Empty", "Assigning", "Reconciling", "Stable", "Dead"];
+    match t {
+        GroupType::Classic => &CLASSIC,
+        GroupType::Consumer => &CONSUMER,
     }
 }
 
@@ -514,24 +548,72 @@ impl Collector for LagCollector {
                 .iter()
                 .map(|(g, t, l)| (vec![("group", *g), ("topic", *t)], *l as f64)),
         )?;
-        const STATES: [GroupState; 5] = [
-            GroupState::Empty,
-            GroupState::PreparingRebalance,
-            GroupState::CompletingRebalance,
-            GroupState::Stable,
-            GroupState::Dead,
-        ];
         gauge(
             &mut enc,
             "cairn_group_state",
-            "1 for the group's current state, 0 for the others",
+            "1 for the group's current state, 0 for the other states of its type",
             &mut snap.groups.iter().flat_map(|g| {
-                STATES.iter().map(move |s| {
+                states_of(g.group_type).iter().map(move |s| {
                     (
-                        vec![("group", g.group.as_str()), ("state", s.name())],
-                        if g.state == *s { 1.0 } else { 0.0 },
+                        vec![("group", g.group.as_str()), ("state", *s)],
+                        if g.state_name == *s { 1.0 } else { 0.0 },
                     )
                 })
+            }),
+        )?;
+        // Kafka's group-count{protocol} and classic-/consumer-group-count{state} in one family.
+        let mut counts: Vec<(&str, &str, f64)> = Vec::new();
+        for t in [GroupType::Classic, GroupType::Consumer] {
+            for s in states_of(t) {
+                let n = snap
+                    .groups
+                    .iter()
+                    .filter(|g| g.group_type == t && g.state_name == *s)
+                    .count();
+                counts.push((t.name(), s, n as f64));
+            }
+        }
+        gauge(
+            &mut enc,
+            "cairn_groups",
+            "Groups by type (classic, consumer) and state",
+            &mut counts
+                .iter()
+                .map(|(t, s, n)| (vec![("type", *t), ("state", *s)], *n)),
+        )?;
+        let consumer_groups = || {
+            snap.groups
+                .iter()
+                .filter(|g| g.group_type == GroupType::Consumer)
+        };
+        gauge(
+            &mut enc,
+            "cairn_consumer_group_epoch",
+            "Group epoch of a consumer group (bumped by every change that needs a new assignment)",
+            &mut consumer_groups()
+                .map(|g| (vec![("group", g.group.as_str())], g.generation as f64)),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_consumer_group_assignment_epoch",
+            "Group epoch a consumer group's target assignment was computed for",
+            &mut consumer_groups().filter_map(|g| {
+                g.assignment_epoch
+                    .map(|e| (vec![("group", g.group.as_str())], e as f64))
+            }),
+        )?;
+        gauge(
+            &mut enc,
+            "cairn_consumer_group_reconciling_partitions",
+            "Partitions of a consumer group still to be revoked by or handed to a member",
+            &mut consumer_groups().map(|g| {
+                let n: usize = g
+                    .members
+                    .iter()
+                    .filter_map(|m| m.consumer.as_ref())
+                    .map(|c| c.reconciling())
+                    .sum();
+                (vec![("group", g.group.as_str())], n as f64)
             }),
         )?;
         gauge(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cairn_http as http;
 
-use crate::lag::{GroupLag, LagEngine};
+use crate::lag::{GroupLag, LagEngine, TopicPartitionList};
 use crate::metrics::Metrics;
 use crate::state::BrokerState;
 
@@ -18,13 +18,25 @@ pub struct View {
     pub(crate) serving: Arc<AtomicBool>,
 }
 
+fn topic_partitions(l: &TopicPartitionList) -> Vec<http::TopicPartitions> {
+    l.iter()
+        .map(|(t, ps)| http::TopicPartitions {
+            topic: t.clone(),
+            partitions: ps.clone(),
+        })
+        .collect()
+}
+
 fn overview(g: &GroupLag) -> http::GroupOverview {
     http::GroupOverview {
         group: g.group.clone(),
-        state: g.state.name(),
+        group_type: g.group_type.name(),
+        state: g.state_name,
         protocol_type: g.protocol_type.clone(),
         assignor: g.assignor.clone(),
         generation: g.generation,
+        group_epoch: g.assignment_epoch.map(|_| g.generation),
+        assignment_epoch: g.assignment_epoch,
         members: g.members.len(),
         partitions: g.partitions.len(),
         uncommitted_partitions: g.uncommitted(),
@@ -42,10 +54,9 @@ impl View {
 
     fn known(&self, group: &str) -> bool {
         self.lag.snapshot().group(group).is_some()
-            || self
-                .state
-                .groups
-                .read_group(group, |c| c.describe_group(group).is_some())
+            || self.state.groups.read_group(group, |c| {
+                c.describe_group(group).is_some() || c.describe_consumer_group(group).is_ok()
+            })
     }
 }
 
@@ -80,19 +91,22 @@ impl http::BrokerView for View {
             member_list: g
                 .members
                 .iter()
-                .map(|m| http::MemberInfo {
-                    member_id: m.member_id.clone(),
-                    client_id: m.client_id.clone(),
-                    client_host: m.client_host.clone(),
-                    instance_id: m.instance_id.clone(),
-                    assignment: m
-                        .assignment
-                        .iter()
-                        .map(|(t, ps)| http::TopicPartitions {
-                            topic: t.clone(),
-                            partitions: ps.clone(),
-                        })
-                        .collect(),
+                .map(|m| {
+                    let c = m.consumer.as_ref();
+                    http::MemberInfo {
+                        member_id: m.member_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        instance_id: m.instance_id.clone(),
+                        assignment: topic_partitions(&m.assignment),
+                        member_epoch: c.map(|c| c.member_epoch),
+                        member_state: c.map(|c| c.state),
+                        subscribed_topics: c.map(|c| c.subscribed_topics.clone()),
+                        subscribed_regex: c.and_then(|c| c.subscribed_regex.clone()),
+                        target_assignment: c.map(|c| topic_partitions(&c.target)),
+                        pending_assignment: c.map(|c| topic_partitions(&c.pending_assignment)),
+                        pending_revocation: c.map(|c| topic_partitions(&c.pending_revocation)),
+                    }
                 })
                 .collect(),
             partitions: g
@@ -107,6 +121,7 @@ impl http::BrokerView for View {
                     lag: p.lag,
                     lag_seconds: p.lag_seconds,
                     owner: p.owner.clone(),
+                    target_owner: p.target_owner.clone(),
                     status: p.status.name(),
                 })
                 .collect(),
@@ -162,9 +177,23 @@ impl http::BrokerView for View {
 
 /// A group's rebalance history in the HTTP API's shape, oldest first.
 fn rebalance_history(groups: &crate::groups::Groups, group: &str) -> Vec<cairn_http::Rebalance> {
+    let (history, consumer) = groups.read_group(group, |c| {
+        (
+            c.rebalance_history(group),
+            c.describe_consumer_group(group).is_ok(),
+        )
+    });
+    rebalances(history, consumer)
+}
+
+/// Rebalance records in the HTTP API's shape. A consumer group's record is an epoch bump: its
+/// join phase ends when the target assignment is computed, and the rest is reconciliation.
+fn rebalances(
+    history: Vec<cairn_group::RebalanceRecord>,
+    consumer: bool,
+) -> Vec<cairn_http::Rebalance> {
     use cairn_group::{RebalanceCause as C, RebalanceOutcome as O};
-    groups
-        .read_group(group, |c| c.rebalance_history(group))
+    history
         .into_iter()
         .map(|r| cairn_http::Rebalance {
             seq: r.seq,
@@ -177,14 +206,14 @@ fn rebalance_history(groups: &crate::groups::Groups, group: &str) -> Vec<cairn_h
                 | C::SessionTimeout { member_id }
                 | C::SubscriptionChanged { member_id }
                 | C::MemberFenced { member_id } => Some(member_id.clone()),
-                C::MetadataChanged { topics } | C::RegexResolved { topics } => {
-                    Some(topics.join(","))
-                }
                 C::RebalanceTimeout { member_ids } | C::SyncTimeout { member_ids } => {
                     Some(member_ids.join(","))
                 }
                 C::StaticMemberReplaced { instance_id } => Some(instance_id.clone()),
                 C::PartitionsAdded { topic } | C::TopicDeleted { topic } => Some(topic.clone()),
+                C::MetadataChanged { topics } | C::RegexResolved { topics } => {
+                    Some(topics.join(","))
+                }
                 C::Other(s) => Some(s.clone()),
                 C::GroupLoaded => None,
             },
@@ -195,6 +224,7 @@ fn rebalance_history(groups: &crate::groups::Groups, group: &str) -> Vec<cairn_h
             completed_ms: r.completed_ms,
             preparing_ms: r.preparing_ms(),
             completing_ms: r.completing_ms(),
+            reconciliation_ms: if consumer { r.completing_ms() } else { None },
             total_ms: r.total_ms(),
             members_before: r.members_before,
             members_after: r.members_after,
@@ -208,4 +238,79 @@ fn rebalance_history(groups: &crate::groups::Groups, group: &str) -> Vec<cairn_h
             },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_group::{RebalanceCause, RebalanceOutcome, RebalanceRecord};
+
+    fn record(cause: RebalanceCause) -> RebalanceRecord {
+        RebalanceRecord {
+            group_id: "g".into(),
+            seq: 7,
+            cause,
+            from_generation: 3,
+            generation: Some(4),
+            started_ms: 1_000,
+            join_completed_ms: Some(1_010),
+            completed_ms: Some(1_250),
+            members_before: 2,
+            members_after: Some(3),
+            partitions_moved: Some(2),
+            outcome: RebalanceOutcome::Stable,
+        }
+    }
+
+    /// Consumer-group causes name what caused them, and an epoch bump of a consumer group says
+    /// how long its members took to reconcile; a classic rebalance has no such phase.
+    #[test]
+    fn consumer_group_rebalances() {
+        let causes = [
+            (
+                RebalanceCause::MemberFenced {
+                    member_id: "m1".into(),
+                },
+                "member_fenced",
+                "m1",
+            ),
+            (
+                RebalanceCause::SubscriptionChanged {
+                    member_id: "m2".into(),
+                },
+                "subscription_changed",
+                "m2",
+            ),
+            (
+                RebalanceCause::MetadataChanged {
+                    topics: vec!["a".into(), "b".into()],
+                },
+                "metadata_changed",
+                "a,b",
+            ),
+            (
+                RebalanceCause::RegexResolved {
+                    topics: vec!["logs-1".into()],
+                },
+                "regex_resolved",
+                "logs-1",
+            ),
+        ];
+        for (cause, kind, detail) in causes {
+            let r = rebalances(vec![record(cause)], true).remove(0);
+            assert_eq!(r.cause, kind);
+            assert_eq!(r.cause_detail.as_deref(), Some(detail));
+            assert_eq!(r.generation, Some(4));
+            assert_eq!(r.reconciliation_ms, Some(240));
+            assert_eq!(r.total_ms, Some(250));
+        }
+        let classic = rebalances(
+            vec![record(RebalanceCause::MemberJoined {
+                member_id: "m".into(),
+            })],
+            false,
+        );
+        assert_eq!(classic[0].reconciliation_ms, None);
+        assert_eq!(classic[0].completing_ms, Some(240));
+    }
 }

@@ -241,6 +241,9 @@ impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         if self.buf.len() - self.pos < n {
             return Err(RecordError::Truncated);
@@ -272,7 +275,11 @@ impl<'a> Reader<'a> {
     /// Length prefix; `None` means null.
     pub(crate) fn len(&mut self, flexible: bool, wide: bool) -> Result<Option<usize>, RecordError> {
         let n: i64 = if flexible {
-            self.uvarint()? as i64 - 1
+            // 0 is null; a hostile length past i64 is simply too long (never an overflow).
+            match self.uvarint()? {
+                0 => -1,
+                v => i64::try_from(v - 1).unwrap_or(i64::MAX),
+            }
         } else if wide {
             i64::from(self.i32()?)
         } else {

@@ -211,6 +211,8 @@ fn a_partition_moves_only_after_its_owner_revoked_it() {
     assert_eq!(h.last().unwrap().generation, Some(2));
     assert_eq!(h.last().unwrap().outcome, RebalanceOutcome::Stable);
     assert_eq!(h.last().unwrap().cause.kind(), "member_joined");
+    assert_eq!(h.last().unwrap().members_before, 1);
+    assert_eq!(h.last().unwrap().members_after, Some(2));
 }
 
 #[test]
@@ -342,6 +344,13 @@ fn sessions_and_rebalance_timeouts_fence_members() {
     assert!(t.describe().members.iter().all(|m| m.member_id != "m1"));
     let h = t.c.rebalance_history(G);
     assert_eq!(h.last().unwrap().cause.kind(), "member_fenced");
+    assert_eq!(
+        (
+            h.last().unwrap().members_before,
+            h.last().unwrap().members_after
+        ),
+        (2, Some(1))
+    );
     // m2 now gets everything.
     let r = t.hb(beat("m2", 2, &Assignment::new())).unwrap();
     assert_eq!(count(&of(&r.assignment.unwrap())), 6);

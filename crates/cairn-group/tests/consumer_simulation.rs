@@ -195,7 +195,9 @@ impl Sim {
         Some(out)
     }
 
-    fn heartbeat(&mut self, ci: usize, fail: bool) {
+    /// One heartbeat of client `ci`; `subscription`: it sends its subscription (it changed),
+    /// else it does sometimes, as clients resend unchanged fields after errors.
+    fn heartbeat(&mut self, ci: usize, fail: bool, subscription: bool) {
         let c = self.clients[ci].clone();
         if c.crashed || c.away {
             return;
@@ -209,12 +211,17 @@ impl Sim {
             instance_id: c.instance_id.clone(),
             rack_id: None,
             rebalance_timeout_ms: if joining { REBALANCE_MS } else { -1 },
-            subscribed_topic_names: if joining || self.rng.chance(30) {
+            // A changed subscription names both fields (an empty one clears it).
+            subscribed_topic_names: if subscription {
+                Some(c.names.clone().unwrap_or_default())
+            } else if joining || self.rng.chance(30) {
                 c.names.clone()
             } else {
                 None
             },
-            subscribed_topic_regex: if joining || self.rng.chance(30) {
+            subscribed_topic_regex: if subscription {
+                Some(c.regex.clone().unwrap_or_default())
+            } else if joining || self.rng.chance(30) {
                 c.regex.clone()
             } else {
                 None
@@ -317,7 +324,7 @@ impl Sim {
         for _ in 0..12 {
             for ci in 0..self.clients.len() {
                 if !self.clients[ci].crashed && !self.clients[ci].away {
-                    self.heartbeat(ci, false);
+                    self.heartbeat(ci, false, false);
                     self.clients[ci].revoking.clear();
                 }
             }
@@ -327,7 +334,7 @@ impl Sim {
         for _ in 0..40 {
             for ci in 0..self.clients.len() {
                 if !self.clients[ci].crashed && !self.clients[ci].away {
-                    self.heartbeat(ci, false);
+                    self.heartbeat(ci, false, false);
                     self.clients[ci].revoking.clear();
                 }
             }
@@ -393,7 +400,7 @@ impl Sim {
         match self.rng.below(100) {
             0..=49 => {
                 let ci = self.rng.below(self.clients.len() as u64) as usize;
-                self.heartbeat(ci, fail);
+                self.heartbeat(ci, fail, false);
                 // Most revocations are acknowledged by the next heartbeat.
                 if self.rng.chance(70) {
                     self.clients[ci].revoking.clear();
@@ -455,8 +462,7 @@ impl Sim {
                 // The client sends its new subscription with its next heartbeat: make
                 // that a full one by rejoining the subscription fields.
                 if cl.epoch > 0 {
-                    let ci2 = ci;
-                    self.heartbeat_with_subscription(ci2, fail);
+                    self.heartbeat(ci, fail, true);
                 }
             }
             70..=74 => {
@@ -486,52 +492,6 @@ impl Sim {
             _ => {
                 if !fail {
                     self.settle_and_check();
-                }
-            }
-        }
-    }
-
-    fn heartbeat_with_subscription(&mut self, ci: usize, fail: bool) {
-        let c = self.clients[ci].clone();
-        if c.crashed || c.away {
-            return;
-        }
-        let req = ConsumerHeartbeat {
-            group_id: GROUP.into(),
-            member_id: c.member_id.clone(),
-            member_epoch: c.epoch,
-            instance_id: c.instance_id.clone(),
-            rebalance_timeout_ms: -1,
-            subscribed_topic_names: Some(c.names.clone().unwrap_or_default()),
-            subscribed_topic_regex: Some(c.regex.clone().unwrap_or_default()),
-            topic_partitions: Some(
-                union(&c.owned, &c.revoking)
-                    .iter()
-                    .map(|(t, ps)| (*t, ps.iter().copied().collect()))
-                    .collect(),
-            ),
-            client_id: "sim".into(),
-            client_host: "/127.0.0.1".into(),
-            api_version: 1,
-            ..ConsumerHeartbeat::default()
-        };
-        let snap = snapshot(&self.topics, self.topics_gen);
-        if let Some(r) = self.run(fail, |co, now| co.consumer_heartbeat(now, req, &snap)) {
-            let cl = &mut self.clients[ci];
-            match r {
-                Ok(resp) => {
-                    cl.epoch = resp.member_epoch;
-                    if let Some(a) = resp.assignment {
-                        let a = of(&a);
-                        let lost = minus(&cl.owned, &a);
-                        cl.revoking = union(&cl.revoking, &lost);
-                        cl.owned = a;
-                    }
-                }
-                Err(_) => {
-                    cl.epoch = 0;
-                    cl.owned.clear();
-                    cl.revoking.clear();
                 }
             }
         }

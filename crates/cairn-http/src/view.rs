@@ -61,10 +61,19 @@ pub struct GroupsPage {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct GroupOverview {
     pub group: String,
+    /// "classic" (JoinGroup/SyncGroup, and simple groups) or "consumer" (KIP-848).
+    #[serde(rename = "type")]
+    pub group_type: &'static str,
+    /// For a consumer group: Empty, Assigning, Reconciling or Stable.
     pub state: &'static str,
     pub protocol_type: String,
     pub assignor: Option<String>,
+    /// A classic group's generation; a consumer group's group epoch.
     pub generation: i32,
+    /// Consumer groups: the group epoch (as `generation`).
+    pub group_epoch: Option<i32>,
+    /// Consumer groups: the group epoch the target assignment was computed for.
+    pub assignment_epoch: Option<i32>,
     pub members: usize,
     pub partitions: usize,
     pub uncommitted_partitions: usize,
@@ -95,7 +104,21 @@ pub struct MemberInfo {
     pub client_id: String,
     pub client_host: String,
     pub instance_id: Option<String>,
+    /// What the member owns now.
     pub assignment: Vec<TopicPartitions>,
+    /// Consumer groups: the epoch the member has reconciled to.
+    pub member_epoch: Option<i32>,
+    /// Consumer groups: "stable", "unrevoked_partitions" (it must give some up first),
+    /// "unreleased_partitions" (others still hold some of its target) or "unknown".
+    pub member_state: Option<&'static str>,
+    pub subscribed_topics: Option<Vec<String>>,
+    pub subscribed_regex: Option<String>,
+    /// Consumer groups: where the member is heading.
+    pub target_assignment: Option<Vec<TopicPartitions>>,
+    /// Consumer groups: target partitions it does not own yet.
+    pub pending_assignment: Option<Vec<TopicPartitions>>,
+    /// Consumer groups: partitions it still owns but must give up.
+    pub pending_revocation: Option<Vec<TopicPartitions>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -114,6 +137,9 @@ pub struct PartitionLag {
     pub lag: Option<i64>,
     pub lag_seconds: Option<f64>,
     pub owner: Option<String>,
+    /// Consumer groups: the member whose target assignment has the partition (it differs from
+    /// `owner` while the partition moves).
+    pub target_owner: Option<String>,
     pub status: &'static str,
 }
 
@@ -130,6 +156,9 @@ pub struct Rebalance {
     pub completed_ms: Option<i64>,
     pub preparing_ms: Option<i64>,
     pub completing_ms: Option<i64>,
+    /// Consumer groups: from the target assignment to every member reconciled to it (the
+    /// `completing_ms` of a consumer group's epoch bump).
+    pub reconciliation_ms: Option<i64>,
     pub total_ms: Option<i64>,
     pub members_before: usize,
     pub members_after: Option<usize>,

@@ -521,7 +521,8 @@ fn next_assignment(
 struct Timers {
     member_id: String,
     /// A new group epoch and why: starts a rebalance record.
-    bumped: Option<(RebalanceCause, i32)>,
+    /// (why, new epoch, members before the change).
+    bumped: Option<(RebalanceCause, i32, usize)>,
     /// The topics generation the group's subscription was checked against.
     checked_generation: u64,
     session_deadline: i64,
@@ -628,9 +629,10 @@ impl GroupCoordinator {
                     m.rebalance_deadline = r;
                 }
             }
-            if let Some((cause, epoch)) = t.bumped {
+            if let Some((cause, epoch, before)) = t.bumped {
                 let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
-                start_history(g, now, &mut cx, cause, epoch, fx);
+                let after = g.consumer.as_ref().map_or(0, |c| c.members.len());
+                start_history(g, now, &mut cx, cause, epoch, (before, after), fx);
             }
         }
         settle(g, now, fx);
@@ -664,6 +666,7 @@ impl GroupCoordinator {
             None if joining => ConsumerGroup::default(),
             None => return Err(GroupError::GroupIdNotFound),
         };
+        let members_before = cg.members.len();
         let new_member = !cg.members.contains_key(&req.member_id)
             && req
                 .instance_id
@@ -831,7 +834,7 @@ impl GroupCoordinator {
                 }),
             );
         }
-        let bumped = cause.filter(|_| bump).map(|c| (c, epoch));
+        let bumped = cause.filter(|_| bump).map(|c| (c, epoch, members_before));
         let full = joining
             || (req.rebalance_timeout_ms != -1
                 && req.subscribed_topic_names.is_some()
@@ -947,7 +950,10 @@ impl GroupCoordinator {
         fx.records.push(epoch_record(gid, epoch));
         if let Some(g) = self.groups.get_mut(gid) {
             let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
-            start_history(g, now, &mut cx, cause, epoch, fx);
+            // Written but not applied yet: the member is still there.
+            let before = g.consumer.as_ref().map_or(0, |c| c.members.len());
+            let after = before.saturating_sub(1);
+            start_history(g, now, &mut cx, cause, epoch, (before, after), fx);
         }
     }
 
@@ -1448,12 +1454,12 @@ fn start_history(
     cx: &mut Cx<'_>,
     cause: RebalanceCause,
     epoch: i32,
+    (members_before, members_after): (usize, usize),
     fx: &mut Effects,
 ) {
-    g.generation_members = g.consumer.as_ref().map_or(0, |c| c.members.len());
+    g.generation_members = members_before;
     history::start(g, now, cx, cause, fx);
-    let members = g.consumer.as_ref().map_or(0, |c| c.members.len());
-    history::epoch_bumped(g, now, epoch, members);
+    history::epoch_bumped(g, now, epoch, members_after);
 }
 
 /// Once every member has reconciled, the rebalance in progress is complete.

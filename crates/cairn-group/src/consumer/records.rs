@@ -161,7 +161,11 @@ fn open(bytes: &[u8]) -> Result<Reader<'_>, RecordError> {
 }
 
 fn close(mut r: Reader<'_>) -> Result<(), RecordError> {
-    r.tags(|_, _| Ok(()))
+    r.tags(|_, _| Ok(()))?;
+    if !r.at_end() {
+        return Err(RecordError::Malformed("trailing bytes after the value"));
+    }
+    Ok(())
 }
 
 fn uuid(r: &mut Reader<'_>) -> Result<TopicId, RecordError> {

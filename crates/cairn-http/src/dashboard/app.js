@@ -122,6 +122,7 @@
 
   const GROUP_COLUMNS = [
     { key: 'group', label: 'Group', num: false },
+    { key: 'type', label: 'Type', num: false },
     { key: 'state', label: 'State', num: false },
     { key: 'status', label: 'Status', num: false },
     { key: 'members', label: 'Members', num: true },
@@ -142,6 +143,7 @@
       : num(g.partitions);
     return [
       '<th scope="row"><a href="' + esc(groupHref(g.group)) + '">' + esc(g.group) + '</a></th>',
+      '<td>' + badge('type-' + (g.type || 'classic'), g.type || 'classic') + '</td>',
       '<td>' + esc(g.state) + '</td>',
       '<td>' + statusBadge(g.status) + '</td>',
       '<td class="n">' + num(g.members) + '</td>',
@@ -174,7 +176,7 @@
       '<div class="toolbar">' +
       '<label for="group-filter">Filter</label> ' +
       '<input id="group-filter" type="search" autocomplete="off" spellcheck="false" ' +
-      'placeholder="group, state or status" value="' + esc(listState.filter) + '">' +
+      'placeholder="group, type, state or status" value="' + esc(listState.filter) + '">' +
       '<p id="group-count" class="count" aria-live="polite"></p></div>' +
       '<div class="scroll"><table id="groups" class="data">' +
       '<caption class="sr-only">Consumer groups with their lag; activate a column header to sort</caption>' +
@@ -227,7 +229,7 @@
       const t0 = performance.now();
       let updated = 0;
       let cellsUpdated = 0;
-      const searchText = (g) => (g.group + ' ' + g.state + ' ' + g.status).toLowerCase();
+      const searchText = (g) => (g.group + ' ' + g.type + ' ' + g.state + ' ' + g.status).toLowerCase();
       if (rows.size === 0 && page.groups.length > 0) {
         // First render: every row in one innerHTML pass.
         const all = page.groups.map(groupCells);
@@ -289,7 +291,7 @@
       else {
         listState.sortKey = key;
         // Numbers and status are most useful worst first.
-        listState.sortDir = key === 'group' || key === 'state' ? 1 : -1;
+        listState.sortDir = key === 'group' || key === 'type' || key === 'state' ? 1 : -1;
       }
       markSort();
       arrange();
@@ -383,18 +385,28 @@
 
   // ------------------------------------------------------------------ one group
 
+  const isConsumer = (g) => g.type === 'consumer';
+
   function summaryHTML (g) {
+    // A consumer group (KIP-848) has epochs and a broker-side assignor instead of a generation
+    // and a client-side protocol.
+    const protocol = isConsumer(g)
+      ? [['Group epoch', num(g.group_epoch)],
+          ['Assignment epoch', num(g.assignment_epoch)],
+          ['Assignor', esc(g.assignor || '—')]]
+      : [['Generation', num(g.generation)],
+          ['Protocol', esc(g.protocol_type || '—') + (g.assignor ? ' / ' + esc(g.assignor) : '')]];
     const items = [
+      ['Type', badge('type-' + (g.type || 'classic'), g.type || 'classic')],
       ['State', esc(g.state)],
       ['Status', statusBadge(g.status)],
-      ['Members', num(g.memberCount)],
-      ['Generation', num(g.generation)],
-      ['Protocol', esc(g.protocol_type || '—') + (g.assignor ? ' / ' + esc(g.assignor) : '')],
+      ['Members', num(g.memberCount)]
+    ].concat(protocol, [
       ['Total lag', num(g.total_lag)],
       ['Max lag', num(g.max_lag)],
       ['Max lag (time)', duration(g.max_lag_seconds)],
       ['Partitions', num(g.partList.length) + (g.uncommitted ? ' (' + num(g.uncommitted) + ' uncommitted)' : '')]
-    ];
+    ]);
     return '<dl class="summary">' + items.map((i) => '<div><dt>' + i[0] + '</dt><dd>' + i[1] + '</dd></div>').join('') + '</dl>';
   }
 
@@ -403,6 +415,44 @@
     const m = g.memberList.find((x) => x.member_id === id);
     const label = m ? m.client_id : id;
     return '<span title="' + esc(id) + '">' + esc(label) + '</span>';
+  }
+
+  // A consumer group's partition on its way to another member shows both.
+  function ownerHTML (g, p) {
+    if (!isConsumer(g) || p.target_owner === p.owner) return memberName(g, p.owner);
+    return memberName(g, p.owner) + ' → ' + memberName(g, p.target_owner) + ' ' + badge('moving', 'moving');
+  }
+
+  const partsText = (list) => list.map((a) => esc(a.topic) + ': ' + a.partitions.join(', ')).join('<br>');
+  const partsCount = (list) => list.reduce((n, a) => n + a.partitions.length, 0);
+
+  function consumerMembersHTML (g) {
+    const rows = g.memberList.map((m) => {
+      const owned = m.assignment.length === 0 ? '<span class="note">nothing</span>' : partsText(m.assignment);
+      const target = m.target_assignment || [];
+      const adding = m.pending_assignment || [];
+      const revoking = m.pending_revocation || [];
+      let reconciling = '';
+      if (revoking.length) reconciling += '<span class="revoking">give up ' + partsText(revoking) + '</span>';
+      if (adding.length) reconciling += (reconciling ? '<br>' : '') + '<span class="adding">receive ' + partsText(adding) + '</span>';
+      if (!reconciling) reconciling = '<span class="note">none</span>';
+      const behind = m.member_epoch != null && g.assignment_epoch != null && m.member_epoch < g.assignment_epoch;
+      return '<tr><th scope="row">' + esc(m.client_id) + '</th>' +
+        '<td class="mono">' + esc(m.member_id) + '</td>' +
+        '<td>' + esc(m.client_host) + '</td>' +
+        '<td>' + esc(m.instance_id == null ? '—' : m.instance_id) + '</td>' +
+        '<td class="n' + (behind ? ' behind' : '') + '">' + num(m.member_epoch) + '</td>' +
+        '<td>' + badge('ms-' + (m.member_state || 'unknown'), (m.member_state || 'unknown').replace(/_/g, ' ')) + '</td>' +
+        '<td class="n">' + partsCount(m.assignment) + '</td><td>' + owned + '</td>' +
+        '<td>' + (target.length ? partsText(target) : '<span class="note">nothing</span>') + '</td>' +
+        '<td>' + reconciling + '</td></tr>';
+    }).join('');
+    return '<div class="scroll"><table id="members" class="data"><caption class="sr-only">Members, their epochs and current and target assignments</caption>' +
+      '<thead><tr><th scope="col">Client</th><th scope="col">Member id</th><th scope="col">Host</th>' +
+      '<th scope="col">Instance id</th><th scope="col" class="n">Epoch</th><th scope="col">State</th>' +
+      '<th scope="col" class="n">Partitions</th><th scope="col">Current assignment</th>' +
+      '<th scope="col">Target assignment</th><th scope="col">Reconciling</th></tr></thead>' +
+      '<tbody>' + rows + '</tbody></table></div>';
   }
 
   function partitionsHTML (g) {
@@ -417,7 +467,7 @@
         '<td class="n">' + num(p.log_end_offset) + '</td>' +
         '<td class="n" data-value="' + (p.lag == null ? '' : p.lag) + '">' + num(p.lag) + '</td>' +
         '<td class="n" data-value="' + (p.lag_seconds == null ? '' : p.lag_seconds) + '">' + duration(p.lag_seconds) + '</td>' +
-        '<td>' + memberName(g, p.owner) + '</td>' +
+        '<td>' + ownerHTML(g, p) + '</td>' +
         '<td>' + statusBadge(p.status) + '</td></tr>';
     }).join('');
     return '<div class="scroll"><table id="partitions" class="data">' +
@@ -430,6 +480,7 @@
 
   function membersHTML (g) {
     if (g.memberList.length === 0) return '<p class="empty">No members.</p>';
+    if (isConsumer(g)) return consumerMembersHTML(g);
     const rows = g.memberList.map((m) => {
       const parts = m.assignment.length === 0
         ? '<span class="note">' + (g.state === 'Stable' ? 'nothing assigned' : 'rebalancing') + '</span>'
@@ -447,8 +498,12 @@
       '<tbody>' + rows + '</tbody></table></div>';
   }
 
-  function rebalancesHTML (list) {
+  // A consumer group's record is an epoch bump: "preparing" is until the target assignment is
+  // computed, "completing" is the members' reconciliation.
+  function rebalancesHTML (list, consumer) {
     if (list.length === 0) return '<p class="empty">No rebalances recorded.</p>';
+    const phase1 = consumer ? 'Assigning' : 'Preparing';
+    const phase2 = consumer ? 'Reconciling' : 'Completing';
     let longest = 1;
     for (const r of list) longest = Math.max(longest, (r.preparing_ms || 0) + (r.completing_ms || 0));
     const rows = list.slice().reverse().map((r) => {
@@ -460,6 +515,9 @@
         '<rect class="prep" x="0" y="1" width="' + wp.toFixed(1) + '" height="10"/>' +
         '<rect class="comp" x="' + wp.toFixed(1) + '" y="1" width="' + wc.toFixed(1) + '" height="10"/></svg>';
       const gen = r.from_generation + ' → ' + (r.generation == null ? '…' : r.generation);
+      const took = consumer && r.reconciliation_ms != null
+        ? '<br><span class="note took">reconciliation took ' + millis(r.reconciliation_ms) + '</span>'
+        : '';
       const members = r.members_before + ' → ' + (r.members_after == null ? '…' : r.members_after);
       const detail = r.cause_detail
         ? '<br><span class="note mono detail" title="' + esc(r.cause_detail) + '">' + esc(r.cause_detail) + '</span>'
@@ -471,13 +529,14 @@
         '<td>' + bar + '</td>' +
         '<td class="n">' + members + '</td>' +
         '<td class="n">' + num(r.partitions_moved) + '</td>' +
-        '<td>' + badge('out-' + r.outcome, r.outcome.replace(/_/g, ' ')) + '</td></tr>';
+        '<td>' + badge('out-' + r.outcome, r.outcome.replace(/_/g, ' ')) + took + '</td></tr>';
     }).join('');
     return '<div class="scroll"><table id="rebalances" class="data">' +
       '<caption class="sr-only">Rebalances, newest first</caption><thead><tr>' +
       '<th scope="col" class="n">#</th><th scope="col">Started (UTC)</th><th scope="col">Cause</th>' +
-      '<th scope="col" class="n">Generation</th><th scope="col" class="n">Preparing</th><th scope="col" class="n">Completing</th>' +
-      '<th scope="col"><span class="key prep"></span>preparing <span class="key comp"></span>completing</th>' +
+      '<th scope="col" class="n">' + (consumer ? 'Group epoch' : 'Generation') + '</th>' +
+      '<th scope="col" class="n">' + phase1 + '</th><th scope="col" class="n">' + phase2 + '</th>' +
+      '<th scope="col"><span class="key prep"></span>' + phase1.toLowerCase() + ' <span class="key comp"></span>' + phase2.toLowerCase() + '</th>' +
       '<th scope="col" class="n">Members</th><th scope="col" class="n">Partitions moved</th><th scope="col">Outcome</th>' +
       '</tr></thead><tbody>' + rows + '</tbody></table></div>';
   }
@@ -529,7 +588,7 @@
         : lagChart(g.lag_history, g.rebalances, refreshMs));
       setHTML(parts[2], partitionsHTML(g));
       setHTML(parts[3], membersHTML(g));
-      setHTML(parts[4], rebalancesHTML(g.rebalances));
+      setHTML(parts[4], rebalancesHTML(g.rebalances, isConsumer(g)));
       view.dataset.loaded = 'group';
       return pollDelay(refreshMs);
     });
