@@ -420,40 +420,56 @@ fn commits_are_fenced_by_member_epoch_per_partition() {
 #[test]
 fn regex_and_new_partitions_bump_the_group_epoch() {
     let mut t = setup();
-    let mut r = join("m1", &[]);
-    r.subscribed_topic_names = None;
-    r.subscribed_topic_regex = Some("a.*".into());
-    let got = of(&t.hb(r).unwrap().assignment.unwrap());
-    assert_eq!(count(&got), 6, "matches a, not b; whole names only");
-    t.topics = topics(&[("a", 6), ("b", 2), ("ab", 3), ("ba", 1)]);
-    let r = t.hb(beat("m1", 1, &got)).unwrap();
+    let regex_join = |m: &str| {
+        let mut r = join(m, &[]);
+        r.subscribed_topic_names = None;
+        r.subscribed_topic_regex = Some("a.*".into());
+        r
+    };
+    // As in Kafka, a new regex is resolved after the heartbeat that brings it: its topics
+    // come with a later heartbeat.
+    let r = t.hb(regex_join("m1")).unwrap();
+    assert_eq!((r.member_epoch, r.assignment), (1, Some(vec![])));
+    let r = t.hb(beat("m1", 1, &Assignment::new())).unwrap();
     assert_eq!(r.member_epoch, 2);
+    let got = of(&r.assignment.unwrap());
+    assert_eq!(count(&got), 6, "matches a, not b; whole names only");
+    let last_cause = |t: &T| t.c.rebalance_history(G).last().unwrap().cause.kind();
+    assert_eq!(last_cause(&t), "regex_resolved");
+    // A topic created later that the regex matches comes with the next heartbeat.
+    t.topics = topics(&[("a", 6), ("b", 2), ("ab", 3), ("ba", 1)]);
+    let r = t.hb(beat("m1", 2, &got)).unwrap();
+    assert_eq!(r.member_epoch, 3);
     assert_eq!(count(&of(&r.assignment.unwrap())), 9);
-    assert_eq!(
-        t.c.rebalance_history(G).last().unwrap().cause.kind(),
-        "regex_resolved"
-    );
+    assert_eq!(last_cause(&t), "regex_resolved");
     t.topics = topics(&[("a", 8), ("b", 2), ("ab", 3), ("ba", 1)]);
     let owned = t.member("m1").assignment;
-    let r = t.hb(beat("m1", 2, &owned)).unwrap();
+    let r = t.hb(beat("m1", 3, &owned)).unwrap();
     assert_eq!(
         (r.member_epoch, count(&of(&r.assignment.unwrap()))),
-        (3, 11)
+        (4, 11)
     );
-    assert_eq!(
-        t.c.rebalance_history(G).last().unwrap().cause.kind(),
-        "metadata_changed"
-    );
+    assert_eq!(last_cause(&t), "metadata_changed");
     // A deleted topic leaves the assignment.
     t.topics = topics(&[("a", 8)]);
     let owned = t.member("m1").assignment;
-    let r = t.hb(beat("m1", 3, &owned)).unwrap();
-    assert_eq!(t.describe().group_epoch, 4);
+    let r = t.hb(beat("m1", 4, &owned)).unwrap();
+    assert_eq!(t.describe().group_epoch, 5);
     // It must first stop consuming the deleted topic's partitions.
-    assert_eq!(r.member_epoch, 3);
+    assert_eq!(r.member_epoch, 4);
     let kept = of(&r.assignment.unwrap());
     assert_eq!(kept.keys().collect::<Vec<_>>(), vec![&tid("a")]);
-    assert_eq!(t.hb(beat("m1", 3, &kept)).unwrap().member_epoch, 4);
+    assert_eq!(t.hb(beat("m1", 4, &kept)).unwrap().member_epoch, 5);
+    // Once nobody uses the regex it is forgotten: subscribing again resolves it anew.
+    let mut leave = beat("m1", 5, &kept);
+    leave.member_epoch = -1;
+    t.hb(leave).unwrap();
+    let r = t.hb(regex_join("m2")).unwrap();
+    assert_eq!(r.assignment, Some(vec![]));
+    let r = t
+        .hb(beat("m2", r.member_epoch, &Assignment::new()))
+        .unwrap();
+    assert_eq!(count(&of(&r.assignment.unwrap())), 8);
 }
 
 #[test]

@@ -166,6 +166,13 @@ pub(crate) struct ConsumerGroup {
     /// The topics generation (see [`TopicsSnapshot::generation`]) the subscription metadata
     /// was last checked against. Not recorded.
     pub checked_generation: u64,
+    /// Subscription regexes already resolved for the group. Kafka resolves a new regex in the
+    /// background, so the heartbeat that brings it is answered without its topics and they
+    /// follow at a later heartbeat; clients (and librdkafka's own tests) expect that shape.
+    /// Not recorded: a load counts every regex its members use as resolved.
+    pub resolved_regexes: BTreeSet<String>,
+    /// Some regex was seen unresolved: the next heartbeat must look at the topics again.
+    pub regex_pending: bool,
 }
 
 impl ConsumerGroup {
@@ -525,6 +532,9 @@ struct Timers {
     bumped: Option<(RebalanceCause, i32, usize)>,
     /// The topics generation the group's subscription was checked against.
     checked_generation: u64,
+    /// Regexes seen for the first time (resolved from the next heartbeat on); `None`: the
+    /// subscriptions were not looked at.
+    new_regexes: Option<BTreeSet<String>>,
     session_deadline: i64,
     /// `Some(None)`: cancel the rebalance timer; `Some(Some(..))`: arm it.
     rebalance: Option<Option<(i64, i32)>>,
@@ -618,6 +628,10 @@ impl GroupCoordinator {
         if let Some(t) = timers {
             if let Some(cg) = g.consumer.as_mut() {
                 cg.checked_generation = t.checked_generation;
+                if let Some(new) = t.new_regexes {
+                    cg.regex_pending = !new.is_empty();
+                    cg.resolved_regexes.extend(new);
+                }
             }
             if let Some(m) = g
                 .consumer
@@ -634,6 +648,9 @@ impl GroupCoordinator {
                 let after = g.consumer.as_ref().map_or(0, |c| c.members.len());
                 start_history(g, now, &mut cx, cause, epoch, (before, after), fx);
             }
+        }
+        if let Some(cg) = g.consumer.as_mut() {
+            forget_unused_regexes(cg);
         }
         settle(g, now, fx);
     }
@@ -777,11 +794,13 @@ impl GroupCoordinator {
             && topics.generation == cg.checked_generation
             && !bump
             && !new_member
-            && replaced.is_none();
-        let metadata = if unchanged {
-            cg.metadata.clone()
+            && replaced.is_none()
+            && !cg.regex_pending;
+        let (metadata, new_regexes) = if unchanged {
+            (cg.metadata.clone(), None)
         } else {
-            self.subscription_metadata(&cg, topics)
+            let (m, new) = self.subscription_metadata(&cg, topics);
+            (m, Some(new))
         };
         if metadata != cg.metadata {
             if cause.is_none() {
@@ -852,6 +871,7 @@ impl GroupCoordinator {
                 member_id: reconciled.id.clone(),
                 bumped,
                 checked_generation: topics.generation,
+                new_regexes,
                 session_deadline: now + i64::from(self.config.consumer_session_timeout_ms),
                 rebalance,
             }),
@@ -940,7 +960,7 @@ impl GroupCoordinator {
         remove_member_records(gid, member_id, &mut fx.records);
         cg.members.remove(member_id);
         let metadata = match topics {
-            Some(t) => self.subscription_metadata(&cg, t),
+            Some(t) => self.subscription_metadata(&cg, t).0,
             None => self.recorded_subscription(&cg),
         };
         if metadata != cg.metadata {
@@ -957,13 +977,15 @@ impl GroupCoordinator {
         }
     }
 
-    /// The subscribed topics that exist in `topics`, by name, with their ids and sizes.
+    /// The subscribed topics that exist in `topics`, by name, with their ids and sizes, and
+    /// the regexes not resolved yet (left out this time).
     fn subscription_metadata(
         &mut self,
         cg: &ConsumerGroup,
         topics: &TopicsSnapshot,
-    ) -> BTreeMap<String, (TopicId, i32)> {
+    ) -> (BTreeMap<String, (TopicId, i32)>, BTreeSet<String>) {
         let mut out = BTreeMap::new();
+        let mut new = BTreeSet::new();
         for m in cg.members.values() {
             for n in &m.names {
                 if let Some(t) = topics.by_name.get(n) {
@@ -971,6 +993,10 @@ impl GroupCoordinator {
                 }
             }
             if let Some(r) = &m.regex {
+                if !cg.resolved_regexes.contains(r) {
+                    new.insert(r.clone());
+                    continue;
+                }
                 let Some(re) = self.regex(r) else { continue };
                 for (n, t) in &topics.by_name {
                     if re.is_match(n) {
@@ -979,7 +1005,7 @@ impl GroupCoordinator {
                 }
             }
         }
-        out
+        (out, new)
     }
 
     /// Without fresh metadata: the recorded subscription, kept to topics some member still
@@ -1114,6 +1140,9 @@ impl GroupCoordinator {
             self.fence_records(now, gid, &id, None, cause, &mut one);
             self.apply(now, &one);
             fx.extend(one);
+        }
+        if let Some(cg) = self.groups.get_mut(gid).and_then(|g| g.consumer.as_mut()) {
+            forget_unused_regexes(cg);
         }
         if let Some(g) = self.groups.get_mut(gid) {
             settle(g, now, fx);
@@ -1516,8 +1545,25 @@ pub(crate) fn deadline(cg: &ConsumerGroup) -> Option<i64> {
         .min()
 }
 
-/// After a load: every member's session starts now.
+/// A regex no member uses any more is forgotten: subscribing to it again resolves it anew.
+fn forget_unused_regexes(cg: &mut ConsumerGroup) {
+    let used: BTreeSet<&String> = cg
+        .members
+        .values()
+        .filter_map(|m| m.regex.as_ref())
+        .collect();
+    cg.resolved_regexes.retain(|r| used.contains(r));
+}
+
+/// After a load: every member's session starts now, and its regexes count as resolved (their
+/// topics are in the recorded subscription).
 pub(crate) fn loaded(cg: &mut ConsumerGroup, now: i64, session_timeout_ms: i32) {
+    cg.resolved_regexes = cg
+        .members
+        .values()
+        .filter_map(|m| m.regex.clone())
+        .collect();
+    cg.regex_pending = false;
     for m in cg.members.values_mut() {
         m.session_deadline = now + i64::from(session_timeout_ms);
         m.rebalance_deadline = (m.state == MemberState::UnrevokedPartitions)
