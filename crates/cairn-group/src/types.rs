@@ -520,10 +520,6 @@ impl TopicsSnapshot {
             generation: 0,
         }
     }
-
-    pub fn by_id(&self, id: &crate::consumer::TopicId) -> Option<&TopicInfo> {
-        self.by_name.values().find(|t| &t.id == id)
-    }
 }
 
 /// A ConsumerGroupHeartbeat request. Fields a client did not change since its last heartbeat

@@ -739,15 +739,14 @@ impl GroupCoordinator {
             });
         }
         if let Some(old) = &replaced {
-            // The new incarnation takes the old one's place, target included.
+            // The new incarnation takes the old one's place, target included; its metadata
+            // and current assignment are written below like any new member's.
             let target = cg.target.get(old).cloned().unwrap_or_default();
             remove_member_records(gid, old, &mut fx.records);
             cg.members.remove(old);
             cg.release(old);
             cg.target.remove(old);
-            fx.records.push(member_record(gid, &member));
             fx.records.push(target_record(gid, &member.id, &target));
-            fx.records.push(current_record(gid, &member));
             cg.target.insert(member.id.clone(), target);
             cg.hold(&member);
             cg.members.insert(member.id.clone(), member.clone());
@@ -776,7 +775,8 @@ impl GroupCoordinator {
         updated.client_id = req.client_id.clone();
         updated.client_host = req.client_host.clone();
         let mut bump = false;
-        if new_member || updated.metadata() != member.metadata() {
+        let fresh_id = new_member || replaced.is_some();
+        if fresh_id || updated.metadata() != member.metadata() {
             fx.records.push(member_record(gid, &updated));
             if updated.names != member.names || updated.regex != member.regex {
                 bump = true;
@@ -818,7 +818,7 @@ impl GroupCoordinator {
         }
         // 2. A new target assignment when the group epoch moved past it.
         if epoch > cg.assignment_epoch {
-            let new_target = self.compute_target(&cg, &updated);
+            let new_target = self.compute_target(&cg);
             for (id, a) in &new_target {
                 if cg.target.get(id) != Some(a) {
                     fx.records.push(target_record(gid, id, a));
@@ -840,10 +840,8 @@ impl GroupCoordinator {
         };
         let mut rebalance = None;
         let changed = !reconciled.same_current(&updated);
-        if new_member || changed {
+        if fresh_id || changed {
             fx.records.push(current_record(gid, &reconciled));
-        }
-        if new_member || changed || replaced.is_some() {
             rebalance = Some(
                 (reconciled.state == MemberState::UnrevokedPartitions).then(|| {
                     (
@@ -1042,29 +1040,8 @@ impl GroupCoordinator {
 
     /// The new target assignment of every member, by the assignor most members ask for
     /// (else the first configured one).
-    fn compute_target(
-        &mut self,
-        cg: &ConsumerGroup,
-        updated: &CMember,
-    ) -> BTreeMap<String, Assignment> {
-        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
-        for m in cg.members.values() {
-            if let Some(a) = &m.server_assignor {
-                *votes.entry(a.as_str()).or_default() += 1;
-            }
-        }
-        let default = self
-            .config
-            .consumer_assignors
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "uniform".to_string());
-        let name = votes
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-            .map(|(n, _)| n.to_string())
-            .or_else(|| updated.server_assignor.clone())
-            .unwrap_or(default);
+    fn compute_target(&mut self, cg: &ConsumerGroup) -> BTreeMap<String, Assignment> {
+        let name = preferred_assignor(cg, &self.config);
         let assignor = assignor::by_name(&name)
             .or_else(|| assignor::by_name("uniform"))
             .expect("uniform exists");
@@ -1159,19 +1136,12 @@ impl GroupCoordinator {
             .committed_group(id)
             .ok_or(GroupError::GroupIdNotFound)?;
         let cg = g.consumer.as_deref().ok_or(GroupError::GroupIdNotFound)?;
-        let assignor = cg
-            .members
-            .values()
-            .filter_map(|m| m.server_assignor.clone())
-            .next()
-            .or_else(|| self.config.consumer_assignors.first().cloned())
-            .unwrap_or_default();
         Ok(ConsumerGroupDescription {
             group_id: id.to_string(),
             state: cg.state_name(),
             group_epoch: cg.epoch,
             assignment_epoch: cg.assignment_epoch,
-            assignor_name: assignor,
+            assignor_name: preferred_assignor(cg, &self.config),
             members: cg
                 .members
                 .values()
@@ -1543,6 +1513,23 @@ pub(crate) fn deadline(cg: &ConsumerGroup) -> Option<i64> {
         })
         .flatten()
         .min()
+}
+
+/// The assignor most members name in `group.remote.assignor` (ties: the first name), else the
+/// first of `group.consumer.assignors`.
+fn preferred_assignor(cg: &ConsumerGroup, config: &crate::types::GroupConfig) -> String {
+    let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in cg.members.values() {
+        if let Some(a) = &m.server_assignor {
+            *votes.entry(a.as_str()).or_default() += 1;
+        }
+    }
+    votes
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(n, _)| n.to_string())
+        .or_else(|| config.consumer_assignors.first().cloned())
+        .unwrap_or_else(|| "uniform".to_string())
 }
 
 /// A regex no member uses any more is forgotten: subscribing to it again resolves it anew.
