@@ -287,8 +287,11 @@ while True:
 
 
 class ChildConsumer:
-    def __init__(self, broker, group, topics, **conf):
-        full = group_conf(broker, group, **conf)
+    """`conf_of(broker, group, **conf)` builds the consumer's configuration (default: a classic
+    group member's)."""
+
+    def __init__(self, broker, group, topics, conf_of=None, **conf):
+        full = (conf_of or group_conf)(broker, group, **conf)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", CHILD_CONSUMER, json.dumps(full), json.dumps(list(topics))],
             stdin=subprocess.DEVNULL,

@@ -7,12 +7,6 @@ that stops heartbeating).
 The broker runs with a 500 ms heartbeat interval and a 6 s session timeout so rebalances
 and expiries happen within seconds."""
 
-import json
-import os
-import select
-import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -22,6 +16,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, Kaf
 import kproto
 import kutil
 from groups_util import (
+    ChildConsumer,
     Ownership,
     all_tps,
     committed,
@@ -168,62 +163,9 @@ def disjoint_cover(members, tps):
     return len(seen) == len(set(seen)) and set(seen) == set(tps)
 
 
-# --------------------------------------------------------------------------
-# a consumer-protocol consumer in a child process (to SIGKILL it)
-# --------------------------------------------------------------------------
-CHILD = r"""
-import json, sys
-from confluent_kafka import Consumer
-conf = json.loads(sys.argv[1]); topics = json.loads(sys.argv[2])
-def say(**kw):
-    sys.stdout.write(json.dumps(kw) + "\n"); sys.stdout.flush()
-def on_assign(c, ps): say(ev="assign", tps=[[p.topic, p.partition] for p in ps])
-def on_revoke(c, ps): say(ev="revoke", tps=[[p.topic, p.partition] for p in ps])
-c = Consumer(conf)
-c.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
-while True:
-    c.poll(0.1)
-"""
-
-
-class ChildMember:
-    def __init__(self, broker, group, topics, **conf):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, json.dumps(cg_conf(broker, group, **conf)),
-             json.dumps(list(topics))],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )
-        self.assigned = set()
-        self._buf = b""
-
-    def step(self, timeout=0.02):
-        if self.proc.poll() is not None:
-            time.sleep(timeout)
-            return
-        fd = self.proc.stdout.fileno()
-        r, _, _ = select.select([fd], [], [], timeout)
-        while r:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            self._buf += chunk
-            r, _, _ = select.select([fd], [], [], 0)
-        while b"\n" in self._buf:
-            line, self._buf = self._buf.split(b"\n", 1)
-            ev = json.loads(line)
-            tps = {tuple(x) for x in ev["tps"]}
-            if ev["ev"] == "assign":
-                self.assigned |= tps
-            else:
-                self.assigned -= tps
-
-    def kill9(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def __repr__(self):
-        return f"<child pid={self.proc.pid} rc={self.proc.poll()} assigned={sorted(self.assigned)}>"
+def child_member(broker, group, topics, **conf):
+    """A consumer-protocol consumer in a child process (to SIGKILL it)."""
+    return ChildConsumer(broker, group, topics, conf_of=cg_conf, **conf)
 
 
 # --------------------------------------------------------------------------
@@ -491,7 +433,7 @@ def test_killed_member_partitions_move_after_session_timeout(cbroker):
     own = Ownership()
     a = CMember("a", cbroker, group, [topic], own)
     b = CMember("b", cbroker, group, [topic], own)
-    child = ChildMember(cbroker, group, [topic])
+    child = child_member(cbroker, group, [topic])
     everyone = [a, b, child]
     try:
         drive(everyone, lambda: disjoint_cover(everyone, tps) and all(len(m.assigned) == 2 for m in everyone)
