@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use cairn_config::BrokerConfig;
 use cairn_group::{
-    DeleteGroupsResult, Effects, GroupConfig, GroupCoordinator, GroupError, RebalanceRecord,
-    Replayed, Reply,
+    DeleteGroupsResult, Effects, GroupConfig, GroupCoordinator, GroupError, MigrationPolicy,
+    RebalanceRecord, Replayed, Reply,
 };
 use cairn_log::{PartitionLog, Store, TopicMeta};
 use cairn_runtime::{
@@ -202,6 +202,7 @@ impl Groups {
             consumer_session_timeout_ms: config.group_consumer_session_timeout_ms(),
             consumer_max_size: config.group_consumer_max_size().max(1) as usize,
             consumer_assignors: config.group_consumer_assignors(),
+            migration: MigrationPolicy::parse(&config.group_consumer_migration_policy()),
             offsets_retention_ms: config.offsets_retention_ms(),
             offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms(),
             offset_metadata_max_bytes: config.offset_metadata_max_bytes().max(0) as usize,

@@ -7,7 +7,7 @@ use crate::group::{Group, InitialDelay, Member};
 use crate::history::{self, Cx};
 use crate::types::{
     Effects, GroupState, Heartbeat, JoinGroup, LeaveGroup, LeaveResult, RebalanceCause, Reply,
-    ReplyToken, SyncGroup, SyncResponse,
+    ReplyToken, SyncGroup, SyncResponse, TopicsSnapshot,
 };
 
 fn join_err(fx: &mut Effects, token: ReplyToken, e: GroupError) {
@@ -271,7 +271,26 @@ fn add_member_and_rebalance(
 
 impl GroupCoordinator {
     pub fn join_group(&mut self, now: i64, token: ReplyToken, req: JoinGroup) -> Effects {
+        self.join_group_with_topics(now, token, req, None)
+    }
+
+    /// JoinGroup with the broker's topics, which a consumer group with members needs to
+    /// take a classic member's subscription (without them it knows only the topics it
+    /// already records).
+    pub fn join_group_with_topics(
+        &mut self,
+        now: i64,
+        token: ReplyToken,
+        req: JoinGroup,
+        topics: Option<&TopicsSnapshot>,
+    ) -> Effects {
         self.arm_expiry(now);
+        let valid_timeout = (self.config.min_session_timeout_ms
+            ..=self.config.max_session_timeout_ms)
+            .contains(&req.session_timeout_ms);
+        if valid_timeout && !req.group_id.is_empty() && self.is_live_consumer_group(&req.group_id) {
+            return self.classic_join_to_consumer(now, token, &req, topics);
+        }
         // A dynamic member joining a rebalance in progress writes nothing (the joiner keeps the
         // group from emptying); anything else may write the group's record.
         let writes_nothing = req.group_instance_id.is_none()
@@ -309,12 +328,7 @@ impl GroupCoordinator {
         }
         if let Some(g) = self.groups.get_mut(&req.group_id) {
             if let Some(cg) = g.consumer.take() {
-                if !cg.members.is_empty() {
-                    g.consumer = Some(cg);
-                    // Members of both protocols in one group (online migration) are not
-                    // supported: the classic member is refused.
-                    return Err(GroupError::InconsistentGroupProtocol);
-                }
+                // (A consumer group with members was routed to its own rules above.)
                 // An empty consumer group becomes a classic one: its records are deleted,
                 // its offsets stay.
                 crate::consumer::tombstones(&req.group_id, &cg, &mut fx.records);
@@ -353,6 +367,14 @@ impl GroupCoordinator {
 
     pub fn sync_group(&mut self, now: i64, token: ReplyToken, req: SyncGroup) -> Effects {
         self.arm_expiry(now);
+        if self.is_live_consumer_group(&req.group_id) {
+            // Writes nothing: the assignment is the member's current one.
+            self.save_unless_final(&req.group_id);
+            let mut fx = Effects::default();
+            let r = self.classic_sync_to_consumer(now, &req);
+            fx.replies.push((token, Reply::Sync(r)));
+            return fx;
+        }
         // Only the leader's SyncGroup completing a rebalance writes the group's record.
         let may_write = self.groups.get(&req.group_id).is_some_and(|g| {
             g.state == GroupState::CompletingRebalance && g.is_leader(&req.member_id)
@@ -379,6 +401,9 @@ impl GroupCoordinator {
         self.arm_expiry(now);
         // A heartbeat writes nothing: it can only be undone with an earlier request.
         self.save_unless_final(&req.group_id);
+        if self.is_live_consumer_group(&req.group_id) {
+            return self.classic_heartbeat_to_consumer(now, &req);
+        }
         let g = self
             .groups
             .get_mut(&req.group_id)
@@ -408,6 +433,9 @@ impl GroupCoordinator {
     pub fn leave_group(&mut self, now: i64, req: LeaveGroup) -> (LeaveResult, Effects) {
         self.arm_expiry(now);
         self.save(&req.group_id);
+        if self.is_live_consumer_group(&req.group_id) {
+            return self.classic_leave_to_consumer(now, &req);
+        }
         let mut fx = Effects::default();
         let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         let Some(g) = self.groups.get_mut(&req.group_id) else {

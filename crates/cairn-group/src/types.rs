@@ -23,6 +23,9 @@ pub struct GroupConfig {
     pub consumer_max_size: usize,
     /// `group.consumer.assignors`: the first is the default.
     pub consumer_assignors: Vec<String>,
+    /// `group.consumer.migration.policy`: may a live classic group become a consumer group
+    /// (`upgrade`), and back (`downgrade`)?
+    pub migration: MigrationPolicy,
     /// `offsets.retention.minutes`, in milliseconds
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`
@@ -48,12 +51,46 @@ impl Default for GroupConfig {
             consumer_session_timeout_ms: 45_000,
             consumer_max_size: usize::MAX,
             consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
+            migration: MigrationPolicy::Bidirectional,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
             new_member_join_timeout_ms: 300_000,
             max_record_batch_bytes: 1_048_588,
         }
+    }
+}
+
+/// Kafka's `group.consumer.migration.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    Disabled,
+    Upgrade,
+    Downgrade,
+    Bidirectional,
+}
+
+impl MigrationPolicy {
+    /// The setting's value (any case); unknown values disable migration.
+    pub fn parse(s: &str) -> Self {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "upgrade" => MigrationPolicy::Upgrade,
+            "downgrade" => MigrationPolicy::Downgrade,
+            "bidirectional" => MigrationPolicy::Bidirectional,
+            _ => MigrationPolicy::Disabled,
+        }
+    }
+    pub fn upgrade(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Upgrade | MigrationPolicy::Bidirectional
+        )
+    }
+    pub fn downgrade(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Downgrade | MigrationPolicy::Bidirectional
+        )
     }
 }
 

@@ -24,6 +24,7 @@ fn member() -> MemberMetadataValue {
         subscribed_topic_regex: Some("t.*".into()),
         rebalance_timeout_ms: 30000,
         server_assignor: Some("uniform".into()),
+        classic: None,
     }
 }
 
@@ -208,12 +209,33 @@ fn kafka_member_bytes() -> Vec<u8> {
 #[test]
 fn member_metadata_matches_kafkas_layout() {
     let bytes = kafka_member_bytes();
-    assert_eq!(decode_member_metadata(&bytes), Ok(member()));
-    // We write no tags: our encoding is Kafka's bytes minus the tag section.
-    let mut ours = encode_member_metadata(&member());
-    assert_eq!(ours.pop(), Some(0));
-    assert_eq!(ours, bytes[..ours.len()]);
-    assert_eq!(bytes[ours.len()], 2, "Kafka's tag count follows the fields");
+    let classic = ClassicMemberMetadata {
+        session_timeout_ms: 45000,
+        protocols: vec![("range".into(), vec![1])],
+    };
+    let want = MemberMetadataValue {
+        classic: Some(classic),
+        ..member()
+    };
+    assert_eq!(decode_member_metadata(&bytes), Ok(want.clone()));
+    // Our encoding is Kafka's bytes without the unknown tag 5.
+    let ours = encode_member_metadata(&want);
+    // A member of the consumer protocol writes no tags at all.
+    let mut plain = encode_member_metadata(&member());
+    assert_eq!(plain.pop(), Some(0));
+    assert_eq!(plain, bytes[..plain.len()]);
+    assert_eq!(
+        bytes[plain.len()],
+        2,
+        "Kafka's tag count follows the fields"
+    );
+    // With the classic metadata: one tag, then tag 0's bytes exactly as Kafka wrote them.
+    assert_eq!(ours[..plain.len()], bytes[..plain.len()]);
+    assert_eq!(ours[plain.len()], 1);
+    assert_eq!(
+        ours[plain.len() + 1..],
+        bytes[plain.len() + 1..bytes.len() - 5]
+    );
 }
 
 #[test]

@@ -523,7 +523,7 @@ fn deletion_and_offset_deletion() {
 }
 
 #[test]
-fn classic_and_consumer_groups_do_not_mix_but_empty_ones_convert() {
+fn classic_members_join_consumer_groups_and_empty_groups_convert() {
     let mut t = setup();
     t.hb(join("m1", &["a"])).unwrap();
     assert!(
@@ -542,10 +542,21 @@ fn classic_and_consumer_groups_do_not_mix_but_empty_ones_convert() {
         client_host: "/h".into(),
         api_version: 5,
     };
-    let fx = t.c.join_group(t.now, 1, join_classic.clone());
+    // A classic member of another protocol type cannot join it.
+    let other_type = JoinGroup {
+        protocol_type: "connect".into(),
+        ..join_classic.clone()
+    };
+    let fx = t.c.join_group(t.now, 1, other_type);
     assert!(matches!(
         &fx.replies[0].1,
         Reply::Join(Err(GroupError::InconsistentGroupProtocol))
+    ));
+    // A classic consumer may (online migration): it is asked for its member id first.
+    let fx = t.c.join_group(t.now, 1, join_classic.clone());
+    assert!(matches!(
+        &fx.replies[0].1,
+        Reply::Join(Err(GroupError::MemberIdRequired { .. }))
     ));
     // Empty it: a classic member may now take the group over.
     let mut leave = beat("m1", 1, &Assignment::new());

@@ -178,10 +178,12 @@ pub async fn join_group(ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
             .with_generation_id(-1);
     }
     let group = join.group_id.clone();
+    // A consumer group with members takes a classic member's subscription against the topics.
+    let topics = st.topics.get(&st.store);
     let reply = st
         .groups
         .call_parked(&group, false, move |c, now, token| {
-            c.join_group(now, token, join)
+            c.join_group_with_topics(now, token, join, Some(&topics.snapshot))
         })
         .await;
     let empty_name = |n: Option<String>| -> Option<StrBytes> {

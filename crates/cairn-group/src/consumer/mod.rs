@@ -2,6 +2,7 @@
 //! reconciles towards its target assignment epoch by epoch.
 
 pub mod assignor;
+mod migration;
 pub mod records;
 
 /// A topic's id (a UUID's 16 bytes). Consumer-group records and heartbeats name topics by id.
@@ -16,9 +17,9 @@ use cairn_runtime::BatchTag;
 
 use self::assignor::MemberSpec;
 use self::records::{
-    ConsumerKey, CurrentMemberAssignmentValue, GroupMetadataValue, MemberMetadataValue,
-    PartitionMetadataValue, TargetAssignmentMemberValue, TargetAssignmentMetadataValue,
-    TopicMetadata,
+    ClassicMemberMetadata, ConsumerKey, CurrentMemberAssignmentValue, GroupMetadataValue,
+    MemberMetadataValue, PartitionMetadataValue, TargetAssignmentMemberValue,
+    TargetAssignmentMetadataValue, TopicMetadata,
 };
 use crate::coordinator::GroupCoordinator;
 use crate::error::GroupError;
@@ -104,6 +105,12 @@ pub(crate) struct CMember {
     pub session_deadline: i64,
     /// (deadline, member epoch): fence the member if it is still revoking at that epoch then.
     pub rebalance_deadline: Option<(i64, i32)>,
+    /// Set for a member speaking the classic protocol (JoinGroup, SyncGroup, Heartbeat).
+    pub classic: Option<ClassicMemberMetadata>,
+    /// A classic member told to rejoin must do so by then, or it is fenced. Not recorded.
+    pub join_deadline: Option<i64>,
+    /// A classic member that joined must send its SyncGroup by then. Not recorded.
+    pub sync_deadline: Option<i64>,
 }
 
 impl CMember {
@@ -126,7 +133,15 @@ impl CMember {
             subscribed_topic_regex: self.regex.clone(),
             rebalance_timeout_ms: self.rebalance_timeout_ms,
             server_assignor: self.server_assignor.clone(),
+            classic: self.classic.clone(),
         }
+    }
+
+    /// The session timeout: a classic member's own, else the group's setting.
+    fn session_timeout_ms(&self, config: &crate::types::GroupConfig) -> i32 {
+        self.classic
+            .as_ref()
+            .map_or(config.consumer_session_timeout_ms, |c| c.session_timeout_ms)
     }
 
     fn current(&self) -> CurrentMemberAssignmentValue {
@@ -525,6 +540,7 @@ fn next_assignment(
 
 /// What a heartbeat decided besides its records: the member's timers, set once the records
 /// are applied.
+#[derive(Default)]
 struct Timers {
     member_id: String,
     /// A new group epoch and why: starts a rebalance record.
@@ -538,6 +554,52 @@ struct Timers {
     session_deadline: i64,
     /// `Some(None)`: cancel the rebalance timer; `Some(Some(..))`: arm it.
     rebalance: Option<Option<(i64, i32)>>,
+    /// A classic member's join and sync timers: (join deadline, sync deadline).
+    classic: Option<(Option<i64>, Option<i64>)>,
+    /// The group was just converted from a classic one: every member's session starts now.
+    upgraded: bool,
+    /// The group becomes a classic one again (its last consumer-protocol member left).
+    downgrade: Option<migration::Downgrade>,
+}
+
+/// How a member came to this update (see [`GroupCoordinator::advance`]).
+struct MemberChange<'a> {
+    new_member: bool,
+    /// It replaced a static member with the same instance id.
+    replaced: bool,
+    /// The partitions it reports owning (`None`: not reported).
+    owned: Option<&'a [(TopicId, Vec<i32>)]>,
+    /// Why the group epoch would move, if known before looking at the subscriptions.
+    cause: Option<RebalanceCause>,
+    members_before: usize,
+}
+
+/// What [`GroupCoordinator::advance`] decided for one member.
+struct Advanced {
+    reconciled: CMember,
+    bumped: Option<(RebalanceCause, i32, usize)>,
+    new_regexes: Option<BTreeSet<String>>,
+    rebalance: Option<Option<(i64, i32)>>,
+}
+
+/// A new incarnation of a static member takes the old one's place, target included; its
+/// metadata and current assignment are written by the caller like any new member's.
+fn replace_static(
+    gid: &str,
+    cg: &mut ConsumerGroup,
+    old: &str,
+    member: &CMember,
+    fx: &mut Effects,
+) {
+    let target = cg.target.get(old).cloned().unwrap_or_default();
+    remove_member_records(gid, old, &mut fx.records);
+    cg.members.remove(old);
+    cg.release(old);
+    cg.target.remove(old);
+    fx.records.push(target_record(gid, &member.id, &target));
+    cg.target.insert(member.id.clone(), target);
+    cg.hold(member);
+    cg.members.insert(member.id.clone(), member.clone());
 }
 
 fn invalid(msg: &str) -> GroupError {
@@ -607,7 +669,7 @@ impl GroupCoordinator {
             .and_then(|()| self.heartbeat_inner(now, &req, topics, &mut fx));
         let result = match result {
             Ok((resp, timers)) => {
-                self.apply(now, &fx);
+                self.apply_keeping_history(now, &req.group_id, &fx);
                 self.after_apply(now, &req.group_id, timers, &mut fx);
                 Ok(resp)
             }
@@ -619,9 +681,26 @@ impl GroupCoordinator {
         (result, fx)
     }
 
+    /// Applies records that may change the group's type: a conversion deletes one type's
+    /// records and writes the other's, and the group's rebalance history survives it.
+    fn apply_keeping_history(&mut self, now: i64, gid: &str, fx: &Effects) {
+        let history = self.groups.get(gid).map(|g| g.history.clone());
+        self.apply(now, fx);
+        if let (Some(h), Some(g)) = (history, self.groups.get_mut(gid)) {
+            if g.history.is_empty() {
+                g.history = h;
+            }
+        }
+    }
+
     /// Sets a member's timers once its records are applied, and notes a group that has
     /// finished reconciling in its rebalance history.
     fn after_apply(&mut self, now: i64, group: &str, timers: Option<Timers>, fx: &mut Effects) {
+        let mut timers = timers;
+        if let Some(d) = timers.as_mut().and_then(|t| t.downgrade.take()) {
+            self.finish_downgrade(now, group, d, fx);
+            return;
+        }
         let Some(g) = self.groups.get_mut(group) else {
             return;
         };
@@ -633,6 +712,19 @@ impl GroupCoordinator {
                     cg.resolved_regexes.extend(new);
                 }
             }
+            if t.upgraded {
+                if let Some(cg) = g.consumer.as_mut() {
+                    for m in cg.members.values_mut() {
+                        let session = m
+                            .classic
+                            .as_ref()
+                            .map_or(self.config.consumer_session_timeout_ms, |c| {
+                                c.session_timeout_ms
+                            });
+                        m.session_deadline = now + i64::from(session);
+                    }
+                }
+            }
             if let Some(m) = g
                 .consumer
                 .as_mut()
@@ -641,6 +733,10 @@ impl GroupCoordinator {
                 m.session_deadline = t.session_deadline;
                 if let Some(r) = t.rebalance {
                     m.rebalance_deadline = r;
+                }
+                if let Some((join, sync)) = t.classic {
+                    m.join_deadline = join;
+                    m.sync_deadline = sync;
                 }
             }
             if let Some((cause, epoch, before)) = t.bumped {
@@ -669,7 +765,13 @@ impl GroupCoordinator {
         let joining = req.member_epoch == 0;
         // The group: created by a first join; an empty classic group becomes a consumer
         // group (its record is removed; offsets stay).
+        let live_classic = self.groups.get(gid).is_some_and(|g| {
+            g.consumer.is_none() && !(g.members.is_empty() && g.pending.is_empty())
+        });
+        // A live classic group is upgraded in place when the policy allows it.
+        let upgraded = joining && live_classic;
         let mut cg = match self.groups.get(gid) {
+            Some(_) if upgraded => self.upgrade(gid, topics, fx)?,
             Some(g) => match &g.consumer {
                 Some(cg) => (**cg).clone(),
                 None if joining && g.members.is_empty() && g.pending.is_empty() => {
@@ -739,17 +841,7 @@ impl GroupCoordinator {
             });
         }
         if let Some(old) = &replaced {
-            // The new incarnation takes the old one's place, target included; its metadata
-            // and current assignment are written below like any new member's.
-            let target = cg.target.get(old).cloned().unwrap_or_default();
-            remove_member_records(gid, old, &mut fx.records);
-            cg.members.remove(old);
-            cg.release(old);
-            cg.target.remove(old);
-            fx.records.push(target_record(gid, &member.id, &target));
-            cg.target.insert(member.id.clone(), target);
-            cg.hold(&member);
-            cg.members.insert(member.id.clone(), member.clone());
+            replace_static(gid, &mut cg, old, &member, fx);
         }
         // 1. The member's metadata.
         let mut updated = member.clone();
@@ -774,15 +866,77 @@ impl GroupCoordinator {
         }
         updated.client_id = req.client_id.clone();
         updated.client_host = req.client_host.clone();
+        // A member heartbeating speaks the consumer protocol from now on.
+        updated.classic = None;
+        updated.join_deadline = None;
+        updated.sync_deadline = None;
+        let change = MemberChange {
+            new_member,
+            replaced: replaced.is_some(),
+            owned,
+            cause,
+            members_before,
+        };
+        let step = self.advance(now, gid, &mut cg, &member, updated, change, topics, fx);
+        let reconciled = step.reconciled;
+        let full = joining
+            || (req.rebalance_timeout_ms != -1
+                && req.subscribed_topic_names.is_some()
+                && req.topic_partitions.is_some());
+        let assignment =
+            (full || reconciled.assigned != member.assigned).then(|| flatten(&reconciled.assigned));
+        Ok((
+            ConsumerHeartbeatResponse {
+                member_id: reconciled.id.clone(),
+                member_epoch: reconciled.epoch,
+                heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+                assignment,
+            },
+            Some(Timers {
+                member_id: reconciled.id.clone(),
+                bumped: step.bumped,
+                checked_generation: topics.generation,
+                new_regexes: step.new_regexes,
+                session_deadline: now + i64::from(self.config.consumer_session_timeout_ms),
+                rebalance: step.rebalance,
+                classic: None,
+                upgraded,
+                downgrade: None,
+            }),
+        ))
+    }
+
+    /// Steps 1 to 3 of a member's update, the same for both protocols: the member's metadata
+    /// record, the subscription metadata and group epoch, the target assignment when the epoch
+    /// moved past it, and the member's reconciliation towards its target.
+    #[allow(clippy::too_many_arguments)]
+    fn advance(
+        &mut self,
+        now: i64,
+        gid: &str,
+        cg: &mut ConsumerGroup,
+        member: &CMember,
+        updated: CMember,
+        change: MemberChange<'_>,
+        topics: &TopicsSnapshot,
+        fx: &mut Effects,
+    ) -> Advanced {
+        let MemberChange {
+            new_member,
+            replaced,
+            owned,
+            mut cause,
+            members_before,
+        } = change;
         let mut bump = false;
-        let fresh_id = new_member || replaced.is_some();
+        let fresh_id = new_member || replaced;
         if fresh_id || updated.metadata() != member.metadata() {
             fx.records.push(member_record(gid, &updated));
             if updated.names != member.names || updated.regex != member.regex {
                 bump = true;
                 if cause.is_none() {
                     cause = Some(RebalanceCause::SubscriptionChanged {
-                        member_id: member_id.clone(),
+                        member_id: updated.id.clone(),
                     });
                 }
             }
@@ -794,17 +948,17 @@ impl GroupCoordinator {
             && topics.generation == cg.checked_generation
             && !bump
             && !new_member
-            && replaced.is_none()
+            && !replaced
             && !cg.regex_pending;
         let (metadata, new_regexes) = if unchanged {
             (cg.metadata.clone(), None)
         } else {
-            let (m, new) = self.subscription_metadata(&cg, topics);
+            let (m, new) = self.subscription_metadata(cg, topics);
             (m, Some(new))
         };
         if metadata != cg.metadata {
             if cause.is_none() {
-                cause = Some(metadata_cause(&cg, &cg.metadata, &metadata));
+                cause = Some(metadata_cause(cg, &cg.metadata, &metadata));
             }
             fx.records.push(metadata_record(gid, &metadata));
             cg.metadata = metadata;
@@ -818,7 +972,7 @@ impl GroupCoordinator {
         }
         // 2. A new target assignment when the group epoch moved past it.
         if epoch > cg.assignment_epoch {
-            let new_target = self.compute_target(&cg);
+            let new_target = self.compute_target(cg);
             for (id, a) in &new_target {
                 if cg.target.get(id) != Some(a) {
                     fx.records.push(target_record(gid, id, a));
@@ -842,38 +996,24 @@ impl GroupCoordinator {
         let changed = !reconciled.same_current(&updated);
         if fresh_id || changed {
             fx.records.push(current_record(gid, &reconciled));
-            rebalance = Some(
-                (reconciled.state == MemberState::UnrevokedPartitions).then(|| {
-                    (
-                        now + i64::from(reconciled.rebalance_timeout_ms.max(0)),
-                        reconciled.epoch,
-                    )
-                }),
-            );
+            // Only consumer-protocol members have a rebalance timer; classic ones have the
+            // join and sync timers instead.
+            let revoking = reconciled.state == MemberState::UnrevokedPartitions
+                && reconciled.classic.is_none();
+            rebalance = Some(revoking.then(|| {
+                (
+                    now + i64::from(reconciled.rebalance_timeout_ms.max(0)),
+                    reconciled.epoch,
+                )
+            }));
         }
-        let bumped = cause.filter(|_| bump).map(|c| (c, epoch, members_before));
-        let full = joining
-            || (req.rebalance_timeout_ms != -1
-                && req.subscribed_topic_names.is_some()
-                && req.topic_partitions.is_some());
-        let assignment =
-            (full || reconciled.assigned != member.assigned).then(|| flatten(&reconciled.assigned));
-        Ok((
-            ConsumerHeartbeatResponse {
-                member_id: reconciled.id.clone(),
-                member_epoch: reconciled.epoch,
-                heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
-                assignment,
-            },
-            Some(Timers {
-                member_id: reconciled.id.clone(),
-                bumped,
-                checked_generation: topics.generation,
-                new_regexes,
-                session_deadline: now + i64::from(self.config.consumer_session_timeout_ms),
-                rebalance,
-            }),
-        ))
+        cg.members.insert(reconciled.id.clone(), reconciled.clone());
+        Advanced {
+            reconciled,
+            bumped: cause.filter(|_| bump).map(|c| (c, epoch, members_before)),
+            new_regexes,
+            rebalance,
+        }
     }
 
     /// Leaving: for good (-1) or, for a static member, for a while (-2).
@@ -923,7 +1063,7 @@ impl GroupCoordinator {
         let cause = RebalanceCause::MemberLeft {
             member_id: member_id.clone(),
         };
-        self.fence_records(now, gid, &member_id, Some(topics), cause, fx);
+        let downgrade = self.fence_records(now, gid, &[member_id], Some(topics), cause, fx);
         Ok((
             ConsumerHeartbeatResponse {
                 member_id: req.member_id.clone(),
@@ -931,32 +1071,39 @@ impl GroupCoordinator {
                 heartbeat_interval_ms: 0,
                 assignment: None,
             },
-            None,
+            downgrade.map(|d| Timers {
+                downgrade: Some(d),
+                ..Timers::default()
+            }),
         ))
     }
 
-    /// Removes a member: its records, the subscription metadata without it, a new group
+    /// Removes members: their records, the subscription metadata without them, a new group
     /// epoch. `topics`: the broker's metadata if the caller has it (timers do not: they keep
-    /// the recorded metadata minus what only this member subscribed to).
+    /// the recorded metadata minus what only these members subscribed to). When the last
+    /// consumer-protocol member leaves a group of classic members, the group becomes classic
+    /// again instead: the caller installs the returned downgrade once the records are applied.
     fn fence_records(
         &mut self,
         now: i64,
         gid: &str,
-        member_id: &str,
+        member_ids: &[String],
         topics: Option<&TopicsSnapshot>,
         cause: RebalanceCause,
         fx: &mut Effects,
-    ) {
-        let Some(mut cg) = self
+    ) -> Option<migration::Downgrade> {
+        let mut cg = self
             .groups
             .get(gid)
             .and_then(|g| g.consumer.as_deref())
-            .cloned()
-        else {
-            return;
-        };
-        remove_member_records(gid, member_id, &mut fx.records);
-        cg.members.remove(member_id);
+            .cloned()?;
+        if self.downgrade_after(&cg, member_ids) {
+            return Some(self.downgrade_records(now, gid, &cg, member_ids, fx));
+        }
+        for id in member_ids {
+            remove_member_records(gid, id, &mut fx.records);
+            cg.members.remove(id);
+        }
         let metadata = match topics {
             Some(t) => self.subscription_metadata(&cg, t).0,
             None => self.recorded_subscription(&cg),
@@ -968,11 +1115,12 @@ impl GroupCoordinator {
         fx.records.push(epoch_record(gid, epoch));
         if let Some(g) = self.groups.get_mut(gid) {
             let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
-            // Written but not applied yet: the member is still there.
+            // Written but not applied yet: the members are still there.
             let before = g.consumer.as_ref().map_or(0, |c| c.members.len());
-            let after = before.saturating_sub(1);
+            let after = before.saturating_sub(member_ids.len());
             start_history(g, now, &mut cx, cause, epoch, (before, after), fx);
         }
+        None
     }
 
     /// The subscribed topics that exist in `topics`, by name, with their ids and sizes, and
@@ -1085,6 +1233,21 @@ impl GroupCoordinator {
                         member_id: m.id.clone(),
                     },
                 ));
+            } else if m.join_deadline.is_some_and(|t| t <= now) {
+                // A classic member told to rejoin did not within its rebalance timeout.
+                due.push((
+                    m.id.clone(),
+                    RebalanceCause::RebalanceTimeout {
+                        member_ids: vec![m.id.clone()],
+                    },
+                ));
+            } else if m.sync_deadline.is_some_and(|t| t <= now) {
+                due.push((
+                    m.id.clone(),
+                    RebalanceCause::SyncTimeout {
+                        member_ids: vec![m.id.clone()],
+                    },
+                ));
             } else if let Some((at, epoch)) = m.rebalance_deadline {
                 if at <= now {
                     if m.epoch == epoch && m.state == MemberState::UnrevokedPartitions {
@@ -1113,9 +1276,16 @@ impl GroupCoordinator {
                 }
                 continue;
             }
+            if !self.is_live_consumer_group(gid) {
+                // An earlier fence turned the group classic again.
+                break;
+            }
             let mut one = Effects::default();
-            self.fence_records(now, gid, &id, None, cause, &mut one);
-            self.apply(now, &one);
+            let downgrade = self.fence_records(now, gid, &[id], None, cause, &mut one);
+            self.apply_keeping_history(now, gid, &one);
+            if let Some(d) = downgrade {
+                self.finish_downgrade(now, gid, d, &mut one);
+            }
             fx.extend(one);
         }
         if let Some(cg) = self.groups.get_mut(gid).and_then(|g| g.consumer.as_mut()) {
@@ -1158,7 +1328,8 @@ impl GroupCoordinator {
                     target_assignment: cg.target.get(&m.id).cloned().unwrap_or_default(),
                     pending_revocation: m.pending_revocation.clone(),
                     state: m.state.name(),
-                    member_type: 1,
+                    // Kafka's MemberType: 0 classic, 1 consumer.
+                    member_type: if m.classic.is_some() { 0 } else { 1 },
                 })
                 .collect(),
         })
@@ -1272,8 +1443,9 @@ impl GroupCoordinator {
                 m.regex = v.subscribed_topic_regex;
                 m.rebalance_timeout_ms = v.rebalance_timeout_ms;
                 m.server_assignor = v.server_assignor;
+                m.classic = v.classic;
                 if m.session_deadline == 0 {
-                    m.session_deadline = now + i64::from(self.config.consumer_session_timeout_ms);
+                    m.session_deadline = now + i64::from(m.session_timeout_ms(&self.config));
                 }
             }
             (ConsumerKey::MemberMetadata { member, .. }, None) => {
@@ -1353,6 +1525,13 @@ impl GroupCoordinator {
             .members
             .get(member_id)
             .ok_or(GroupError::UnknownMemberId)?;
+        if m.classic.is_some() {
+            // A classic member commits with its generation, which is its member epoch.
+            if member_epoch != m.epoch {
+                return Err(GroupError::IllegalGeneration);
+            }
+            return Ok(vec![Ok(()); partitions.len()]);
+        }
         if api_version < 9 {
             return Err(GroupError::UnsupportedVersion);
         }
@@ -1509,6 +1688,8 @@ pub(crate) fn deadline(cg: &ConsumerGroup) -> Option<i64> {
             [
                 Some(m.session_deadline),
                 m.rebalance_deadline.map(|(t, _)| t),
+                m.join_deadline,
+                m.sync_deadline,
             ]
         })
         .flatten()
@@ -1552,7 +1733,11 @@ pub(crate) fn loaded(cg: &mut ConsumerGroup, now: i64, session_timeout_ms: i32) 
         .collect();
     cg.regex_pending = false;
     for m in cg.members.values_mut() {
-        m.session_deadline = now + i64::from(session_timeout_ms);
+        let session = m
+            .classic
+            .as_ref()
+            .map_or(session_timeout_ms, |c| c.session_timeout_ms);
+        m.session_deadline = now + i64::from(session);
         m.rebalance_deadline = (m.state == MemberState::UnrevokedPartitions)
             .then(|| (now + i64::from(m.rebalance_timeout_ms.max(0)), m.epoch));
     }

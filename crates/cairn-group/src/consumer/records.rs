@@ -116,6 +116,18 @@ pub struct MemberMetadataValue {
     pub subscribed_topic_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a member that speaks the classic protocol inside a consumer group (tagged
+    /// field 0).
+    pub classic: Option<ClassicMemberMetadata>,
+}
+
+/// What a classic-protocol member of a consumer group sent in its JoinGroup: its session
+/// timeout and its protocols (name, subscription bytes), needed to answer it and to turn the
+/// group back into a classic one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMemberMetadata {
+    pub session_timeout_ms: i32,
+    pub protocols: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -271,7 +283,48 @@ pub fn encode_member_metadata(v: &MemberMetadataValue) -> Vec<u8> {
     w.nullable_string(v.subscribed_topic_regex.as_deref(), true);
     w.i32(v.rebalance_timeout_ms);
     w.nullable_string(v.server_assignor.as_deref(), true);
-    finish(w)
+    match &v.classic {
+        None => w.no_tags(),
+        Some(c) => {
+            let mut t = Writer::default();
+            t.i32(c.session_timeout_ms);
+            t.array_len(c.protocols.len(), true);
+            for (name, metadata) in &c.protocols {
+                t.string(name, true);
+                t.bytes(metadata, true);
+                t.no_tags();
+            }
+            t.no_tags();
+            w.uvarint(1);
+            w.uvarint(0);
+            w.uvarint(t.buf.len() as u64);
+            w.buf.extend_from_slice(&t.buf);
+        }
+    }
+    w.buf
+}
+
+fn decode_classic_metadata(b: &[u8]) -> Result<ClassicMemberMetadata, RecordError> {
+    let mut r = Reader::new(b);
+    let session_timeout_ms = r.i32()?;
+    let n = r.array_len(true)?;
+    let mut protocols = Vec::new();
+    for _ in 0..n {
+        let name = r.string(true)?;
+        let metadata = r.bytes(true)?;
+        r.tags(|_, _| Ok(()))?;
+        protocols.push((name, metadata));
+    }
+    r.tags(|_, _| Ok(()))?;
+    if !r.at_end() {
+        return Err(RecordError::Malformed(
+            "trailing bytes in a classic member's metadata",
+        ));
+    }
+    Ok(ClassicMemberMetadata {
+        session_timeout_ms,
+        protocols,
+    })
 }
 
 pub fn decode_member_metadata(b: &[u8]) -> Result<MemberMetadataValue, RecordError> {
@@ -288,8 +341,16 @@ pub fn decode_member_metadata(b: &[u8]) -> Result<MemberMetadataValue, RecordErr
     let subscribed_topic_regex = r.nullable_string(true)?;
     let rebalance_timeout_ms = r.i32()?;
     let server_assignor = r.nullable_string(true)?;
-    // Tag 0 (a classic member's metadata) is skipped with any other tag.
-    close(r)?;
+    let mut classic = None;
+    r.tags(|tag, data| {
+        if tag == 0 {
+            classic = Some(decode_classic_metadata(data)?);
+        }
+        Ok(())
+    })?;
+    if !r.at_end() {
+        return Err(RecordError::Malformed("trailing bytes after the value"));
+    }
     Ok(MemberMetadataValue {
         instance_id,
         rack_id,
@@ -299,6 +360,7 @@ pub fn decode_member_metadata(b: &[u8]) -> Result<MemberMetadataValue, RecordErr
         subscribed_topic_regex,
         rebalance_timeout_ms,
         server_assignor,
+        classic,
     })
 }
 
