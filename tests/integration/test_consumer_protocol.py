@@ -17,6 +17,7 @@ import kproto
 import kutil
 from groups_util import (
     ChildConsumer,
+    Member,
     Ownership,
     all_tps,
     committed,
@@ -737,12 +738,71 @@ def test_list_groups_shows_and_filters_types(cbroker):
 
 
 # --------------------------------------------------------------------------
-# 9. a consumer-protocol member into a live classic group: refused, not hung
+# 9. online migration: a live classic group upgraded in place while consuming, and back
 # --------------------------------------------------------------------------
-def test_consumer_member_into_live_classic_group_fails_fast(cbroker):
-    topic = kutil.create_topic(cbroker, kutil.unique_topic(), partitions=2)
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
+def test_classic_group_upgraded_in_place_while_consuming(cbroker, strategy):
+    partitions = 6
+    topic = kutil.create_topic(cbroker, kutil.unique_topic(), partitions=partitions)
+    tps = all_tps(topic, partitions)
+    group = unique_group("migrate")
+    own = Ownership()
+    produced = {v for _p, _o, v in produce_values(cbroker, topic, 20, partitions, prefix="a")}
+    classic = [Member(f"old{i}", cbroker, group, [topic], ownership=own,
+                      **{"partition.assignment.strategy": strategy}) for i in range(2)]
+    new = None
+    seen = lambda: {v for m in classic + ([new] if new else []) for _t, _p, _o, v in m.messages}
+    try:
+        drive(classic, lambda: disjoint_cover(classic, tps) and produced <= seen(), 40,
+              "the classic group to consume the first batch")
+        before = gadmin(cbroker).describe_consumer_groups([group], request_timeout=10)[group] \
+            .result(timeout=10)
+        assert before.type == ConsumerGroupType.CLASSIC
+
+        # A consumer-protocol member joins the live group: the group becomes a consumer group
+        # and the classic members go on consuming through JoinGroup/SyncGroup/Heartbeat.
+        t0 = time.monotonic()
+        new = CMember("new", cbroker, group, [topic], ownership=own, commit="sync")
+        produced |= {v for _p, _o, v in produce_values(cbroker, topic, 20, partitions, prefix="b")}
+        members = classic + [new]
+        d = drive_until_stable(cbroker, group, members, 60, "the upgraded group to settle")
+        took = time.monotonic() - t0
+        assert len(d["members"]) == 3
+        assert disjoint_cover(members, tps), members
+        assert len(new.assigned) == 2, f"a third of the partitions: {new}"
+        drive(members, lambda: produced <= seen(), 30, "every record of both batches consumed")
+        desc = admin_describe(cbroker, group)
+        assert desc.type == ConsumerGroupType.CONSUMER
+        assert desc.state == ConsumerGroupState.STABLE
+        own.assert_clean()
+        print(f"{strategy}: upgraded and settled in {took:.2f}s")
+
+        # The consumer-protocol member leaves: the group turns classic again and the two
+        # classic members share everything.
+        new.close()
+        produced |= {v for _p, _o, v in produce_values(cbroker, topic, 20, partitions, prefix="c")}
+        drive(classic, lambda: disjoint_cover(classic, tps) and produced <= seen(), 60,
+              "the downgraded classic group to take everything and consume the last batch")
+        desc = admin_describe(cbroker, group)
+        assert desc.type == ConsumerGroupType.CLASSIC, desc
+        own.assert_clean()
+        # Every record was committed as it was handled (by the classic members, and by the
+        # consumer-protocol member while it was there): what was committed through all three phases is where the log ends.
+        ends = {tp: 60 for tp in tps}
+        assert committed(cbroker, group, sorted(tps)) == ends
+        assert not [e for m in classic + [new] for e in m.errors], classic + [new]
+    finally:
+        close_all(classic + ([new] if new else []))
+
+
+def test_upgrade_refused_when_the_policy_forbids_it(broker_factory):
+    """With `group.consumer.migration.policy=downgrade` a consumer-protocol member cannot
+    join a live classic group: its heartbeat is refused with GROUP_ID_NOT_FOUND, which
+    librdkafka raises as a fatal error at once (no hang), and the classic member goes on."""
+    b = broker_factory(dict(CG_BROKER_OPTIONS, **{"group.consumer.migration.policy": "downgrade"}))
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=2)
     group = unique_group("mixed")
-    old = Consumer(kutil.base_conf(cbroker, **{
+    old = Consumer(kutil.base_conf(b, **{
         "group.id": group, "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
         "auto.offset.reset": "earliest", "enable.auto.commit": False}))
     old.subscribe([topic])
@@ -752,21 +812,17 @@ def test_consumer_member_into_live_classic_group_fails_fast(cbroker):
         while len(old.assignment()) < 2:
             assert time.monotonic() < deadline, "the classic member to own both partitions"
             old.poll(0.05)
-        new = CMember("new", cbroker, group, [topic])
+        new = CMember("new", b, group, [topic])
         t0 = time.monotonic()
         while not new.errors:
             assert time.monotonic() - t0 < 20, f"no error surfaced to the consumer-protocol member: {new}"
             new.step(0.05)
             old.poll(0.01)
         err = new.errors[0]
-        # Online migration is not supported: the heartbeat is refused with GROUP_ID_NOT_FOUND,
-        # which librdkafka raises as a fatal error.
         assert err.code() == KafkaError._FATAL, str(err)
         assert "ConsumerGroupHeartbeat" in str(err) and "group id does not exist" in str(err), str(err)
         assert not new.assigned
-        # The classic member is undisturbed.
         assert len(old.assignment()) == 2
-        print(f"error surfaced after {time.monotonic() - t0:.2f}s: {err}")
     finally:
         if new:
             new.close()

@@ -326,17 +326,20 @@ impl GroupCoordinator {
         {
             return Err(GroupError::InvalidSessionTimeout);
         }
-        if let Some(g) = self.groups.get_mut(&req.group_id) {
-            if let Some(cg) = g.consumer.take() {
-                // (A consumer group with members was routed to its own rules above.)
-                // An empty consumer group becomes a classic one: its records are deleted,
-                // its offsets stay.
-                crate::consumer::tombstones(&req.group_id, &cg, &mut fx.records);
-                g.protocol_type = None;
-                g.subscribed = None;
-                g.state = GroupState::Empty;
-            }
+        if let Some(cg) = self
+            .groups
+            .get(&req.group_id)
+            .and_then(|g| g.consumer.as_deref())
+        {
+            // (A consumer group with members was routed to its own rules above.) An empty
+            // consumer group becomes a classic one: its records are deleted, by replaying
+            // their tombstones like any record (its offsets stay).
+            let mut conversion = Effects::default();
+            crate::consumer::tombstones(&req.group_id, cg, &mut conversion.records);
+            self.apply(now, &conversion);
+            fx.records.extend(conversion.records);
         }
+        let converted = fx.records.len();
         let created = !self.groups.contains_key(&req.group_id);
         if created {
             if !req.member_id.is_empty() {
@@ -358,7 +361,7 @@ impl GroupCoordinator {
         let mut cx = Cx::new(&self.config, &mut self.rebalance_seq);
         let g = self.groups.get_mut(&req.group_id).expect("present");
         let result = join_group_in(g, now, &mut cx, token, req, new_id, fx);
-        if created && fx.records.is_empty() {
+        if created && fx.records.len() == converted {
             // A brand-new group is persisted even before it has anything else to record.
             fx.records.push(g.metadata_record());
         }
