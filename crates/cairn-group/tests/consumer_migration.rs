@@ -627,3 +627,71 @@ fn classic_joins_that_do_not_fit_are_refused() {
     );
     assert_eq!(r, Err(GroupError::UnknownMemberId));
 }
+
+#[test]
+fn a_classic_member_replacing_the_last_static_consumer_member_downgrades_the_group() {
+    let mut t = setup(config());
+    let (a, _b) = classic_group(&mut t);
+    // A static consumer-protocol member joins (the upgrade): the only consumer-protocol one.
+    let r = t
+        .hb(ConsumerHeartbeat {
+            group_id: G.into(),
+            member_id: "s".into(),
+            member_epoch: 0,
+            instance_id: Some("inst".into()),
+            rebalance_timeout_ms: REBALANCE,
+            subscribed_topic_names: Some(vec!["a".into()]),
+            topic_partitions: Some(vec![]),
+            api_version: 1,
+            ..ConsumerHeartbeat::default()
+        })
+        .unwrap();
+    assert!(r.member_epoch > 0);
+    let target_of_s = t
+        .describe()
+        .members
+        .into_iter()
+        .find(|m| m.member_id == "s")
+        .unwrap()
+        .target_assignment;
+    assert_eq!(t.describe().members.len(), 3);
+    // The same instance restarts as a classic consumer: it takes the static member's place,
+    // and the group, now all classic, turns classic without a rebalance.
+    let mut req = t.join_req(
+        &Classic {
+            protocol: "range".into(),
+            ..Classic::default()
+        },
+        1,
+    );
+    req.group_instance_id = Some("inst".into());
+    let tok = t.join(req);
+    let r = t.take_join(tok).unwrap().expect("joined");
+    assert!(
+        t.c.describe_consumer_group(G).is_err(),
+        "a classic group again"
+    );
+    let d = t.c.describe_group(G).unwrap();
+    assert_eq!(d.state, GroupState::Stable, "no rebalance");
+    assert_eq!(d.members.len(), 3);
+    assert_eq!(d.generation_id, r.generation_id);
+    // Its SyncGroup gets what the static member was to get.
+    let me = Classic {
+        id: r.member_id.clone(),
+        generation: r.generation_id,
+        protocol: r.protocol_name.clone().unwrap(),
+        owned: vec![],
+    };
+    let s = t.sync(&me, vec![]).expect("synced");
+    let got: BTreeSet<i32> = decode_assignment(&s.assignment)
+        .unwrap()
+        .topic_partitions()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(got, parts(&target_of_s));
+    // a's generation moved with the group's epoch: it rejoins like any classic member.
+    assert!(t.classic_beat(&a).is_err());
+    let reloaded = t.restart();
+    assert!(reloaded.describe_group(G).is_some());
+}

@@ -165,6 +165,9 @@ pub(crate) struct Downgrade {
     generation: i32,
     protocol: Option<String>,
     leader: Option<String>,
+    /// A member left: the classic group rebalances. Not when a classic member just took a
+    /// static member's place (its assignment is the one it would get anyway).
+    rebalance: bool,
 }
 
 impl GroupCoordinator {
@@ -360,6 +363,9 @@ impl GroupCoordinator {
         let (first_name, first_meta) = req.protocols.first().cloned().unwrap_or_default();
         let sub =
             decode_subscription(&first_meta).map_err(|_| GroupError::InconsistentGroupProtocol)?;
+        let replaced_consumer = replaced
+            .as_ref()
+            .is_some_and(|old| cg.members.get(old).is_some_and(|m| m.classic.is_none()));
         if let Some(old) = &replaced {
             super::replace_static(gid, &mut cg, old, &member, fx);
         }
@@ -400,6 +406,30 @@ impl GroupCoordinator {
         };
         let step = self.advance(now, gid, &mut cg, &member, updated, change, topics, fx);
         let m = step.reconciled;
+        // Kafka's validateOnlineDowngradeWithReplacedMemberId: the last consumer-protocol
+        // member was a static one, and a classic member took its place.
+        let downgrade = replaced_consumer
+            && self.config.migration.downgrade()
+            && cg.members.values().all(|m| m.classic.is_some())
+            && cg.members.len() <= self.config.max_size;
+        if downgrade {
+            let mut d = self.downgrade_records(now, gid, &cg, &[], fx);
+            d.rebalance = false;
+            let response = JoinResponse {
+                generation_id: d.generation,
+                protocol_type: Some(CONSUMER.to_string()),
+                protocol_name: d.protocol.clone(),
+                leader: d.leader.clone().unwrap_or_default(),
+                member_id: m.id.clone(),
+                members: Vec::new(),
+                skip_assignment: false,
+            };
+            let timers = Timers {
+                downgrade: Some(d),
+                ..Timers::default()
+            };
+            return Ok((response, Some(timers)));
+        }
         Ok((
             JoinResponse {
                 generation_id: m.epoch,
@@ -651,6 +681,7 @@ impl GroupCoordinator {
             members,
             generation: cg.epoch,
             protocol,
+            rebalance: true,
         };
         let mut g = Group::new(gid, now);
         install(&mut g, &d, now);
@@ -666,14 +697,11 @@ impl GroupCoordinator {
             return;
         };
         install(g, &d, now);
-        let member_id = d.members.first().map(|m| m.id.clone()).unwrap_or_default();
-        prepare_rebalance(
-            g,
-            now,
-            &mut cx,
-            fx,
-            RebalanceCause::MemberLeft { member_id },
-        );
+        if d.rebalance {
+            let member_id = d.members.first().map(|m| m.id.clone()).unwrap_or_default();
+            let cause = RebalanceCause::MemberLeft { member_id };
+            prepare_rebalance(g, now, &mut cx, fx, cause);
+        }
     }
 }
 
