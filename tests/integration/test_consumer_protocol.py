@@ -795,6 +795,65 @@ def test_classic_group_upgraded_in_place_while_consuming(cbroker, strategy):
         close_all(classic + ([new] if new else []))
 
 
+def test_kafka_python_members_work_inside_a_consumer_group(cbroker):
+    """kafka-python (classic protocol only) as the classic members of a migrated group."""
+    partitions = 4
+    topic = kutil.create_topic(cbroker, kutil.unique_topic(), partitions=partitions)
+    group = unique_group("migrate-kp")
+    kps = [kutil.kp_consumer(cbroker, group_id=group, session_timeout_ms=6000,
+                             heartbeat_interval_ms=500, max_poll_interval_ms=30000,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+           for _ in range(2)]
+    for c in kps:
+        c.subscribe([topic])
+    new = None
+    seen = set()
+
+    def poll_all(extra=()):
+        for c in kps:
+            for records in c.poll(timeout_ms=50).values():
+                seen.update(r.value for r in records)
+                c.commit()
+        for m in extra:
+            m.step(0.02)
+
+    def owned(c):
+        return {tp.partition for tp in c.assignment()}
+
+    def wait(cond, timeout, what, extra=()):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: " + \
+                str([sorted(owned(c)) for c in kps]) + f" {new}"
+            poll_all(extra)
+
+    try:
+        first = {v for _p, _o, v in produce_values(cbroker, topic, 5, partitions, prefix="a")}
+        wait(lambda: len(owned(kps[0]) | owned(kps[1])) == 4 and first <= seen, 60,
+             "the kafka-python group to read the first batch")
+        new = CMember("new", cbroker, group, [topic], commit="sync")
+        second = {v for _p, _o, v in produce_values(cbroker, topic, 5, partitions, prefix="b")}
+
+        def upgraded():
+            mine = [owned(c) for c in kps] + [set(p for _t, p in new.assigned)]
+            every = [p for m in mine for p in m]
+            return (len(new.assigned) >= 1 and len(every) == 4 and len(set(every)) == 4
+                    and second <= seen | {m[3] for m in new.messages})
+        wait(upgraded, 60, "the upgraded group to share the partitions with the newcomer", [new])
+        d = raw_describe(cbroker, group)
+        assert d["error"] == ERR_NONE and len(d["members"]) == 3, d
+        new.close()
+        third = {v for _p, _o, v in produce_values(cbroker, topic, 5, partitions, prefix="c")}
+        wait(lambda: len(owned(kps[0]) | owned(kps[1])) == 4 and third <= seen, 60,
+             "the downgraded group to read the third batch")
+        assert admin_describe(cbroker, group).type == ConsumerGroupType.CLASSIC
+    finally:
+        if new:
+            new.close()
+        for c in kps:
+            c.close()
+
+
 def test_upgrade_refused_when_the_policy_forbids_it(broker_factory):
     """With `group.consumer.migration.policy=downgrade` a consumer-protocol member cannot
     join a live classic group: its heartbeat is refused with GROUP_ID_NOT_FOUND, which
