@@ -695,3 +695,44 @@ fn a_classic_member_replacing_the_last_static_consumer_member_downgrades_the_gro
     let reloaded = t.restart();
     assert!(reloaded.describe_group(G).is_some());
 }
+
+#[test]
+fn no_downgrade_when_the_classic_record_would_not_fit_the_offsets_topic() {
+    let mut t = setup(GroupConfig {
+        max_record_batch_bytes: 4_000,
+        ..config()
+    });
+    classic_group(&mut t);
+    t.consumer_join("c");
+    // The offsets topic's max.message.bytes shrinks below what the classic record needs.
+    t.c.set_max_record_batch_bytes(200);
+    t.hb(ConsumerHeartbeat {
+        group_id: G.into(),
+        member_id: "c".into(),
+        member_epoch: -1,
+        rebalance_timeout_ms: -1,
+        api_version: 1,
+        ..ConsumerHeartbeat::default()
+    })
+    .unwrap();
+    let d = t.describe();
+    assert_eq!(
+        d.members.len(),
+        2,
+        "still a consumer group, of its classic members"
+    );
+    assert!(d.members.iter().all(|m| m.member_type == 0));
+    // With room again, the group is left as it is until a consumer member comes and goes.
+    t.c.set_max_record_batch_bytes(1_048_588);
+    t.consumer_join("d");
+    t.hb(ConsumerHeartbeat {
+        group_id: G.into(),
+        member_id: "d".into(),
+        member_epoch: -1,
+        rebalance_timeout_ms: -1,
+        api_version: 1,
+        ..ConsumerHeartbeat::default()
+    })
+    .unwrap();
+    assert!(t.c.describe_group(G).is_some(), "classic again");
+}

@@ -412,8 +412,13 @@ impl GroupCoordinator {
             && self.config.migration.downgrade()
             && cg.members.values().all(|m| m.classic.is_some())
             && cg.members.len() <= self.config.max_size;
-        if downgrade {
-            let mut d = self.downgrade_records(now, gid, &cg, &[], fx);
+        let mut conversion = Effects::default();
+        let converted =
+            downgrade.then(|| self.downgrade_records(now, gid, &cg, &[], &mut conversion));
+        let fits =
+            crate::records::batch_size(&conversion.records) <= self.config.max_record_batch_bytes;
+        if let Some(mut d) = converted.filter(|_| fits) {
+            fx.records.extend(conversion.records);
             d.rebalance = false;
             let response = JoinResponse {
                 generation_id: d.generation,

@@ -1098,7 +1098,15 @@ impl GroupCoordinator {
             .and_then(|g| g.consumer.as_deref())
             .cloned()?;
         if self.downgrade_after(&cg, member_ids) {
-            return Some(self.downgrade_records(now, gid, &cg, member_ids, fx));
+            let mut conversion = Effects::default();
+            let d = self.downgrade_records(now, gid, &cg, member_ids, &mut conversion);
+            // A classic record too large for the offsets topic would never be written: the
+            // group then stays a consumer group.
+            if crate::records::batch_size(&conversion.records) <= self.config.max_record_batch_bytes
+            {
+                fx.records.extend(conversion.records);
+                return Some(d);
+            }
         }
         for id in member_ids {
             remove_member_records(gid, id, &mut fx.records);
