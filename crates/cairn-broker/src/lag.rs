@@ -118,6 +118,9 @@ pub struct MemberLag {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumerMemberLag {
     pub member_epoch: i32,
+    /// "consumer", or "classic" for a classic-protocol member of a consumer group (online
+    /// migration).
+    pub protocol: &'static str,
     /// "stable", "unrevoked_partitions", "unreleased_partitions" or "unknown".
     pub state: &'static str,
     pub subscribed_topics: Vec<String>,
@@ -685,6 +688,11 @@ pub fn consumer_input(
             MemberLag {
                 consumer: Some(ConsumerMemberLag {
                     member_epoch: m.member_epoch,
+                    protocol: if m.member_type == 0 {
+                        "classic"
+                    } else {
+                        "consumer"
+                    },
                     state: m.state,
                     subscribed_topics: m.subscribed_topic_names,
                     subscribed_regex: m.subscribed_topic_regex,

@@ -100,6 +100,7 @@ impl http::BrokerView for View {
                         instance_id: m.instance_id.clone(),
                         assignment: topic_partitions(&m.assignment),
                         member_epoch: c.map(|c| c.member_epoch),
+                        member_protocol: c.map(|c| c.protocol),
                         member_state: c.map(|c| c.state),
                         subscribed_topics: c.map(|c| c.subscribed_topics.clone()),
                         subscribed_regex: c.and_then(|c| c.subscribed_regex.clone()),

@@ -108,6 +108,9 @@ pub struct MemberInfo {
     pub assignment: Vec<TopicPartitions>,
     /// Consumer groups: the epoch the member has reconciled to.
     pub member_epoch: Option<i32>,
+    /// Consumer groups: "consumer", or "classic" for a member of the classic protocol still
+    /// in the group (online migration).
+    pub member_protocol: Option<&'static str>,
     /// Consumer groups: "stable", "unrevoked_partitions" (it must give some up first),
     /// "unreleased_partitions" (others still hold some of its target) or "unknown".
     pub member_state: Option<&'static str>,

@@ -95,6 +95,7 @@ impl BrokerView for FakeBroker {
                     instance_id: None,
                     assignment: vec![tp("t", &[0])],
                     member_epoch: Some(6),
+                    member_protocol: Some("consumer"),
                     member_state: Some("unrevoked_partitions"),
                     subscribed_topics: Some(vec!["t".into()]),
                     subscribed_regex: None,
@@ -109,6 +110,7 @@ impl BrokerView for FakeBroker {
                     instance_id: Some("i2".into()),
                     assignment: vec![],
                     member_epoch: Some(7),
+                    member_protocol: Some("classic"),
                     member_state: Some("unreleased_partitions"),
                     subscribed_topics: Some(vec![]),
                     subscribed_regex: Some("t.*".into()),
@@ -196,6 +198,7 @@ async fn consumer_group_page_shows_reconciliation() {
     let m = &g["member_list"];
     assert_eq!(m[0]["member_epoch"], 6);
     assert_eq!(m[0]["member_state"], "unrevoked_partitions");
+    assert_eq!(m[1]["member_protocol"], "classic");
     assert_eq!(m[0]["assignment"][0]["partitions"], serde_json::json!([0]));
     assert_eq!(
         m[0]["pending_revocation"][0]["partitions"],
@@ -235,6 +238,7 @@ async fn dashboard_reads_the_consumer_fields() {
         "assignment_epoch",
         "member_epoch",
         "member_state",
+        "member_protocol",
         "target_assignment",
         "pending_assignment",
         "pending_revocation",

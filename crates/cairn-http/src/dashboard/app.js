@@ -437,7 +437,9 @@
       if (adding.length) reconciling += (reconciling ? '<br>' : '') + '<span class="adding">receive ' + partsText(adding) + '</span>';
       if (!reconciling) reconciling = '<span class="note">none</span>';
       const behind = m.member_epoch != null && g.assignment_epoch != null && m.member_epoch < g.assignment_epoch;
-      return '<tr><th scope="row">' + esc(m.client_id) + '</th>' +
+      // A classic-protocol member inside a consumer group (online migration) is marked.
+      const classic = m.member_protocol === 'classic' ? ' ' + badge('type-classic', 'classic protocol') : '';
+      return '<tr><th scope="row">' + esc(m.client_id) + classic + '</th>' +
         '<td class="mono">' + esc(m.member_id) + '</td>' +
         '<td>' + esc(m.client_host) + '</td>' +
         '<td>' + esc(m.instance_id == null ? '—' : m.instance_id) + '</td>' +
