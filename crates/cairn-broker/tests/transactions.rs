@@ -355,7 +355,17 @@ async fn read_committed_stops_at_the_open_transaction_and_offsets_wait_for_the_m
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(fetch_offset(&mut sock, "g", "data", true).await, (0, 3));
-    assert_eq!(end_txn(&mut sock, "t1", pid, epoch, true, 3).await, 0);
+    // The markers are written before the coordinator records the commit complete; until
+    // then a retry is answered CONCURRENT_TRANSACTIONS, which clients retry, as with Kafka.
+    let mut retried = end_txn(&mut sock, "t1", pid, epoch, true, 3).await;
+    for _ in 0..100 {
+        if retried != CONCURRENT_TRANSACTIONS {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        retried = end_txn(&mut sock, "t1", pid, epoch, true, 3).await;
+    }
+    assert_eq!(retried, 0);
     assert_eq!(
         end_txn(&mut sock, "t1", pid, epoch, false, 3).await,
         INVALID_TXN_STATE

@@ -66,7 +66,12 @@ fn validate_txn_commit(g: &Group, req: &TxnOffsetCommit) -> Result<(), GroupErro
             .get(&req.member_id)
             .ok_or(GroupError::UnknownMemberId)?;
         if m.epoch != req.generation_id {
-            return Err(GroupError::StaleMemberEpoch);
+            // A classic member (online migration) is told in its own protocol's words.
+            return Err(if m.classic.is_some() {
+                GroupError::IllegalGeneration
+            } else {
+                GroupError::StaleMemberEpoch
+            });
         }
         return Ok(());
     }

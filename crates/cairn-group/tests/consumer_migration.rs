@@ -446,6 +446,29 @@ fn a_live_classic_group_is_upgraded_and_downgraded_in_place() {
         "{r:?}"
     );
 
+    // A transactional commit names the generation too; a stale one is ILLEGAL_GENERATION for
+    // a classic member (STALE_MEMBER_EPOCH is the consumer protocol's word).
+    let txn = |generation: i32| TxnOffsetCommit {
+        group_id: G.into(),
+        transactional_id: "tx".into(),
+        producer_id: 7,
+        producer_epoch: 0,
+        generation_id: generation,
+        member_id: b.id.clone(),
+        group_instance_id: None,
+        topics: vec![(
+            "a".into(),
+            vec![TxnOffsetPartition {
+                partition: 0,
+                offset: 3,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        )],
+    };
+    let (r, _) = t.c.txn_offset_commit(t.now, &txn(b.generation - 1));
+    assert_eq!(r[0].1[0].1, Err(GroupError::IllegalGeneration));
+
     // The state survives a restart: classic members and their protocols are recorded.
     let reloaded = t.restart();
     let d1 = t.describe();
