@@ -5,9 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use cairn_auth::{Operation, ResourceType};
-use cairn_config::{
-    apply_ops, broker_def, topic_def, validate_topic_configs, AlterOp, ConfigError, DynamicError,
-};
+use cairn_config::{apply_ops, broker_def, topic_def, validate_topic_configs, AlterOp};
 use kafka_protocol::messages::list_config_resources_response::ConfigResource;
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
@@ -17,7 +15,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{sb, Ctx};
-use crate::errors::{internal_topic_code, store_error_code, Code};
+use crate::errors::{
+    config_op_error, dynamic_config_error, internal_topic_code, store_error_code,
+    topic_config_error, Code,
+};
 use crate::internal_topics;
 
 const TOPIC: i8 = 2;
@@ -33,8 +34,10 @@ fn invalid_request(msg: impl Into<String>) -> Fail {
     Fail(Code::InvalidRequest.code(), msg.into())
 }
 
-fn invalid_config(msg: impl Into<String>) -> Fail {
-    Fail(Code::InvalidConfig.code(), msg.into())
+impl From<(i16, String)> for Fail {
+    fn from((code, msg): (i16, String)) -> Fail {
+        Fail(code, msg)
+    }
 }
 
 /// What a resource asks for: a list of operations (incremental) or the whole new set (legacy).
@@ -195,18 +198,11 @@ async fn alter_topic(ctx: &Ctx, res: &Resource, validate_only: bool) -> Result<(
         ));
     };
     let next = match &res.change {
-        Change::Ops(ops) => apply_ops(&topic.configs, ops, topic_def).map_err(|e| match e {
-            cairn_config::OpError::Unknown(k) => {
-                invalid_config(format!("Unknown topic config name: {k}"))
-            }
-            other => invalid_config(other.to_string()),
-        })?,
+        Change::Ops(ops) => apply_ops(&topic.configs, ops, topic_def)
+            .map_err(|e| Fail::from(config_op_error(&e, "topic")))?,
         Change::Replace(all) => all.clone(),
     };
-    validate_topic_configs(&next).map_err(|e| match e {
-        ConfigError::Unknown(k) => invalid_config(format!("Unknown topic config name: {k}")),
-        other => invalid_config(other.to_string()),
-    })?;
+    validate_topic_configs(&next).map_err(|e| Fail::from(topic_config_error(&e)))?;
     if validate_only {
         return Ok(());
     }
@@ -244,21 +240,14 @@ async fn alter_broker(ctx: &Ctx, res: &Resource, validate_only: bool) -> Result<
         }
     }
     let next = match &res.change {
-        Change::Ops(ops) => {
-            apply_ops(&st.dynamic.level(default), ops, broker_def).map_err(|e| match e {
-                cairn_config::OpError::Unknown(k) => {
-                    invalid_config(format!("Unknown broker config name: {k}"))
-                }
-                other => invalid_config(other.to_string()),
-            })?
-        }
+        Change::Ops(ops) => apply_ops(&st.dynamic.level(default), ops, broker_def)
+            .map_err(|e| Fail::from(config_op_error(&e, "broker")))?,
         Change::Replace(all) => all.clone(),
     };
-    let prepared = st.dynamic.prepare(default, next).map_err(|e| match e {
-        DynamicError::Unknown(_) => invalid_config(e.to_string()),
-        // Kafka answers a value its broker validation refuses with INVALID_REQUEST (KAFKA-13609).
-        DynamicError::NotDynamic(_) | DynamicError::Invalid(_) => invalid_request(e.to_string()),
-    })?;
+    let prepared = st
+        .dynamic
+        .prepare(default, next)
+        .map_err(|e| Fail::from(dynamic_config_error(&e)))?;
     if validate_only {
         return Ok(());
     }
