@@ -171,6 +171,37 @@ def test_lowered_retention_moves_the_log_start_and_consumers_reset(b):
         c.close()
 
 
+def test_timestamp_type_and_size_limit_act_on_the_live_topic(b):
+    a = kutil.admin(b)
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=1)
+    inc_alter(a, ResourceType.TOPIC, topic, [op("message.timestamp.type", "LogAppendTime"),
+                                             op("max.message.bytes", "2000")])
+    p = kutil.producer(b, **{"linger.ms": 0, "compression.type": "none"})
+    log = kutil.produce_all(p, topic, [(b"k", b"v", None, 1000)])
+    kutil.assert_no_delivery_errors(log)
+    log = kutil.produce_all(p, topic, [(b"k", b"z" * 5000, None, None)])
+    assert not log.acked and log.errors, "a record over max.message.bytes was accepted"
+    (m,) = kutil.read_partition(b, topic, 0, count=1)
+    ts_type, ts = m.timestamp()
+    assert ts_type == 2 and ts > 1_000_000, (ts_type, ts)  # LogAppendTime, the broker's clock
+
+
+def test_broker_defaults_reach_topics_without_overrides(b):
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=1)
+    cli(b, "configs", "alter", "--entity-type", "brokers", "--entity-default",
+        "--add-config", "log.segment.bytes=1024")
+    p = kutil.producer(b, **{"linger.ms": 0})
+    for i in range(40):
+        p.produce(topic, value=b"x" * 100)
+        p.flush(10)
+    time.sleep(0.5)
+    assert kutil.watermarks(b, topic, 0) == (0, 40)
+    cli(b, "configs", "alter", "--entity-type", "brokers", "--entity-name", "1",
+        "--add-config", "log.retention.ms=100")
+    low = wait_for("the log start to move", lambda: kutil.watermarks(b, topic, 0)[0] or None)
+    assert 0 < low < 40
+
+
 def broker_id(a):
     md = a.list_topics(timeout=10)
     (bid,) = md.brokers.keys()
