@@ -39,6 +39,7 @@ API_NAMES = {
     60: "DescribeCluster", 24: "AddPartitionsToTxn", 25: "AddOffsetsToTxn", 26: "EndTxn",
     28: "TxnOffsetCommit", 61: "DescribeProducers", 65: "DescribeTransactions",
     66: "ListTransactions", 68: "ConsumerGroupHeartbeat", 69: "ConsumerGroupDescribe",
+    33: "AlterConfigs", 44: "IncrementalAlterConfigs", 74: "ListConfigResources",
 }
 
 
@@ -148,6 +149,7 @@ def librdkafka_traffic(bootstrap):
     c.close()
     for f in admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "rk")]).values():
         f.result(10)
+    config_traffic(admin)
     for f in admin.create_partitions([NewPartitions("rk", 3)]).values():
         f.result(10)
     for f in admin.describe_consumer_groups(["rk-group"]).values():
@@ -196,6 +198,32 @@ def librdkafka_traffic(bootstrap):
     return got
 
 
+def config_traffic(admin):
+    """IncrementalAlterConfigs (every operation, validate-only, a bad key), AlterConfigs, and a
+    broker resource; refusals are part of the traffic."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    def inc(rtype, name, entries, validate_only=False):
+        res = ConfigResource(rtype, name, incremental_configs=entries)
+        for f in admin.incremental_alter_configs([res], validate_only=validate_only).values():
+            try:
+                f.result(10)
+            except Exception:
+                pass
+
+    t = ConfigResource.Type.TOPIC
+    inc(t, "rk", [ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+                  ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND)])
+    inc(t, "rk", [ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SUBTRACT),
+                  ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
+    inc(t, "rk", [ConfigEntry("no.such.key", "1", incremental_operation=AlterConfigOpType.SET)], True)
+    inc(ConfigResource.Type.BROKER, "1",
+        [ConfigEntry("message.max.bytes", "2000000", incremental_operation=AlterConfigOpType.SET)])
+    res = ConfigResource(t, "rk", set_config={"retention.ms": "7200000"})
+    for f in admin.alter_configs([res]).values():
+        f.result(10)
+
+
 def kafka_python_traffic(bootstrap):
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
     from kafka.admin import NewTopic
@@ -227,6 +255,9 @@ def kafka_python_traffic(bootstrap):
     admin.list_consumer_group_offsets("kp-group")
     admin.list_consumer_groups()
     admin.delete_consumer_groups(["kp-group"])
+    from kafka.admin import ConfigResource, ConfigResourceType
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "kp", configs={"retention.bytes": "1000000"})])
+    admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "1")])
     admin.close()
     return got
 

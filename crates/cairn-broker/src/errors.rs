@@ -1,5 +1,6 @@
 //! Typed domain errors become Kafka error codes here, at the edge, and nowhere else.
 
+use cairn_config::{ConfigError, DynamicError, OpError};
 use cairn_group::GroupError;
 use cairn_log::{LogError, StoreError};
 use cairn_txn::TxnError;
@@ -95,6 +96,35 @@ pub fn internal_topic_code(e: &Refused) -> i16 {
             Code::InvalidTopicException.code()
         }
     }
+}
+
+/// A refused topic config change: Kafka's controller answers INVALID_CONFIG for every one.
+pub fn topic_config_error(e: &ConfigError) -> (i16, String) {
+    let msg = match e {
+        ConfigError::Unknown(k) => format!("Unknown topic config name: {k}"),
+        other => other.to_string(),
+    };
+    (Code::InvalidConfig.code(), msg)
+}
+
+/// IncrementalAlterConfigs operations that cannot apply (unknown key, APPEND/SUBTRACT on a key
+/// that is not a list): INVALID_CONFIG, as Kafka. `kind` is "topic" or "broker".
+pub fn config_op_error(e: &OpError, kind: &str) -> (i16, String) {
+    let msg = match e {
+        OpError::Unknown(k) => format!("Unknown {kind} config name: {k}"),
+        other => other.to_string(),
+    };
+    (Code::InvalidConfig.code(), msg)
+}
+
+/// A refused dynamic broker config: an unknown key is INVALID_CONFIG; a read-only key or a bad
+/// value INVALID_REQUEST, which is what Kafka's broker-side validation answers (KAFKA-13609).
+pub fn dynamic_config_error(e: &DynamicError) -> (i16, String) {
+    let code = match e {
+        DynamicError::Unknown(_) => Code::InvalidConfig,
+        DynamicError::NotDynamic(_) | DynamicError::Invalid(_) => Code::InvalidRequest,
+    };
+    (code.code(), e.to_string())
 }
 
 /// Kafka's rule for topic names: 1-249 characters of `[a-zA-Z0-9._-]`, not "." or "..".

@@ -4,6 +4,7 @@
 //! Arrows point one way: handlers call into `cairn-log` (and later the group coordinator); nothing
 //! below this crate knows about sockets or Kafka error codes.
 
+mod dynamic_config;
 mod errors;
 mod flusher;
 mod groups;

@@ -95,12 +95,19 @@ impl Broker {
             opts.data_dir.clone(),
             &listener_ctxs,
         )?);
-        let cfg_for_store = config.clone();
+        let dynamic = Arc::new(crate::dynamic_config::DynamicConfigs::load(
+            config.clone(),
+            &opts.data_dir,
+        )?);
+        let cfg_for_store = dynamic.clone();
         let data_dir = opts.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || {
             Store::open(
                 &data_dir,
-                Arc::new(move |t: &cairn_log::TopicMeta| log_config_for(&cfg_for_store, t)),
+                // Read at every derivation, so a dynamic broker default reaches the partitions.
+                Arc::new(move |t: &cairn_log::TopicMeta| {
+                    log_config_for(&cfg_for_store.current(), t)
+                }),
             )
         })
         .await?
@@ -144,6 +151,7 @@ impl Broker {
             config,
             metrics: metrics.clone(),
             topics: Default::default(),
+            dynamic,
         });
         let weak = Arc::downgrade(&state);
         state.txns.set_on_marker(Arc::new(move || {

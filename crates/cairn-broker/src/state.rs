@@ -26,6 +26,9 @@ pub struct BrokerState {
     pub security: Arc<crate::security::Security>,
     /// Topics as consumer groups see them, rebuilt only after a change.
     pub topics: crate::topics_view::TopicsView,
+    /// The dynamic broker configs and the configuration in force with them; `config` stays the
+    /// static start-up configuration.
+    pub dynamic: Arc<crate::dynamic_config::DynamicConfigs>,
 }
 
 impl BrokerState {

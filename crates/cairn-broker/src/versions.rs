@@ -54,6 +54,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    // Topic and broker configs (KIP-339, KIP-226). ListConfigResources v0 is Kafka 4.0's
+    // ListClientMetricsResources under the same key; v1 (Kafka 4.1) lists any resource type.
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// The version range served for `key`, if any. Produce's decodable range starts at 3.

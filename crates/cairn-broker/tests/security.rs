@@ -559,3 +559,82 @@ async fn client_certificates_and_session_lifetimes() {
         .is_none());
     broker.shutdown().await.unwrap();
 }
+
+/// AlterConfigs and IncrementalAlterConfigs need ALTER_CONFIGS on the topic, or on the cluster
+/// for broker resources; ListConfigResources needs DESCRIBE_CONFIGS on the cluster (Kafka's rules).
+#[tokio::test]
+async fn config_changes_need_alter_configs() {
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), config(&pki, &[])).await;
+    let at = addr(&broker, "SASL_PLAINTEXT");
+    let mut admin = TcpStream::connect(at).await.unwrap();
+    assert_eq!(plain(&mut admin, "admin", "admin-secret").await, 0);
+    let mut bob = TcpStream::connect(at).await.unwrap();
+    assert_eq!(plain(&mut bob, "bob", "bob-secret").await, 0);
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("cfg")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    assert_eq!(
+        send(&mut admin, &create, 5).await.unwrap().topics[0].error_code,
+        0
+    );
+    let alter = |ty: i8, name: &str| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(ty)
+                .with_resource_name(StrBytes::from_string(name.into()))
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str(if ty == 2 {
+                            "retention.ms"
+                        } else {
+                            "log.retention.ms"
+                        }))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_static_str("60000"))),
+                ]),
+        ])
+    };
+    let code = |r: IncrementalAlterConfigsResponse| r.responses[0].error_code;
+    assert_eq!(code(send(&mut bob, &alter(2, "cfg"), 1).await.unwrap()), 29);
+    assert_eq!(code(send(&mut bob, &alter(4, "1"), 1).await.unwrap()), 31);
+    let list = send(&mut bob, &ListConfigResourcesRequest::default(), 1)
+        .await
+        .unwrap();
+    assert_eq!(list.error_code, 31);
+
+    let grant = CreateAclsRequest::default().with_creations(vec![acl("User:bob", "cfg", 11)]);
+    assert_eq!(
+        send(&mut admin, &grant, 3).await.unwrap().results[0].error_code,
+        0
+    );
+    assert_eq!(code(send(&mut bob, &alter(2, "cfg"), 1).await.unwrap()), 0);
+    assert_eq!(code(send(&mut bob, &alter(4, "1"), 1).await.unwrap()), 31);
+    // ALTER_CONFIGS implies DESCRIBE_CONFIGS: bob reads back what he set.
+    let d = send(
+        &mut bob,
+        &DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("cfg"))
+                .with_configuration_keys(Some(vec![StrBytes::from_static_str("retention.ms")])),
+        ]),
+        4,
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.results[0].error_code, 0);
+    assert_eq!(
+        d.results[0].configs[0]
+            .value
+            .as_ref()
+            .map(|v| v.to_string()),
+        Some("60000".to_string())
+    );
+    assert_eq!(code(send(&mut admin, &alter(4, "1"), 1).await.unwrap()), 0);
+    broker.shutdown().await.unwrap();
+}

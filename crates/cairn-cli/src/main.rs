@@ -15,6 +15,7 @@ mod bench_security;
 mod bench_txn;
 mod check;
 mod common;
+mod configs;
 mod groups;
 mod history;
 mod output;
@@ -57,6 +58,9 @@ enum Command {
     Transactions(transactions::TransactionsArgs),
     /// SCRAM users: list, add and remove credentials (kafka-configs.sh's job for users).
     Users(users::UsersArgs),
+    /// Topic and broker configs: describe and alter (kafka-configs.sh's job for topics and
+    /// brokers).
+    Configs(configs::ConfigsArgs),
     /// Check every segment of a data directory, read-only: exit 0 if intact, 1 if damage was
     /// found, 2 if the directory cannot be checked.
     Check(check::CheckArgs),
@@ -122,6 +126,7 @@ fn main() -> std::process::ExitCode {
             Command::Consume(args) => quick::consume(args).await,
             Command::Acls(args) => acls::run(args).await,
             Command::Users(args) => users::run(args).await,
+            Command::Configs(args) => configs::run(args).await,
             Command::Transactions(args) => transactions::run(args).await,
             Command::Check(_) => unreachable!("handled before the runtime starts"),
         }

@@ -53,12 +53,21 @@ enum TopicsCommand {
         #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
     },
-    /// Add partitions to a topic.
+    /// Add partitions to a topic, or change its configs.
     Alter {
         topic: String,
         /// The new, larger, number of partitions.
         #[arg(long)]
-        partitions: i32,
+        partitions: Option<i32>,
+        /// Set a topic config, Kafka's name: --config retention.ms=3600000 (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Remove a topic config, back to the broker's default (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
+        /// Have the broker check the config change without making it.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Delete a topic and its data.
     Delete { topic: String },
@@ -107,13 +116,37 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 .await?;
             done(common, &topic, "created", Some(info.partitions.len()))
         }
-        TopicsCommand::Alter { topic, partitions } => {
+        TopicsCommand::Alter {
+            topic,
+            partitions,
+            configs,
+            delete_configs,
+            dry_run,
+        } => {
             existing(&client, &topic).await?;
-            client
-                .create_partitions(&topic, partitions)
-                .await
-                .with_context(|| format!("cannot change the partitions of '{topic}'"))?;
-            done(common, &topic, "altered", Some(partitions as usize))
+            if configs.is_empty() && delete_configs.is_empty() {
+                let partitions = partitions.ok_or_else(|| {
+                    anyhow!("nothing to alter: give --partitions, --config or --delete-config")
+                })?;
+                client
+                    .create_partitions(&topic, partitions)
+                    .await
+                    .with_context(|| format!("cannot change the partitions of '{topic}'"))?;
+                return done(common, &topic, "altered", Some(partitions as usize));
+            }
+            if partitions.is_some() {
+                bail!("change partitions and configs in two commands");
+            }
+            let ops = crate::configs::topic_ops(&configs, &delete_configs)?;
+            crate::configs::alter(
+                &client,
+                common,
+                cairn_client::RESOURCE_TOPIC,
+                &topic,
+                &ops,
+                dry_run,
+            )
+            .await
         }
         TopicsCommand::Delete { topic } => {
             existing(&client, &topic).await?;

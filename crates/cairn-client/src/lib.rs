@@ -10,6 +10,7 @@ pub mod acl;
 pub mod admin;
 mod auth;
 mod client;
+pub mod configs;
 mod connection;
 pub mod consumer_member;
 mod error;
@@ -32,6 +33,7 @@ pub use client::{
     BrokerInfo, Client, ClusterMetadata, FetchResult, PartitionInfo, ProduceAck, RawFetch,
     TopicInfo, DEFAULT_REQUEST_TIMEOUT, EARLIEST_OFFSET, LATEST_OFFSET,
 };
+pub use configs::{ConfigOp, DescribedConfig, RESOURCE_BROKER, RESOURCE_TOPIC};
 pub use connection::{Connection, ResponseFuture, DEFAULT_CONNECT_TIMEOUT, MAX_FRAME_BYTES};
 pub use error::{Error, Result};
 pub use groups::{JoinGroupParams, Joined, JoinedMember, PartitionOffset};

@@ -199,6 +199,7 @@ pub static BROKER_DEFS: &[ConfigDef] = &[
     ConfigDef { one_of: REBALANCE_PROTOCOLS, ..def("group.coordinator.rebalance.protocols", List, Some("classic,consumer"), None, "Group protocols served: classic (JoinGroup/SyncGroup) and consumer (ConsumerGroupHeartbeat); classic cannot be left out.") },
     def("cairn.lag.refresh.ms", Long, Some("5000"), Some(100), "How often the broker recomputes consumer lag and group status for /metrics and the HTTP API (one sample per interval)."),
     def("cairn.lag.window.samples", Int, Some("10"), Some(2), "Samples per partition that the group status rule looks at (window = samples x cairn.lag.refresh.ms)."),
+    ConfigDef { one_of: &["delete", "compact"], ..def("log.cleanup.policy", List, Some("delete"), None, "Default cleanup.policy of topics: delete (retention), compact, or both.") },
     ConfigDef {
         name: "log.message.timestamp.type",
         ty: String,
@@ -236,7 +237,7 @@ pub static TOPIC_DEFS: &[ConfigDef] = &[
         default: Some("delete"),
         min: None,
         one_of: &["delete", "compact"],
-        broker_synonym: None,
+        broker_synonym: Some("log.cleanup.policy"),
         doc: "delete: retention removes old segments; compact: keep the newest record per key.",
     },
     ConfigDef {
@@ -346,6 +347,39 @@ pub fn is_sensitive(name: &str) -> bool {
         || name.ends_with(".password")
 }
 
-pub(crate) fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+/// Broker settings Kafka lets IncrementalAlterConfigs change at run time (its
+/// `DynamicBrokerConfig.AllDynamicConfigs`) that this broker also applies without a restart.
+/// Everything else is read-only here: Kafka's other dynamic keys (listeners, TLS stores,
+/// connection limits, flush settings) take effect only on a restart in Cairn, so they are refused
+/// rather than stored and silently ignored.
+pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.index.interval.bytes",
+    "log.cleanup.policy",
+    "log.message.timestamp.type",
+    "message.max.bytes",
+];
+
+pub fn is_dynamic(name: &str) -> bool {
+    DYNAMIC_BROKER_KEYS.contains(&name)
+}
+
+/// Kafka's synonyms of a broker key, in precedence order (the finer unit first).
+pub fn broker_synonym_chain(name: &str) -> &'static [&'static str] {
+    match name {
+        "log.retention.ms" | "log.retention.minutes" | "log.retention.hours" => &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        "log.roll.ms" | "log.roll.hours" => &["log.roll.ms", "log.roll.hours"],
+        _ => &[],
+    }
+}
+
+pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
     BROKER_DEFS.iter().find(|d| d.name == name)
 }

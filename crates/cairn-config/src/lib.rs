@@ -9,7 +9,10 @@ use std::path::Path;
 
 mod defs;
 mod listeners;
-pub use defs::{is_sensitive, ConfigDef, ConfigType, BROKER_DEFS, TOPIC_DEFS};
+pub use defs::{
+    broker_def, broker_synonym_chain, is_dynamic, is_sensitive, ConfigDef, ConfigType, BROKER_DEFS,
+    DYNAMIC_BROKER_KEYS, TOPIC_DEFS,
+};
 pub use listeners::{parse_listener_list, parse_protocol_map, ListenerSpec, SecurityProtocol};
 
 #[derive(thiserror::Error, Debug, PartialEq)]
@@ -33,6 +36,10 @@ pub enum ConfigError {
 pub enum ConfigSource {
     /// A topic-level override (Kafka: DYNAMIC_TOPIC_CONFIG = 1).
     Topic,
+    /// Set at run time for this broker (DYNAMIC_BROKER_CONFIG = 2).
+    DynamicBroker,
+    /// Set at run time as the cluster-wide default (DYNAMIC_DEFAULT_BROKER_CONFIG = 3).
+    DynamicDefault,
     /// Set in the broker's properties file or on its command line (STATIC_BROKER_CONFIG = 4).
     StaticBroker,
     /// Nobody set it (DEFAULT_CONFIG = 5).
@@ -43,6 +50,8 @@ impl ConfigSource {
     pub fn kafka_code(self) -> i8 {
         match self {
             ConfigSource::Topic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefault => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
         }
@@ -56,6 +65,119 @@ pub struct ConfigEntry {
     pub value: Option<String>,
     pub source: ConfigSource,
     pub def: &'static ConfigDef,
+}
+
+/// One link of a DescribeConfigs synonym chain: a key set at one level.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Synonym {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+}
+
+/// Why a dynamic broker config change is refused (the broker maps each to Kafka's code).
+#[derive(thiserror::Error, Debug, PartialEq)]
+pub enum DynamicError {
+    #[error("Unknown broker config name: {0}")]
+    Unknown(String),
+    /// Kafka's wording and its Scala set rendering, which tools match on.
+    #[error("Cannot update these configs dynamically: Set({})", .0.join(", "))]
+    NotDynamic(Vec<String>),
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// An IncrementalAlterConfigs operation (Kafka's `AlterConfigOp.OpType` ids).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlterOp {
+    Set,
+    Delete,
+    Append,
+    Subtract,
+}
+
+impl AlterOp {
+    pub fn from_id(id: i8) -> Option<AlterOp> {
+        Some(match id {
+            0 => AlterOp::Set,
+            1 => AlterOp::Delete,
+            2 => AlterOp::Append,
+            3 => AlterOp::Subtract,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a list of operations cannot be applied.
+#[derive(thiserror::Error, Debug, PartialEq)]
+pub enum OpError {
+    #[error("Unknown config name: {0}")]
+    Unknown(String),
+    #[error("Config value append is not allowed for config key: {0}")]
+    AppendNotList(String),
+    #[error("Config value subtract is not allowed for config key: {0}")]
+    SubtractNotList(String),
+}
+
+/// Applies incremental operations to a resource's set values, as Kafka's
+/// `prepareIncrementalConfigs`: APPEND/SUBTRACT only on list keys, starting from the key's
+/// default when it is not set; APPEND skips items already present.
+pub fn apply_ops(
+    current: &BTreeMap<String, String>,
+    ops: &[(String, AlterOp, Option<String>)],
+    def_of: impl Fn(&str) -> Option<&'static ConfigDef>,
+) -> Result<BTreeMap<String, String>, OpError> {
+    let mut out = current.clone();
+    for (name, op, value) in ops {
+        let def = def_of(name).ok_or_else(|| OpError::Unknown(name.clone()))?;
+        let value = value.clone().unwrap_or_default();
+        let old_list = |out: &BTreeMap<String, String>| -> Vec<String> {
+            out.get(name)
+                .cloned()
+                .or_else(|| def.default.map(str::to_string))
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        match op {
+            AlterOp::Set => {
+                out.insert(name.clone(), value);
+            }
+            AlterOp::Delete => {
+                out.remove(name);
+            }
+            AlterOp::Append => {
+                if def.ty != ConfigType::List {
+                    return Err(OpError::AppendNotList(name.clone()));
+                }
+                let mut list = old_list(&out);
+                for item in value.split(',') {
+                    if !list.iter().any(|x| x == item) {
+                        list.push(item.to_string());
+                    }
+                }
+                out.insert(name.clone(), list.join(","));
+            }
+            AlterOp::Subtract => {
+                if def.ty != ConfigType::List {
+                    return Err(OpError::SubtractNotList(name.clone()));
+                }
+                let drop: Vec<&str> = value.split(',').collect();
+                let list: Vec<String> = old_list(&out)
+                    .into_iter()
+                    .filter(|x| !drop.contains(&x.as_str()))
+                    .collect();
+                out.insert(name.clone(), list.join(","));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn topic_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_DEFS.iter().find(|d| d.name == name)
 }
 
 /// Parses a Java-style properties file: `key=value` or `key: value`, `#`/`!` comments.
@@ -102,6 +224,10 @@ pub struct BrokerConfig {
     listener_overrides: BTreeMap<String, String>,
     /// Keys that are not Kafka broker settings Cairn knows; reported at start-up, never applied.
     pub unknown: Vec<String>,
+    /// Set at run time as the cluster-wide default (resource name ""), over the static values.
+    dynamic_default: BTreeMap<String, String>,
+    /// Set at run time for this broker, over everything else.
+    dynamic_broker: BTreeMap<String, String>,
 }
 
 impl BrokerConfig {
@@ -303,16 +429,96 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// The effective string value of a broker key (explicit or default).
+    /// The effective string value of a broker key: dynamic per broker, dynamic default,
+    /// static (file or `-o`), Kafka's default, in that order as in Kafka.
     pub fn get(&self, key: &str) -> Option<String> {
-        if let Some(v) = self.explicit.get(key) {
-            return Some(v.clone());
+        for layer in [&self.dynamic_broker, &self.dynamic_default, &self.explicit] {
+            if let Some(v) = layer.get(key) {
+                return Some(v.clone());
+            }
         }
         defs::broker_def(key).and_then(|d| d.default.map(str::to_string))
     }
 
+    /// Whether anyone set the key, statically or at run time.
     pub fn is_explicit(&self, key: &str) -> bool {
-        self.explicit.contains_key(key)
+        self.source(key) != ConfigSource::Default
+    }
+
+    /// The level the effective value of a broker key comes from.
+    pub fn source(&self, key: &str) -> ConfigSource {
+        if self.dynamic_broker.contains_key(key) {
+            ConfigSource::DynamicBroker
+        } else if self.dynamic_default.contains_key(key) {
+            ConfigSource::DynamicDefault
+        } else if self.explicit.contains_key(key) {
+            ConfigSource::StaticBroker
+        } else {
+            ConfigSource::Default
+        }
+    }
+
+    /// The dynamic values of one level: the cluster-wide default or this broker's.
+    pub fn dynamic(&self, default: bool) -> &BTreeMap<String, String> {
+        if default {
+            &self.dynamic_default
+        } else {
+            &self.dynamic_broker
+        }
+    }
+
+    /// This configuration with the given dynamic levels in place of the current ones. Every key
+    /// must be one this broker changes at run time and valid for its type; the result must
+    /// pass the same cross-key checks as a start-up configuration.
+    pub fn with_dynamic(
+        &self,
+        default: BTreeMap<String, String>,
+        broker: BTreeMap<String, String>,
+    ) -> Result<BrokerConfig, DynamicError> {
+        check_dynamic(&default)?;
+        check_dynamic(&broker)?;
+        let mut next = self.clone();
+        next.dynamic_default = default;
+        next.dynamic_broker = broker;
+        next.check_cross_keys()?;
+        Ok(next)
+    }
+
+    /// Every level a key (and Kafka's synonyms of it) is set at, highest precedence first, as
+    /// DescribeConfigs reports with include_synonyms.
+    pub fn synonyms(&self, key: &str) -> Vec<Synonym> {
+        let chain = defs::broker_synonym_chain(key);
+        let names: Vec<&str> = if chain.is_empty() {
+            vec![key]
+        } else {
+            chain.to_vec()
+        };
+        let mut out = Vec::new();
+        for name in &names {
+            for (layer, source) in [
+                (&self.dynamic_broker, ConfigSource::DynamicBroker),
+                (&self.dynamic_default, ConfigSource::DynamicDefault),
+                (&self.explicit, ConfigSource::StaticBroker),
+            ] {
+                if let Some(v) = layer.get(*name) {
+                    out.push(Synonym {
+                        name: name.to_string(),
+                        value: Some(v.clone()),
+                        source,
+                    });
+                }
+            }
+        }
+        for name in &names {
+            if let Some(d) = defs::broker_def(name).filter(|d| d.default.is_some()) {
+                out.push(Synonym {
+                    name: name.to_string(),
+                    value: d.default.map(str::to_string),
+                    source: ConfigSource::Default,
+                });
+            }
+        }
+        out
     }
 
     fn long(&self, key: &str) -> i64 {
@@ -548,11 +754,7 @@ impl BrokerConfig {
             .map(|d| ConfigEntry {
                 name: d.name,
                 value: self.get(d.name),
-                source: if self.is_explicit(d.name) {
-                    ConfigSource::StaticBroker
-                } else {
-                    ConfigSource::Default
-                },
+                source: self.source(d.name),
                 def: d,
             })
             .collect()
@@ -572,18 +774,12 @@ impl BrokerConfig {
                     };
                 }
                 let (value, source) = match d.broker_synonym {
-                    Some(syn) => {
-                        let v = self.topic_default_from_broker(syn);
-                        let explicit = self.synonym_is_explicit(syn);
-                        (
-                            v,
-                            if explicit {
-                                ConfigSource::StaticBroker
-                            } else {
-                                ConfigSource::Default
-                            },
-                        )
-                    }
+                    Some(syn) => (
+                        self.topic_default_from_broker(syn),
+                        self.synonyms(syn)
+                            .first()
+                            .map_or(ConfigSource::Default, |s| s.source),
+                    ),
                     None => (d.default.map(str::to_string), ConfigSource::Default),
                 };
                 ConfigEntry {
@@ -596,20 +792,30 @@ impl BrokerConfig {
             .collect()
     }
 
-    fn synonym_is_explicit(&self, syn: &str) -> bool {
-        match syn {
-            "log.retention.ms" => [
-                "log.retention.ms",
-                "log.retention.minutes",
-                "log.retention.hours",
-            ]
-            .iter()
-            .any(|k| self.is_explicit(k)),
-            "log.roll.ms" => ["log.roll.ms", "log.roll.hours"]
-                .iter()
-                .any(|k| self.is_explicit(k)),
-            k => self.is_explicit(k),
+    /// A topic key's synonym chain for DescribeConfigs: its override, then the broker levels
+    /// of the broker key that supplies its default.
+    pub fn topic_synonyms(&self, overrides: &BTreeMap<String, String>, name: &str) -> Vec<Synonym> {
+        let mut out = Vec::new();
+        if let Some(v) = overrides.get(name) {
+            out.push(Synonym {
+                name: name.to_string(),
+                value: Some(v.clone()),
+                source: ConfigSource::Topic,
+            });
         }
+        match topic_def(name) {
+            Some(ConfigDef {
+                broker_synonym: Some(syn),
+                ..
+            }) => out.extend(self.synonyms(syn)),
+            Some(d) if d.default.is_some() => out.push(Synonym {
+                name: name.to_string(),
+                value: d.default.map(str::to_string),
+                source: ConfigSource::Default,
+            }),
+            _ => {}
+        }
+        out
     }
 
     fn topic_default_from_broker(&self, syn: &str) -> Option<String> {
@@ -633,7 +839,27 @@ impl BrokerConfig {
     }
 }
 
-/// Validates topic-level overrides as CreateTopics/AlterConfigs receive them.
+/// Dynamic broker values: known keys this broker changes at run time, each valid for its type.
+fn check_dynamic(values: &BTreeMap<String, String>) -> Result<(), DynamicError> {
+    if let Some(k) = values.keys().find(|k| defs::broker_def(k).is_none()) {
+        return Err(DynamicError::Unknown(k.clone()));
+    }
+    let fixed: Vec<String> = values
+        .keys()
+        .filter(|k| !defs::is_dynamic(k))
+        .cloned()
+        .collect();
+    if !fixed.is_empty() {
+        return Err(DynamicError::NotDynamic(fixed));
+    }
+    for (k, v) in values {
+        if let Some(d) = defs::broker_def(k) {
+            d.validate(v)?;
+        }
+    }
+    Ok(())
+}
+
 /// A list setting's items, trimmed, empty ones dropped.
 fn split_list(v: &str) -> Vec<String> {
     v.split(',')
@@ -643,6 +869,7 @@ fn split_list(v: &str) -> Vec<String> {
         .collect()
 }
 
+/// Validates topic-level overrides as CreateTopics/AlterConfigs receive them.
 pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     for (k, v) in configs {
         let def = TOPIC_DEFS
@@ -845,6 +1072,156 @@ mod tests {
         assert_eq!(c.group_consumer_assignors(), vec!["range", "uniform"]);
         assert_eq!(c.group_consumer_migration_policy(), "upgrade");
         assert!(!c.consumer_protocol_enabled());
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn dynamic_levels_take_precedence_over_static_and_default() {
+        let c = cfg(&[("log.retention.hours", "5"), ("message.max.bytes", "1000")]).unwrap();
+        assert_eq!(c.source("message.max.bytes"), ConfigSource::StaticBroker);
+        let d = c
+            .with_dynamic(
+                map(&[("message.max.bytes", "2000"), ("log.segment.bytes", "4096")]),
+                map(&[("message.max.bytes", "3000")]),
+            )
+            .unwrap();
+        assert_eq!(d.message_max_bytes(), 3000);
+        assert_eq!(d.source("message.max.bytes"), ConfigSource::DynamicBroker);
+        assert_eq!(d.log_segment_bytes(), 4096);
+        assert_eq!(d.source("log.segment.bytes"), ConfigSource::DynamicDefault);
+        assert_eq!(d.source("log.retention.hours"), ConfigSource::StaticBroker);
+        assert_eq!(d.source("num.partitions"), ConfigSource::Default);
+        let syn: Vec<(String, ConfigSource)> = d
+            .synonyms("message.max.bytes")
+            .into_iter()
+            .map(|s| (s.value.unwrap(), s.source))
+            .collect();
+        assert_eq!(
+            syn,
+            vec![
+                ("3000".into(), ConfigSource::DynamicBroker),
+                ("2000".into(), ConfigSource::DynamicDefault),
+                ("1000".into(), ConfigSource::StaticBroker),
+                ("1048588".into(), ConfigSource::Default),
+            ]
+        );
+        // A dynamic log.retention.ms beats a static log.retention.hours, as in Kafka.
+        let r = c
+            .with_dynamic(map(&[("log.retention.ms", "60000")]), BTreeMap::new())
+            .unwrap();
+        assert_eq!(r.log_retention_ms(), 60000);
+        let e = r.topic_entries(&BTreeMap::new());
+        let ret = e.iter().find(|x| x.name == "retention.ms").unwrap();
+        assert_eq!(ret.value.as_deref(), Some("60000"));
+        assert_eq!(ret.source, ConfigSource::DynamicDefault);
+        let chain = r.topic_synonyms(&map(&[("retention.ms", "5")]), "retention.ms");
+        let names: Vec<_> = chain.iter().map(|s| (s.name.as_str(), s.source)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("retention.ms", ConfigSource::Topic),
+                ("log.retention.ms", ConfigSource::DynamicDefault),
+                ("log.retention.hours", ConfigSource::StaticBroker),
+                ("log.retention.hours", ConfigSource::Default),
+            ]
+        );
+        // Taking the dynamic value away falls back to the static one.
+        let back = r.with_dynamic(BTreeMap::new(), BTreeMap::new()).unwrap();
+        assert_eq!(back.log_retention_ms(), 5 * 3_600_000);
+    }
+
+    #[test]
+    fn dynamic_changes_are_checked() {
+        let c = cfg(&[]).unwrap();
+        let err = |pairs: &[(&str, &str)]| c.with_dynamic(map(pairs), BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            err(&[("no.such", "1")]),
+            DynamicError::Unknown("no.such".into())
+        );
+        let e = err(&[("num.partitions", "3"), ("advertised.listeners", "x:1")]);
+        assert_eq!(
+            e.to_string(),
+            "Cannot update these configs dynamically: Set(advertised.listeners, num.partitions)"
+        );
+        assert!(matches!(
+            err(&[("log.retention.ms", "soon")]),
+            DynamicError::Invalid(_)
+        ));
+        assert!(matches!(
+            err(&[("log.cleanup.policy", "shred")]),
+            DynamicError::Invalid(_)
+        ));
+        assert!(c
+            .with_dynamic(
+                BTreeMap::new(),
+                map(&[("log.cleanup.policy", "compact,delete")])
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn incremental_operations_follow_kafka() {
+        let cur = map(&[("cleanup.policy", "delete"), ("retention.ms", "5")]);
+        let op = |n: &str, o: AlterOp, v: Option<&str>| (n.to_string(), o, v.map(str::to_string));
+        let out = apply_ops(
+            &cur,
+            &[
+                op("cleanup.policy", AlterOp::Append, Some("compact,delete")),
+                op("retention.ms", AlterOp::Delete, None),
+                op("segment.bytes", AlterOp::Set, Some("1024")),
+            ],
+            topic_def,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            map(&[
+                ("cleanup.policy", "delete,compact"),
+                ("segment.bytes", "1024")
+            ])
+        );
+        let out = apply_ops(
+            &out,
+            &[op("cleanup.policy", AlterOp::Subtract, Some("delete"))],
+            topic_def,
+        )
+        .unwrap();
+        assert_eq!(out["cleanup.policy"], "compact");
+        // An unset list starts from its default.
+        let out = apply_ops(
+            &BTreeMap::new(),
+            &[op("cleanup.policy", AlterOp::Append, Some("compact"))],
+            topic_def,
+        )
+        .unwrap();
+        assert_eq!(out["cleanup.policy"], "delete,compact");
+        assert_eq!(
+            apply_ops(
+                &cur,
+                &[op("retention.ms", AlterOp::Append, Some("1"))],
+                topic_def
+            ),
+            Err(OpError::AppendNotList("retention.ms".into()))
+        );
+        assert_eq!(
+            apply_ops(
+                &cur,
+                &[op("retention.ms", AlterOp::Subtract, Some("1"))],
+                topic_def
+            ),
+            Err(OpError::SubtractNotList("retention.ms".into()))
+        );
+        assert_eq!(
+            apply_ops(&cur, &[op("bogus", AlterOp::Set, Some("1"))], topic_def),
+            Err(OpError::Unknown("bogus".into()))
+        );
+        assert_eq!(AlterOp::from_id(4), None);
     }
 
     #[test]

@@ -435,6 +435,18 @@ impl Store {
         Ok(())
     }
 
+    /// Re-derives every partition's settings, after a broker default they follow has changed.
+    pub fn reapply_log_configs(&self) {
+        let _admin = self.admin.lock();
+        let topics = self.topics.read();
+        for entry in topics.values() {
+            let config = (self.log_config)(&entry.meta);
+            for log in &entry.logs {
+                log.set_config(config.clone());
+            }
+        }
+    }
+
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
         self.topics.read().get(name).map(|t| t.meta.clone())
     }

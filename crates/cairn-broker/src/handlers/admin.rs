@@ -190,7 +190,7 @@ pub async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsR
                     .with_replication_factor(1)
                     .with_topic_config_error_code(Code::TopicAuthorizationFailed.code());
             } else if ctx.version >= 5 {
-                let entries = st.config.topic_entries(&configs);
+                let entries = st.dynamic.current().topic_entries(&configs);
                 res = res
                     .with_num_partitions(parts as i32)
                     .with_replication_factor(1)

@@ -1,7 +1,7 @@
 //! DescribeConfigs for topics and the broker, and DescribeCluster.
 
 use cairn_auth::{Operation, ResourceType};
-use cairn_config::{is_sensitive, ConfigEntry};
+use cairn_config::{broker_def, is_dynamic, is_sensitive, ConfigEntry, ConfigSource, Synonym};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -18,20 +18,27 @@ use crate::security::CLUSTER;
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 
+/// What DescribeConfigs shows of one entry beyond its value: Kafka 4 marks every broker key it
+/// cannot change at run time read-only (topic keys never are), and lists the levels it is set at.
+struct Extra {
+    read_only: bool,
+    synonyms: Vec<Synonym>,
+}
+
 fn render(
     ctx: &Ctx,
-    entries: Vec<ConfigEntry>,
+    entries: Vec<(ConfigEntry, Extra)>,
     keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>,
     synonyms: bool,
     docs: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
     entries
         .into_iter()
-        .filter(|e| {
+        .filter(|(e, _)| {
             keys.as_ref()
                 .is_none_or(|ks| ks.iter().any(|k| k.as_str() == e.name))
         })
-        .map(|mut e| {
+        .map(|(mut e, extra)| {
             // Keys and passwords are never shown, as Kafka hides its PASSWORD settings.
             let sensitive = is_sensitive(e.name);
             if sensitive {
@@ -40,14 +47,23 @@ fn render(
             let mut r = DescribeConfigsResourceResult::default()
                 .with_name(sb(e.name))
                 .with_value(e.value.clone().map(sb))
-                .with_read_only(false)
+                .with_read_only(extra.read_only)
                 .with_config_source(e.source.kafka_code())
                 .with_is_sensitive(sensitive);
-            if ctx.version >= 1 && synonyms {
-                r = r.with_synonyms(vec![DescribeConfigsSynonym::default()
-                    .with_name(sb(e.name))
-                    .with_value(e.value.map(sb))
-                    .with_source(e.source.kafka_code())]);
+            if synonyms {
+                r = r.with_synonyms(
+                    extra
+                        .synonyms
+                        .into_iter()
+                        .map(|s| {
+                            let hide = is_sensitive(&s.name);
+                            DescribeConfigsSynonym::default()
+                                .with_name(sb(s.name))
+                                .with_value(if hide { None } else { s.value.map(sb) })
+                                .with_source(s.source.kafka_code())
+                        })
+                        .collect(),
+                );
             }
             if ctx.version >= 3 {
                 r = r.with_config_type(e.def.ty.kafka_code());
@@ -62,6 +78,7 @@ fn render(
 
 pub async fn describe_configs(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let st = &ctx.state;
+    let cfg = st.dynamic.current();
     let results = req
         .resources
         .into_iter()
@@ -100,7 +117,20 @@ pub async fn describe_configs(ctx: &Ctx, req: DescribeConfigsRequest) -> Describ
                     );
                 }
                 TOPIC => match st.store.topic(&res.resource_name) {
-                    Some(t) => st.config.topic_entries(&t.configs),
+                    Some(t) => cfg
+                        .topic_entries(&t.configs)
+                        .into_iter()
+                        .map(|e| {
+                            let synonyms = cfg.topic_synonyms(&t.configs, e.name);
+                            (
+                                e,
+                                Extra {
+                                    read_only: false,
+                                    synonyms,
+                                },
+                            )
+                        })
+                        .collect(),
                     None => {
                         return fail(
                             Code::UnknownTopicOrPartition.code(),
@@ -110,13 +140,54 @@ pub async fn describe_configs(ctx: &Ctx, req: DescribeConfigsRequest) -> Describ
                 },
                 BROKER => {
                     let name = res.resource_name.as_str();
-                    if !name.is_empty() && name != st.node_id.to_string() {
-                        return fail(
-                            Code::InvalidRequest.code(),
-                            format!("unexpected broker id {name}, this is broker {}", st.node_id),
-                        );
+                    if name.is_empty() {
+                        // The cluster-wide default resource holds only what was set on it.
+                        cfg.dynamic(true)
+                            .iter()
+                            .filter_map(|(k, v)| {
+                                let def = broker_def(k)?;
+                                let entry = ConfigEntry {
+                                    name: def.name,
+                                    value: Some(v.clone()),
+                                    source: ConfigSource::DynamicDefault,
+                                    def,
+                                };
+                                let synonyms = vec![Synonym {
+                                    name: k.clone(),
+                                    value: Some(v.clone()),
+                                    source: ConfigSource::DynamicDefault,
+                                }];
+                                let read_only = !is_dynamic(k);
+                                Some((
+                                    entry,
+                                    Extra {
+                                        read_only,
+                                        synonyms,
+                                    },
+                                ))
+                            })
+                            .collect()
+                    } else {
+                        if name != st.node_id.to_string() {
+                            return fail(
+                                Code::InvalidRequest.code(),
+                                format!(
+                                    "unexpected broker id {name}, this is broker {}",
+                                    st.node_id
+                                ),
+                            );
+                        }
+                        cfg.entries()
+                            .into_iter()
+                            .map(|e| {
+                                let extra = Extra {
+                                    read_only: !is_dynamic(e.name),
+                                    synonyms: cfg.synonyms(e.name),
+                                };
+                                (e, extra)
+                            })
+                            .collect()
                     }
-                    st.config.entries()
                 }
                 other => {
                     return fail(

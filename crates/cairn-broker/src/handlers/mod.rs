@@ -18,6 +18,7 @@ use crate::versions::served;
 use crate::wire::{self, Decoded, Request};
 
 mod admin;
+mod alter_configs;
 mod api_versions;
 mod configs;
 mod consumer_groups;
@@ -216,6 +217,9 @@ pub async fn handle(
         DeleteAcls => security::delete_acls,
         DescribeUserScramCredentials => security::describe_scram,
         AlterUserScramCredentials => security::alter_scram,
+        AlterConfigs => alter_configs::alter_configs,
+        IncrementalAlterConfigs => alter_configs::incremental_alter_configs,
+        ListConfigResources => alter_configs::list_config_resources,
     };
     state.metrics.request(key, started.elapsed());
     Ok(resp)

@@ -441,6 +441,30 @@ layout!(ALTER_USER_SCRAM, AlterUserScramCredentialsRequest, flexible 0, [
     all(array_of!(SCRAM_DELETION)), all(array_of!(SCRAM_UPSERTION)),
 ]);
 
+// AlterConfigs (flexible from 2), IncrementalAlterConfigs (flexible from 1),
+// ListConfigResources (flexible from 0). Config values may be null (DELETE).
+layout!(ALTER_CONFIGS_CONFIG, alter_configs_request::AlterableConfig => WORK, flexible 2, [
+    all(Ty::Str), all(Ty::Str),
+]);
+layout!(ALTER_CONFIGS_RESOURCE, alter_configs_request::AlterConfigsResource => size_of::<alter_configs_response::AlterConfigsResourceResponse>() + WORK, flexible 2, [
+    all(Ty::I8), all(Ty::Str), all(array_of!(ALTER_CONFIGS_CONFIG)),
+]);
+layout!(ALTER_CONFIGS, AlterConfigsRequest, flexible 2, [
+    all(array_of!(ALTER_CONFIGS_RESOURCE)), all(Ty::Bool),
+]);
+layout!(INCREMENTAL_ALTER_CONFIG, incremental_alter_configs_request::AlterableConfig => WORK, flexible 1, [
+    all(Ty::Str), all(Ty::I8), all(Ty::Str),
+]);
+layout!(INCREMENTAL_ALTER_RESOURCE, incremental_alter_configs_request::AlterConfigsResource => size_of::<incremental_alter_configs_response::AlterConfigsResourceResponse>() + WORK, flexible 1, [
+    all(Ty::I8), all(Ty::Str), all(array_of!(INCREMENTAL_ALTER_CONFIG)),
+]);
+layout!(INCREMENTAL_ALTER_CONFIGS, IncrementalAlterConfigsRequest, flexible 1, [
+    all(array_of!(INCREMENTAL_ALTER_RESOURCE)), all(Ty::Bool),
+]);
+layout!(LIST_CONFIG_RESOURCES, ListConfigResourcesRequest, flexible 0, [
+    since(1, Ty::Array(&Ty::I8, 0)),
+]);
+
 /// The layout of `key`'s request body, for every API this broker serves.
 pub fn request(key: ApiKey) -> Option<&'static Layout> {
     Some(match key {
@@ -483,6 +507,9 @@ pub fn request(key: ApiKey) -> Option<&'static Layout> {
         ApiKey::DeleteAcls => &DELETE_ACLS,
         ApiKey::DescribeUserScramCredentials => &DESCRIBE_USER_SCRAM,
         ApiKey::AlterUserScramCredentials => &ALTER_USER_SCRAM,
+        ApiKey::AlterConfigs => &ALTER_CONFIGS,
+        ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
+        ApiKey::ListConfigResources => &LIST_CONFIG_RESOURCES,
         _ => return None,
     })
 }

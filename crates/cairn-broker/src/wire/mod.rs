@@ -441,6 +441,9 @@ requests! {
     DeleteAcls(DeleteAclsRequest),
     DescribeUserScramCredentials(DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials(AlterUserScramCredentialsRequest),
+    AlterConfigs(AlterConfigsRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    ListConfigResources(ListConfigResourcesRequest),
 }
 
 /// Checks a request frame (without its size prefix) against its layout, then decodes it. A
