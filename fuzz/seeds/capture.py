@@ -125,6 +125,16 @@ def librdkafka_traffic(bootstrap):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for f in admin.create_topics([NewTopic("rk", 2, 1), NewTopic("rk-gone", 1, 1)]).values():
         f.result(10)
+    # Topics with their own codec: the stored batches are the broker's recompressed ones.
+    for f in admin.create_topics([NewTopic("rk-gzip", 1, 1, config={"compression.type": "gzip"}),
+                                  NewTopic("rk-zstd", 1, 1, config={"compression.type": "zstd",
+                                                                    "compression.zstd.level": "9"})]).values():
+        f.result(10)
+    for t in ["rk-gzip", "rk-zstd"]:
+        p = Producer({"bootstrap.servers": bootstrap, "compression.type": "lz4", "linger.ms": 5})
+        for i in range(20):
+            p.produce(t, key=f"k{i}".encode(), value=f"{t} value {i}".encode())
+        p.flush(10)
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"]:
         p = Producer({"bootstrap.servers": bootstrap, "compression.type": codec,
                       "enable.idempotence": codec == "zstd", "linger.ms": 5})

@@ -260,3 +260,158 @@ def test_log_file_has_no_colour_codes(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "api_key,version",
+    [
+        (kproto.API_PRODUCE, 2),  # advertised from 0 for librdkafka's sake, served from 3 (as Kafka 4)
+        (kproto.API_FETCH, 3),
+        (kproto.API_LIST_OFFSETS, 0),
+        (kproto.API_CREATE_TOPICS, 1),
+        (kproto.API_METADATA, 14),
+    ],
+)
+def test_versions_outside_the_served_range_close_the_connection(broker, api_key, version):
+    # Kafka's SocketServer refuses a header whose version its ApiVersionManager does not enable
+    # with InvalidRequestException, which closes the connection; only ApiVersions is answered.
+    c = kproto.Conn(broker.host, broker.port, timeout=10)
+    try:
+        c.send(kproto.request(api_key, version, 7, kproto.i32(-1) + bytes(32)))
+        assert c.closed_or_response(7) == "closed"
+    finally:
+        c.close()
+    # ApiVersions one past its newest version: a v0 UNSUPPORTED_VERSION answer with the api list.
+    c = kproto.Conn(broker.host, broker.port, timeout=10)
+    try:
+        c.send(kproto.api_versions_request(8, version=5))
+        cid, err, apis = kproto.parse_api_versions_v0(c.read_frame())
+        assert (cid, err) == (8, kproto.UNSUPPORTED_VERSION)
+        lo, hi = apis[api_key]
+        assert api_key == kproto.API_PRODUCE or not lo <= version <= hi, (lo, hi)
+    finally:
+        c.close()
+
+
+# --------------------------------------------------------------------------
+# Produce v13 and Fetch v18 (the newest the broker serves): topics named by id
+# --------------------------------------------------------------------------
+UNKNOWN_TOPIC_ID = 100
+
+
+def topic_id_of(broker, topic):
+    from confluent_kafka import TopicCollection
+
+    [f] = kutil.admin(broker).describe_topics(TopicCollection([topic]), request_timeout=10).values()
+    d = f.result(timeout=15)
+    return struct.pack(">qq", d.topic_id.get_most_significant_bits(), d.topic_id.get_least_significant_bits())
+
+
+def skip_tags(r):
+    for _ in range(r.uvarint()):
+        r.uvarint()
+        r.take(r.uvarint())
+
+
+def produce_v13(broker, topic_id, batch, cid=31):
+    body = (
+        kproto.uvarint(0)  # null transactional id
+        + kproto.i16(1)
+        + kproto.i32(10000)
+        + kproto.uvarint(2)
+        + topic_id
+        + kproto.uvarint(2)
+        + kproto.i32(0)
+        + kproto.uvarint(len(batch) + 1)
+        + batch
+        + kproto.uvarint(0)
+        + kproto.uvarint(0)
+        + kproto.uvarint(0)
+    )
+    c = kproto.Conn(broker.host, broker.port, timeout=15)
+    try:
+        c.send(kproto.request(kproto.API_PRODUCE, 13, cid, body, header_version=2))
+        r = kproto.Reader(c.read_frame())
+    finally:
+        c.close()
+    assert r.i32() == cid
+    skip_tags(r)
+    (n_topics,) = (r.uvarint() - 1,)
+    assert n_topics == 1
+    got_id = r.take(16)
+    assert r.uvarint() - 1 == 1
+    index, err, base = r.i32(), r.i16(), r.i64()
+    assert index == 0
+    return got_id, err, base
+
+
+def fetch_v18(broker, topic_id, offset, cid=41):
+    body = (
+        kproto.i32(100)  # max wait
+        + kproto.i32(1)
+        + kproto.i32(1 << 20)
+        + kproto.i8(0)
+        + kproto.i32(0)  # session id
+        + kproto.i32(-1)  # session epoch: no session
+        + kproto.uvarint(2)
+        + topic_id
+        + kproto.uvarint(2)
+        + kproto.i32(0)  # partition
+        + kproto.i32(-1)  # current leader epoch
+        + kproto.i64(offset)
+        + kproto.i32(-1)  # last fetched epoch
+        + kproto.i64(-1)  # log start offset
+        + kproto.i32(1 << 20)
+        + kproto.uvarint(0)
+        + kproto.uvarint(0)
+        + kproto.uvarint(1)  # no forgotten topics
+        + kproto.uvarint(1)  # rack id ""
+        + kproto.uvarint(0)
+    )
+    c = kproto.Conn(broker.host, broker.port, timeout=15)
+    try:
+        c.send(kproto.request(kproto.API_FETCH, 18, cid, body, header_version=2))
+        r = kproto.Reader(c.read_frame())
+    finally:
+        c.close()
+    assert r.i32() == cid
+    skip_tags(r)
+    r.i32()  # throttle
+    assert r.i16() == 0
+    r.i32()  # session id
+    assert r.uvarint() - 1 == 1
+    got_id = r.take(16)
+    assert r.uvarint() - 1 == 1
+    index, err, hw = r.i32(), r.i16(), r.i64()
+    assert index == 0
+    r.i64()
+    r.i64()
+    n_aborted = r.uvarint() - 1
+    for _ in range(max(n_aborted, 0)):
+        r.i64()
+        r.i64()
+    r.i32()  # preferred read replica
+    n = r.uvarint() - 1
+    records = r.take(n) if n > 0 else b""
+    return got_id, err, hw, records
+
+
+def test_produce_v13_and_fetch_v18_name_topics_by_id(broker):
+    topic = kutil.create_topic(broker, kutil.unique_topic("v13"), config={"compression.type": "zstd"})
+    tid = topic_id_of(broker, topic)
+    got_id, err, base = produce_v13(broker, tid, kproto.record_batch([(b"a", b"one"), (b"b", b"two")]))
+    assert (got_id, err, base) == (tid, 0, 0)
+    got_id, err, base = produce_v13(broker, tid, kproto.record_batch([(b"c", b"three")]))
+    assert (got_id, err, base) == (tid, 0, 2)
+    got_id, err, hw, records = fetch_v18(broker, tid, 0)
+    assert (got_id, err, hw) == (tid, 0, 3)
+    assert records[21:23] and struct.unpack(">h", records[21:23])[0] & 7 == CODEC_IDS["zstd"]
+    # The same records through the name-based path, read by librdkafka.
+    assert [m.value() for m in kutil.read_partition(broker, topic, 0)] == [b"one", b"two", b"three"]
+
+    unknown = bytes(range(1, 17))
+    got_id, err, base = produce_v13(broker, unknown, kproto.record_batch([(None, b"x")]))
+    assert (got_id, err, base) == (unknown, UNKNOWN_TOPIC_ID, -1)
+    got_id, err, _hw, _records = fetch_v18(broker, unknown, 0)
+    assert (got_id, err) == (unknown, UNKNOWN_TOPIC_ID)
+    assert kutil.watermarks(broker, topic, 0) == (0, 3)
