@@ -415,3 +415,29 @@ def test_produce_v13_and_fetch_v18_name_topics_by_id(broker):
     got_id, err, _hw, _records = fetch_v18(broker, unknown, 0)
     assert (got_id, err) == (unknown, UNKNOWN_TOPIC_ID)
     assert kutil.watermarks(broker, topic, 0) == (0, 3)
+
+
+def test_recompression_memory_stays_bounded(broker):
+    """Highly compressible batches near the inflation bound, rewritten at zstd's highest level
+    and into gzip: the broker inflates and deflates as streams, so its peak RSS stays small."""
+    from test_decompression import MIB, PEAK_RSS_LIMIT, bomb, peak_rss, produce_raw
+
+    zstd22 = kutil.create_topic(
+        broker, kutil.unique_topic("z22"), config={"compression.type": "zstd", "compression.zstd.level": "22"}
+    )
+    gz = kutil.create_topic(broker, kutil.unique_topic("gz"), config={"compression.type": "gzip", "compression.gzip.level": "9"})
+    for i, topic in enumerate([zstd22, gz]):
+        # 40 MiB of zero records in a small lz4 batch: under the bound, accepted and rewritten.
+        err, base = produce_raw(broker, topic, bomb("lz4", 40, MIB), 100 + i)
+        assert (err, base) == (0, 0), err
+        assert_codec(broker, topic, "zstd" if topic == zstd22 else "gzip", 40)
+    rss = peak_rss(broker)
+    assert rss < PEAK_RSS_LIMIT, f"peak RSS {rss / MIB:.0f} MiB after recompressing"
+    # Into an uncompressed topic the same batch would be 40 MiB: refused, nothing written.
+    plain = kutil.create_topic(broker, kutil.unique_topic("pl"), config={"compression.type": "uncompressed"})
+    err, _ = produce_raw(broker, plain, bomb("lz4", 40, MIB), 200)
+    assert err == 10  # MESSAGE_TOO_LARGE
+    assert kutil.watermarks(broker, plain, 0) == (0, 0)
+    rss = peak_rss(broker)
+    assert rss < PEAK_RSS_LIMIT, f"peak RSS {rss / MIB:.0f} MiB"
+    print(f"peak RSS {rss / MIB:.1f} MiB")

@@ -2213,8 +2213,13 @@ fn snappy_framed(input: &mut dyn Read, out: &mut CappedWriter) -> io::Result<()>
     }
 }
 
-/// Streams `input` through `codec` into `out`.
-fn deflate(codec: Codec, input: &mut dyn Read, out: &mut CappedWriter) -> io::Result<()> {
+/// Streams `input` (`size` bytes) through `codec` into `out`.
+fn deflate(
+    codec: Codec,
+    input: &mut dyn Read,
+    size: u64,
+    out: &mut CappedWriter,
+) -> io::Result<()> {
     match codec.compression {
         Compression::None => io::copy(input, out).map(|_| ()),
         Compression::Gzip => {
@@ -2229,6 +2234,18 @@ fn deflate(codec: Codec, input: &mut dyn Read, out: &mut CappedWriter) -> io::Re
         }
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(out, codec.level)?;
+            // Knowing the size lets zstd size its window and tables to the input rather than
+            // to the level's maximum (hundreds of MiB at the highest levels).
+            enc.set_pledged_src_size(Some(size))?;
+            // The ultra levels (20-22, which zstd's own tool gates behind --ultra) would size
+            // their window and tables for up to 1 GiB of memory; level 19's keep them under
+            // about 100 MiB while the search strategy stays the level's own.
+            if codec.level > 19 {
+                use zstd::zstd_safe::CParameter;
+                enc.set_parameter(CParameter::WindowLog(23))?;
+                enc.set_parameter(CParameter::ChainLog(24))?;
+                enc.set_parameter(CParameter::HashLog(22))?;
+            }
             io::copy(input, &mut enc)?;
             enc.finish().map(|_| ())
         }
@@ -2250,11 +2267,13 @@ fn deflate(codec: Codec, input: &mut dyn Read, out: &mut CappedWriter) -> io::Re
 /// for a topic whose `compression.type` differs from the producer's codec. Every header field
 /// stays (offsets, timestamps, producer id, epoch, sequence, transactional flag), so the records
 /// keep their deltas; only the codec bits, the length and the CRC change. The source is inflated
-/// as a stream (at most `inflate_limit` bytes) and the result may not exceed `max_size` bytes,
+/// as a stream (at most `inflate_limit` bytes; `inflated` is its size as validation measured it)
+/// and the result may not exceed `max_size` bytes,
 /// so memory stays within what the log accepts for one batch: `Ok(None)` when it would.
 pub fn recompress(
     view: &BatchView<&[u8]>,
     target: Codec,
+    inflated: u64,
     inflate_limit: usize,
     max_size: usize,
 ) -> Result<Option<Vec<u8>>, BatchError> {
@@ -2265,7 +2284,7 @@ pub fn recompress(
     };
     out.out.extend_from_slice(&view.as_bytes()[..HEADER_SIZE]);
     let mut input = inflate(source, view.records_region(), inflate_limit)?;
-    if let Err(e) = deflate(target, &mut input, &mut out) {
+    if let Err(e) = deflate(target, &mut input, inflated, &mut out) {
         if e.get_ref()
             .is_some_and(|inner| inner.is::<OutputPastLimit>())
         {

@@ -681,6 +681,8 @@ type Validated = (Vec<Pending>, Vec<(usize, i64)>);
 
 struct Pending {
     pos: usize,
+    /// Uncompressed size of the records region, as validation measured it.
+    inflated: u64,
     max_ts: i64,
     size: usize,
     offsets: i64,
@@ -897,7 +899,7 @@ impl PartitionLog {
         view: &BatchView<&[u8]>,
         max_bytes: u32,
         inflate_budget: &mut usize,
-    ) -> Result<(i64, u32, i64), LogError> {
+    ) -> Result<(i64, u32, i64, u64), LogError> {
         if view.size() > max_bytes as usize {
             return Err(LogError::MessageTooLarge {
                 size: view.size(),
@@ -951,7 +953,7 @@ impl PartitionLog {
                 "record {i} has offset delta {delta}"
             )));
         }
-        Ok((count as i64, count as u32, max_ts))
+        Ok((count as i64, count as u32, max_ts, inflated))
     }
 
     /// Validates every batch of an append; `inflate_budget` is shared by the compressed batches.
@@ -970,7 +972,7 @@ impl PartitionLog {
             let pos = iter.position();
             let Some(view) = iter.next() else { break };
             let view = view?;
-            let (offsets, records, max_ts) =
+            let (offsets, records, max_ts, inflated) =
                 Self::validate(&view, config.max_message_bytes, inflate_budget)?;
             let producer = if check_producers {
                 producers::Incoming::of(&view)
@@ -1011,6 +1013,7 @@ impl PartitionLog {
                 size: view.size(),
                 offsets,
                 records,
+                inflated,
                 producer,
                 txn,
             });
@@ -1215,8 +1218,13 @@ impl PartitionLog {
             let at = out.len();
             if differs(p)? {
                 let view = BatchView::new(&buf[p.pos..p.pos + p.size])?;
-                let Some(rewritten) =
-                    batch::recompress(&view, target, config.max_uncompressed_bytes(), max)?
+                let Some(rewritten) = batch::recompress(
+                    &view,
+                    target,
+                    p.inflated,
+                    config.max_uncompressed_bytes(),
+                    max,
+                )?
                 else {
                     return Err(LogError::MessageTooLarge {
                         size: max + 1,
