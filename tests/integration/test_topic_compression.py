@@ -441,3 +441,19 @@ def test_recompression_memory_stays_bounded(broker):
     rss = peak_rss(broker)
     assert rss < PEAK_RSS_LIMIT, f"peak RSS {rss / MIB:.0f} MiB"
     print(f"peak RSS {rss / MIB:.1f} MiB")
+
+
+def test_describe_configs_reports_codec_and_levels(broker_factory):
+    from confluent_kafka.admin import ConfigResource, ConfigSource
+
+    b = broker_factory(options={"compression.lz4.level": "5"})
+    topic = kutil.create_topic(b, kutil.unique_topic("desc"), config={"compression.type": "lz4"})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entries = kutil.admin(b).describe_configs([res])[res].result(timeout=15)
+    assert entries["compression.type"].value == "lz4"
+    assert entries["compression.type"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert entries["compression.lz4.level"].value == "5"
+    assert entries["compression.lz4.level"].source == ConfigSource.STATIC_BROKER_CONFIG.value
+    assert entries["compression.gzip.level"].value == "-1"
+    assert entries["compression.zstd.level"].value == "3"
+    assert entries["compression.zstd.level"].source == ConfigSource.DEFAULT_CONFIG.value

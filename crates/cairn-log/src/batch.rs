@@ -2250,10 +2250,15 @@ fn deflate(
             enc.finish().map(|_| ())
         }
         Compression::Lz4 => {
-            // Kafka's lz4 reader takes independent blocks only.
+            // The frame Kafka's own writer produces: 64 KiB independent blocks, no block or
+            // content checksums (its reader takes independent blocks only, and some clients'
+            // lz4 readers misplace block checksums).
             let mut enc = lz4::EncoderBuilder::new()
                 .level(codec.level.max(0) as u32)
+                .block_size(lz4::BlockSize::Max64KB)
                 .block_mode(lz4::BlockMode::Independent)
+                .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
+                .checksum(lz4::ContentChecksum::NoChecksum)
                 .build(out)?;
             io::copy(input, &mut enc)?;
             let (_, result) = enc.finish();
