@@ -228,6 +228,15 @@ def test_create_topics_answers_a_null_error_message_on_success(broker):
         (entry,) = [e for e in entries if e[0] == topic]
         assert entry[1] == 0
         assert entry[2] is None, f"error message {entry[2]!r}"
+        # CreatePartitions and DeleteTopics answer null on success too.
+        from kafka.admin import NewPartitions
+
+        resp = a.create_partitions({topic: NewPartitions(2)})
+        (entry,) = [e for e in resp.topic_errors if e[0] == topic]
+        assert (entry[1], entry[2]) == (0, None), entry
+        resp = a.delete_topics([topic])
+        (entry,) = [e for e in resp.topic_error_codes if e[0] == topic]
+        assert entry[1] == 0 and (len(entry) < 3 or entry[2] is None), entry
     finally:
         a.close()
 
