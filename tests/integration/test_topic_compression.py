@@ -466,3 +466,30 @@ def test_describe_configs_reports_codec_and_levels(broker_factory):
     assert entries["compression.gzip.level"].value == "-1"
     assert entries["compression.zstd.level"].value == "3"
     assert entries["compression.zstd.level"].source == ConfigSource.DEFAULT_CONFIG.value
+
+
+def test_transactional_batches_are_rewritten_and_stay_transactional(broker):
+    topic = kutil.create_topic(broker, kutil.unique_topic("txn"), config={"compression.type": "zstd"})
+    p = kutil.producer(broker, **{"transactional.id": kutil.unique_topic("tx"), "compression.type": "gzip"})
+    p.init_transactions(15)
+    for commit, tag in [(False, "aborted"), (True, "committed")]:
+        p.begin_transaction()
+        for i in range(10):
+            p.produce(topic, key=b"k", value=f"{tag}-{i}".encode(), partition=0)
+        p.flush(15)
+        if commit:
+            p.commit_transaction(15)
+        else:
+            p.abort_transaction(15)
+    batches = stored_batches(broker, topic)
+    data = [b for b in batches if not b[1] & 0x20]  # control (marker) batches aside
+    markers = [b for b in batches if b[1] & 0x20]
+    assert {b[1] & 7 for b in data} == {CODEC_IDS["zstd"]}
+    assert all(b[1] & 0x10 for b in data), "transactional flag lost in the rewrite"
+    assert len(markers) == 2 and {b[1] & 7 for b in markers} == {0}, "markers stay uncompressed"
+    c = kutil.consumer(broker, **{"isolation.level": "read_committed"})
+    try:
+        got = kutil.consume_exact(c, [TopicPartition(topic, 0, 0)], 10)
+        assert [m.value() for m in got] == [f"committed-{i}".encode() for i in range(10)]
+    finally:
+        c.close()
