@@ -126,6 +126,16 @@ def librdkafka_traffic(bootstrap):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for f in admin.create_topics([NewTopic("rk", 2, 1), NewTopic("rk-gone", 1, 1)]).values():
         f.result(10)
+    # Topics with their own codec: the stored batches are the broker's recompressed ones.
+    for f in admin.create_topics([NewTopic("rk-gzip", 1, 1, config={"compression.type": "gzip"}),
+                                  NewTopic("rk-zstd", 1, 1, config={"compression.type": "zstd",
+                                                                    "compression.zstd.level": "9"})]).values():
+        f.result(10)
+    for t in ["rk-gzip", "rk-zstd"]:
+        p = Producer({"bootstrap.servers": bootstrap, "compression.type": "lz4", "linger.ms": 5})
+        for i in range(20):
+            p.produce(t, key=f"k{i}".encode(), value=f"{t} value {i}".encode())
+        p.flush(10)
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"]:
         p = Producer({"bootstrap.servers": bootstrap, "compression.type": codec,
                       "enable.idempotence": codec == "zstd", "linger.ms": 5})
@@ -224,6 +234,44 @@ def config_traffic(admin):
         f.result(10)
 
 
+def uvarint(v):
+    out = b""
+    while v >= 0x80:
+        out += bytes([v & 0x7F | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def newest_versions_traffic(bootstrap):
+    """Produce v13 and Fetch v18 (topics by id), which no client here sends yet."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the result is in
+    [f] = admin.describe_topics(TopicCollection(["rk-gzip"])).values()
+    d = f.result(10)
+    tid = struct.pack(">qq", d.topic_id.get_most_significant_bits(), d.topic_id.get_least_significant_bits())
+    from kafka.record.util import calc_crc32c
+
+    record = b"\x00\x00\x00\x04k0\x04v0\x00"  # attributes, ts delta, offset delta, key, value, headers
+    record = uvarint(len(record) * 2) + record  # zigzag length
+    after_crc = struct.pack(">hiqqqhii", 0, 0, 1000, 1000, -1, -1, -1, 1) + record
+    batch = (struct.pack(">qiib", 0, 9 + len(after_crc), -1, 2) + struct.pack(">I", calc_crc32c(after_crc))
+             + after_crc)
+    header = lambda key, ver, cid: struct.pack(">hhih", key, ver, cid, 4) + b"seed" + b"\x00"
+    produce = (header(0, 13, 1) + b"\x00" + struct.pack(">hi", 1, 5000) + uvarint(2) + tid + uvarint(2)
+               + struct.pack(">i", 0) + uvarint(len(batch) + 1) + batch + b"\x00\x00\x00")
+    fetch = (header(1, 18, 2) + struct.pack(">iiibii", 100, 1, 1 << 20, 0, 0, -1) + uvarint(2) + tid
+             + uvarint(2) + struct.pack(">iiqiqi", 0, -1, 0, -1, -1, 1 << 20) + b"\x00\x00"
+             + uvarint(1) + uvarint(1) + b"\x00")
+    host, port = bootstrap.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        for frame in (produce, fetch):
+            s.sendall(struct.pack(">i", len(frame)) + frame)
+            (n,) = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))
+            s.recv(n, socket.MSG_WAITALL)
+
+
 def kafka_python_traffic(bootstrap):
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
     from kafka.admin import NewTopic
@@ -282,6 +330,7 @@ def main():
         wait_port(broker_port)
         print("librdkafka consumed", librdkafka_traffic(bootstrap))
         print("kafka-python consumed", kafka_python_traffic(bootstrap))
+        newest_versions_traffic(bootstrap)
         env = {**os.environ, "NODE_PATH": node_modules, "BOOTSTRAP": bootstrap}
         subprocess.run(["node", str(HERE / "kafkajs_traffic.js")], env=env, check=True,
                        timeout=120)

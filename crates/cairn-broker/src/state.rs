@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use cairn_config::BrokerConfig;
-use cairn_log::{LogConfig, Store, TimestampType, TopicMeta};
+use cairn_log::{batch, LogConfig, Store, TimestampType, TopicMeta};
 use tokio::sync::watch;
 
 use crate::flusher::Flusher;
@@ -76,5 +76,21 @@ pub fn log_config_for(cfg: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         cleanup_compact: policy("compact", false),
         cleanup_delete: policy("delete", true),
         delete_retention_ms: num("delete.retention.ms", d.delete_retention_ms),
+        compression: cfg
+            .topic_value(&topic.configs, "compression.type")
+            .as_deref()
+            .and_then(batch::Compression::from_config_name)
+            .map(|compression| {
+                let level = match compression {
+                    batch::Compression::Gzip => num("compression.gzip.level", -1),
+                    batch::Compression::Lz4 => num("compression.lz4.level", 9),
+                    batch::Compression::Zstd => num("compression.zstd.level", 3),
+                    _ => 0,
+                };
+                batch::Codec {
+                    compression,
+                    level: level as i32,
+                }
+            }),
     }
 }

@@ -5,8 +5,8 @@ use kafka_protocol::messages::ApiKey;
 /// (api key, min, max). Produce advertises 0 as its minimum, as Kafka 4.x does, because older
 /// librdkafka disables compression when it sees a higher minimum; v0-2 are still refused on use.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 12),
-    (ApiKey::Fetch, 4, 17),
+    (ApiKey::Produce, 0, 13),
+    (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),

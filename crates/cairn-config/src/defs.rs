@@ -70,6 +70,7 @@ impl ConfigDef {
                         return Err(bad(format!("must be at least {min}")));
                     }
                 }
+                check_level(self.name, n).map_err(bad)?;
             }
             ConfigType::String | ConfigType::List => {
                 if !self.one_of.is_empty() {
@@ -110,6 +111,20 @@ const fn def(
 
 const LONG_MAX: &str = "9223372036854775807";
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+/// `compression.type` values (topic and broker), as Kafka names them.
+const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
+
+/// Upper bounds (and gaps) that `min` cannot express: the codec levels of KIP-390.
+fn check_level(name: &str, n: i64) -> Result<(), std::string::String> {
+    match name {
+        "compression.gzip.level" if n != -1 && !(1..=9).contains(&n) => {
+            Err("must be -1 or between 1 and 9".into())
+        }
+        "compression.lz4.level" if n > 17 => Err("must be between 1 and 17".into()),
+        "compression.zstd.level" if n > 22 => Err("must be between -131072 and 22".into()),
+        _ => Ok(()),
+    }
+}
 /// The server-side assignors Cairn has (Kafka also takes class names; Cairn has no plugins).
 const CONSUMER_ASSIGNORS: &[&str] = &["uniform", "range"];
 /// Kafka also knows share and streams groups; Cairn serves neither.
@@ -200,6 +215,10 @@ pub static BROKER_DEFS: &[ConfigDef] = &[
     def("cairn.lag.refresh.ms", Long, Some("5000"), Some(100), "How often the broker recomputes consumer lag and group status for /metrics and the HTTP API (one sample per interval)."),
     def("cairn.lag.window.samples", Int, Some("10"), Some(2), "Samples per partition that the group status rule looks at (window = samples x cairn.lag.refresh.ms)."),
     ConfigDef { one_of: &["delete", "compact"], ..def("log.cleanup.policy", List, Some("delete"), None, "Default cleanup.policy of topics: delete (retention), compact, or both.") },
+    ConfigDef { one_of: COMPRESSION_TYPES, ..def("compression.type", String, Some("producer"), None, "Default compression.type of topics: producer, uncompressed, gzip, snappy, lz4 or zstd.") },
+    def("compression.gzip.level", Int, Some("-1"), Some(-1), "Default compression.gzip.level of topics: 1-9, or -1 for the codec's default."),
+    def("compression.lz4.level", Int, Some("9"), Some(1), "Default compression.lz4.level of topics: 1-17."),
+    def("compression.zstd.level", Int, Some("3"), Some(-131072), "Default compression.zstd.level of topics: -131072 to 22."),
     ConfigDef {
         name: "log.message.timestamp.type",
         ty: String,
@@ -245,10 +264,13 @@ pub static TOPIC_DEFS: &[ConfigDef] = &[
         ty: String,
         default: Some("producer"),
         min: None,
-        one_of: &["producer"],
-        broker_synonym: None,
-        doc: "Batches are stored as the producer compressed them.",
+        one_of: COMPRESSION_TYPES,
+        broker_synonym: Some("compression.type"),
+        doc: "Codec of the stored batches: producer keeps the producer's; uncompressed, gzip, snappy, lz4 or zstd makes the broker recompress batches in another codec.",
     },
+    topic("compression.gzip.level", Int, Some("-1"), Some(-1), Some("compression.gzip.level"), "Gzip level used when the broker compresses: 1-9, or -1 for the codec's default."),
+    topic("compression.lz4.level", Int, Some("9"), Some(1), Some("compression.lz4.level"), "Lz4 level used when the broker compresses: 1-17."),
+    topic("compression.zstd.level", Int, Some("3"), Some(-131072), Some("compression.zstd.level"), "Zstd level used when the broker compresses: -131072 to 22."),
     topic(
         "delete.retention.ms",
         Long,

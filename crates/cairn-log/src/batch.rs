@@ -2112,3 +2112,198 @@ mod plain_tests {
         assert_eq!(all[0].max_timestamp(), 1004);
     }
 }
+
+impl Compression {
+    /// The codec a `compression.type` value names; `None` for `producer` (keep the batch's own).
+    pub fn from_config_name(name: &str) -> Option<Compression> {
+        match name {
+            "uncompressed" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            "snappy" => Some(Compression::Snappy),
+            "lz4" => Some(Compression::Lz4),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+}
+
+/// A topic's codec with its level (`compression.<codec>.level`; ignored by snappy and none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Codec {
+    pub compression: Compression,
+    pub level: i32,
+}
+
+/// A writer that fails once more than `limit` bytes were written to it, so the output of a
+/// recompression never grows past what the log would accept anyway.
+struct CappedWriter {
+    out: Vec<u8>,
+    limit: usize,
+}
+
+/// The io error a [`CappedWriter`] returns once its limit is passed.
+#[derive(Debug)]
+struct OutputPastLimit;
+
+impl std::fmt::Display for OutputPastLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("recompressed batch too large")
+    }
+}
+
+impl std::error::Error for OutputPastLimit {}
+
+impl io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.out.len() + buf.len() > self.limit {
+            return Err(io::Error::other(OutputPastLimit));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Snappy-java's stream block size; Kafka's Java clients read this framing.
+const SNAPPY_BLOCK: usize = 32 * 1024;
+
+/// Writes snappy-java's framing (magic header, then length-prefixed raw snappy blocks), the
+/// form Kafka's own broker writes and every client reads.
+fn snappy_framed(input: &mut dyn Read, out: &mut CappedWriter) -> io::Result<()> {
+    use io::Write;
+    out.write_all(XERIAL_MAGIC)?;
+    out.write_all(&1i32.to_be_bytes())?;
+    out.write_all(&1i32.to_be_bytes())?;
+    let mut encoder = snap::raw::Encoder::new();
+    let mut block = vec![0u8; SNAPPY_BLOCK];
+    let mut packed = vec![0u8; snap::raw::max_compress_len(SNAPPY_BLOCK)];
+    loop {
+        let mut filled = 0;
+        while filled < block.len() {
+            let n = input.read(&mut block[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        let n = encoder
+            .compress(&block[..filled], &mut packed)
+            .map_err(io::Error::other)?;
+        out.write_all(&(n as i32).to_be_bytes())?;
+        out.write_all(&packed[..n])?;
+        if filled < block.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// Streams `input` (`size` bytes) through `codec` into `out`.
+fn deflate(
+    codec: Codec,
+    input: &mut dyn Read,
+    size: u64,
+    out: &mut CappedWriter,
+) -> io::Result<()> {
+    match codec.compression {
+        Compression::None => io::copy(input, out).map(|_| ()),
+        Compression::Gzip => {
+            // Kafka's default gzip level (-1) is zlib's default.
+            let level = match u32::try_from(codec.level) {
+                Ok(l) if (1..=9).contains(&l) => flate2::Compression::new(l),
+                _ => flate2::Compression::default(),
+            };
+            let mut enc = flate2::write::GzEncoder::new(out, level);
+            io::copy(input, &mut enc)?;
+            enc.finish().map(|_| ())
+        }
+        Compression::Zstd => {
+            let mut enc = zstd::stream::write::Encoder::new(out, codec.level)?;
+            // Knowing the size lets zstd size its window and tables to the input rather than
+            // to the level's maximum (hundreds of MiB at the highest levels).
+            enc.set_pledged_src_size(Some(size))?;
+            // The ultra levels (20-22, which zstd's own tool gates behind --ultra) would size
+            // their window and tables for up to 1 GiB of memory; level 19's keep them under
+            // about 100 MiB while the search strategy stays the level's own.
+            if codec.level > 19 {
+                use zstd::zstd_safe::CParameter;
+                enc.set_parameter(CParameter::WindowLog(23))?;
+                enc.set_parameter(CParameter::ChainLog(24))?;
+                enc.set_parameter(CParameter::HashLog(22))?;
+            }
+            io::copy(input, &mut enc)?;
+            enc.finish().map(|_| ())
+        }
+        Compression::Lz4 => {
+            // The frame Kafka's own writer produces: 64 KiB independent blocks, no block or
+            // content checksums (its reader takes independent blocks only, and some clients'
+            // lz4 readers misplace block checksums).
+            let mut enc = lz4::EncoderBuilder::new()
+                .level(codec.level.max(0) as u32)
+                .block_size(lz4::BlockSize::Max64KB)
+                .block_mode(lz4::BlockMode::Independent)
+                .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(out)?;
+            io::copy(input, &mut enc)?;
+            let (_, result) = enc.finish();
+            result
+        }
+        Compression::Snappy => snappy_framed(input, out),
+    }
+}
+
+/// Rewrites a validated batch with its records compressed by `target`, as Kafka's broker does
+/// for a topic whose `compression.type` differs from the producer's codec. Every header field
+/// stays (offsets, timestamps, producer id, epoch, sequence, transactional flag), so the records
+/// keep their deltas; only the codec bits, the length and the CRC change. The source is inflated
+/// as a stream (at most `inflate_limit` bytes; `inflated` is its size as validation measured it)
+/// and the result may not exceed `max_size` bytes,
+/// so memory stays within what the log accepts for one batch: `Ok(None)` when it would.
+pub fn recompress(
+    view: &BatchView<&[u8]>,
+    target: Codec,
+    inflated: u64,
+    inflate_limit: usize,
+    max_size: usize,
+) -> Result<Option<Vec<u8>>, BatchError> {
+    let source = view.compression()?;
+    let mut out = CappedWriter {
+        out: Vec::with_capacity(view.size().min(max_size)),
+        limit: max_size,
+    };
+    out.out.extend_from_slice(&view.as_bytes()[..HEADER_SIZE]);
+    let mut input = inflate(source, view.records_region(), inflate_limit)?;
+    if let Err(e) = deflate(target, &mut input, inflated, &mut out) {
+        if e.get_ref()
+            .is_some_and(|inner| inner.is::<OutputPastLimit>())
+        {
+            return Ok(None);
+        }
+        return Err(io_error(source, e));
+    }
+    let mut out = out.out;
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[LENGTH..LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = (view.attributes() & !COMPRESSION_MASK) | target.compression.attribute_bits();
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    BatchView::new(&mut out[..])
+        .expect("header copied from a valid batch")
+        .update_crc();
+    Ok(Some(out))
+}

@@ -70,6 +70,9 @@ pub struct LogConfig {
     pub cleanup_delete: bool,
     /// `delete.retention.ms`: how long compaction keeps tombstones (null values).
     pub delete_retention_ms: i64,
+    /// `compression.type` other than `producer`: client batches in another codec are
+    /// recompressed into this one, as Kafka's broker does.
+    pub compression: Option<batch::Codec>,
 }
 
 impl Default for LogConfig {
@@ -86,6 +89,7 @@ impl Default for LogConfig {
             cleanup_compact: false,
             cleanup_delete: true,
             delete_retention_ms: 24 * 60 * 60 * 1000,
+            compression: None,
         }
     }
 }
@@ -677,6 +681,8 @@ type Validated = (Vec<Pending>, Vec<(usize, i64)>);
 
 struct Pending {
     pos: usize,
+    /// Uncompressed size of the records region, as validation measured it.
+    inflated: u64,
     max_ts: i64,
     size: usize,
     offsets: i64,
@@ -893,7 +899,7 @@ impl PartitionLog {
         view: &BatchView<&[u8]>,
         max_bytes: u32,
         inflate_budget: &mut usize,
-    ) -> Result<(i64, u32, i64), LogError> {
+    ) -> Result<(i64, u32, i64, u64), LogError> {
         if view.size() > max_bytes as usize {
             return Err(LogError::MessageTooLarge {
                 size: view.size(),
@@ -947,7 +953,7 @@ impl PartitionLog {
                 "record {i} has offset delta {delta}"
             )));
         }
-        Ok((count as i64, count as u32, max_ts))
+        Ok((count as i64, count as u32, max_ts, inflated))
     }
 
     /// Validates every batch of an append; `inflate_budget` is shared by the compressed batches.
@@ -966,7 +972,7 @@ impl PartitionLog {
             let pos = iter.position();
             let Some(view) = iter.next() else { break };
             let view = view?;
-            let (offsets, records, max_ts) =
+            let (offsets, records, max_ts, inflated) =
                 Self::validate(&view, config.max_message_bytes, inflate_budget)?;
             let producer = if check_producers {
                 producers::Incoming::of(&view)
@@ -1007,6 +1013,7 @@ impl PartitionLog {
                 size: view.size(),
                 offsets,
                 records,
+                inflated,
                 producer,
                 txn,
             });
@@ -1067,7 +1074,7 @@ impl PartitionLog {
         let mut left = allowance;
         let validated = Self::validate_all(batches, &config, now_ms, &mut left, check_producers);
         *inflate_budget -= allowance - left;
-        let (pending, fixes) = validated?;
+        let (mut pending, fixes) = validated?;
         let mut buf = batches.to_vec();
         for (i, max_ts) in fixes {
             let p = &pending[i];
@@ -1077,6 +1084,11 @@ impl PartitionLog {
             for p in &pending {
                 BatchView::new(&mut buf[p.pos..p.pos + p.size])?.set_log_append_time(now_ms);
             }
+        }
+        // Only client batches: the broker's own records and markers stay as written (Kafka
+        // does not compress control batches that arrive uncompressed either).
+        if let (Some(target), true) = (config.compression, check_producers) {
+            buf = Self::recompress_all(buf, &mut pending, target, &config)?;
         }
         let total_offsets: i64 = pending.iter().map(|p| p.offsets).sum();
         let record_count: u32 = pending.iter().map(|p| p.records).sum();
@@ -1177,6 +1189,56 @@ impl PartitionLog {
             record_count,
             duplicate: false,
         })
+    }
+
+    /// Rewrites the batches whose codec is not `target`, moving the others as they are, and
+    /// updates each batch's position and size. Runs after validation, so every batch is known
+    /// to inflate within the topic's bound; a rewritten batch larger than `max.message.bytes`
+    /// is refused with MESSAGE_TOO_LARGE, as Kafka refuses it after recompression.
+    fn recompress_all(
+        buf: Vec<u8>,
+        pending: &mut [Pending],
+        target: batch::Codec,
+        config: &LogConfig,
+    ) -> Result<Vec<u8>, LogError> {
+        let differs = |p: &Pending| -> Result<bool, LogError> {
+            let view = BatchView::new(&buf[p.pos..p.pos + p.size])?;
+            Ok(!view.is_control() && view.compression()? != target.compression)
+        };
+        let mut any = false;
+        for p in pending.iter() {
+            any |= differs(p)?;
+        }
+        if !any {
+            return Ok(buf);
+        }
+        let max = config.max_message_bytes as usize;
+        let mut out = Vec::with_capacity(buf.len());
+        for p in pending.iter_mut() {
+            let at = out.len();
+            if differs(p)? {
+                let view = BatchView::new(&buf[p.pos..p.pos + p.size])?;
+                let Some(rewritten) = batch::recompress(
+                    &view,
+                    target,
+                    p.inflated,
+                    config.max_uncompressed_bytes(),
+                    max,
+                )?
+                else {
+                    return Err(LogError::MessageTooLarge {
+                        size: max + 1,
+                        max: config.max_message_bytes,
+                    });
+                };
+                out.extend_from_slice(&rewritten);
+            } else {
+                out.extend_from_slice(&buf[p.pos..p.pos + p.size]);
+            }
+            p.pos = at;
+            p.size = out.len() - at;
+        }
+        Ok(out)
     }
 
     fn maybe_roll(

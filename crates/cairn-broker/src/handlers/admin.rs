@@ -103,7 +103,10 @@ pub async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsR
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
-            let mut res = CreatableTopicResult::default().with_name(t.name.clone());
+            // The protocol crate's default message is "", where Kafka answers null on success.
+            let mut res = CreatableTopicResult::default()
+                .with_name(t.name.clone())
+                .with_error_message(None);
             if !seen.insert(name.clone()) {
                 return res
                     .with_error_code(Code::InvalidRequest.code())

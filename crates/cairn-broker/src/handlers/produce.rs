@@ -32,11 +32,28 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
         .as_ref()
         .is_some_and(|t| !ctx.allowed(Operation::Write, ResourceType::TransactionalId, t));
     for topic in req.topic_data {
-        let name = topic.name.0.to_string();
-        let meta = st.store.topic(&name);
+        // From v13 topics are named by id (KIP-516); an id naming no topic is UNKNOWN_TOPIC_ID,
+        // answered before topic authorization as Kafka does (there is no name to authorize).
+        let by_id = if ctx.version >= 13 {
+            Some(st.store.topic_by_id(topic.topic_id))
+        } else {
+            None
+        };
+        let unknown_id = matches!(by_id, Some(None));
+        let (name, meta) = match by_id {
+            Some(Some(m)) => (m.name.clone(), Some(m)),
+            Some(None) => (String::new(), None),
+            None => {
+                let name = topic.name.0.to_string();
+                let meta = st.store.topic(&name);
+                (name, meta)
+            }
+        };
         // As Kafka: authorization before existence, so names cannot be probed.
         let denied = if txn_denied {
             Some(Code::TransactionalIdAuthorizationFailed.code())
+        } else if unknown_id {
+            Some(Code::UnknownTopicId.code())
         } else if !ctx.allowed(Operation::Write, ResourceType::Topic, &name) {
             Some(Code::TopicAuthorizationFailed.code())
         } else {
@@ -138,6 +155,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
         responses.push(
             TopicProduceResponse::default()
                 .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
                 .with_partition_responses(parts),
         );
     }
