@@ -167,6 +167,13 @@ def librdkafka_traffic(bootstrap):
     admin.list_consumer_groups().result(10)
     for f in admin.delete_topics(["rk-gone"]).values():
         f.result(10)
+    # DeleteRecords: a move, and an offset past the end (refused).
+    for offset in (1, 1 << 40):
+        for f in admin.delete_records([TopicPartition("rk", 0, offset)]).values():
+            try:
+                f.result(10)
+            except Exception:
+                pass
     # A transactional producer: consume-transform-produce with offsets in the transaction,
     # a commit and an abort, read back read_committed (transactional and control batches).
     tp = Producer({"bootstrap.servers": bootstrap, "transactional.id": "rk-txn", "linger.ms": 5})

@@ -173,8 +173,11 @@ def test_kafka_python_admin_group_calls(gbroker):
         listed = dict(a.list_consumer_groups())
         assert listed.get(live_g) == "consumer"
         assert empty_g in listed
-        # (describe_consumer_groups is left out: this kafka-python decodes DescribeGroups v3+
-        # authorized_operations = INT32_MIN, "not requested", as ACL operation 31 and raises.)
+        # Without an authorizer the broker reports every operation a group supports, as Kafka
+        # does (kafka-python decodes the bitfield and would refuse Kafka's "not computed").
+        [desc] = a.describe_consumer_groups([live_g], include_authorized_operations=True)
+        assert desc.group == live_g and desc.state == "Stable" and len(desc.members) == 1
+        assert {"READ", "DESCRIBE", "DELETE"} <= set(desc.authorized_operations or []), desc
         offsets = a.list_consumer_group_offsets(live_g)
         assert {tp.partition: om.offset for tp, om in offsets.items()} == {0: 3, 1: 3}
         assert {tp.partition: om.offset for tp, om in a.list_consumer_group_offsets(empty_g).items()} == {0: 2}

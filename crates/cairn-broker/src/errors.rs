@@ -23,6 +23,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::OutOfOrderSequence { .. } => Code::OutOfOrderSequenceNumber.code(),
         LogError::InvalidProducerEpoch { .. } => Code::InvalidProducerEpoch.code(),
         LogError::InvalidTxnState(_) => Code::InvalidTxnState.code(),
+        LogError::PolicyViolation(_) => Code::PolicyViolation.code(),
     }
 }
 

@@ -71,6 +71,23 @@ enum TopicsCommand {
     },
     /// Delete a topic and its data.
     Delete { topic: String },
+    /// Delete the records of partitions below an offset (kafka-delete-records.sh): the log
+    /// start moves there, consumers below it reset by their policy.
+    DeleteRecords {
+        /// The topic, with --partition and --before.
+        topic: Option<String>,
+        #[arg(long, requires = "before")]
+        partition: Option<i32>,
+        /// Delete the records below this offset (-1: every record, up to the high watermark).
+        #[arg(long, allow_hyphen_values = true, requires = "partition")]
+        before: Option<i64>,
+        /// kafka-delete-records.sh's JSON: {"partitions": [{"topic": "t", "partition": 0, "offset": 5}]}.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["topic", "partition", "before"])]
+        offset_json_file: Option<std::path::PathBuf>,
+        /// Show what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
@@ -148,6 +165,20 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             )
             .await
         }
+        TopicsCommand::DeleteRecords {
+            topic,
+            partition,
+            before,
+            offset_json_file,
+            dry_run,
+        } => {
+            let wanted = match (offset_json_file, topic, partition, before) {
+                (Some(file), ..) => offsets_from_json(&file)?,
+                (None, Some(t), Some(p), Some(b)) => vec![(t, p, b)],
+                _ => bail!("give TOPIC --partition P --before OFFSET, or --offset-json-file FILE"),
+            };
+            delete_records(&client, common, &wanted, dry_run).await
+        }
         TopicsCommand::Delete { topic } => {
             existing(&client, &topic).await?;
             client
@@ -157,6 +188,113 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             done(common, &topic, "deleted", None)
         }
     }
+}
+
+/// kafka-delete-records.sh's offsets file.
+fn offsets_from_json(file: &std::path::Path) -> anyhow::Result<Vec<(String, i32, i64)>> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        partitions: Vec<Entry>,
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let parsed: File = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not kafka-delete-records.sh's JSON", file.display()))?;
+    if parsed.partitions.is_empty() {
+        bail!("{} names no partitions", file.display());
+    }
+    Ok(parsed
+        .partitions
+        .into_iter()
+        .map(|e| (e.topic, e.partition, e.offset))
+        .collect())
+}
+
+/// One partition's outcome, as `delete-records` prints it.
+#[derive(Serialize)]
+struct Deleted {
+    topic: String,
+    partition: i32,
+    /// The log start before, and the low watermark after (the same on a dry run).
+    low_watermark_before: i64,
+    low_watermark: i64,
+    records_deleted: i64,
+    dry_run: bool,
+}
+
+async fn delete_records(
+    client: &Client,
+    common: &Common,
+    wanted: &[(String, i32, i64)],
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    for (topic, partition, before) in wanted {
+        let (topic, partition, before) = (topic.as_str(), *partition, *before);
+        let info = existing(client, topic).await?;
+        if !info.partitions.iter().any(|p| p.partition == partition) {
+            bail!("topic '{topic}' has no partition {partition}");
+        }
+        if before < -1 {
+            bail!("--before {before}: an offset, or -1 for the high watermark");
+        }
+        let start = client
+            .list_offsets(topic, partition, cairn_client::EARLIEST_OFFSET)
+            .await?;
+        let end = client
+            .list_offsets(topic, partition, cairn_client::LATEST_OFFSET)
+            .await?;
+        let target = if before == -1 { end } else { before };
+        if target > end {
+            bail!("{topic}/{partition}: offset {before} is past the high watermark {end}");
+        }
+        let after = if dry_run {
+            target.max(start)
+        } else {
+            client
+                .delete_records(topic, partition, before)
+                .await
+                .with_context(|| format!("cannot delete records of {topic}/{partition}"))?
+        };
+        out.push(Deleted {
+            topic: topic.to_string(),
+            partition,
+            low_watermark_before: start,
+            low_watermark: after,
+            records_deleted: (after - start).max(0),
+            dry_run,
+        });
+    }
+    if common.json() {
+        return print_json(&out);
+    }
+    let mut table = crate::output::Table::new(&[
+        "TOPIC",
+        "PARTITION",
+        "LOW-WATERMARK-BEFORE",
+        "LOW-WATERMARK",
+        "RECORDS-DELETED",
+    ]);
+    for d in &out {
+        table.row(vec![
+            d.topic.clone(),
+            d.partition.to_string(),
+            d.low_watermark_before.to_string(),
+            d.low_watermark.to_string(),
+            d.records_deleted.to_string(),
+        ]);
+    }
+    let mut text = table.render();
+    if dry_run {
+        text.push_str("Dry run: nothing was deleted.\n");
+    }
+    print(&text)
 }
 
 /// Fails with a plain message when the topic is unknown.

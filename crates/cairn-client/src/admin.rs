@@ -23,9 +23,9 @@ use kafka_protocol::messages::offset_delete_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     BrokerId, ConsumerGroupDescribeRequest, CreatePartitionsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, GroupId,
-    ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -622,6 +622,33 @@ impl Client {
             .find(|r| r.name.0.as_str() == name)
             .ok_or_else(|| Error::Protocol(format!("{}: topic missing", what())))?;
         Error::check_code(r.error_code, r.error_message.as_deref(), what)
+    }
+
+    /// DeleteRecords for one partition, at its leader: moves its log start to `before` (-1:
+    /// the high watermark). Returns the new low watermark.
+    pub async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> Result<i64> {
+        use kafka_protocol::messages::delete_records_request::{
+            DeleteRecordsPartition, DeleteRecordsTopic,
+        };
+        let conn = self.leader_connection(topic, partition).await?;
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(partition)
+                    .with_offset(before)])]);
+        let what = || format!("delete records of {topic}/{partition} before {before}");
+        let resp = within(self.wait_limit(), what, conn.send(req)).await?;
+        let p = resp
+            .topics
+            .iter()
+            .filter(|t| t.name.0.as_str() == topic)
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| Error::Protocol(format!("{}: partition missing", what())))?;
+        Error::check_code(p.error_code, None, what)?;
+        Ok(p.low_watermark)
     }
 
     /// The configs of a topic as its leader (or the bootstrap broker) reports them.

@@ -8,7 +8,7 @@
 //!   cache that open() validates and rebuilds when in doubt.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -152,6 +152,8 @@ pub enum LogError {
     },
     #[error("invalid transaction state: {0}")]
     InvalidTxnState(String),
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
     #[error("producer {producer_id}: epoch {epoch} is older than the current {current}")]
     InvalidProducerEpoch {
         producer_id: i64,
@@ -181,6 +183,45 @@ fn segment_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// The log start offset DeleteRecords set, as `<offset> <crc32c of the offset's digits>`.
+const LOG_START_FILE: &str = "log-start-offset";
+
+fn log_start_line(offset: i64) -> String {
+    let digits = offset.to_string();
+    format!("{digits} {:08x}\n", crc32c::crc32c(digits.as_bytes()))
+}
+
+/// The recorded log start, or 0. A damaged file is reported and ignored: the hidden records
+/// show again (until retention deletes them) rather than the partition failing to open.
+fn read_log_start(dir: &Path) -> i64 {
+    let path = dir.join(LOG_START_FILE);
+    let Ok(text) = fs::read(&path) else {
+        return 0;
+    };
+    let parsed = std::str::from_utf8(&text).ok().and_then(|t| {
+        let (digits, crc) = t.trim_end().split_once(' ')?;
+        let offset: i64 = digits.parse().ok().filter(|o| *o >= 0)?;
+        (u32::from_str_radix(crc, 16).ok()? == crc32c::crc32c(digits.as_bytes())).then_some(offset)
+    });
+    match parsed {
+        Some(o) => o,
+        None => {
+            warn!(file = %path.display(), "damaged log start offset file ignored: records deleted by DeleteRecords may show again");
+            0
+        }
+    }
+}
+
+/// Records the log start durably: a temporary file, synced, renamed over the old one.
+fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(log_start_line(offset).as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(LOG_START_FILE))?;
+    sync_dir(dir)
 }
 
 /// Sparse lookup structures of one segment, rebuilt identically by `track`
@@ -627,9 +668,17 @@ struct Inner {
     producers: ProducerStates,
     /// Open and aborted transactions, for the last stable offset and read_committed fetches.
     txns: TxnIndex,
+    /// The log start moved by DeleteRecords (recorded in `LOG_START_FILE`): records below it
+    /// are hidden until retention deletes their segment. 0 when never moved.
+    floor: i64,
 }
 
 impl Inner {
+    /// The first offset a reader may see.
+    fn start(&self) -> i64 {
+        self.segments[0].base.max(self.floor)
+    }
+
     fn active(&mut self) -> &mut Segment {
         self.segments
             .last_mut()
@@ -786,8 +835,10 @@ impl PartitionLog {
             fs::remove_file(&marker)?;
             sync_dir(dir)?;
         }
-        let start = segments[0].base;
         let end = segments.last().expect("non-empty").next_offset;
+        // Never past the end: a tail lost to a crash cannot hold the start up.
+        let floor = read_log_start(dir).min(end);
+        let start = segments[0].base.max(floor);
         let producers = rebuild_producers(&segments, config.cleanup_compact)?;
         let txns = rebuild_txns(&segments)?;
         info!(dir = %dir.display(), segments = segments.len(), start, end, clean,
@@ -801,6 +852,7 @@ impl PartitionLog {
                 marker_present: false,
                 producers,
                 txns,
+                floor,
             }),
             cleaner: Mutex::new(CleanerState::default()),
             start: AtomicI64::new(start),
@@ -1285,7 +1337,7 @@ impl PartitionLog {
     /// runs ahead of the data it returns.
     fn plan_read(&self, offset: i64) -> Result<(Option<ReadPlan>, i64), LogError> {
         let inner = self.inner.lock();
-        let start = inner.segments[0].base;
+        let start = inner.start();
         let end = inner.segments.last().expect("non-empty").next_offset;
         if offset < start || offset > end {
             return Err(LogError::OffsetOutOfRange {
@@ -1527,6 +1579,56 @@ impl PartitionLog {
         Ok(Some(found))
     }
 
+    /// DeleteRecords: moves the log start up to `before` (-1: the log end), hiding every record
+    /// below it and deleting the segments wholly below it. The new start is on disk before
+    /// this returns. Returns the log start (Kafka's low watermark) afterwards; a `before` at
+    /// or below the start changes nothing. Refused on a topic without `delete` in its
+    /// cleanup policy, as Kafka refuses it.
+    pub fn delete_records(&self, before: i64) -> Result<i64, LogError> {
+        if !self.config().cleanup_delete {
+            return Err(LogError::PolicyViolation(
+                "records of a topic whose cleanup.policy does not include delete cannot be deleted"
+                    .into(),
+            ));
+        }
+        let _cleaner = self.cleaner.lock();
+        let mut inner = self.inner.lock();
+        let start = inner.start();
+        let end = inner.segments.last().expect("non-empty").next_offset;
+        let target = if before == -1 { end } else { before };
+        if target < 0 || target > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: before,
+                start,
+                end,
+            });
+        }
+        if target <= start {
+            return Ok(start);
+        }
+        write_log_start(&self.dir, target)?;
+        inner.floor = target;
+        self.start.store(target, Ordering::Release);
+        inner.txns.drop_before(target);
+        // Whole segments below the new start go; the active one always stays.
+        let doomed = inner
+            .segments
+            .iter()
+            .take(inner.segments.len() - 1)
+            .take_while(|s| s.next_offset <= target)
+            .count();
+        let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
+        drop(inner);
+        for seg in &removed {
+            seg.delete_files(&self.dir);
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        info!(dir = %self.dir.display(), log_start = target, deleted_segments = removed.len(), "records deleted");
+        Ok(target)
+    }
+
     /// Deletes whole non-active segments past the time or size limit.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let config = self.config();
@@ -1554,7 +1656,7 @@ impl PartitionLog {
             return Ok(0);
         }
         let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
-        let start = inner.segments[0].base;
+        let start = inner.start();
         self.start.store(start, Ordering::Release);
         inner.txns.drop_before(start);
         drop(inner);

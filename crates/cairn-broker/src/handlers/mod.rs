@@ -28,6 +28,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+mod records;
 mod sasl;
 mod security;
 mod txn;
@@ -188,6 +189,7 @@ pub async fn handle(
         CreateTopics => admin::create_topics,
         DeleteTopics => admin::delete_topics,
         CreatePartitions => admin::create_partitions,
+        DeleteRecords => records::delete_records,
         DescribeConfigs => configs::describe_configs,
         DescribeCluster => configs::describe_cluster,
         FindCoordinator => groups::find_coordinator,

@@ -362,7 +362,13 @@ impl Security {
         name: &str,
     ) -> i32 {
         match &self.authorizer {
-            None => i32::MIN,
+            // Without an authorizer every operation is allowed: Kafka then reports all the
+            // operations the resource type supports (not "unknown"), which clients such as
+            // kafka-python's admin client decode.
+            None => rt
+                .supported_operations()
+                .iter()
+                .fold(0i32, |bits, op| bits | (1 << op.code())),
             Some(a) => a
                 .read()
                 .authorized_operations(principal, &host.to_string(), rt, name),

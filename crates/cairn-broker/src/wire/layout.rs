@@ -234,6 +234,17 @@ layout!(CREATE_PARTITIONS, CreatePartitionsRequest, flexible 2, [
     all(array_of!(CREATE_PARTITIONS_TOPIC)), all(Ty::I32), all(Ty::Bool),
 ]);
 
+// DeleteRecords (flexible from 2).
+layout!(DELETE_RECORDS_PARTITION, delete_records_request::DeleteRecordsPartition => size_of::<delete_records_response::DeleteRecordsPartitionResult>(), flexible 2, [
+    all(Ty::I32), all(Ty::I64),
+]);
+layout!(DELETE_RECORDS_TOPIC, delete_records_request::DeleteRecordsTopic => size_of::<delete_records_response::DeleteRecordsTopicResult>() + WORK, flexible 2, [
+    all(Ty::Str), all(array_of!(DELETE_RECORDS_PARTITION)),
+]);
+layout!(DELETE_RECORDS, DeleteRecordsRequest, flexible 2, [
+    all(array_of!(DELETE_RECORDS_TOPIC)), all(Ty::I32),
+]);
+
 // DescribeCluster (flexible in every version).
 layout!(DESCRIBE_CLUSTER, DescribeClusterRequest, flexible 0, [
     all(Ty::Bool), since(1, Ty::I8), since(2, Ty::Bool),
@@ -477,6 +488,7 @@ pub fn request(key: ApiKey) -> Option<&'static Layout> {
         ApiKey::DeleteTopics => &DELETE_TOPICS,
         ApiKey::DescribeConfigs => &DESCRIBE_CONFIGS,
         ApiKey::CreatePartitions => &CREATE_PARTITIONS,
+        ApiKey::DeleteRecords => &DELETE_RECORDS,
         ApiKey::DescribeCluster => &DESCRIBE_CLUSTER,
         ApiKey::FindCoordinator => &FIND_COORDINATOR,
         ApiKey::JoinGroup => &JOIN_GROUP,

@@ -411,6 +411,7 @@ requests! {
     DeleteTopics(DeleteTopicsRequest),
     DescribeConfigs(DescribeConfigsRequest),
     CreatePartitions(CreatePartitionsRequest),
+    DeleteRecords(DeleteRecordsRequest),
     DescribeCluster(DescribeClusterRequest),
     FindCoordinator(FindCoordinatorRequest),
     JoinGroup(JoinGroupRequest),
