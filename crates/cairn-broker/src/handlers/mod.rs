@@ -29,6 +29,7 @@ mod metadata;
 mod produce;
 mod producer_id;
 mod records;
+mod replicas;
 mod sasl;
 mod security;
 mod txn;
@@ -190,6 +191,10 @@ pub async fn handle(
         DeleteTopics => admin::delete_topics,
         CreatePartitions => admin::create_partitions,
         DeleteRecords => records::delete_records,
+        DescribeLogDirs => replicas::describe_log_dirs,
+        ElectLeaders => replicas::elect_leaders,
+        AlterPartitionReassignments => replicas::alter_partition_reassignments,
+        ListPartitionReassignments => replicas::list_partition_reassignments,
         DescribeConfigs => configs::describe_configs,
         DescribeCluster => configs::describe_cluster,
         FindCoordinator => groups::find_coordinator,

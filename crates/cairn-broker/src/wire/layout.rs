@@ -245,6 +245,39 @@ layout!(DELETE_RECORDS, DeleteRecordsRequest, flexible 2, [
     all(array_of!(DELETE_RECORDS_TOPIC)), all(Ty::I32),
 ]);
 
+// DescribeLogDirs (flexible from 2; a null topic list means every topic).
+layout!(DESCRIBE_LOG_DIRS_TOPIC, describe_log_dirs_request::DescribableLogDirTopic => size_of::<describe_log_dirs_response::DescribeLogDirsTopic>() + WORK, flexible 2, [
+    all(Ty::Str), all(Ty::Array(&Ty::I32, size_of::<describe_log_dirs_response::DescribeLogDirsPartition>())),
+]);
+layout!(DESCRIBE_LOG_DIRS, DescribeLogDirsRequest, flexible 2, [
+    all(array_of!(DESCRIBE_LOG_DIRS_TOPIC)),
+]);
+
+// ElectLeaders (flexible from 2; null topic partitions mean every partition).
+layout!(ELECT_LEADERS_TOPIC, elect_leaders_request::TopicPartitions => size_of::<elect_leaders_response::ReplicaElectionResult>() + WORK, flexible 2, [
+    all(Ty::Str), all(Ty::Array(&Ty::I32, size_of::<elect_leaders_response::PartitionResult>() + WORK)),
+]);
+layout!(ELECT_LEADERS, ElectLeadersRequest, flexible 2, [
+    since(1, Ty::I8), all(array_of!(ELECT_LEADERS_TOPIC)), all(Ty::I32),
+]);
+
+// AlterPartitionReassignments and ListPartitionReassignments (flexible in every version).
+layout!(REASSIGNABLE_PARTITION, alter_partition_reassignments_request::ReassignablePartition => size_of::<alter_partition_reassignments_response::ReassignablePartitionResponse>() + WORK, flexible 0, [
+    all(Ty::I32), all(I32S),
+]);
+layout!(REASSIGNABLE_TOPIC, alter_partition_reassignments_request::ReassignableTopic => size_of::<alter_partition_reassignments_response::ReassignableTopicResponse>() + WORK, flexible 0, [
+    all(Ty::Str), all(array_of!(REASSIGNABLE_PARTITION)),
+]);
+layout!(ALTER_PARTITION_REASSIGNMENTS, AlterPartitionReassignmentsRequest, flexible 0, [
+    all(Ty::I32), since(1, Ty::Bool), all(array_of!(REASSIGNABLE_TOPIC)),
+]);
+layout!(LIST_REASSIGNMENTS_TOPIC, list_partition_reassignments_request::ListPartitionReassignmentsTopics, flexible 0, [
+    all(Ty::Str), all(I32S),
+]);
+layout!(LIST_PARTITION_REASSIGNMENTS, ListPartitionReassignmentsRequest, flexible 0, [
+    all(Ty::I32), all(array_of!(LIST_REASSIGNMENTS_TOPIC)),
+]);
+
 // DescribeCluster (flexible in every version).
 layout!(DESCRIBE_CLUSTER, DescribeClusterRequest, flexible 0, [
     all(Ty::Bool), since(1, Ty::I8), since(2, Ty::Bool),
@@ -489,6 +522,10 @@ pub fn request(key: ApiKey) -> Option<&'static Layout> {
         ApiKey::DescribeConfigs => &DESCRIBE_CONFIGS,
         ApiKey::CreatePartitions => &CREATE_PARTITIONS,
         ApiKey::DeleteRecords => &DELETE_RECORDS,
+        ApiKey::DescribeLogDirs => &DESCRIBE_LOG_DIRS,
+        ApiKey::ElectLeaders => &ELECT_LEADERS,
+        ApiKey::AlterPartitionReassignments => &ALTER_PARTITION_REASSIGNMENTS,
+        ApiKey::ListPartitionReassignments => &LIST_PARTITION_REASSIGNMENTS,
         ApiKey::DescribeCluster => &DESCRIBE_CLUSTER,
         ApiKey::FindCoordinator => &FIND_COORDINATOR,
         ApiKey::JoinGroup => &JOIN_GROUP,
