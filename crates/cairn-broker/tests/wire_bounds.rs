@@ -107,6 +107,14 @@ fn gen_value(out: &mut Vec<u8>, ty: &Ty, version: i16, flexible: bool, rng: &mut
             (0..n).for_each(|_| gen_struct(out, l, version, rng));
         }
         Ty::Struct(l) => gen_struct(out, l, version, rng),
+        Ty::NullableStruct(l) => {
+            if rng.below(2) == 0 {
+                out.push(0xff);
+            } else {
+                out.push(1);
+                gen_struct(out, l, version, rng);
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod alter_configs;
 mod api_versions;
 mod configs;
 mod consumer_groups;
+mod describe_topic_partitions;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -192,6 +193,7 @@ pub async fn handle(
         CreatePartitions => admin::create_partitions,
         DeleteRecords => records::delete_records,
         DescribeLogDirs => replicas::describe_log_dirs,
+        DescribeTopicPartitions => describe_topic_partitions::handle,
         ElectLeaders => replicas::elect_leaders,
         AlterPartitionReassignments => replicas::alter_partition_reassignments,
         ListPartitionReassignments => replicas::list_partition_reassignments,

@@ -30,6 +30,8 @@ pub enum Ty {
     Structs(&'static Layout),
     /// One struct (only as a tagged field).
     Struct(&'static Layout),
+    /// A nullable struct in the body: an int8 marker (-1: null), then the struct.
+    NullableStruct(&'static Layout),
 }
 
 impl Ty {
@@ -44,7 +46,7 @@ impl Ty {
             Ty::Str => size_of::<StrBytes>(),
             Ty::Bytes => size_of::<bytes::Bytes>(),
             Ty::Array(..) | Ty::Structs(_) => size_of::<Vec<u8>>(),
-            Ty::Struct(l) => l.mem,
+            Ty::Struct(l) | Ty::NullableStruct(l) => l.mem,
         }
     }
 }
@@ -276,6 +278,18 @@ layout!(LIST_REASSIGNMENTS_TOPIC, list_partition_reassignments_request::ListPart
 ]);
 layout!(LIST_PARTITION_REASSIGNMENTS, ListPartitionReassignmentsRequest, flexible 0, [
     all(Ty::I32), all(array_of!(LIST_REASSIGNMENTS_TOPIC)),
+]);
+
+// DescribeTopicPartitions (flexible in every version). The answer is bounded by the partition
+// limit, not by the request; each named topic is charged its (possibly error) entry.
+layout!(DESCRIBE_TOPIC_PARTITIONS_TOPIC, describe_topic_partitions_request::TopicRequest => size_of::<describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic>() + WORK, flexible 0, [
+    all(Ty::Str),
+]);
+layout!(DESCRIBE_TOPIC_PARTITIONS_CURSOR, describe_topic_partitions_request::Cursor, flexible 0, [
+    all(Ty::Str), all(Ty::I32),
+]);
+layout!(DESCRIBE_TOPIC_PARTITIONS, DescribeTopicPartitionsRequest, flexible 0, [
+    all(array_of!(DESCRIBE_TOPIC_PARTITIONS_TOPIC)), all(Ty::I32), all(Ty::NullableStruct(&DESCRIBE_TOPIC_PARTITIONS_CURSOR)),
 ]);
 
 // DescribeCluster (flexible in every version).
@@ -523,6 +537,7 @@ pub fn request(key: ApiKey) -> Option<&'static Layout> {
         ApiKey::CreatePartitions => &CREATE_PARTITIONS,
         ApiKey::DeleteRecords => &DELETE_RECORDS,
         ApiKey::DescribeLogDirs => &DESCRIBE_LOG_DIRS,
+        ApiKey::DescribeTopicPartitions => &DESCRIBE_TOPIC_PARTITIONS,
         ApiKey::ElectLeaders => &ELECT_LEADERS,
         ApiKey::AlterPartitionReassignments => &ALTER_PARTITION_REASSIGNMENTS,
         ApiKey::ListPartitionReassignments => &LIST_PARTITION_REASSIGNMENTS,

@@ -244,6 +244,14 @@ impl Walker<'_> {
                 self.skip(n, "bytes")
             }
             Ty::Struct(l) => self.structure(l, version),
+            Ty::NullableStruct(l) => {
+                let at = self.pos;
+                self.skip(1, "struct marker")?;
+                if (self.buf[at] as i8) < 0 {
+                    return Ok(());
+                }
+                self.structure(l, version)
+            }
             Ty::Array(elem, answer) => self.array(elem, *answer, version, flexible),
             Ty::Structs(l) => self.array(&Ty::Struct(l), l.answer, version, flexible),
         }
@@ -353,6 +361,7 @@ fn min_size(ty: &Ty, version: i16, flexible: bool) -> usize {
                 4
             }
         }
+        Ty::NullableStruct(_) => 1,
         Ty::Struct(l) => {
             let flexible = version >= l.flexible_from;
             let fields: usize = l
@@ -413,6 +422,7 @@ requests! {
     CreatePartitions(CreatePartitionsRequest),
     DeleteRecords(DeleteRecordsRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest),
     ElectLeaders(ElectLeadersRequest),
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
     ListPartitionReassignments(ListPartitionReassignmentsRequest),
