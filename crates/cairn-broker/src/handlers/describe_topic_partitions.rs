@@ -37,9 +37,10 @@ pub async fn handle(
     names.retain(|n| *n >= cursor_topic);
     names.sort();
     names.dedup();
-    let bad_cursor = req.cursor.as_ref().is_some_and(|c| {
-        c.partition_index < 0 || (!all && !names.iter().any(|n| *n == cursor_topic))
-    });
+    let bad_cursor = req
+        .cursor
+        .as_ref()
+        .is_some_and(|c| c.partition_index < 0 || (!all && !names.contains(&cursor_topic)));
     if bad_cursor {
         tracing::info!(peer = %ctx.peer, "DescribeTopicPartitions with a cursor outside the request refused");
         let topics = req
