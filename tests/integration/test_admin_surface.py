@@ -246,3 +246,32 @@ def test_describe_topic_partitions_pages_by_partition(broker_factory):
     assert out[0][0] == 42  # INVALID_REQUEST
     out, _ = describe_partitions(b, [big], 10, cursor=(big, -1))
     assert out[0][0] == 42
+
+
+def test_cli_log_dirs_describe(broker_factory):
+    import json
+    import os
+    import subprocess
+
+    from cairn_harness import cairn_bin
+
+    b = broker_factory({"num.partitions": 2})
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=2)
+    produce(b, topic, 20, partition=0)
+
+    def cli(*args):
+        argv = [str(cairn_bin()), "log-dirs", *args, "--bootstrap-server", b.bootstrap]
+        env = {**os.environ, "CAIRN_LOG": "warn", "NO_COLOR": "1"}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, input="", env=env)
+
+    p = cli("describe", "--topic", topic, "--output", "json")
+    assert p.returncode == 0, p.stderr
+    [d] = json.loads(p.stdout)
+    assert d["broker"] == 1 and d["total_bytes"] > 0 and 0 <= d["usable_bytes"] <= d["total_bytes"]
+    sizes = {x["partition"]: x["size"] for x in d["partitions"]}
+    assert set(sizes) == {0, 1} and sizes[0] > 20 * 100 and sizes[1] == 0
+    assert all(x["topic"] == topic and x["offset_lag"] == 0 for x in d["partitions"])
+    table = cli("describe").stdout
+    assert "usable" in table and topic in table
+    bad = cli("describe", "--topic", "no-such-topic")
+    assert bad.returncode != 0 and "does not exist" in bad.stderr

@@ -18,6 +18,7 @@ mod common;
 mod configs;
 mod groups;
 mod history;
+mod log_dirs;
 mod output;
 mod quick;
 mod reset;
@@ -61,6 +62,9 @@ enum Command {
     /// Topic and broker configs: describe and alter (kafka-configs.sh's job for topics and
     /// brokers).
     Configs(configs::ConfigsArgs),
+    /// Log dirs: each broker's, with partition sizes and free space (what kafka-log-dirs.sh
+    /// --describe shows).
+    LogDirs(log_dirs::LogDirsArgs),
     /// Check every segment of a data directory, read-only: exit 0 if intact, 1 if damage was
     /// found, 2 if the directory cannot be checked.
     Check(check::CheckArgs),
@@ -129,6 +133,7 @@ fn main() -> std::process::ExitCode {
             Command::Acls(args) => acls::run(args).await,
             Command::Users(args) => users::run(args).await,
             Command::Configs(args) => configs::run(args).await,
+            Command::LogDirs(args) => log_dirs::run(args).await,
             Command::Transactions(args) => transactions::run(args).await,
             Command::Check(_) => unreachable!("handled before the runtime starts"),
         }

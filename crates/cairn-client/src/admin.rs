@@ -24,8 +24,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     BrokerId, ConsumerGroupDescribeRequest, CreatePartitionsRequest, DeleteGroupsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest,
+    DescribeLogDirsRequest, FetchRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -171,6 +171,26 @@ pub struct PartitionOutcome {
     pub topic: String,
     pub partition: i32,
     pub error: Option<ResponseError>,
+}
+
+/// One log dir of a broker, as DescribeLogDirs reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDirInfo {
+    pub broker: i32,
+    pub log_dir: String,
+    /// -1 when the broker does not say (DescribeLogDirs below v4).
+    pub total_bytes: i64,
+    pub usable_bytes: i64,
+    pub partitions: Vec<LogDirPartition>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDirPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub size: i64,
+    pub offset_lag: i64,
+    pub is_future: bool,
 }
 
 /// The answer of ListOffsets for one partition.
@@ -649,6 +669,54 @@ impl Client {
             .ok_or_else(|| Error::Protocol(format!("{}: partition missing", what())))?;
         Error::check_code(p.error_code, None, what)?;
         Ok(p.low_watermark)
+    }
+
+    /// DescribeLogDirs at one broker: its log dirs with each partition's size, for the given
+    /// topics and partitions (every topic when `None`).
+    pub async fn describe_log_dirs(
+        &self,
+        broker: i32,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> Result<Vec<LogDirInfo>> {
+        use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+        let conn = self.broker_connection(broker).await?;
+        let topics = topics.map(|ts| {
+            ts.iter()
+                .map(|(t, ps)| {
+                    DescribableLogDirTopic::default()
+                        .with_topic(topic_name(t))
+                        .with_partitions(ps.clone())
+                })
+                .collect()
+        });
+        let req = DescribeLogDirsRequest::default().with_topics(topics);
+        let what = || format!("describe log dirs of broker {broker}");
+        let resp = within(self.wait_limit(), what, conn.send(req)).await?;
+        Error::check_code(resp.error_code, None, what)?;
+        let mut out = Vec::new();
+        for d in resp.results {
+            Error::check_code(d.error_code, None, what)?;
+            let mut partitions = Vec::new();
+            for t in &d.topics {
+                for p in &t.partitions {
+                    partitions.push(LogDirPartition {
+                        topic: t.name.0.to_string(),
+                        partition: p.partition_index,
+                        size: p.partition_size,
+                        offset_lag: p.offset_lag,
+                        is_future: p.is_future_key,
+                    });
+                }
+            }
+            out.push(LogDirInfo {
+                broker,
+                log_dir: d.log_dir.to_string(),
+                total_bytes: d.total_bytes,
+                usable_bytes: d.usable_bytes,
+                partitions,
+            });
+        }
+        Ok(out)
     }
 
     /// The configs of a topic as its leader (or the bootstrap broker) reports them.

@@ -26,8 +26,8 @@ pub mod txn_producer;
 
 pub use admin::{
     AssignedPartitions, CommittedOffset, ConfigEntry, ConsumerGroupDescription,
-    ConsumerMemberDescription, GroupDescription, GroupListing, MemberDescription, OffsetLookup,
-    PartitionFetch, PartitionOutcome,
+    ConsumerMemberDescription, GroupDescription, GroupListing, LogDirInfo, LogDirPartition,
+    MemberDescription, OffsetLookup, PartitionFetch, PartitionOutcome,
 };
 pub use client::{
     BrokerInfo, Client, ClusterMetadata, FetchResult, PartitionInfo, ProduceAck, RawFetch,
