@@ -275,3 +275,40 @@ def test_cli_log_dirs_describe(broker_factory):
     assert "usable" in table and topic in table
     bad = cli("describe", "--topic", "no-such-topic")
     assert bad.returncode != 0 and "does not exist" in bad.stderr
+
+
+def test_cli_elect_leaders_and_reassign(broker_factory, tmp_path):
+    import json
+    import os
+    import subprocess
+
+    from cairn_harness import cairn_bin
+
+    b = broker_factory({"num.partitions": 2})
+    topic = kutil.create_topic(b, kutil.unique_topic(), partitions=2)
+
+    def cli(*args):
+        argv = [str(cairn_bin()), "topics", *args, "--bootstrap-server", b.bootstrap]
+        env = {**os.environ, "CAIRN_LOG": "warn", "NO_COLOR": "1"}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, input="", env=env)
+
+    p = cli("elect-leaders", "--topic", topic, "--partition", "0", "--partition", "1", "--output", "json")
+    assert p.returncode == 0, p.stderr
+    assert [(r["partition"], r["result"]) for r in json.loads(p.stdout)] == [
+        (0, "already the leader"), (1, "already the leader")]
+    p = cli("elect-leaders")
+    assert p.returncode == 0 and "Nothing to do" in p.stdout
+    p = cli("elect-leaders", "--election-type", "sideways")
+    assert p.returncode != 0 and "preferred or unclean" in p.stderr
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": [1]}]}))
+    p = cli("reassign", "--reassignment-json-file", str(plan), "--output", "json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == [{"topic": topic, "partition": 0, "result": "reassigned"}]
+    plan.write_text(json.dumps({"partitions": [{"topic": topic, "partition": 1, "replicas": [1, 7]}]}))
+    p = cli("reassign", "--reassignment-json-file", str(plan))
+    assert p.returncode != 0 and "broker 7, but no such broker is registered" in p.stdout
+    p = cli("reassign", "--reassignment-json-file", str(plan), "--cancel")
+    assert p.returncode != 0 and "No partition reassignment is in progress" in p.stdout

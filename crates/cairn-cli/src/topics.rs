@@ -88,6 +88,27 @@ enum TopicsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Elect partition leaders (kafka-leader-election.sh).
+    ElectLeaders {
+        /// preferred or unclean.
+        #[arg(long, default_value = "preferred")]
+        election_type: String,
+        /// With --partition; else every partition of every topic.
+        #[arg(long, requires = "partitions")]
+        topic: Option<String>,
+        /// A partition of --topic (repeatable).
+        #[arg(long = "partition", value_name = "P")]
+        partitions: Vec<i32>,
+    },
+    /// Move partitions to other brokers (kafka-reassign-partitions.sh --execute / --cancel),
+    /// from its JSON: {"partitions": [{"topic": "t", "partition": 0, "replicas": [1]}]}.
+    Reassign {
+        #[arg(long, value_name = "FILE")]
+        reassignment_json_file: std::path::PathBuf,
+        /// Cancel the reassignments of these partitions instead.
+        #[arg(long)]
+        cancel: bool,
+    },
 }
 
 pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
@@ -179,6 +200,44 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             };
             delete_records(&client, common, &wanted, dry_run).await
         }
+        TopicsCommand::ElectLeaders {
+            election_type,
+            topic,
+            partitions,
+        } => {
+            let kind = match election_type.to_ascii_lowercase().as_str() {
+                "preferred" => 0,
+                "unclean" => 1,
+                other => bail!("--election-type {other}: preferred or unclean"),
+            };
+            let asked = topic.map(|t| vec![(t, partitions)]);
+            let answers = client
+                .elect_leaders(kind, asked.as_deref())
+                .await
+                .context("cannot elect leaders")?;
+            report(
+                common,
+                &answers,
+                "elected",
+                &[(ResponseError::ElectionNotNeeded, "already the leader")],
+            )
+        }
+        TopicsCommand::Reassign {
+            reassignment_json_file,
+            cancel,
+        } => {
+            let moves = reassignments_from_json(&reassignment_json_file, cancel)?;
+            let answers = client
+                .alter_partition_reassignments(&moves)
+                .await
+                .context("cannot reassign partitions")?;
+            report(
+                common,
+                &answers,
+                if cancel { "cancelled" } else { "reassigned" },
+                &[],
+            )
+        }
         TopicsCommand::Delete { topic } => {
             existing(&client, &topic).await?;
             client
@@ -188,6 +247,106 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             done(common, &topic, "deleted", None)
         }
     }
+}
+
+/// (topic, partition, new replicas; `None` cancels).
+type Move = (String, i32, Option<Vec<i32>>);
+
+/// kafka-reassign-partitions.sh's plan file.
+fn reassignments_from_json(file: &std::path::Path, cancel: bool) -> anyhow::Result<Vec<Move>> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        topic: String,
+        partition: i32,
+        #[serde(default)]
+        replicas: Vec<i32>,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        partitions: Vec<Entry>,
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let parsed: File = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not kafka-reassign-partitions.sh's JSON",
+            file.display()
+        )
+    })?;
+    if parsed.partitions.is_empty() {
+        bail!("{} names no partitions", file.display());
+    }
+    Ok(parsed
+        .partitions
+        .into_iter()
+        .map(|e| (e.topic, e.partition, (!cancel).then_some(e.replicas)))
+        .collect())
+}
+
+/// One partition's answer, as `elect-leaders` and `reassign` print it.
+#[derive(Serialize)]
+struct Answer<'a> {
+    topic: &'a str,
+    partition: i32,
+    result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Prints each partition's outcome; fails if any failed (`benign` errors are outcomes, not
+/// failures).
+fn report(
+    common: &Common,
+    answers: &[cairn_client::PartitionAnswer],
+    done: &str,
+    benign: &[(ResponseError, &str)],
+) -> anyhow::Result<()> {
+    let mut failed = 0;
+    let rows: Vec<Answer> = answers
+        .iter()
+        .map(|a| {
+            let (result, error) = match a.error {
+                None => (done.to_string(), None),
+                Some(e) => match benign.iter().find(|(b, _)| *b == e) {
+                    Some((_, what)) => (what.to_string(), None),
+                    None => {
+                        failed += 1;
+                        let msg = a.message.clone().unwrap_or_else(|| format!("{e:?}"));
+                        ("failed".to_string(), Some(msg))
+                    }
+                },
+            };
+            Answer {
+                topic: &a.topic,
+                partition: a.partition,
+                result,
+                error,
+            }
+        })
+        .collect();
+    if common.json() {
+        print_json(&rows)?;
+    } else {
+        let mut table = crate::output::Table::new(&["TOPIC", "PARTITION", "RESULT", "ERROR"]);
+        for r in &rows {
+            table.row(vec![
+                r.topic.to_string(),
+                r.partition.to_string(),
+                r.result.clone(),
+                r.error.clone().unwrap_or_default(),
+            ]);
+        }
+        let text = if rows.is_empty() {
+            "Nothing to do: every partition already has its preferred leader.\n".to_string()
+        } else {
+            table.render()
+        };
+        print(&text)?;
+    }
+    if failed > 0 {
+        bail!("{failed} partition(s) failed");
+    }
+    Ok(())
 }
 
 /// kafka-delete-records.sh's offsets file.

@@ -22,10 +22,11 @@ use kafka_protocol::messages::offset_delete_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    BrokerId, ConsumerGroupDescribeRequest, CreatePartitionsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, FetchRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    AlterPartitionReassignmentsRequest, BrokerId, ConsumerGroupDescribeRequest,
+    CreatePartitionsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, ElectLeadersRequest,
+    FetchRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -171,6 +172,15 @@ pub struct PartitionOutcome {
     pub topic: String,
     pub partition: i32,
     pub error: Option<ResponseError>,
+}
+
+/// One partition's answer to an admin request, with the broker's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionAnswer {
+    pub topic: String,
+    pub partition: i32,
+    pub error: Option<ResponseError>,
+    pub message: Option<String>,
 }
 
 /// One log dir of a broker, as DescribeLogDirs reports it.
@@ -717,6 +727,91 @@ impl Client {
             });
         }
         Ok(out)
+    }
+
+    /// ElectLeaders at the controller: `election_type` 0 preferred, 1 unclean; `partitions`
+    /// `None` for every partition. Returns each partition's outcome (`None`: elected).
+    pub async fn elect_leaders(
+        &self,
+        election_type: i8,
+        partitions: Option<&[(String, Vec<i32>)]>,
+    ) -> Result<Vec<PartitionAnswer>> {
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        let conn = self.controller_connection().await?;
+        let req = ElectLeadersRequest::default()
+            .with_election_type(election_type)
+            .with_timeout_ms(self.timeout_ms())
+            .with_topic_partitions(partitions.map(|ps| {
+                ps.iter()
+                    .map(|(t, p)| {
+                        TopicPartitions::default()
+                            .with_topic(topic_name(t))
+                            .with_partitions(p.clone())
+                    })
+                    .collect()
+            }));
+        let what = || "elect leaders".to_string();
+        let resp = within(self.wait_limit(), what, conn.send(req)).await?;
+        Error::check_code(resp.error_code, None, what)?;
+        Ok(resp
+            .replica_election_results
+            .iter()
+            .flat_map(|t| {
+                t.partition_result.iter().map(|p| PartitionAnswer {
+                    topic: t.topic.0.to_string(),
+                    partition: p.partition_id,
+                    error: ResponseError::try_from_code(p.error_code),
+                    message: p.error_message.as_ref().map(|m| m.to_string()),
+                })
+            })
+            .collect())
+    }
+
+    /// AlterPartitionReassignments at the controller: each partition's new replicas (`None`
+    /// cancels a reassignment in progress). Returns each partition's outcome.
+    pub async fn alter_partition_reassignments(
+        &self,
+        moves: &[(String, i32, Option<Vec<i32>>)],
+    ) -> Result<Vec<PartitionAnswer>> {
+        use kafka_protocol::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
+        let conn = self.controller_connection().await?;
+        let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for (t, p, r) in moves {
+            by_topic.entry(t.as_str()).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(*p)
+                    .with_replicas(r.as_ref().map(|r| r.iter().map(|b| BrokerId(*b)).collect())),
+            );
+        }
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        ReassignableTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let what = || "alter partition reassignments".to_string();
+        let resp = within(self.wait_limit(), what, conn.send(req)).await?;
+        Error::check_code(resp.error_code, resp.error_message.as_deref(), what)?;
+        Ok(resp
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| PartitionAnswer {
+                    topic: t.name.0.to_string(),
+                    partition: p.partition_index,
+                    error: ResponseError::try_from_code(p.error_code),
+                    message: p.error_message.as_ref().map(|m| m.to_string()),
+                })
+            })
+            .collect())
     }
 
     /// The configs of a topic as its leader (or the bootstrap broker) reports them.

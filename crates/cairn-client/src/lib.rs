@@ -27,7 +27,7 @@ pub mod txn_producer;
 pub use admin::{
     AssignedPartitions, CommittedOffset, ConfigEntry, ConsumerGroupDescription,
     ConsumerMemberDescription, GroupDescription, GroupListing, LogDirInfo, LogDirPartition,
-    MemberDescription, OffsetLookup, PartitionFetch, PartitionOutcome,
+    MemberDescription, OffsetLookup, PartitionAnswer, PartitionFetch, PartitionOutcome,
 };
 pub use client::{
     BrokerInfo, Client, ClusterMetadata, FetchResult, PartitionInfo, ProduceAck, RawFetch,
