@@ -164,6 +164,9 @@ def test_list_and_describe_a_consumer_protocol_group(b):
 
         # Commit from one member with its member epoch (librdkafka uses OffsetCommit v9).
         c0 = members[0]
+        # The broker may call the group reconciled before the client has applied the answer
+        # that says so (it does on its next poll).
+        wait_for("the member's own assignment", lambda: (c0.poll(0.1), c0.assignment())[1])
         mine = c0.assignment()
         assert mine
         c0.commit(offsets=[TopicPartition(topic, tp.partition, 3) for tp in mine], asynchronous=False)
