@@ -598,44 +598,26 @@ fn classic_joins_that_do_not_fit_are_refused() {
     let mut t = setup(config());
     classic_group(&mut t);
     t.consumer_join("c");
-    // Another protocol type.
-    let mut req = t.join_req(
-        &Classic {
-            protocol: "range".into(),
-            ..Classic::default()
-        },
-        1,
-    );
-    req.protocol_type = "connect".into();
-    let tok = t.join(req);
-    assert_eq!(
-        t.take_join(tok),
-        Some(Err(GroupError::InconsistentGroupProtocol))
-    );
-    // A protocol no classic member speaks.
-    let req = t.join_req(
-        &Classic {
-            protocol: "roundrobin".into(),
-            ..Classic::default()
-        },
-        1,
-    );
-    let tok = t.join(req);
-    assert_eq!(
-        t.take_join(tok),
-        Some(Err(GroupError::InconsistentGroupProtocol))
-    );
+    // A new classic member speaking `protocol`, of protocol type `kind`: its join's answer.
+    let mut answer = |protocol: &str, kind: &str| {
+        let mut req = t.join_req(
+            &Classic {
+                protocol: protocol.into(),
+                ..Classic::default()
+            },
+            1,
+        );
+        req.protocol_type = kind.into();
+        let tok = t.join(req);
+        t.take_join(tok)
+    };
+    // Another protocol type; a protocol no classic member speaks.
+    let refused = Some(Err(GroupError::InconsistentGroupProtocol));
+    assert_eq!(answer("range", "connect"), refused);
+    assert_eq!(answer("roundrobin", "consumer"), refused);
     // A new member is asked for its id first, as in a classic group.
-    let req = t.join_req(
-        &Classic {
-            protocol: "range".into(),
-            ..Classic::default()
-        },
-        1,
-    );
-    let tok = t.join(req);
     assert!(matches!(
-        t.take_join(tok),
+        answer("range", "consumer"),
         Some(Err(GroupError::MemberIdRequired { .. }))
     ));
     // A consumer-protocol member does not speak SyncGroup.

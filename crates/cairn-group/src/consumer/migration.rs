@@ -460,15 +460,39 @@ impl GroupCoordinator {
         ))
     }
 
-    /// Tells a classic member to rejoin (by answering REBALANCE_IN_PROGRESS), starting its
-    /// join timer if it is not running.
-    fn must_rejoin(&mut self, gid: &str, member_id: &str, now: i64) -> GroupError {
-        if let Some(m) = self
-            .groups
+    /// A member's timers, to set them (they are not recorded).
+    fn member_timers(&mut self, gid: &str, member_id: &str) -> Option<&mut CMember> {
+        self.groups
             .get_mut(gid)
             .and_then(|g| g.consumer.as_mut())
             .and_then(|cg| cg.members.get_mut(member_id))
-        {
+    }
+
+    /// The consumer group and the classic member a SyncGroup or Heartbeat names, at the
+    /// generation it names (its member epoch).
+    fn classic_at(
+        &self,
+        gid: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> Result<(&ConsumerGroup, &CMember), GroupError> {
+        let cg = self
+            .groups
+            .get(gid)
+            .and_then(|g| g.consumer.as_deref())
+            .ok_or(GroupError::UnknownMemberId)?;
+        let m = cg.classic_member(member_id, instance)?;
+        if generation != m.epoch {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok((cg, m))
+    }
+
+    /// Tells a classic member to rejoin (by answering REBALANCE_IN_PROGRESS), starting its
+    /// join timer if it is not running.
+    fn must_rejoin(&mut self, gid: &str, member_id: &str, now: i64) -> GroupError {
+        if let Some(m) = self.member_timers(gid, member_id) {
             if m.join_deadline.is_none() {
                 m.join_deadline = Some(now + i64::from(m.rebalance_timeout_ms.max(0)));
             }
@@ -483,15 +507,8 @@ impl GroupCoordinator {
         req: &SyncGroup,
     ) -> Result<SyncResponse, GroupError> {
         let gid = req.group_id.as_str();
-        let cg = self
-            .groups
-            .get(gid)
-            .and_then(|g| g.consumer.as_deref())
-            .ok_or(GroupError::UnknownMemberId)?;
-        let m = cg.classic_member(&req.member_id, req.group_instance_id.as_deref())?;
-        if req.generation_id != m.epoch {
-            return Err(GroupError::IllegalGeneration);
-        }
+        let instance = req.group_instance_id.as_deref();
+        let (cg, m) = self.classic_at(gid, &req.member_id, instance, req.generation_id)?;
         let classic = m.classic.as_ref().expect("a classic member");
         let name = classic.protocols.first().map(|(n, _)| n.as_str());
         if req.protocol_type.as_deref().is_some_and(|t| t != CONSUMER)
@@ -509,12 +526,7 @@ impl GroupCoordinator {
         let assignment = encode_for(m, &cg.id_to_name(), &m.assigned);
         let session = classic.session_timeout_ms;
         let id = m.id.clone();
-        if let Some(m) = self
-            .groups
-            .get_mut(gid)
-            .and_then(|g| g.consumer.as_mut())
-            .and_then(|cg| cg.members.get_mut(&id))
-        {
+        if let Some(m) = self.member_timers(gid, &id) {
             m.sync_deadline = None;
             m.session_deadline = now + i64::from(session);
         }
@@ -534,26 +546,14 @@ impl GroupCoordinator {
         req: &Heartbeat,
     ) -> Result<(), GroupError> {
         let gid = req.group_id.as_str();
-        let cg = self
-            .groups
-            .get(gid)
-            .and_then(|g| g.consumer.as_deref())
-            .ok_or(GroupError::UnknownMemberId)?;
-        let m = cg.classic_member(&req.member_id, req.group_instance_id.as_deref())?;
-        if req.generation_id != m.epoch {
-            return Err(GroupError::IllegalGeneration);
-        }
+        let instance = req.group_instance_id.as_deref();
+        let (cg, m) = self.classic_at(gid, &req.member_id, instance, req.generation_id)?;
         let rejoin = m.epoch < cg.epoch
             || m.state == MemberState::UnrevokedPartitions
             || (m.state == MemberState::UnreleasedPartitions && !cg.waiting_on_unreleased(m));
         let session = m.session_timeout_ms(&self.config);
         let id = m.id.clone();
-        if let Some(m) = self
-            .groups
-            .get_mut(gid)
-            .and_then(|g| g.consumer.as_mut())
-            .and_then(|cg| cg.members.get_mut(&id))
-        {
+        if let Some(m) = self.member_timers(gid, &id) {
             m.session_deadline = now + i64::from(session);
         }
         if rejoin {
