@@ -109,6 +109,19 @@ impl T {
         .expect("consumer member joins")
     }
 
+    /// A consumer-protocol member leaves for good (epoch -1).
+    fn consumer_leave(&mut self, id: &str) {
+        self.hb(ConsumerHeartbeat {
+            group_id: G.into(),
+            member_id: id.into(),
+            member_epoch: -1,
+            rebalance_timeout_ms: -1,
+            api_version: 1,
+            ..ConsumerHeartbeat::default()
+        })
+        .expect("left");
+    }
+
     fn consumer_beat(
         &mut self,
         id: &str,
@@ -540,15 +553,7 @@ fn the_policy_decides_which_way_a_group_may_go() {
     });
     classic_group(&mut t);
     t.consumer_join("c");
-    t.hb(ConsumerHeartbeat {
-        group_id: G.into(),
-        member_id: "c".into(),
-        member_epoch: -1,
-        rebalance_timeout_ms: -1,
-        api_version: 1,
-        ..ConsumerHeartbeat::default()
-    })
-    .unwrap();
+    t.consumer_leave("c");
     let d = t.describe();
     assert_eq!(d.members.len(), 2);
     assert!(d.members.iter().all(|m| m.member_type == 0));
@@ -711,15 +716,7 @@ fn no_downgrade_when_the_classic_record_would_not_fit_the_offsets_topic() {
     t.consumer_join("c");
     // The offsets topic's max.message.bytes shrinks below what the classic record needs.
     t.c.set_max_record_batch_bytes(200);
-    t.hb(ConsumerHeartbeat {
-        group_id: G.into(),
-        member_id: "c".into(),
-        member_epoch: -1,
-        rebalance_timeout_ms: -1,
-        api_version: 1,
-        ..ConsumerHeartbeat::default()
-    })
-    .unwrap();
+    t.consumer_leave("c");
     let d = t.describe();
     assert_eq!(
         d.members.len(),
@@ -730,14 +727,6 @@ fn no_downgrade_when_the_classic_record_would_not_fit_the_offsets_topic() {
     // With room again, the group is left as it is until a consumer member comes and goes.
     t.c.set_max_record_batch_bytes(1_048_588);
     t.consumer_join("d");
-    t.hb(ConsumerHeartbeat {
-        group_id: G.into(),
-        member_id: "d".into(),
-        member_epoch: -1,
-        rebalance_timeout_ms: -1,
-        api_version: 1,
-        ..ConsumerHeartbeat::default()
-    })
-    .unwrap();
+    t.consumer_leave("d");
     assert!(t.c.describe_group(G).is_some(), "classic again");
 }
