@@ -91,6 +91,12 @@ def test_admin_clients_move_the_log_start_and_consumers_reset(broker_factory):
     try:
         out = ka.delete_records({KpTP(topic, 1): 7})
         assert out[KpTP(topic, 1)]["low_watermark"] == 7, out
+        # An unknown topic: Kafka's error, after a Metadata answer whose authorized-operations
+        # field kafka-python decodes for error entries too.
+        from kafka.errors import UnknownTopicOrPartitionError
+
+        with pytest.raises(UnknownTopicOrPartitionError):
+            ka.delete_records({KpTP("no-such-topic", 0): 1})
     finally:
         ka.close()
     assert earliest(b, topic, 1) == (7, 10)

@@ -127,7 +127,8 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
     };
     let mut topics: Vec<MetadataResponseTopic> = topics;
     if ctx.version >= 8 && req.include_topic_authorized_operations {
-        for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+        // Kafka fills it for every topic of the answer, errors included (clients decode it).
+        for t in topics.iter_mut() {
             if let Some(n) = &t.name {
                 t.topic_authorized_operations =
                     ctx.authorized_operations(ResourceType::Topic, &n.0);
