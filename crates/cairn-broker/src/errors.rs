@@ -128,6 +128,16 @@ pub fn dynamic_config_error(e: &DynamicError) -> (i16, String) {
     (code.code(), e.to_string())
 }
 
+/// A refused client-quota request: INVALID_REQUEST, or UNSUPPORTED_VERSION for an entity type
+/// a filter names that the broker does not know (Kafka's answers).
+pub fn quota_error(e: &cairn_quota::QuotaError) -> (i16, String) {
+    let code = match e {
+        cairn_quota::QuotaError::Invalid(_) => Code::InvalidRequest,
+        cairn_quota::QuotaError::UnsupportedEntityType(_) => Code::UnsupportedVersion,
+    };
+    (code.code(), e.to_string())
+}
+
 /// Kafka's rule for topic names: 1-249 characters of `[a-zA-Z0-9._-]`, not "." or "..".
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {

@@ -13,6 +13,7 @@ mod internal_topics;
 mod lag;
 mod limits;
 mod metrics;
+mod quotas;
 mod security;
 mod server;
 mod state;

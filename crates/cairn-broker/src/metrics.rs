@@ -86,6 +86,14 @@ pub struct Metrics {
     transactions_timed_out: Counter,
     /// Open transactions (ongoing or prepared), counted at scrape time by the driver.
     transactions_open: Gauge,
+    /// Responses that told a client to wait for its quota, and the milliseconds it was told.
+    quota_throttles: Family<QuotaLabel, Counter>,
+    quota_throttle_ms: Family<QuotaLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabel {
+    quota: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -151,9 +159,21 @@ impl Metrics {
             transactions: Family::default(),
             transactions_timed_out: Counter::default(),
             transactions_open: Gauge::default(),
+            quota_throttles: Family::default(),
+            quota_throttle_ms: Family::default(),
         };
         let mut m = m;
         let r = &mut m.registry;
+        r.register(
+            "cairn_client_quota_throttles",
+            "Responses that throttled a client for its quota, by quota (produce, fetch, request)",
+            m.quota_throttles.clone(),
+        );
+        r.register(
+            "cairn_client_quota_throttle_ms",
+            "Milliseconds clients were throttled for their quotas, by quota",
+            m.quota_throttle_ms.clone(),
+        );
         r.register(
             "cairn_topic_bytes_in",
             "Record batch bytes appended by Produce, by topic",
@@ -242,6 +262,13 @@ impl Metrics {
             count.inc();
             hist.observe(elapsed.as_secs_f64());
         }
+    }
+
+    /// A response throttled its client for `ms` milliseconds under the `quota` kind.
+    pub fn quota_throttled(&self, quota: &'static str, ms: u64) {
+        let label = QuotaLabel { quota };
+        self.quota_throttles.get_or_create(&label).inc();
+        self.quota_throttle_ms.get_or_create(&label).inc_by(ms);
     }
 
     pub fn bytes_in(&self, topic: &str, n: usize) {

@@ -99,6 +99,7 @@ impl Broker {
             config.clone(),
             &opts.data_dir,
         )?);
+        let quotas = Arc::new(crate::quotas::ClientQuotas::load(&config, &opts.data_dir)?);
         let cfg_for_store = dynamic.clone();
         let data_dir = opts.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || {
@@ -152,6 +153,7 @@ impl Broker {
             metrics: metrics.clone(),
             topics: Default::default(),
             dynamic,
+            quotas,
         });
         let weak = Arc::downgrade(&state);
         state.txns.set_on_marker(Arc::new(move || {
@@ -639,6 +641,13 @@ async fn serve<S: Transport>(
             Err(e) => {
                 tracing::warn!(%peer, "closing connection: {e:#}");
                 return;
+            }
+        }
+        if let Some(until) = session.mute_until.take() {
+            // A quota throttled this client: its next request waits, as in Kafka.
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep_until(until.into()) => {}
             }
         }
         last_io = Instant::now();

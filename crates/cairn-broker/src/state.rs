@@ -29,6 +29,8 @@ pub struct BrokerState {
     /// The dynamic broker configs and the configuration in force with them; `config` stays the
     /// static start-up configuration.
     pub dynamic: Arc<crate::dynamic_config::DynamicConfigs>,
+    /// Client quotas: the durable set and the rates measured against it.
+    pub quotas: Arc<crate::quotas::ClientQuotas>,
 }
 
 impl BrokerState {

@@ -1,9 +1,12 @@
 //! `cairn configs`: describe and alter topic and broker configs, the job of kafka-configs.sh
-//! `--entity-type topics|brokers`, over DescribeConfigs and IncrementalAlterConfigs. `cairn
-//! topics alter --config/--delete-config` uses the same change path.
+//! `--entity-type topics|brokers`, over DescribeConfigs and IncrementalAlterConfigs, and client
+//! quotas (`--entity-type users|clients|ips`, or `--user`/`--client`/`--ip` and their
+//! `-defaults`) over DescribeClientQuotas and AlterClientQuotas. `cairn topics alter
+//! --config/--delete-config` uses the same config change path.
 
 use anyhow::{anyhow, bail};
 use cairn_client::configs::source_name;
+use cairn_client::quotas::QuotaMatch;
 use cairn_client::{Client, ConfigOp, DescribedConfig, RESOURCE_BROKER, RESOURCE_TOPIC};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -25,19 +28,48 @@ pub struct ConfigsArgs {
 enum EntityType {
     Topics,
     Brokers,
+    Users,
+    Clients,
+    Ips,
 }
 
 #[derive(Args, Debug)]
 struct Entity {
-    /// What the configs belong to.
+    /// What the configs belong to (users, clients and ips carry client quotas).
     #[arg(long = "entity-type", value_enum)]
-    entity_type: EntityType,
-    /// The topic name or broker id.
+    entity_type: Option<EntityType>,
+    /// The topic name, broker id, user, client id or IP address.
     #[arg(long = "entity-name", conflicts_with = "entity_default")]
     entity_name: Option<String>,
-    /// The cluster-wide default broker configs (brokers only).
+    /// The default entity: cluster-wide broker configs, or the default user, client or IP quota.
     #[arg(long = "entity-default")]
     entity_default: bool,
+    /// A user's quotas (with --client: that user's quotas for that client id).
+    #[arg(long, conflicts_with_all = ["entity_type", "user_defaults", "ip", "ip_defaults"])]
+    user: Option<String>,
+    /// The default user's quotas.
+    #[arg(long = "user-defaults", conflicts_with_all = ["entity_type", "ip", "ip_defaults"])]
+    user_defaults: bool,
+    /// A client id's quotas.
+    #[arg(long, conflicts_with_all = ["entity_type", "client_defaults", "ip", "ip_defaults"])]
+    client: Option<String>,
+    /// The default client id's quotas.
+    #[arg(long = "client-defaults", conflicts_with_all = ["entity_type", "ip", "ip_defaults"])]
+    client_defaults: bool,
+    /// An IP address's quotas.
+    #[arg(long, conflicts_with_all = ["entity_type", "ip_defaults"])]
+    ip: Option<String>,
+    /// The default IP quotas.
+    #[arg(long = "ip-defaults", conflicts_with = "entity_type")]
+    ip_defaults: bool,
+}
+
+/// What a `configs` command is about.
+enum Target {
+    /// A DescribeConfigs resource: (type, name).
+    Resource(i8, String),
+    /// Client quota entity components: (type, exact name / default / any).
+    Quota(Vec<(String, QuotaMatch)>),
 }
 
 #[derive(Subcommand)]
@@ -68,9 +100,44 @@ enum ConfigsCommand {
 }
 
 impl Entity {
+    fn target(&self) -> anyhow::Result<Target> {
+        let part = |ty: &str, name: &Option<String>, default: bool| match (name, default) {
+            (Some(n), _) => Some((ty.to_string(), QuotaMatch::Exact(n.clone()))),
+            (None, true) => Some((ty.to_string(), QuotaMatch::Default)),
+            (None, false) => None,
+        };
+        let shorthand: Vec<_> = [
+            part("user", &self.user, self.user_defaults),
+            part("client-id", &self.client, self.client_defaults),
+            part("ip", &self.ip, self.ip_defaults),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !shorthand.is_empty() {
+            return Ok(Target::Quota(shorthand));
+        }
+        let quota_type = match self.entity_type {
+            Some(EntityType::Users) => "user",
+            Some(EntityType::Clients) => "client-id",
+            Some(EntityType::Ips) => "ip",
+            Some(_) => return self.resource().map(|(t, n)| Target::Resource(t, n)),
+            None => bail!("say what the configs belong to: --entity-type, or --user/--client/--ip"),
+        };
+        let m = match (&self.entity_name, self.entity_default) {
+            (Some(n), _) => QuotaMatch::Exact(n.clone()),
+            (None, true) => QuotaMatch::Default,
+            (None, false) => QuotaMatch::Any,
+        };
+        Ok(Target::Quota(vec![(quota_type.to_string(), m)]))
+    }
+
     /// (resource type, resource name) as the protocol names them.
     fn resource(&self) -> anyhow::Result<(i8, String)> {
-        match (self.entity_type, &self.entity_name, self.entity_default) {
+        let Some(ty) = self.entity_type else {
+            bail!("--entity-type is needed");
+        };
+        match (ty, &self.entity_name, self.entity_default) {
             (EntityType::Topics, Some(t), false) => Ok((RESOURCE_TOPIC, t.clone())),
             (EntityType::Topics, _, _) => bail!("--entity-type topics needs --entity-name TOPIC"),
             (EntityType::Brokers, Some(id), false) => {
@@ -82,6 +149,7 @@ impl Entity {
             (EntityType::Brokers, _, _) => {
                 bail!("--entity-type brokers needs --entity-name ID or --entity-default")
             }
+            (_, _, _) => bail!("client quota entities have no DescribeConfigs resource"),
         }
     }
 }
@@ -130,7 +198,7 @@ pub fn parse_add(specs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn parse_delete(specs: &[String]) -> Vec<String> {
+pub fn parse_delete(specs: &[String]) -> Vec<String> {
     specs
         .iter()
         .flat_map(|s| s.split(','))
@@ -269,7 +337,10 @@ pub async fn run(args: ConfigsArgs) -> anyhow::Result<()> {
     let common = &args.common;
     match args.command {
         ConfigsCommand::Describe { entity, all } => {
-            let (ty, name) = entity.resource()?;
+            let (ty, name) = match entity.target()? {
+                Target::Resource(ty, name) => (ty, name),
+                Target::Quota(filter) => return crate::quotas::describe(common, filter).await,
+            };
             let client = common.connect(CLIENT_ID).await?;
             let configs = client
                 .describe_configs(ty, &name)
@@ -318,7 +389,12 @@ pub async fn run(args: ConfigsArgs) -> anyhow::Result<()> {
             delete,
             dry_run,
         } => {
-            let (ty, name) = entity.resource()?;
+            let (ty, name) = match entity.target()? {
+                Target::Resource(ty, name) => (ty, name),
+                Target::Quota(parts) => {
+                    return crate::quotas::alter(common, parts, &add, &delete, dry_run).await
+                }
+            };
             let ops = ops(&add, &delete)?;
             let client = common.connect(CLIENT_ID).await?;
             alter(&client, common, ty, &name, &ops, dry_run).await

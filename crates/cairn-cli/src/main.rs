@@ -21,6 +21,7 @@ mod history;
 mod log_dirs;
 mod output;
 mod quick;
+mod quotas;
 mod reset;
 mod topics;
 mod transactions;

@@ -16,6 +16,7 @@ pub mod consumer_member;
 mod error;
 pub mod groups;
 pub mod member;
+pub mod quotas;
 pub mod records;
 pub mod sasl;
 pub mod security;

@@ -150,6 +150,8 @@ pub static BROKER_DEFS: &[ConfigDef] = &[
     def("queued.max.request.bytes", Long, Some("-1"), Some(-1), "Bytes of requests buffered across all connections before reads pause; -1 caps at max(256 MiB, socket.request.max.bytes)."),
     def("max.connections", Int, Some("2147483647"), Some(0), "Most connections at once; at the limit the broker stops accepting until one closes."),
     def("max.connections.per.ip", Int, Some("2147483647"), Some(0), "Most connections from one IP address; more are closed at once."),
+    def("quota.window.num", Int, Some("11"), Some(1), "Samples a client quota's rate is measured over."),
+    def("quota.window.size.seconds", Int, Some("1"), Some(1), "Time span of each sample of a client quota's rate."),
     def("max.connections.per.ip.overrides", String, Some(""), None, "Per-host exceptions to max.connections.per.ip: host:count,host:count."),
     def("cairn.request.read.timeout.ms", Long, Some("60000"), Some(1), "A request frame must arrive whole within this time of its first byte, or the connection is closed."),
     def("listener.security.protocol.map", String, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), None, "Security protocol of each listener name: NAME:PROTOCOL,... (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)."),

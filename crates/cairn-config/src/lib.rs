@@ -566,6 +566,13 @@ impl BrokerConfig {
     pub fn max_connections(&self) -> usize {
         self.long("max.connections").max(0) as usize
     }
+    /// Client quotas' sampling: (quota.window.num, quota.window.size.seconds in ms).
+    pub fn quota_window(&self) -> (u32, i64) {
+        (
+            self.long("quota.window.num").clamp(1, 1000) as u32,
+            self.long("quota.window.size.seconds").clamp(1, 86_400) * 1000,
+        )
+    }
     pub fn max_connections_per_ip(&self) -> u32 {
         self.long("max.connections.per.ip").max(0) as u32
     }

@@ -113,6 +113,12 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let max_bytes = (req.max_bytes as i64)
         .min(st.config.fetch_max_bytes())
         .max(0) as usize;
+    // Under a consumer byte rate, no more than the quota allows over the window at once: a
+    // larger answer would be thrown away as throttled every time.
+    let max_bytes = match st.quotas.fetch_bytes_cap(&ctx.principal, &ctx.client_id) {
+        Some(cap) => max_bytes.min(cap),
+        None => max_bytes,
+    };
     let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
 
     let deadline =
@@ -279,6 +285,12 @@ fn read_all(
         total,
         any_error,
     )
+}
+
+/// The answer to a fetch throttled by a quota: no partitions, so nothing is sent that the client
+/// would then have to wait for (Kafka's throttled response).
+pub fn throttled() -> FetchResponse {
+    FetchResponse::default()
 }
 
 /// The offset after the last whole batch in `data`.

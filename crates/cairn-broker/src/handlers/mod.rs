@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -10,6 +11,7 @@ use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 
 use cairn_auth::{Operation, ResourceType};
+use cairn_quota::QuotaKind;
 
 use crate::security::{ListenerCtx, Session};
 use crate::server::peek_header;
@@ -29,6 +31,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+mod quotas;
 mod records;
 mod replicas;
 mod sasl;
@@ -101,6 +104,7 @@ pub async fn handle(
     session: &mut Session,
 ) -> anyhow::Result<Option<BytesMut>> {
     let peer = session.peer;
+    let frame_len = frame.len();
     if session.raw_tokens {
         let ctx = Ctx {
             state: state.clone(),
@@ -161,11 +165,43 @@ pub async fn handle(
         listener: session.listener.clone(),
     };
 
+    let frame_len = frame_len as f64;
+    let principal = session.principal.clone();
+    // What a response's wait comes from: bytes (produce, fetch) and handler time, measured
+    // only while a quota of that kind exists.
+    let settle = |session: &mut Session, byte_wait: (u64, &'static str), busy: Duration| -> i32 {
+        let quotas = &state.quotas;
+        let request_wait = if request_quota_exempt(key) || !quotas.enabled(QuotaKind::Request) {
+            0
+        } else {
+            // Kafka measures a request handler's thread time as a percentage of a second.
+            let percent_seconds = busy.as_nanos() as f64 * 100.0 / 1e9;
+            quotas.record(
+                QuotaKind::Request,
+                &principal,
+                &ctx.client_id,
+                percent_seconds,
+            )
+        };
+        let (ms, which) = if byte_wait.0 >= request_wait {
+            byte_wait
+        } else {
+            (request_wait, "request")
+        };
+        if ms == 0 {
+            return 0;
+        }
+        state.metrics.quota_throttled(which, ms);
+        session.mute_until = Some(std::time::Instant::now() + Duration::from_millis(ms));
+        ms.min(i32::MAX as u64) as i32
+    };
+
     macro_rules! route {
         ($($k:ident => $m:ident :: $f:ident),* $(,)?) => {
             match body {
                 $(Request::$k(req) => {
-                    let resp = $m::$f(&ctx, req).await;
+                    let (mut resp, busy) = busy_time($m::$f(&ctx, req)).await;
+                    resp.throttle_time_ms = settle(session, (0, ""), busy);
                     Some(encode(key, version, correlation_id, &resp)?)
                 })*
                 Request::SaslHandshake(req) => {
@@ -176,17 +212,46 @@ pub async fn handle(
                     let resp = sasl::authenticate(&ctx, session, req).await;
                     Some(encode(key, version, correlation_id, &resp)?)
                 }
-                Request::Produce(req) => match produce::handle(&ctx, req).await {
-                    Some(resp) => Some(encode(key, version, correlation_id, &resp)?),
-                    None => None,
-                },
+                Request::WriteTxnMarkers(req) => {
+                    let resp = txn_admin::write_txn_markers(&ctx, req).await;
+                    Some(encode(key, version, correlation_id, &resp)?)
+                }
+                Request::Produce(req) => {
+                    let (resp, busy) = busy_time(produce::handle(&ctx, req)).await;
+                    // Kafka counts the whole request against the producer's byte rate.
+                    let wait = state.quotas.record(QuotaKind::Produce, &principal, &ctx.client_id, frame_len);
+                    let throttle = settle(session, (wait, "produce"), busy);
+                    match resp {
+                        Some(mut resp) => {
+                            resp.throttle_time_ms = throttle;
+                            Some(encode(key, version, correlation_id, &resp)?)
+                        }
+                        None => None,
+                    }
+                }
+                Request::Fetch(req) => {
+                    let (mut resp, busy) = busy_time(fetch::handle(&ctx, req)).await;
+                    let sent = if state.quotas.enabled(QuotaKind::Fetch) {
+                        resp.compute_size(version).unwrap_or(0) as f64
+                    } else {
+                        0.0
+                    };
+                    let wait = state.quotas.record(QuotaKind::Fetch, &principal, &ctx.client_id, sent);
+                    let throttle = settle(session, (wait, "fetch"), busy);
+                    if throttle > 0 {
+                        // A throttled fetch is answered empty, so its bytes were not sent.
+                        state.quotas.unrecord(QuotaKind::Fetch, &principal, &ctx.client_id, sent);
+                        resp = fetch::throttled();
+                    }
+                    resp.throttle_time_ms = throttle;
+                    Some(encode(key, version, correlation_id, &resp)?)
+                }
             }
         };
     }
     let resp = route! {
         ApiVersions => api_versions::handle,
         Metadata => metadata::handle,
-        Fetch => fetch::handle,
         ListOffsets => list_offsets::handle,
         CreateTopics => admin::create_topics,
         DeleteTopics => admin::delete_topics,
@@ -220,7 +285,6 @@ pub async fn handle(
         DescribeTransactions => txn_admin::describe_transactions,
         ListTransactions => txn_admin::list_transactions,
         DescribeProducers => txn_admin::describe_producers,
-        WriteTxnMarkers => txn_admin::write_txn_markers,
         CreateAcls => security::create_acls,
         DescribeAcls => security::describe_acls,
         DeleteAcls => security::delete_acls,
@@ -229,9 +293,38 @@ pub async fn handle(
         AlterConfigs => alter_configs::alter_configs,
         IncrementalAlterConfigs => alter_configs::incremental_alter_configs,
         ListConfigResources => alter_configs::list_config_resources,
+        DescribeClientQuotas => quotas::describe,
+        AlterClientQuotas => quotas::alter,
     };
     state.metrics.request(key, started.elapsed());
     Ok(resp)
+}
+
+/// Requests outside the request-time quota: the version handshake and the broker-to-broker
+/// transaction markers (Kafka exempts cluster actions), so a throttled client can still connect.
+fn request_quota_exempt(key: ApiKey) -> bool {
+    matches!(
+        key,
+        ApiKey::ApiVersions
+            | ApiKey::SaslHandshake
+            | ApiKey::SaslAuthenticate
+            | ApiKey::WriteTxnMarkers
+    )
+}
+
+/// Runs a handler and measures the time spent in it, not waiting in it: a long-polling fetch or
+/// a produce waiting for its fsync costs no request time, as Kafka counts thread time only.
+async fn busy_time<F: std::future::Future>(fut: F) -> (F::Output, Duration) {
+    let mut fut = std::pin::pin!(fut);
+    let mut spent = Duration::ZERO;
+    let out = std::future::poll_fn(|cx| {
+        let started = std::time::Instant::now();
+        let r = fut.as_mut().poll(cx);
+        spent += started.elapsed();
+        r
+    })
+    .await;
+    (out, spent)
 }
 
 /// Shorthand for the crate's string type.

@@ -149,6 +149,9 @@ pub struct Session {
     /// After a SaslHandshake v0 the client sends its SASL tokens as bare size-prefixed frames,
     /// without a request header, until the exchange ends.
     pub(crate) raw_tokens: bool,
+    /// Set when a response throttled the client for a quota: the next request is not read
+    /// before then (KIP-219: the client is told to wait and the broker holds it to that).
+    pub(crate) mute_until: Option<Instant>,
 }
 
 pub(crate) enum AuthState {
@@ -181,6 +184,7 @@ impl Session {
             auth,
             close_after_reply: false,
             raw_tokens: false,
+            mute_until: None,
         }
     }
 

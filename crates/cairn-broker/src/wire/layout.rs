@@ -292,6 +292,28 @@ layout!(DESCRIBE_TOPIC_PARTITIONS, DescribeTopicPartitionsRequest, flexible 0, [
     all(array_of!(DESCRIBE_TOPIC_PARTITIONS_TOPIC)), all(Ty::I32), all(Ty::NullableStruct(&DESCRIBE_TOPIC_PARTITIONS_CURSOR)),
 ]);
 
+// DescribeClientQuotas and AlterClientQuotas (flexible from 1). A describe answer is bounded by
+// the quotas stored, not by the request; an alteration is answered entry by entry.
+layout!(CLIENT_QUOTA_COMPONENT, describe_client_quotas_request::ComponentData, flexible 1, [
+    all(Ty::Str), all(Ty::I8), all(Ty::Str),
+]);
+layout!(DESCRIBE_CLIENT_QUOTAS, DescribeClientQuotasRequest, flexible 1, [
+    all(array_of!(CLIENT_QUOTA_COMPONENT)), all(Ty::Bool),
+]);
+layout!(CLIENT_QUOTA_ENTITY, alter_client_quotas_request::EntityData => size_of::<alter_client_quotas_response::EntityData>() + WORK, flexible 1, [
+    all(Ty::Str), all(Ty::Str),
+]);
+// The value is a float64: eight bytes, as an I64 is.
+layout!(CLIENT_QUOTA_OP, alter_client_quotas_request::OpData => WORK, flexible 1, [
+    all(Ty::Str), all(Ty::I64), all(Ty::Bool),
+]);
+layout!(CLIENT_QUOTA_ALTERATION, alter_client_quotas_request::EntryData => size_of::<alter_client_quotas_response::EntryData>() + WORK, flexible 1, [
+    all(array_of!(CLIENT_QUOTA_ENTITY)), all(array_of!(CLIENT_QUOTA_OP)),
+]);
+layout!(ALTER_CLIENT_QUOTAS, AlterClientQuotasRequest, flexible 1, [
+    all(array_of!(CLIENT_QUOTA_ALTERATION)), all(Ty::Bool),
+]);
+
 // DescribeCluster (flexible in every version).
 layout!(DESCRIBE_CLUSTER, DescribeClusterRequest, flexible 0, [
     all(Ty::Bool), since(1, Ty::I8), since(2, Ty::Bool),
@@ -541,6 +563,8 @@ pub fn request(key: ApiKey) -> Option<&'static Layout> {
         ApiKey::ElectLeaders => &ELECT_LEADERS,
         ApiKey::AlterPartitionReassignments => &ALTER_PARTITION_REASSIGNMENTS,
         ApiKey::ListPartitionReassignments => &LIST_PARTITION_REASSIGNMENTS,
+        ApiKey::DescribeClientQuotas => &DESCRIBE_CLIENT_QUOTAS,
+        ApiKey::AlterClientQuotas => &ALTER_CLIENT_QUOTAS,
         ApiKey::DescribeCluster => &DESCRIBE_CLUSTER,
         ApiKey::FindCoordinator => &FIND_COORDINATOR,
         ApiKey::JoinGroup => &JOIN_GROUP,

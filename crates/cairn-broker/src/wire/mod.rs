@@ -459,6 +459,8 @@ requests! {
     AlterConfigs(AlterConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     ListConfigResources(ListConfigResourcesRequest),
+    DescribeClientQuotas(DescribeClientQuotasRequest),
+    AlterClientQuotas(AlterClientQuotasRequest),
 }
 
 /// Checks a request frame (without its size prefix) against its layout, then decodes it. A
