@@ -5,8 +5,8 @@
 //! Loading checks every value and refuses a damaged file rather than run with fewer ACLs.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -183,24 +183,7 @@ pub fn load(dir: &Path) -> Result<SecurityState, StoreError> {
 
 /// Writes `bytes` to `dir/name` so that a crash leaves either the old or the new content.
 fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-    let target = dir.join(name);
-    // A fixed temp name: a leftover from a crash is simply truncated and reused here.
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, &target).map_err(io_err(&target))?;
-    // The rename is durable only once the directory entry is.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    Ok(())
+    cairn_durable::replace(dir, name, bytes).map_err(io_err(&dir.join(name)))
 }
 
 pub fn save_acls(dir: &Path, acls: &[AclBinding]) -> Result<(), StoreError> {

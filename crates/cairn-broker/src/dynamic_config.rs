@@ -3,8 +3,8 @@
 //! the data directory and laid over the static configuration on every start.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -142,13 +142,7 @@ impl DynamicConfigs {
         });
         let bytes = serde_json::to_vec_pretty(&doc).map_err(io::Error::other)?;
         fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(TMP);
-        let mut f = File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, self.dir.join(FILE))?;
-        File::open(&self.dir)?.sync_all()?;
+        cairn_durable::replace(&self.dir, FILE, &bytes)?;
         *self.current.write() = Arc::new(next);
         Ok(())
     }

@@ -8,7 +8,7 @@
 //!   cache that open() validates and rebuilds when in doubt.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -181,10 +181,6 @@ fn segment_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base:020}.{suffix}"))
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// The log start offset DeleteRecords set, as `<offset> <crc32c of the offset's digits>`.
 const LOG_START_FILE: &str = "log-start-offset";
 
@@ -216,12 +212,7 @@ fn read_log_start(dir: &Path) -> i64 {
 
 /// Records the log start durably: a temporary file, synced, renamed over the old one.
 fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
-    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
-    let mut f = File::create(&tmp)?;
-    f.write_all(log_start_line(offset).as_bytes())?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join(LOG_START_FILE))?;
-    sync_dir(dir)
+    cairn_durable::replace(dir, LOG_START_FILE, log_start_line(offset).as_bytes())
 }
 
 /// Sparse lookup structures of one segment, rebuilt identically by `track`
@@ -811,7 +802,7 @@ impl PartitionLog {
         }
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0)?);
-            sync_dir(dir)?;
+            cairn_durable::sync_dir(dir)?;
         }
         let last = segments.last().expect("non-empty");
         if let Some(lost) = lost_end(
@@ -823,7 +814,8 @@ impl PartitionLog {
         ) {
             // The offsets the lost tail held must never be handed out again: appends continue
             // in a new segment at the end recorded at the clean shutdown.
-            match Segment::create(dir, lost).and_then(|s| sync_dir(dir).map(|()| s)) {
+            match Segment::create(dir, lost).and_then(|s| cairn_durable::sync_dir(dir).map(|()| s))
+            {
                 Ok(seg) => segments.push(seg),
                 Err(e) => error!(dir = %dir.display(), error = %e,
                     "cannot start a segment at the recorded log end; new records will reuse lost offsets"),
@@ -833,7 +825,7 @@ impl PartitionLog {
         if clean {
             // A crash from here on must be detected, so the removal has to be durable.
             fs::remove_file(&marker)?;
-            sync_dir(dir)?;
+            cairn_durable::sync_dir(dir)?;
         }
         let end = segments.last().expect("non-empty").next_offset;
         // Never past the end: a tail lost to a crash cannot hold the start up.
@@ -1187,7 +1179,7 @@ impl PartitionLog {
         }
         if inner.marker_present {
             fs::remove_file(self.dir.join(CLEAN_MARKER))?;
-            sync_dir(&self.dir)?;
+            cairn_durable::sync_dir(&self.dir)?;
             inner.marker_present = false;
         }
         let incoming = Incoming {
@@ -1328,7 +1320,7 @@ impl PartitionLog {
         let next = seg.next_offset;
         debug!(dir = %self.dir.display(), new_base = next, reason, "rolling segment");
         inner.segments.push(Segment::create(&self.dir, next)?);
-        sync_dir(&self.dir)?;
+        cairn_durable::sync_dir(&self.dir)?;
         Ok(())
     }
 
@@ -1623,7 +1615,7 @@ impl PartitionLog {
             seg.delete_files(&self.dir);
         }
         if !removed.is_empty() {
-            sync_dir(&self.dir)?;
+            cairn_durable::sync_dir(&self.dir)?;
         }
         info!(dir = %self.dir.display(), log_start = target, deleted_segments = removed.len(), "records deleted");
         Ok(target)
@@ -1759,7 +1751,7 @@ impl PartitionLog {
                     io::Write::write_all(&mut m, format!("log_end={end}\n").as_bytes())?;
                     m.sync_all()
                 })
-                .and_then(|()| sync_dir(&self.dir));
+                .and_then(|()| cairn_durable::sync_dir(&self.dir));
             match written {
                 Ok(()) => inner.marker_present = true,
                 Err(e) => {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,10 +93,6 @@ const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Kafka's name for the same guard.
 const LOCK_FILE: &str = ".lock";
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
 
 /// Kafka-style cluster id: a random UUID in unpadded URL-safe base64 (22 chars).
 fn new_cluster_id() -> String {
@@ -304,7 +300,7 @@ impl Store {
                 }
             }
         }
-        sync_dir(&self.dir)?;
+        cairn_durable::sync_dir(&self.dir)?;
         Ok(logs)
     }
 
@@ -375,7 +371,7 @@ impl Store {
                 }
             }
         }
-        let _ = sync_dir(&self.dir);
+        let _ = cairn_durable::sync_dir(&self.dir);
         for dir in doomed {
             if let Err(e) = fs::remove_dir_all(&dir) {
                 warn!(dir = %dir.display(), error = %e, "failed to remove deleted partition");
@@ -550,14 +546,8 @@ fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
 }
 
 fn write_registry(dir: &Path, reg: &Registry) -> io::Result<()> {
-    let tmp = dir.join(REGISTRY_TMP);
     let json = serde_json::to_vec_pretty(reg).map_err(io::Error::other)?;
-    let mut file = File::create(&tmp)?;
-    file.write_all(&json)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, dir.join(REGISTRY_FILE))?;
-    sync_dir(dir)
+    cairn_durable::replace(dir, REGISTRY_FILE, &json)
 }
 
 /// Removes `.deleted` directories and partition directories the registry does

@@ -4,8 +4,8 @@
 //! quotas silently missing.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::{Entity, Quotas};
@@ -115,21 +115,7 @@ pub fn save(dir: &Path, quotas: &Quotas) -> Result<(), StoreError> {
     };
     let target = dir.join(FILE);
     let bytes = serde_json::to_vec_pretty(&file).map_err(|e| damaged(&target, e.to_string()))?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(&bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, &target).map_err(io_err(&target))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    Ok(())
+    cairn_durable::replace(dir, FILE, &bytes).map_err(io_err(&target))
 }
 
 #[cfg(test)]
@@ -161,7 +147,7 @@ mod tests {
             r#"{"version":1,"entries":[{"entity":{"user":"a"},"quotas":{"producer_byte_rate":-1}}]}"#,
             r#"{"version":1,"entries":[{"entity":{"user":"a"},"quotas":{"nope":1}}]}"#,
         ] {
-            fs::write(dir.path().join(FILE), bad).unwrap();
+            std::fs::write(dir.path().join(FILE), bad).unwrap();
             assert!(
                 matches!(load(dir.path()), Err(StoreError::Damaged { .. })),
                 "{bad}"

@@ -21,8 +21,8 @@ use tracing::{debug, info};
 
 use super::scan::skip_holes;
 use super::{
-    segment_path, sync_dir, Indexes, LogError, PartitionLog, Segment, INDEX_SUFFIX, LOG_SUFFIX,
-    MAX_RELATIVE, TIME_INDEX_SUFFIX,
+    segment_path, Indexes, LogError, PartitionLog, Segment, INDEX_SUFFIX, LOG_SUFFIX, MAX_RELATIVE,
+    TIME_INDEX_SUFFIX,
 };
 use crate::batch::{self, BatchView, HEADER_SIZE};
 
@@ -383,7 +383,7 @@ impl PartitionLog {
             );
             let seg = inner.segments.remove(i);
             seg.delete_files(&self.dir);
-            sync_dir(&self.dir)?;
+            cairn_durable::sync_dir(&self.dir)?;
             drop(inner);
             debug!(dir = %self.dir.display(), base, "removed segment emptied by compaction");
         }
@@ -476,7 +476,7 @@ impl PartitionLog {
         for old in &replaced[1..] {
             old.delete_files(&self.dir);
         }
-        sync_dir(&self.dir)?;
+        cairn_durable::sync_dir(&self.dir)?;
         drop(inner);
         debug!(
             dir = %self.dir.display(),
