@@ -12,7 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::common::{describe_error, Common};
-use crate::output::{print, print_json};
+use crate::output::{change_words, print, print_json};
 
 const CLIENT_ID: &str = "cairn-configs";
 
@@ -267,7 +267,7 @@ pub async fn alter(
             _ => {}
         }
     }
-    let result = if dry_run { "validated" } else { "altered" };
+    let (result, what) = change_words(dry_run);
     if common.json() {
         return print_json(&Altered {
             resource: label(ty, name),
@@ -276,11 +276,6 @@ pub async fn alter(
             deleted,
         });
     }
-    let what = if dry_run {
-        "Validated (nothing changed)"
-    } else {
-        "Completed updating"
-    };
     print(&format!("{what} config for {}.\n", label(ty, name)))
 }
 

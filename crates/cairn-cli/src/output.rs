@@ -171,6 +171,16 @@ pub fn error_name(e: kafka_protocol::ResponseError) -> String {
     out
 }
 
+/// How a change command reports itself: its JSON `result` and the sentence that starts its text
+/// (kafka-configs.sh's wording), by whether it was only a dry run.
+pub fn change_words(dry_run: bool) -> (&'static str, &'static str) {
+    if dry_run {
+        ("validated", "Validated (nothing changed)")
+    } else {
+        ("altered", "Completed updating")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

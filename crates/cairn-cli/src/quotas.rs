@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::common::{describe_error, Common};
 use crate::configs::{parse_add, parse_delete};
-use crate::output::{print, print_json};
+use crate::output::{change_words, print, print_json};
 
 const CLIENT_ID: &str = "cairn-configs";
 
@@ -121,19 +121,15 @@ pub async fn alter(
         .alter_client_quotas(&entity, &ops, dry_run)
         .await
         .map_err(|e| anyhow!("{}", describe_error(&e)))?;
+    let (result, what) = change_words(dry_run);
     if common.json() {
         return print_json(&Altered {
             entity: entity.into_iter().collect(),
-            result: if dry_run { "validated" } else { "altered" },
+            result,
             set,
             deleted,
         });
     }
-    let what = if dry_run {
-        "Validated (nothing changed)"
-    } else {
-        "Completed updating"
-    };
     print(&format!("{what} quotas for {}.\n", entity_label(&entity)))
 }
 
