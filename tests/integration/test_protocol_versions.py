@@ -217,6 +217,38 @@ def test_produce_all_versions(seeded):
     assert all(m.value().startswith(b"produce-v") for m in msgs)
 
 
+def test_produce_v0_to_v2_are_answered_unsupported_version(seeded):
+    """Kafka 4 keeps Produce v0-v2 parsable so that it can answer them with UNSUPPORTED_VERSION
+    for every partition (KAFKA-18659) instead of dropping the connection; so does Cairn. Nothing
+    is appended."""
+    b, _topic = seeded
+    topic = kutil.create_topic(b, kutil.unique_topic("old-produce"), partitions=2)
+
+    def check(s, v, cls):
+        values = {
+            "required_acks": 1,
+            "timeout": 10000,
+            "topics": [{"topic": topic, "partitions": [
+                {"partition": p, "records": b"not a message set"} for p in (0, 1)]}],
+        }
+        obj = s.call(make_request(cls, values)).to_object()
+        (t,) = obj["topics"]
+        assert t["topic"] == topic
+        assert [(p["partition"], p["error_code"]) for p in t["partitions"]] == [(0, 35), (1, 35)]
+
+    sweep(b, ProduceRequest[:3], check)
+    assert kutil.watermarks(b, topic, 0) == (0, 0)
+
+    # kafka-python told to speak to a 0.10 broker produces with v2 and hears why it failed.
+    from kafka import KafkaProducer
+    from kafka.errors import UnsupportedVersionError
+
+    p = KafkaProducer(bootstrap_servers=b.bootstrap, api_version=(0, 10, 1), retries=0)
+    with pytest.raises(UnsupportedVersionError):
+        p.send(topic, b"old", partition=0).get(timeout=20)
+    p.close()
+
+
 def test_fetch_all_versions(seeded):
     b, topic = seeded
 

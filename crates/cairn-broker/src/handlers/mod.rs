@@ -29,6 +29,7 @@ mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
+mod old_produce;
 mod produce;
 mod producer_id;
 mod quotas;
@@ -139,6 +140,17 @@ pub async fn handle(
         if session.expired(std::time::Instant::now()) {
             bail!("SASL session expired (connections.max.reauth.ms) and was not renewed");
         }
+    }
+    if key == ApiKey::Produce && (0..3).contains(&version) {
+        return match old_produce::refuse(&frame, version, correlation_id) {
+            Some(answer) => {
+                tracing::info!(%peer, version, "Produce v{version} refused with UNSUPPORTED_VERSION (served from v3)");
+                Ok(Some(answer))
+            }
+            None => {
+                bail!("Produce v{version} request that cannot be answered (unparsable, or acks=0)")
+            }
+        };
     }
     if key == ApiKey::ApiVersions && served(key).is_some_and(|(_, hi)| version > hi) {
         // KIP-511: answer in v0 with UNSUPPORTED_VERSION so the client can retry lower.
