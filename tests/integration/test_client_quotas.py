@@ -212,7 +212,7 @@ def test_cli_alters_and_describes_quotas_as_kafka_configs_does(broker, admin):
 # --------------------------------------------------------------------------
 # enforcement
 # --------------------------------------------------------------------------
-def produce_flat_out(broker, topic, client_id, seconds, value_size=1000):
+def produce_flat_out(conf, topic, seconds, value_size=1000):
     """Produces as fast as the client is let for `seconds`; (send time, delivered bytes) per
     delivery, and the throttle times librdkafka reported."""
     delivered = []
@@ -227,13 +227,13 @@ def produce_flat_out(broker, topic, client_id, seconds, value_size=1000):
     def on_throttle(ev):
         throttles.append(ev.throttle_time)
 
-    p = Producer(kutil.base_conf(broker, **{
-        "client.id": client_id, "linger.ms": 5, "batch.size": 16384,
+    p = Producer({
+        **conf, "linger.ms": 5, "batch.size": 16384,
         "throttle_cb": on_throttle, "queue.buffering.max.kbytes": 512,
         # The broker holds each throttled connection's next request back: a deep pipeline
         # would queue behind those waits past the request timeout.
         "max.in.flight.requests.per.connection": 5,
-    }))
+    })
     value = b"x" * value_size
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -272,7 +272,7 @@ def test_a_producer_is_held_to_its_byte_rate(broker_factory):
     assert alter(a, [(ent(client_id="throttled"), {"producer_byte_rate": quota})]) == [(0, None)]
     a.close()
     started = time.monotonic()
-    delivered, throttles = produce_flat_out(b, topic, "throttled", 16)
+    delivered, throttles = produce_flat_out(kutil.base_conf(b, **{"client.id": "throttled"}), topic, 16)
     assert throttles and max(throttles) > 0, "librdkafka saw no throttle time"
     rate = rate_between(delivered, started + 2, started + 16)
     print(f"producer: {rate:.0f} B/s against a quota of {quota}")
@@ -281,7 +281,7 @@ def test_a_producer_is_held_to_its_byte_rate(broker_factory):
 
     # Another client id is not held back: its rate is far above the quota.
     started = time.monotonic()
-    delivered, throttles = produce_flat_out(b, topic, "free", 3)
+    delivered, throttles = produce_flat_out(kutil.base_conf(b, **{"client.id": "free"}), topic, 3)
     assert rate_between(delivered, started, started + 3) > 3 * quota
     assert not throttles
 
@@ -340,3 +340,27 @@ def test_request_percentage_throttles_a_busy_client(broker_factory):
     assert resp.throttle_time_ms == 0
     a.close()
     other.close()
+
+
+def test_a_user_quota_follows_the_authenticated_principal(broker_factory, certs):
+    from test_security import sasl_conf, start_sasl
+
+    b = start_sasl(broker_factory, certs, **{k: str(v) for k, v in WINDOWS.items()})
+    plain = b.bootstrap_for("PLAINTEXT")
+    topic = kutil.unique_topic()
+    a = KafkaAdminClient(bootstrap_servers=plain)
+    a.create_topics([__import__("kafka.admin", fromlist=["NewTopic"]).NewTopic(topic, 1, 1)])
+    # alice is throttled whatever her client id; ANONYMOUS (the plaintext listener) is not.
+    assert alter(a, [(ent(user="alice"), {"producer_byte_rate": 100_000})]) == [(0, None)]
+    a.close()
+
+    started = time.monotonic()
+    conf = sasl_conf(b, certs, "alice", "alice-secret", **{"client.id": "any"})
+    delivered, throttles = produce_flat_out(conf, topic, 6)
+    assert throttles
+    rate = rate_between(delivered, started + 2, started + 6)
+    # Held near the quota (the precise rate is the tests above' business).
+    assert 0.75 * 100_000 < rate < 1.25 * 100_000, rate
+    started = time.monotonic()
+    delivered, throttles = produce_flat_out({"bootstrap.servers": plain, "client.id": "any"}, topic, 2)
+    assert not throttles and rate_between(delivered, started, started + 2) > 300_000
