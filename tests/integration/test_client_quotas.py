@@ -364,3 +364,33 @@ def test_a_user_quota_follows_the_authenticated_principal(broker_factory, certs)
     started = time.monotonic()
     delivered, throttles = produce_flat_out({"bootstrap.servers": plain, "client.id": "any"}, topic, 2)
     assert not throttles and rate_between(delivered, started, started + 2) > 300_000
+
+
+def test_connection_creation_rate_holds_and_closes_extra_connections(broker_factory):
+    b = broker_factory(WINDOWS, broker_class=HttpBroker)
+    a = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    # One connection a second from 127.0.0.1 (a 1 s window: the allowance is one connection).
+    assert alter(a, [(ent(ip="127.0.0.1"), {"connection_creation_rate": 1})]) == [(0, None)]
+    a.close()
+    time.sleep(2.5)  # the admin client's own connections leave the window
+
+    import socket
+    import struct
+
+    def api_versions_answered():
+        s = socket.create_connection((b.host, b.port), timeout=5)
+        try:
+            s.sendall(struct.pack(">ihhi", 4 + 2 + 2 + 2, 18, 0, 1) + struct.pack(">h", -1))
+            s.settimeout(5)
+            return len(s.recv(4)) == 4
+        except (ConnectionError, socket.timeout):
+            return False
+        finally:
+            s.close()
+
+    answered = [api_versions_answered() for _ in range(6)]
+    # The first is served; the ones right after it are held (up to a window) and closed unserved.
+    assert answered[0] and answered.count(False) >= 3, answered
+    assert metric(b, "cairn_client_quota_throttles_total", 'quota="connection"') >= 3
+    time.sleep(2.5)
+    assert api_versions_answered()

@@ -20,7 +20,7 @@ pub struct ClientQuotas {
     quotas: parking_lot::Mutex<Quotas>,
     manager: parking_lot::Mutex<QuotaManager>,
     /// Per kind, whether any quota of it exists: the request path checks only this otherwise.
-    enabled: [AtomicBool; 3],
+    enabled: [AtomicBool; 4],
 }
 
 /// Milliseconds on a clock that never goes back (rates must not jump with the wall clock).
@@ -41,6 +41,7 @@ fn kind_index(kind: QuotaKind) -> usize {
         QuotaKind::Produce => 0,
         QuotaKind::Fetch => 1,
         QuotaKind::Request => 2,
+        QuotaKind::Connection => 3,
     }
 }
 
@@ -63,7 +64,7 @@ impl ClientQuotas {
 
     fn refresh_enabled(&self) {
         let m = self.manager.lock();
-        for kind in QuotaKind::ALL {
+        for kind in QuotaKind::ALL.into_iter().chain([QuotaKind::Connection]) {
             self.enabled[kind_index(kind)].store(m.enabled(kind), Ordering::Relaxed);
         }
     }
@@ -125,6 +126,17 @@ impl ClientQuotas {
                 .lock()
                 .unrecord(kind, user_of(principal), client_id, value, now_ms());
         }
+    }
+
+    /// A new connection from `ip`: how long to hold it before closing it, when the address is
+    /// over its connection_creation_rate (0: serve it).
+    pub fn connection_wait(&self, ip: std::net::IpAddr) -> u64 {
+        if !self.enabled(QuotaKind::Connection) {
+            return 0;
+        }
+        self.manager
+            .lock()
+            .record_connection(&ip.to_string(), now_ms())
     }
 
     /// The most bytes one fetch may return without certain throttling, if a quota applies.

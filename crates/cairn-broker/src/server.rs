@@ -358,6 +358,20 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Over its IP's connection_creation_rate: held for the wait, then closed unserved, as
+        // Kafka does, so a client reconnecting in a loop is slowed rather than spun.
+        let wait = state.quotas.connection_wait(peer.ip());
+        if wait > 0 {
+            tracing::debug!(%peer, wait_ms = wait, "connection refused: connection_creation_rate reached for this address");
+            state.metrics.quota_throttled("connection", wait);
+            // It keeps its connection slots while held, as in Kafka: a flood of refused
+            // connections stays within max.connections.
+            conns.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                drop((sock, ip_slot, slot));
+            });
+            continue;
+        }
         let _ = sock.set_nodelay(true);
         let guard = state.metrics.connection_opened();
         let (st, lim, sd, lc) = (state.clone(), limits.clone(), shutdown.clone(), ctx.clone());

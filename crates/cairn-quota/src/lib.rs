@@ -185,7 +185,7 @@ pub const USER_CLIENT_KEYS: &[KeyDef] = &[
 pub const IP_KEYS: &[KeyDef] = &[KeyDef {
     name: CONNECTION_CREATION_RATE,
     ty: ValueType::Int,
-    doc: "Connections per second an IP address may open (stored; not enforced).",
+    doc: "Connections per second an IP address may open; more are closed after a wait.",
 }];
 
 /// Kafka's check of one quota value against the entity's keys.

@@ -27,6 +27,8 @@ pub enum QuotaKind {
     Fetch,
     /// Percent of one handler's time (value recorded: percent-seconds).
     Request,
+    /// Connections an IP address opens, per IP (its own entity type, not user or client id).
+    Connection,
 }
 
 impl QuotaKind {
@@ -37,6 +39,7 @@ impl QuotaKind {
             QuotaKind::Produce => crate::PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => crate::CONSUMER_BYTE_RATE,
             QuotaKind::Request => crate::REQUEST_PERCENTAGE,
+            QuotaKind::Connection => crate::CONNECTION_CREATION_RATE,
         }
     }
 
@@ -76,7 +79,8 @@ const MAX_SENSORS: usize = 100_000;
 
 pub struct QuotaManager {
     cfg: WindowConfig,
-    tables: [Table; 3],
+    /// Per kind; the connection table is keyed by (absent, IP part).
+    tables: [Table; 4],
     /// Keyed by kind and the (user, client id) tags the matching entity decides.
     sensors: HashMap<(QuotaKind, String, String), Sensor>,
     last_sweep: i64,
@@ -104,12 +108,17 @@ impl QuotaManager {
 
     /// Installs a new set of quotas; measured rates carry over.
     pub fn set_quotas(&mut self, quotas: &Quotas) {
-        let mut tables: [Table; 3] = Default::default();
+        let mut tables: [Table; 4] = Default::default();
+        let part = |e: &Entity, t| e.get(t).map(|n: Option<&str>| n.map(str::to_owned));
         for (entity, values) in quotas.entries() {
-            if entity.get(EntityType::Ip).is_some() {
+            if let Some(ip) = part(entity, EntityType::Ip) {
+                if let Some(v) = values.get(QuotaKind::Connection.key()) {
+                    tables[QuotaKind::Connection.index()]
+                        .bounds
+                        .insert((ABSENT, Some(ip)), *v);
+                }
                 continue;
             }
-            let part = |e: &Entity, t| e.get(t).map(|n: Option<&str>| n.map(str::to_owned));
             let key = (
                 part(entity, EntityType::User),
                 part(entity, EntityType::ClientId),
@@ -129,8 +138,11 @@ impl QuotaManager {
     }
 
     /// The sensor tags for a user and client id, by the matching entity (Kafka's
-    /// `quotaMetricTags`).
+    /// `quotaMetricTags`). An IP is measured on its own, under its quota or the default's.
     fn tags(&self, kind: QuotaKind, user: &str, client: &str) -> (String, String) {
+        if kind == QuotaKind::Connection {
+            return (user.to_owned(), String::new());
+        }
         let t = &self.tables[kind.index()];
         let (u, c) = (user_part(user), user_part(client));
         let pair = (user.to_owned(), client.to_owned());
@@ -150,6 +162,11 @@ impl QuotaManager {
     /// The bound for a set of tags (Kafka's `quotaLimit`).
     fn bound(&self, kind: QuotaKind, user: &str, client: &str) -> Option<f64> {
         let t = &self.tables[kind.index()];
+        if kind == QuotaKind::Connection {
+            return t
+                .get(ABSENT, user_part(user))
+                .or_else(|| t.get(ABSENT, DEFAULT));
+        }
         let (u, c) = (user_part(user), user_part(client));
         match (user.is_empty(), client.is_empty()) {
             (false, false) => t
@@ -206,8 +223,19 @@ impl QuotaManager {
         let ms = ((measured - bound) / bound * window).round().max(0.0) as u64;
         match kind {
             QuotaKind::Request => ms.min(cfg.window_ms.max(0) as u64),
+            QuotaKind::Connection => {
+                // The connection will be closed, not served: it does not count (Kafka's rule).
+                sensor.rate.record(cfg, -value, now);
+                ms.min(cfg.window_ms.max(0) as u64)
+            }
             _ => ms,
         }
+    }
+
+    /// Records a new connection from `ip`: how long to hold it before closing it when the IP is
+    /// over its `connection_creation_rate` (0: accept it).
+    pub fn record_connection(&mut self, ip: &str, now: i64) -> u64 {
+        self.record(QuotaKind::Connection, ip, "", 1.0, now)
     }
 
     /// Takes back a recorded value (a throttled fetch answers empty, so its bytes were not sent).
@@ -339,6 +367,33 @@ mod tests {
     fn request_throttle_is_capped_at_one_window() {
         let mut m = quotas(&[(&[("user", None)], crate::REQUEST_PERCENTAGE, 1.0)]);
         assert_eq!(m.record(QuotaKind::Request, "u", "c", 500.0, 0), 1000);
+    }
+
+    #[test]
+    fn connections_are_counted_per_ip_and_refused_ones_do_not_count() {
+        let mut m = quotas(&[
+            (
+                &[("ip", Some("10.0.0.1"))],
+                crate::CONNECTION_CREATION_RATE,
+                1.0,
+            ),
+            (&[("ip", None)], crate::CONNECTION_CREATION_RATE, 2.0),
+        ]);
+        // 1 per second over a 10 s window: ten at once pass, the eleventh waits.
+        for _ in 0..10 {
+            assert_eq!(m.record_connection("10.0.0.1", 0), 0);
+        }
+        let wait = m.record_connection("10.0.0.1", 0);
+        assert!(wait > 0 && wait <= 1000, "{wait}");
+        // The refused one was taken back: the next is refused for the same reason, no more.
+        assert_eq!(m.record_connection("10.0.0.1", 0), wait);
+        // Other addresses fall under the default, each measured on its own.
+        for _ in 0..20 {
+            assert_eq!(m.record_connection("10.0.0.2", 0), 0);
+            assert_eq!(m.record_connection("10.0.0.3", 0), 0);
+        }
+        assert!(m.record_connection("10.0.0.2", 0) > 0);
+        assert_eq!(m.quota(QuotaKind::Produce, "10.0.0.2", ""), None);
     }
 
     #[test]
