@@ -29,7 +29,6 @@ mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
-mod old_produce;
 mod produce;
 mod producer_id;
 mod quotas;
@@ -142,7 +141,7 @@ pub async fn handle(
         }
     }
     if key == ApiKey::Produce && (0..3).contains(&version) {
-        return match old_produce::refuse(&frame, version, correlation_id) {
+        return match wire::old_produce::refuse(&frame, version, correlation_id) {
             Some(answer) => {
                 tracing::info!(%peer, version, "Produce v{version} refused with UNSUPPORTED_VERSION (served from v3)");
                 Ok(Some(answer))

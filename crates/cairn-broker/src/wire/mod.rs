@@ -14,6 +14,7 @@
 //! structure (lengths are skipped, not read).
 
 pub mod layout;
+pub mod old_produce;
 
 use std::panic::AssertUnwindSafe;
 

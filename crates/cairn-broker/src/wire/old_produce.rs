@@ -5,7 +5,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::errors::Code;
+/// Kafka's UNSUPPORTED_VERSION error code (the wire layer names no error types).
+const UNSUPPORTED_VERSION: i16 = 35;
 
 /// A bounds-checked reader: any short or negative length is `None`, and the caller closes the
 /// connection, as for any request it cannot parse.
@@ -81,7 +82,7 @@ pub fn refuse(frame: &Bytes, version: i16, correlation_id: i32) -> Option<BytesM
         out.put_i32(indexes.len() as i32);
         for index in indexes {
             out.put_i32(*index);
-            out.put_i16(Code::UnsupportedVersion.code());
+            out.put_i16(UNSUPPORTED_VERSION);
             out.put_i64(-1); // base offset
             if version >= 2 {
                 out.put_i64(-1); // log append time
