@@ -5,9 +5,7 @@
 //! Loading checks every value and refuses a damaged file rather than run with fewer ACLs.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -22,17 +20,7 @@ const VERSION: u32 = 1;
 /// must not make the broker allocate without bound.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{}: {source}", file.display())]
-    Io {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}: {reason}", file.display())]
-    Damaged { file: PathBuf, reason: String },
-}
+pub use cairn_durable::FileError as StoreError;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SecurityState {
@@ -66,35 +54,16 @@ struct StoredCredential {
 }
 
 fn io_err(file: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        file: file.to_owned(),
-        source,
-    }
+    StoreError::io(file)
 }
 
 fn damaged(file: &Path, reason: impl Into<String>) -> StoreError {
-    StoreError::Damaged {
-        file: file.to_owned(),
-        reason: reason.into(),
-    }
+    StoreError::damaged(file, reason)
 }
 
 /// The file's bytes, None if it does not exist.
 fn read_bounded(file: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    let f = match File::open(file) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(file)(e)),
-    };
-    let mut bytes = Vec::new();
-    // One byte past the cap tells a too-large file from one exactly at it.
-    f.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(file))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(damaged(file, format!("larger than {MAX_FILE_BYTES} bytes")));
-    }
-    Ok(Some(bytes))
+    cairn_durable::read_bounded(file, MAX_FILE_BYTES)
 }
 
 fn check_version(file: &Path, v: u32) -> Result<(), StoreError> {

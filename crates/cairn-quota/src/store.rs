@@ -4,9 +4,7 @@
 //! quotas silently missing.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::{Entity, Quotas};
 
@@ -15,17 +13,7 @@ const VERSION: u32 = 1;
 /// Larger files are refused before parsing.
 const MAX_FILE_BYTES: u64 = 16 << 20;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{}: {source}", file.display())]
-    Io {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}: {reason}", file.display())]
-    Damaged { file: PathBuf, reason: String },
-}
+pub use cairn_durable::FileError as StoreError;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,42 +30,16 @@ struct StoredEntry {
     quotas: BTreeMap<String, f64>,
 }
 
-fn io_err(file: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        file: file.to_owned(),
-        source,
-    }
-}
-
-fn damaged(file: &Path, reason: impl Into<String>) -> StoreError {
-    StoreError::Damaged {
-        file: file.to_owned(),
-        reason: reason.into(),
-    }
-}
-
 /// The quotas in `dir`, none if the file does not exist.
 pub fn load(dir: &Path) -> Result<Quotas, StoreError> {
     let path = dir.join(FILE);
-    let f = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Quotas::default()),
-        Err(e) => return Err(io_err(&path)(e)),
+    let Some(bytes) = cairn_durable::read_bounded(&path, MAX_FILE_BYTES)? else {
+        return Ok(Quotas::default());
     };
-    let mut bytes = Vec::new();
-    f.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(&path))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(damaged(
-            &path,
-            format!("larger than {MAX_FILE_BYTES} bytes"),
-        ));
-    }
     let file: QuotaFile =
-        serde_json::from_slice(&bytes).map_err(|e| damaged(&path, e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::damaged(&path, e.to_string()))?;
     if file.version != VERSION {
-        return Err(damaged(
+        return Err(StoreError::damaged(
             &path,
             format!(
                 "unsupported version {} (this broker reads version {VERSION})",
@@ -88,13 +50,16 @@ pub fn load(dir: &Path) -> Result<Quotas, StoreError> {
     let mut quotas = Quotas::default();
     for entry in file.entries {
         let entity = Entity::new(entry.entity.iter().map(|(t, n)| (t.as_str(), n.as_deref())))
-            .map_err(|e| damaged(&path, e.to_string()))?;
+            .map_err(|e| StoreError::damaged(&path, e.to_string()))?;
         if quotas.get(&entity).is_some() {
-            return Err(damaged(&path, format!("entity {entity} appears twice")));
+            return Err(StoreError::damaged(
+                &path,
+                format!("entity {entity} appears twice"),
+            ));
         }
         quotas
             .insert(entity, entry.quotas)
-            .map_err(|e| damaged(&path, e.to_string()))?;
+            .map_err(|e| StoreError::damaged(&path, e.to_string()))?;
     }
     Ok(quotas)
 }
@@ -114,8 +79,9 @@ pub fn save(dir: &Path, quotas: &Quotas) -> Result<(), StoreError> {
             .collect(),
     };
     let target = dir.join(FILE);
-    let bytes = serde_json::to_vec_pretty(&file).map_err(|e| damaged(&target, e.to_string()))?;
-    cairn_durable::replace(dir, FILE, &bytes).map_err(io_err(&target))
+    let bytes = serde_json::to_vec_pretty(&file)
+        .map_err(|e| StoreError::damaged(&target, e.to_string()))?;
+    cairn_durable::replace(dir, FILE, &bytes).map_err(StoreError::io(&target))
 }
 
 #[cfg(test)]
