@@ -3,8 +3,6 @@ their precedence, Kafka's errors for bad input, durability across a restart, the
 clients held to their byte rates by the throttle times the broker answers with."""
 
 import json
-import os
-import subprocess
 import threading
 import time
 import urllib.request
@@ -19,7 +17,8 @@ from kafka.protocol.metadata import MetadataRequest
 from kafka.protocol.types import Array, Boolean, Float64, Int8, Int16, Int32, Schema, String
 
 import kutil
-from cairn_harness import HttpBroker, cairn_bin
+from cairn_harness import HttpBroker
+from test_configs_alter import cli
 
 UNSUPPORTED_VERSION = 35
 INVALID_REQUEST = 42
@@ -166,18 +165,6 @@ def test_bad_quota_requests_get_kafkas_errors(admin):
     ]:
         code, msg, _ = describe(admin, components)
         assert code == INVALID_REQUEST and want in msg, (components, code, msg)
-
-
-def cli(broker, *args, check=True):
-    argv = [str(cairn_bin()), *args, "--bootstrap-server", broker.bootstrap]
-    env = {**os.environ, "CAIRN_LOG": "warn", "NO_COLOR": "1"}
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, input="", env=env)
-    if check:
-        assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    else:
-        assert proc.returncode != 0, f"{args} succeeded: {proc.stdout}"
-        assert "panicked" not in proc.stderr
-    return proc
 
 
 def test_cli_alters_and_describes_quotas_as_kafka_configs_does(broker, admin):

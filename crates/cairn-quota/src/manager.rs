@@ -102,10 +102,6 @@ impl QuotaManager {
         }
     }
 
-    pub fn window(&self) -> WindowConfig {
-        self.cfg
-    }
-
     /// Installs a new set of quotas; measured rates carry over.
     pub fn set_quotas(&mut self, quotas: &Quotas) {
         let mut tables: [Table; 4] = Default::default();
@@ -256,7 +252,8 @@ impl QuotaManager {
         Some(q * (self.cfg.samples.max(1) - 1) as f64 * self.cfg.window_ms as f64 / 1000.0)
     }
 
-    pub fn sensor_count(&self) -> usize {
+    #[cfg(test)]
+    fn sensor_count(&self) -> usize {
         self.sensors.len()
     }
 
